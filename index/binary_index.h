@@ -1,0 +1,102 @@
+// BinaryIndex: the one interface every Hamming search structure implements.
+//
+// An index holds (id, code) pairs: ids are the store's 64-bit item ids, codes
+// are packed LSB-first codes of bits() bits (docs/codes.md). Results are
+// always sorted by (distance, id) ascending; a radius is inclusive
+// (distance <= radius). Exact indexes return exactly the k smallest
+// (distance, id) pairs; approximate ones say so in SearchResult::exact.
+//
+// Thread safety: every const method may run concurrently with other const
+// methods and with one writer (Add / Remove) at a time; implementations
+// guard their state with a reader/writer lock. Search parameters are passed
+// per call and never stored, so concurrent queries cannot disturb each other.
+//
+// Ownership: callers keep ownership of the arrays they pass; indexes copy
+// what they keep.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "index/core/status.h"
+
+namespace hamdb {
+
+struct Neighbor {
+  uint64_t id;
+  uint32_t distance;
+  bool operator==(const Neighbor& o) const { return id == o.id && distance == o.distance; }
+};
+
+// Orders by (distance, id): the tie rule of every result list.
+inline bool NeighborLess(const Neighbor& a, const Neighbor& b) {
+  return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+}
+
+// Per-call knobs. Fields an index does not use are ignored.
+struct SearchParams {
+  // Threads for this call; 0 means the index default (all hardware threads).
+  int num_threads = 0;
+  // Inverted-file style indexes: lists / buckets to visit; 0 = index default.
+  int nprobe = 0;
+  // MIH: 0 = choose by cost model, 1 = always probe, -1 = always scan.
+  int mih_mode = 0;
+};
+
+struct SearchResult {
+  std::vector<Neighbor> neighbors;  // sorted by (distance, id)
+  bool exact = true;                // false when an approximate method answered
+};
+
+class BinaryIndex {
+ public:
+  virtual ~BinaryIndex() = default;
+
+  int bits() const { return bits_; }
+  size_t code_bytes() const { return (static_cast<size_t>(bits_) + 7) / 8; }
+
+  // The spec string that recreates this kind of index (see MakeIndex).
+  virtual std::string spec() const = 0;
+  // Number of items currently held.
+  virtual size_t size() const = 0;
+  // Heap bytes held by the index (codes, ids, tables), measured, not guessed.
+  virtual size_t memory_bytes() const = 0;
+
+  // Adds n items: ids[i] with code codes + i * code_bytes(). An id already
+  // present is replaced (upsert), like the store. InvalidArgument when a code
+  // has non-zero padding bits; nothing is added then.
+  virtual Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) = 0;
+  // Removes the ids that are present; *removed (optional) gets their count.
+  virtual Status Remove(const uint64_t* ids, size_t n, size_t* removed) = 0;
+
+  // The k nearest items to `query` (code_bytes() bytes). k may exceed size();
+  // then every item is returned. InvalidArgument for k == 0.
+  virtual StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
+                                        const SearchParams& params) const = 0;
+  // Every item with distance <= radius.
+  virtual StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
+                                             const SearchParams& params) const = 0;
+  // nq queries (nq * code_bytes() bytes); out gets nq results. The default
+  // runs Search per query, split across params.num_threads threads.
+  virtual Status SearchBatch(const uint8_t* queries, size_t nq, size_t k,
+                             const SearchParams& params, std::vector<SearchResult>* out) const;
+
+ protected:
+  explicit BinaryIndex(int bits) : bits_(bits) {}
+
+ private:
+  int bits_;
+};
+
+// Builds an empty index from a spec string, the one place specs are parsed:
+//   "Flat"          multi-threaded exhaustive scan (the exact oracle)
+//   "MIH"           multi-index hashing, m chosen from n and bits
+//   "MIH<m>"        multi-index hashing with m substrings (e.g. "MIH4")
+// InvalidArgument for an unknown spec or bad bits.
+StatusOr<std::unique_ptr<BinaryIndex>> MakeIndex(std::string_view spec, int bits);
+
+}  // namespace hamdb

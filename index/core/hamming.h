@@ -1,0 +1,58 @@
+// Hamming distance kernels, dispatched by code size and instruction set.
+//
+// This is the one place where code sizes are mapped to specialised kernels
+// (FAISS HammingComputer style): 8, 16, 32 and 64-byte codes get unrolled
+// kernels, every other size a generic one. Each size exists for three
+// instruction sets, compiled as separate translation units with their own
+// flags, so the default build runs on any x86-64 and the fastest supported
+// set is picked at run time (cpuid):
+//   kGeneric  portable SWAR popcount, no special instructions
+//   kPopcnt   the POPCNT instruction (x86-64-v2)
+//   kAvx2     AVX2 nibble-lookup popcount for codes of 64 bytes and more,
+//             POPCNT below that
+// The environment variable HAMDB_HAMMING_ISA=generic|popcnt|avx2 caps the
+// choice (useful for benchmarks); an unsupported request falls back to the
+// best supported set below it. On non-x86 builds only kGeneric exists.
+//
+// All kernels take packed LSB-first codes (docs/codes.md). Distances fit in
+// uint16_t because codes are at most kMaxCodeBits = 4096 bits.
+// Kernels are pure functions: thread-safe, no allocation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace hamdb {
+
+enum class HammingIsa { kGeneric = 0, kPopcnt = 1, kAvx2 = 2 };
+
+const char* HammingIsaName(HammingIsa isa);
+// True when this CPU (and this build) can run `isa`.
+bool HammingIsaSupported(HammingIsa isa);
+// The best supported set, capped by HAMDB_HAMMING_ISA. Computed once.
+HammingIsa BestHammingIsa();
+
+struct HammingKernel {
+  // Distance between two codes of `code_bytes` bytes.
+  uint32_t (*distance)(const uint8_t* a, const uint8_t* b, size_t code_bytes);
+  // out[i] = distance(q, db + i * code_bytes) for i in [0, n).
+  void (*distances)(const uint8_t* q, const uint8_t* db, size_t n, size_t code_bytes,
+                    uint16_t* out);
+  // out[j] = distance(q, db + idx[j] * code_bytes) for j in [0, n).
+  void (*distances_indexed)(const uint8_t* q, const uint8_t* db, const uint32_t* idx, size_t n,
+                            size_t code_bytes, uint16_t* out);
+  HammingIsa isa;
+  // 8, 16, 32 or 64 for a specialised kernel, 0 for the generic one.
+  size_t specialised_bytes;
+};
+
+// The kernel for `code_bytes`-byte codes on `isa` (which must be supported).
+HammingKernel SelectHammingKernel(size_t code_bytes, HammingIsa isa);
+// The kernel for `code_bytes`-byte codes on BestHammingIsa().
+HammingKernel SelectHammingKernel(size_t code_bytes);
+
+// Convenience: one distance with the best kernel. Prefer holding a
+// HammingKernel in loops.
+uint32_t HammingDistance(const uint8_t* a, const uint8_t* b, size_t code_bytes);
+
+}  // namespace hamdb

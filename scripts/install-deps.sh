@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian package hamdb needs to build, test and run.
+# Idempotent and non-interactive: packages already present are skipped, and
+# apt-get is only called when something is missing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git curl
+  librocksdb-dev
+  libtorch-dev
+  libfaiss-dev
+  libboost-all-dev
+  nlohmann-json3-dev
+  libgtest-dev libgmock-dev
+  libcli11-dev
+  libspdlog-dev libfmt-dev
+  libjpeg-dev libpng-dev
+  libopenblas-dev
+  python3 python3-numpy
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
