@@ -1,0 +1,630 @@
+#include "db/code_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/table.h>
+#include <rocksdb/utilities/options_util.h>
+#include <rocksdb/write_batch.h>
+
+#include <algorithm>
+#include <limits>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "db/store_format.h"
+#include "index/core/binary_code.h"
+
+namespace hamdb {
+
+namespace sf = store_format;
+using json = nlohmann::json;
+
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the store format assumes little-endian");
+
+namespace {
+
+Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return Status::OK();
+  std::string msg(what);
+  msg += ": ";
+  if (s.IsNoSpace() || s.ToString().find("No space left") != std::string::npos ||
+      s.ToString().find("File too large") != std::string::npos) {
+    return Status::IOError(msg + "disk full or file size limit reached (" + s.ToString() + ")");
+  }
+  if (s.IsCorruption()) return Status::Corruption(msg + s.ToString());
+  if (s.IsNotFound()) return Status::NotFound(msg + s.ToString());
+  if (s.IsNotSupported()) return Status::NotSupported(msg + s.ToString());
+  if (s.IsInvalidArgument()) return Status::InvalidArgument(msg + s.ToString());
+  if (s.IsIOError()) return Status::IOError(msg + s.ToString());
+  return Status::Internal(msg + s.ToString());
+}
+
+Status ValidateItemCode(const std::vector<uint8_t>& code, int bits, size_t index,
+                        const char* what) {
+  if (code.size() != code_bytes(bits)) {
+    return Status::InvalidArgument("item " + std::to_string(index) + ": " + what + " has " +
+                                   std::to_string(code.size()) + " bytes, the collection's " +
+                                   std::to_string(bits) + "-bit codes need " +
+                                   std::to_string(code_bytes(bits)));
+  }
+  return CheckPadding(code.data(), bits)
+      .WithContext("item " + std::to_string(index) + ": " + what);
+}
+
+std::string EncodeItemRecord(const std::optional<int64_t>& label,
+                             const std::optional<std::vector<uint8_t>>& class_code,
+                             const std::string& metadata) {
+  std::string rec;
+  uint8_t flags = 0;
+  if (label) flags |= sf::kHasLabel;
+  if (class_code) flags |= sf::kHasClassCode;
+  if (!metadata.empty()) flags |= sf::kHasMetadata;
+  rec.push_back(static_cast<char>(sf::kItemRecordVersion));
+  rec.push_back(static_cast<char>(flags));
+  if (label) rec += sf::EncodeFixed64(static_cast<uint64_t>(*label));
+  if (class_code) rec.append(reinterpret_cast<const char*>(class_code->data()), class_code->size());
+  rec += metadata;
+  return rec;
+}
+
+Status DecodeItemRecord(std::string_view rec, int bits, Item* item) {
+  const std::string where = "item " + std::to_string(item->id) + " record";
+  if (rec.size() < 2) return Status::Corruption(where + " is truncated");
+  if (static_cast<uint8_t>(rec[0]) != sf::kItemRecordVersion) {
+    return Status::Corruption(where + " has unknown record version " +
+                              std::to_string(static_cast<uint8_t>(rec[0])));
+  }
+  const uint8_t flags = static_cast<uint8_t>(rec[1]);
+  if (flags & ~(sf::kHasLabel | sf::kHasClassCode | sf::kHasMetadata)) {
+    return Status::Corruption(where + " has unknown flags");
+  }
+  size_t pos = 2;
+  if (flags & sf::kHasLabel) {
+    if (rec.size() < pos + 8) return Status::Corruption(where + " is truncated (label)");
+    uint64_t v;
+    std::memcpy(&v, rec.data() + pos, 8);
+    item->label = static_cast<int64_t>(v);
+    pos += 8;
+  }
+  if (flags & sf::kHasClassCode) {
+    const size_t nb = code_bytes(bits);
+    if (rec.size() < pos + nb) return Status::Corruption(where + " is truncated (class code)");
+    item->class_code = std::vector<uint8_t>(rec.begin() + pos, rec.begin() + pos + nb);
+    pos += nb;
+  }
+  if (flags & sf::kHasMetadata) {
+    item->metadata_json.assign(rec.data() + pos, rec.size() - pos);
+    if (item->metadata_json.empty()) return Status::Corruption(where + " has empty metadata");
+  } else if (pos != rec.size()) {
+    return Status::Corruption(where + " has trailing bytes");
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status ValidateCollectionName(std::string_view name) {
+  auto ok_char = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '.';
+  };
+  if (name.empty() || name.size() > 64) {
+    return Status::InvalidArgument("collection name must be 1 to 64 characters, got " +
+                                   std::to_string(name.size()));
+  }
+  if (!std::isalnum(static_cast<unsigned char>(name[0]))) {
+    return Status::InvalidArgument("collection name '" + std::string(name) +
+                                   "' must start with a letter or digit");
+  }
+  for (char c : name) {
+    if (!ok_char(c)) {
+      return Status::InvalidArgument("collection name '" + std::string(name) +
+                                     "' may only use letters, digits, '_', '-' and '.'");
+    }
+  }
+  return Status::OK();
+}
+
+struct CodeStore::Impl {
+  std::string dir;
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // owned; destroyed before db
+  rocksdb::ColumnFamilyHandle* meta_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* codes_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* items_cf = nullptr;
+
+  // Serialises writers; guards the caches below.
+  mutable std::mutex write_mu;
+  std::unordered_map<std::string, CollectionInfo> collections;  // by name
+  std::unordered_map<uint32_t, uint64_t> next_ids;               // by internal id
+  // Internal ids of collections that may hold item records. A bare-code
+  // upsert must delete an old record only there; skipping the tombstone
+  // elsewhere halves the cost of bulk code ingest.
+  std::unordered_set<uint32_t> may_have_records;
+  uint32_t next_collection_id = 1;
+
+  ~Impl() {
+    if (db) {
+      for (auto* h : handles) {
+        if (h != nullptr) db->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+      }
+      db->Close().PermitUncheckedError();
+    }
+  }
+
+  rocksdb::WriteOptions Wo(const StoreWriteOptions& wo) const {
+    rocksdb::WriteOptions o;
+    o.sync = wo.sync;
+    o.disableWAL = false;
+    return o;
+  }
+
+  StatusOr<CollectionInfo> Lookup(std::string_view name) const {
+    std::lock_guard<std::mutex> lock(write_mu);
+    auto it = collections.find(std::string(name));
+    if (it == collections.end()) {
+      return Status::NotFound("collection '" + std::string(name) + "' does not exist");
+    }
+    return it->second;
+  }
+
+  Status LoadRegistry() {
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), meta_cf));
+    const std::string prefix = sf::kCollectionPrefix;
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      const std::string name = it->key().ToString().substr(prefix.size());
+      json j = json::parse(it->value().ToString(), nullptr, /*allow_exceptions=*/false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("id") || !j.contains("bits") ||
+          !j["id"].is_number_unsigned() || !j["bits"].is_number_integer()) {
+        return Status::Corruption("collection record for '" + name + "' does not decode");
+      }
+      CollectionInfo info;
+      info.name = name;
+      info.internal_id = j["id"].get<uint32_t>();
+      info.bits = j["bits"].get<int>();
+      info.index_spec = j.value("index", std::string("MIH"));
+      info.settings_json = j.contains("settings") ? j["settings"].dump() : "{}";
+      HAMDB_RETURN_IF_ERROR(ValidateCodeBits(info.bits).WithContext("collection '" + name + "'"));
+
+      std::string v;
+      rocksdb::Status s = db->Get(rocksdb::ReadOptions(), meta_cf, sf::NextIdKey(info.internal_id), &v);
+      uint64_t next = 0;
+      if (s.ok()) {
+        if (v.size() != 8) return Status::Corruption("next-id record of '" + name + "' is bad");
+        std::memcpy(&next, v.data(), 8);
+      } else if (!s.IsNotFound()) {
+        return FromRocks(s, "read next id");
+      }
+      // Belt and braces: never hand out an id at or below the largest stored one.
+      std::unique_ptr<rocksdb::Iterator> ci(db->NewIterator(rocksdb::ReadOptions(), codes_cf));
+      ci->SeekForPrev(sf::ItemKey(info.internal_id, std::numeric_limits<uint64_t>::max()));
+      if (ci->Valid() && ci->key().size() == sf::kItemKeySize &&
+          sf::GetBigEndian32(ci->key().data()) == info.internal_id) {
+        const uint64_t max_id = sf::GetBigEndian64(ci->key().data() + 4);
+        if (max_id != std::numeric_limits<uint64_t>::max()) next = std::max(next, max_id + 1);
+      }
+      next_ids[info.internal_id] = next;
+      std::unique_ptr<rocksdb::Iterator> ri(db->NewIterator(rocksdb::ReadOptions(), items_cf));
+      ri->Seek(sf::CollectionPrefix(info.internal_id));
+      if (ri->Valid() && ri->key().starts_with(sf::CollectionPrefix(info.internal_id))) {
+        may_have_records.insert(info.internal_id);
+      }
+      HAMDB_RETURN_IF_ERROR(FromRocks(ri->status(), "read item records"));
+      collections[name] = std::move(info);
+    }
+    return FromRocks(it->status(), "read collection registry");
+  }
+
+  // Builds the batch for n items; ids resolved (assigned where missing).
+  // Caller holds write_mu.
+  Status AppendItems(const CollectionInfo& info, size_t n,
+                     const std::function<const ItemInput*(size_t)>& item_at,
+                     const uint64_t* ids, const uint8_t* codes, rocksdb::WriteBatch* batch,
+                     std::vector<uint64_t>* out_ids) {
+    const size_t nb = code_bytes(info.bits);
+    uint64_t next = next_ids[info.internal_id];
+    const uint64_t start_next = next;
+    const bool had_records = may_have_records.count(info.internal_id) > 0;
+    pending_records = had_records;
+    out_ids->resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      const ItemInput* in = item_at ? item_at(i) : nullptr;
+      std::optional<uint64_t> id;
+      if (in) id = in->id;
+      else if (ids) id = ids[i];
+      if (!id) {
+        if (next == std::numeric_limits<uint64_t>::max()) {
+          return Status::ResourceExhausted("collection '" + info.name + "' has no ids left");
+        }
+        id = next++;
+      } else if (*id >= next) {
+        next = *id == std::numeric_limits<uint64_t>::max() ? *id : *id + 1;
+      }
+      (*out_ids)[i] = *id;
+      const std::string key = sf::ItemKey(info.internal_id, *id);
+      if (in) {
+        HAMDB_RETURN_IF_ERROR(ValidateItemCode(in->code, info.bits, i, "code"));
+        if (in->class_code) {
+          HAMDB_RETURN_IF_ERROR(ValidateItemCode(*in->class_code, info.bits, i, "class code"));
+        }
+        if (!in->metadata_json.empty() && !json::accept(in->metadata_json)) {
+          return Status::InvalidArgument("item " + std::to_string(i) + ": metadata is not valid JSON");
+        }
+        batch->Put(codes_cf, key,
+                   rocksdb::Slice(reinterpret_cast<const char*>(in->code.data()), nb));
+        if (in->label || in->class_code || !in->metadata_json.empty()) {
+          batch->Put(items_cf, key, EncodeItemRecord(in->label, in->class_code, in->metadata_json));
+          pending_records = true;
+        } else if (pending_records) {
+          batch->Delete(items_cf, key);
+        }
+      } else {
+        const uint8_t* c = codes + i * nb;
+        HAMDB_RETURN_IF_ERROR(CheckPadding(c, info.bits).WithContext("item " + std::to_string(i)));
+        batch->Put(codes_cf, key, rocksdb::Slice(reinterpret_cast<const char*>(c), nb));
+        if (pending_records) batch->Delete(items_cf, key);
+      }
+    }
+    if (next != start_next) {
+      batch->Put(meta_cf, sf::NextIdKey(info.internal_id), sf::EncodeFixed64(next));
+    }
+    pending_next = next;
+    return Status::OK();
+  }
+  uint64_t pending_next = 0;
+  bool pending_records = false;
+
+  Status WriteItems(std::string_view collection, size_t n,
+                    const std::function<const ItemInput*(size_t)>& item_at, const uint64_t* ids,
+                    const uint8_t* codes, const StoreWriteOptions& wo,
+                    std::vector<uint64_t>* assigned) {
+    std::lock_guard<std::mutex> lock(write_mu);
+    auto it = collections.find(std::string(collection));
+    if (it == collections.end()) {
+      return Status::NotFound("collection '" + std::string(collection) + "' does not exist");
+    }
+    const CollectionInfo& info = it->second;
+    rocksdb::WriteBatch batch;
+    std::vector<uint64_t> local_ids;
+    HAMDB_RETURN_IF_ERROR(AppendItems(info, n, item_at, ids, codes, &batch, &local_ids));
+    HAMDB_RETURN_IF_ERROR(FromRocks(db->Write(Wo(wo), &batch), "write batch"));
+    next_ids[info.internal_id] = pending_next;
+    if (pending_records) may_have_records.insert(info.internal_id);
+    if (assigned) *assigned = std::move(local_ids);
+    return Status::OK();
+  }
+};
+
+CodeStore::CodeStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CodeStore::~CodeStore() = default;
+const std::string& CodeStore::dir() const { return impl_->dir; }
+
+StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
+                                                     const StoreOpenOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+
+  rocksdb::DBOptions db_opts;
+  db_opts.create_if_missing = options.create_if_missing;
+  db_opts.create_missing_column_families = true;
+  db_opts.paranoid_checks = true;
+  db_opts.max_background_jobs = 2;
+  db_opts.bytes_per_sync = 1 << 20;
+  db_opts.max_total_wal_size = 512u << 20;
+
+  rocksdb::ColumnFamilyOptions meta_opts;
+  rocksdb::ColumnFamilyOptions codes_opts;
+  codes_opts.write_buffer_size = 128u << 20;
+  codes_opts.max_write_buffer_number = 4;
+  codes_opts.compression = rocksdb::kNoCompression;  // random bits do not compress
+  {
+    rocksdb::BlockBasedTableOptions t;
+    t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    t.block_size = 16 << 10;
+    codes_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  }
+  rocksdb::ColumnFamilyOptions items_opts;
+  items_opts.write_buffer_size = 64u << 20;
+  {
+    rocksdb::BlockBasedTableOptions t;
+    t.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    t.block_cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+    items_opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(t));
+  }
+
+  // A directory with an existing DB may hold column families we do not know
+  // (a newer format); they must be named to open it, then the version check
+  // refuses it with a clear message.
+  std::vector<std::string> existing;
+  rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(db_opts, dir, &existing);
+  const bool is_new = !ls.ok();
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, meta_opts},
+      {sf::kCodesCf, codes_opts},
+      {sf::kItemsCf, items_opts}};
+  for (const std::string& name : existing) {
+    if (name != rocksdb::kDefaultColumnFamilyName && name != sf::kCodesCf && name != sf::kItemsCf) {
+      cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    }
+  }
+  if (!is_new && existing.size() == 1) {
+    // A plain RocksDB: check before creating our column families in it.
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Options plain(db_opts, meta_opts);
+    plain.create_if_missing = false;
+    rocksdb::Status s = rocksdb::DB::OpenForReadOnly(plain, dir, &raw);
+    if (s.ok()) {
+      std::unique_ptr<rocksdb::DB> probe(raw);
+      std::unique_ptr<rocksdb::Iterator> it(probe->NewIterator(rocksdb::ReadOptions()));
+      it->SeekToFirst();
+      if (it->Valid()) {
+        return Status::FailedPrecondition("'" + dir +
+                                          "' holds a RocksDB database that is not a hamdb store");
+      }
+    }
+  }
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_opts, dir, cfs, &impl->handles, &raw);
+  if (!s.ok()) {
+    if (s.ToString().find("lock") != std::string::npos) {
+      return Status::FailedPrecondition("store '" + dir +
+                                        "' is in use by another process (" + s.ToString() + ")");
+    }
+    if (!options.create_if_missing && is_new) {
+      return Status::NotFound("no hamdb store at '" + dir + "'");
+    }
+    return FromRocks(s, "open store '" + dir + "'");
+  }
+  impl->db.reset(raw);
+  impl->meta_cf = impl->handles[0];
+  impl->codes_cf = impl->handles[1];
+  impl->items_cf = impl->handles[2];
+
+  std::string version;
+  s = impl->db->Get(rocksdb::ReadOptions(), impl->meta_cf, sf::kVersionKey, &version);
+  if (s.IsNotFound()) {
+    std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator(rocksdb::ReadOptions(), impl->meta_cf));
+    it->SeekToFirst();
+    if (it->Valid()) {
+      return Status::FailedPrecondition("'" + dir + "' has data but no hamdb format version");
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    HAMDB_RETURN_IF_ERROR(FromRocks(
+        impl->db->Put(wo, impl->meta_cf, sf::kVersionKey, std::to_string(kStoreFormatVersion)),
+        "write format version"));
+  } else if (!s.ok()) {
+    return FromRocks(s, "read format version");
+  } else if (version != std::to_string(kStoreFormatVersion)) {
+    return Status::NotSupported("store '" + dir + "' has format version " + version +
+                                "; this build of hamdb reads version " +
+                                std::to_string(kStoreFormatVersion));
+  }
+
+  std::string ncid;
+  s = impl->db->Get(rocksdb::ReadOptions(), impl->meta_cf, sf::kNextCollectionIdKey, &ncid);
+  if (s.ok()) {
+    if (ncid.size() != 4) return Status::Corruption("next collection id record is bad");
+    std::memcpy(&impl->next_collection_id, ncid.data(), 4);
+  } else if (!s.IsNotFound()) {
+    return FromRocks(s, "read next collection id");
+  }
+  HAMDB_RETURN_IF_ERROR(impl->LoadRegistry());
+  return std::unique_ptr<CodeStore>(new CodeStore(std::move(impl)));
+}
+
+Status CodeStore::CreateCollection(const CollectionSpec& spec, const StoreWriteOptions& wo) {
+  HAMDB_RETURN_IF_ERROR(ValidateCollectionName(spec.name));
+  HAMDB_RETURN_IF_ERROR(ValidateCodeBits(spec.bits));
+  if (spec.index_spec.empty()) return Status::InvalidArgument("index spec must not be empty");
+  json settings = json::parse(spec.settings_json.empty() ? "{}" : spec.settings_json, nullptr, false);
+  if (settings.is_discarded() || !settings.is_object()) {
+    return Status::InvalidArgument("collection settings must be a JSON object");
+  }
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  if (impl_->collections.count(spec.name)) {
+    return Status::AlreadyExists("collection '" + spec.name + "' already exists");
+  }
+  const uint32_t cid = impl_->next_collection_id;
+  json rec = {{"id", cid}, {"bits", spec.bits}, {"index", spec.index_spec}, {"settings", settings}};
+  rocksdb::WriteBatch batch;
+  batch.Put(impl_->meta_cf, sf::kCollectionPrefix + spec.name, rec.dump());
+  batch.Put(impl_->meta_cf, sf::kNextCollectionIdKey, sf::EncodeFixed32(cid + 1));
+  batch.Put(impl_->meta_cf, sf::NextIdKey(cid), sf::EncodeFixed64(0));
+  HAMDB_RETURN_IF_ERROR(
+      FromRocks(impl_->db->Write(impl_->Wo(wo), &batch), "create collection '" + spec.name + "'"));
+  impl_->next_collection_id = cid + 1;
+  impl_->next_ids[cid] = 0;
+  impl_->collections[spec.name] =
+      CollectionInfo{spec.name, spec.bits, spec.index_spec, settings.dump(), cid};
+  return Status::OK();
+}
+
+Status CodeStore::DropCollection(std::string_view name, const StoreWriteOptions& wo) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto it = impl_->collections.find(std::string(name));
+  if (it == impl_->collections.end()) {
+    return Status::NotFound("collection '" + std::string(name) + "' does not exist");
+  }
+  const uint32_t cid = it->second.internal_id;
+  const std::string begin = sf::CollectionPrefix(cid), end = sf::CollectionPrefix(cid + 1);
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(impl_->codes_cf, begin, end);
+  batch.DeleteRange(impl_->items_cf, begin, end);
+  batch.Delete(impl_->meta_cf, sf::kCollectionPrefix + std::string(name));
+  batch.Delete(impl_->meta_cf, sf::NextIdKey(cid));
+  HAMDB_RETURN_IF_ERROR(FromRocks(impl_->db->Write(impl_->Wo(wo), &batch),
+                                  "drop collection '" + std::string(name) + "'"));
+  impl_->collections.erase(it);
+  impl_->next_ids.erase(cid);
+  return Status::OK();
+}
+
+StatusOr<std::vector<CollectionInfo>> CodeStore::ListCollections() const {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  std::vector<CollectionInfo> out;
+  for (const auto& [name, info] : impl_->collections) out.push_back(info);
+  std::sort(out.begin(), out.end(),
+            [](const CollectionInfo& a, const CollectionInfo& b) { return a.name < b.name; });
+  return out;
+}
+
+StatusOr<CollectionInfo> CodeStore::GetCollection(std::string_view name) const {
+  return impl_->Lookup(name);
+}
+
+Status CodeStore::UpdateCollectionSettings(std::string_view name, std::string_view settings_json,
+                                           const StoreWriteOptions& wo) {
+  json settings = json::parse(settings_json, nullptr, false);
+  if (settings.is_discarded() || !settings.is_object()) {
+    return Status::InvalidArgument("collection settings must be a JSON object");
+  }
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto it = impl_->collections.find(std::string(name));
+  if (it == impl_->collections.end()) {
+    return Status::NotFound("collection '" + std::string(name) + "' does not exist");
+  }
+  CollectionInfo& info = it->second;
+  json rec = {{"id", info.internal_id},
+              {"bits", info.bits},
+              {"index", info.index_spec},
+              {"settings", settings}};
+  HAMDB_RETURN_IF_ERROR(FromRocks(impl_->db->Put(impl_->Wo(wo), impl_->meta_cf,
+                                                 sf::kCollectionPrefix + info.name, rec.dump()),
+                                  "update settings"));
+  info.settings_json = settings.dump();
+  return Status::OK();
+}
+
+Status CodeStore::Put(std::string_view collection, const std::vector<ItemInput>& items,
+                      const StoreWriteOptions& wo, std::vector<uint64_t>* assigned_ids) {
+  return impl_->WriteItems(
+      collection, items.size(), [&items](size_t i) { return &items[i]; }, nullptr, nullptr, wo,
+      assigned_ids);
+}
+
+Status CodeStore::PutCodes(std::string_view collection, const uint64_t* ids, const uint8_t* codes,
+                           size_t n, const StoreWriteOptions& wo,
+                           std::vector<uint64_t>* assigned_ids) {
+  if (n > 0 && codes == nullptr) return Status::InvalidArgument("codes must not be null");
+  return impl_->WriteItems(collection, n, nullptr, ids, codes, wo, assigned_ids);
+}
+
+StatusOr<Item> CodeStore::Get(std::string_view collection, uint64_t id) const {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
+  const std::string key = sf::ItemKey(info.internal_id, id);
+  // One snapshot for both column families so a concurrent upsert is seen whole.
+  const rocksdb::Snapshot* snap = impl_->db->GetSnapshot();
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  std::string code, rec;
+  rocksdb::Status s1 = impl_->db->Get(ro, impl_->codes_cf, key, &code);
+  rocksdb::Status s2 = s1.ok() ? impl_->db->Get(ro, impl_->items_cf, key, &rec) : rocksdb::Status();
+  impl_->db->ReleaseSnapshot(snap);
+  if (s1.IsNotFound()) {
+    return Status::NotFound("item " + std::to_string(id) + " not found in collection '" +
+                            std::string(collection) + "'");
+  }
+  HAMDB_RETURN_IF_ERROR(FromRocks(s1, "get item"));
+  if (!s2.ok() && !s2.IsNotFound()) return FromRocks(s2, "get item record");
+  Item item;
+  item.id = id;
+  if (code.size() != code_bytes(info.bits)) {
+    return Status::Corruption("item " + std::to_string(id) + " has a " +
+                              std::to_string(code.size()) + "-byte code, expected " +
+                              std::to_string(code_bytes(info.bits)));
+  }
+  item.code.assign(code.begin(), code.end());
+  if (s2.ok()) HAMDB_RETURN_IF_ERROR(DecodeItemRecord(rec, info.bits, &item));
+  return item;
+}
+
+Status CodeStore::Delete(std::string_view collection, const std::vector<uint64_t>& ids,
+                         const StoreWriteOptions& wo, size_t* deleted) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto it = impl_->collections.find(std::string(collection));
+  if (it == impl_->collections.end()) {
+    return Status::NotFound("collection '" + std::string(collection) + "' does not exist");
+  }
+  const uint32_t cid = it->second.internal_id;
+  rocksdb::WriteBatch batch;
+  size_t present = 0;
+  std::string unused;
+  for (uint64_t id : ids) {
+    const std::string key = sf::ItemKey(cid, id);
+    rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->codes_cf, key, &unused);
+    if (s.IsNotFound()) continue;
+    HAMDB_RETURN_IF_ERROR(FromRocks(s, "delete lookup"));
+    ++present;
+    batch.Delete(impl_->codes_cf, key);
+    batch.Delete(impl_->items_cf, key);
+  }
+  if (present > 0) {
+    HAMDB_RETURN_IF_ERROR(FromRocks(impl_->db->Write(impl_->Wo(wo), &batch), "delete batch"));
+  }
+  if (deleted) *deleted = present;
+  return Status::OK();
+}
+
+Status CodeStore::ScanCodes(std::string_view collection, const ScanFn& fn, size_t chunk) const {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
+  if (chunk == 0) chunk = 65536;
+  const size_t nb = code_bytes(info.bits);
+  const std::string begin = sf::CollectionPrefix(info.internal_id);
+  const std::string end = sf::CollectionPrefix(info.internal_id + 1);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  ro.readahead_size = 4u << 20;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->codes_cf));
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  ids.reserve(chunk);
+  codes.reserve(chunk * nb);
+  for (it->Seek(begin); it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key(), v = it->value();
+    if (k.size() != sf::kItemKeySize || v.size() != nb) {
+      return Status::Corruption("collection '" + info.name + "': stored code of " +
+                                std::to_string(v.size()) + " bytes, expected " +
+                                std::to_string(nb));
+    }
+    ids.push_back(sf::GetBigEndian64(k.data() + 4));
+    codes.insert(codes.end(), v.data(), v.data() + nb);
+    if (ids.size() == chunk) {
+      if (!fn(ids.data(), codes.data(), ids.size())) return Status::OK();
+      ids.clear();
+      codes.clear();
+    }
+  }
+  HAMDB_RETURN_IF_ERROR(FromRocks(it->status(), "scan codes"));
+  if (!ids.empty()) fn(ids.data(), codes.data(), ids.size());
+  return Status::OK();
+}
+
+StatusOr<uint64_t> CodeStore::Count(std::string_view collection) const {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
+  const std::string begin = sf::CollectionPrefix(info.internal_id);
+  const std::string end = sf::CollectionPrefix(info.internal_id + 1);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions ro;
+  ro.iterate_upper_bound = &upper;
+  ro.fill_cache = false;
+  ro.readahead_size = 4u << 20;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->codes_cf));
+  uint64_t n = 0;
+  for (it->Seek(begin); it->Valid(); it->Next()) ++n;
+  HAMDB_RETURN_IF_ERROR(FromRocks(it->status(), "count"));
+  return n;
+}
+
+Status CodeStore::Flush() {
+  rocksdb::FlushOptions fo;
+  return FromRocks(impl_->db->Flush(fo, impl_->handles), "flush");
+}
+
+}  // namespace hamdb

@@ -1,0 +1,162 @@
+// CodeStore: the durable home of collections of binary codes (RocksDB).
+//
+// A store is one directory holding many named collections. A collection has
+// a fixed code length in bits, an index spec (which search structure the
+// service builds over it) and a free-form JSON settings object. An item has
+// a 64-bit id, its instance code, and optionally a label, a class code of
+// the same length, and JSON metadata. The on-disk layout is documented in
+// docs/storage.md and carries a format version; a store written with an
+// unknown version is refused at Open.
+//
+// Durability: every write is one atomic RocksDB WriteBatch through the
+// write-ahead log, which is always on. With WriteOptions::sync = true (the
+// default) the call returns only after the WAL is fsync'ed, so an
+// acknowledged batch survives a power loss. With sync = false it survives a
+// killed process (the WAL is in the OS page cache) but not a machine crash.
+// A batch is all-or-nothing: after any crash it is present whole or absent.
+//
+// Upsert: Put of an id that exists replaces the whole item (code, label,
+// class code and metadata). Items without an id get fresh ids from a
+// per-collection counter that is always above every id ever written to the
+// collection, so assigned ids never collide with user ids and are never
+// reused after a delete.
+//
+// Errors are Status values, never aborts or exceptions: invalid names, a code
+// length that does not match the collection, a missing collection or item,
+// corrupt stored values and I/O failures such as a full disk.
+//
+// Thread safety: all methods may be called concurrently. Writes (Put,
+// Delete, collection create/drop) are serialised by an internal mutex;
+// reads run in parallel with them and see each batch whole or not at all.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "index/core/status.h"
+
+namespace hamdb {
+
+// The layout version this build reads and writes (docs/storage.md).
+inline constexpr int kStoreFormatVersion = 1;
+
+struct CollectionSpec {
+  std::string name;        // [A-Za-z0-9][A-Za-z0-9_.-]{0,63}
+  int bits = 0;            // 1..kMaxCodeBits
+  std::string index_spec = "MIH";  // see MakeIndex in index/binary_index.h
+  std::string settings_json = "{}";  // a JSON object, free-form
+};
+
+struct CollectionInfo {
+  std::string name;
+  int bits = 0;
+  std::string index_spec;
+  std::string settings_json;
+  uint32_t internal_id = 0;  // key prefix; never reused after a drop
+};
+
+struct Item {
+  uint64_t id = 0;
+  std::vector<uint8_t> code;                     // code_bytes(bits) bytes
+  std::optional<int64_t> label;
+  std::optional<std::vector<uint8_t>> class_code;  // code_bytes(bits) bytes
+  std::string metadata_json;                     // empty = none; else a JSON value
+};
+
+// An item to write. Without id, the store assigns one.
+struct ItemInput {
+  std::optional<uint64_t> id;
+  std::vector<uint8_t> code;
+  std::optional<int64_t> label;
+  std::optional<std::vector<uint8_t>> class_code;
+  std::string metadata_json;
+};
+
+struct StoreWriteOptions {
+  // fsync the WAL before returning (see the durability note above).
+  bool sync = true;
+};
+
+struct StoreOpenOptions {
+  bool create_if_missing = true;
+  // RocksDB block cache for item records, in bytes.
+  size_t block_cache_bytes = 64u << 20;
+};
+
+class CodeStore {
+ public:
+  // Opens (or creates) the store in `dir`. Errors: NotSupported for an
+  // unknown format version, FailedPrecondition when the directory is a
+  // RocksDB that is not a hamdb store or is locked by another process,
+  // IOError for file-system failures.
+  static StatusOr<std::unique_ptr<CodeStore>> Open(const std::string& dir,
+                                                   const StoreOpenOptions& options = {});
+  ~CodeStore();
+  CodeStore(const CodeStore&) = delete;
+  CodeStore& operator=(const CodeStore&) = delete;
+
+  const std::string& dir() const;
+
+  // Collections. Create: InvalidArgument (bad name, bits, settings not a JSON
+  // object), AlreadyExists. Drop: NotFound. Drop removes every item.
+  Status CreateCollection(const CollectionSpec& spec, const StoreWriteOptions& wo = {});
+  Status DropCollection(std::string_view name, const StoreWriteOptions& wo = {});
+  StatusOr<std::vector<CollectionInfo>> ListCollections() const;
+  StatusOr<CollectionInfo> GetCollection(std::string_view name) const;
+  // Replaces a collection's settings JSON (must be an object).
+  Status UpdateCollectionSettings(std::string_view name, std::string_view settings_json,
+                                  const StoreWriteOptions& wo = {});
+
+  // Atomic batch upsert. On success *assigned_ids (optional) receives the id
+  // of every input item, in order. On any error nothing is written:
+  // InvalidArgument names the first bad item (wrong code or class-code length,
+  // non-zero padding, metadata that is not JSON).
+  Status Put(std::string_view collection, const std::vector<ItemInput>& items,
+             const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr);
+
+  // Fast path for bare codes: n codes of code_bytes(bits) bytes each
+  // (n * code_bytes bytes, LSB-first). ids may be null (all assigned) or hold
+  // n ids. Replaces any existing item with the same id, metadata included.
+  Status PutCodes(std::string_view collection, const uint64_t* ids, const uint8_t* codes, size_t n,
+                  const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr);
+
+  // NotFound when the collection or the item is missing; Corruption when the
+  // stored bytes do not decode.
+  StatusOr<Item> Get(std::string_view collection, uint64_t id) const;
+
+  // Atomically deletes the ids that exist; *deleted (optional) gets how many
+  // did. Missing ids are not an error.
+  Status Delete(std::string_view collection, const std::vector<uint64_t>& ids,
+                const StoreWriteOptions& wo = {}, size_t* deleted = nullptr);
+
+  // Streams every (id, code) pair in ascending id order, in chunks of up to
+  // `chunk` items: fn(ids, codes, n) gets n ids and n * code_bytes code bytes,
+  // valid only during the call; returning false stops the scan early. Reads a
+  // consistent snapshot. Only the code column family is read, so this is the
+  // fast path for rebuilding an index.
+  using ScanFn = std::function<bool(const uint64_t* ids, const uint8_t* codes, size_t n)>;
+  Status ScanCodes(std::string_view collection, const ScanFn& fn, size_t chunk = 65536) const;
+
+  // Exact number of items (a key scan of the code column family: O(n)).
+  StatusOr<uint64_t> Count(std::string_view collection) const;
+
+  // Flushes memtables to SST files (WAL already makes writes durable).
+  Status Flush();
+
+ private:
+  struct Impl;
+  explicit CodeStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Validates a collection name: 1..64 characters from [A-Za-z0-9_.-], starting
+// with a letter or digit.
+Status ValidateCollectionName(std::string_view name);
+
+}  // namespace hamdb

@@ -1,0 +1,82 @@
+// The on-disk encoding of a CodeStore (docs/storage.md is the prose version).
+// Kept in one header so the store, its tests and any offline tool agree.
+//
+// Column families:
+//   "default"  store metadata and the collection registry:
+//                "hamdb/format_version"     -> decimal text, e.g. "1"
+//                "hamdb/next_collection_id" -> u32 little-endian
+//                "collection/<name>"        -> JSON {"id","bits","index","settings"}
+//                "next_id/" + u32 BE cid    -> u64 little-endian
+//   "codes"    item key -> packed code (exactly code_bytes(bits) bytes)
+//   "items"    item key -> item record (only for items with a label, class code
+//              or metadata)
+// Item key: 4-byte big-endian collection id + 8-byte big-endian item id, so a
+// collection is one contiguous key range and iterates in id order.
+// Item record: [u8 version=1][u8 flags][i64 LE label if flags&1]
+//              [class code, code_bytes, if flags&2][metadata JSON text if flags&4]
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace hamdb::store_format {
+
+inline constexpr char kCodesCf[] = "codes";
+inline constexpr char kItemsCf[] = "items";
+inline constexpr char kVersionKey[] = "hamdb/format_version";
+inline constexpr char kNextCollectionIdKey[] = "hamdb/next_collection_id";
+inline constexpr char kCollectionPrefix[] = "collection/";
+inline constexpr char kNextIdPrefix[] = "next_id/";
+
+inline constexpr uint8_t kItemRecordVersion = 1;
+inline constexpr uint8_t kHasLabel = 1;
+inline constexpr uint8_t kHasClassCode = 2;
+inline constexpr uint8_t kHasMetadata = 4;
+inline constexpr size_t kItemKeySize = 12;
+
+inline void PutBigEndian32(char* p, uint32_t v) {
+  for (int i = 3; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v & 0xff);
+}
+inline void PutBigEndian64(char* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v & 0xff);
+}
+inline uint64_t GetBigEndian64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+inline uint32_t GetBigEndian32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+inline std::string CollectionPrefix(uint32_t cid) {
+  std::string s(4, '\0');
+  PutBigEndian32(s.data(), cid);
+  return s;
+}
+
+inline std::string ItemKey(uint32_t cid, uint64_t id) {
+  std::string s(kItemKeySize, '\0');
+  PutBigEndian32(s.data(), cid);
+  PutBigEndian64(s.data() + 4, id);
+  return s;
+}
+
+inline std::string NextIdKey(uint32_t cid) { return kNextIdPrefix + CollectionPrefix(cid); }
+
+inline std::string EncodeFixed64(uint64_t v) {
+  std::string s(8, '\0');
+  std::memcpy(s.data(), &v, 8);  // little-endian hosts only (x86-64, arm64)
+  return s;
+}
+inline std::string EncodeFixed32(uint32_t v) {
+  std::string s(4, '\0');
+  std::memcpy(s.data(), &v, 4);
+  return s;
+}
+
+}  // namespace hamdb::store_format

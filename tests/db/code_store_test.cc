@@ -1,0 +1,330 @@
+#include "db/code_store.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <map>
+#include <random>
+
+#include "db/store_format.h"
+#include "tests/db/test_util.h"
+
+namespace hamdb {
+namespace {
+
+using testing_util::RandomCode;
+using testing_util::TempDir;
+
+std::unique_ptr<CodeStore> MustOpen(const std::string& dir) {
+  auto s = CodeStore::Open(dir);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(s).value() : nullptr;
+}
+
+bool Contains(const std::string& hay, const std::string& needle) {
+  return hay.find(needle) != std::string::npos;
+}
+
+TEST(CodeStore, CollectionsCreateListDrop) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store);
+  ASSERT_TRUE(store->CreateCollection({"alpha", 64}).ok());
+  ASSERT_TRUE(store->CreateCollection({"beta", 10, "Flat", R"({"note":"x"})"}).ok());
+  Status dup = store->CreateCollection({"alpha", 64});
+  EXPECT_EQ(dup.code(), Status::Code::kAlreadyExists);
+
+  auto list = store->ListCollections();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].name, "alpha");
+  EXPECT_EQ((*list)[1].bits, 10);
+  EXPECT_EQ((*list)[1].index_spec, "Flat");
+  EXPECT_EQ((*list)[1].settings_json, R"({"note":"x"})");
+
+  ASSERT_TRUE(store->PutCodes("alpha", nullptr, std::vector<uint8_t>(16, 1).data(), 2).ok());
+  ASSERT_TRUE(store->DropCollection("alpha").ok());
+  EXPECT_EQ(store->DropCollection("alpha").code(), Status::Code::kNotFound);
+  // Re-created under the same name, the collection starts empty.
+  ASSERT_TRUE(store->CreateCollection({"alpha", 64}).ok());
+  auto count = store->Count("alpha");
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 0u);
+
+  store.reset();
+  store = MustOpen(tmp.path());
+  list = store->ListCollections();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 2u);
+}
+
+TEST(CodeStore, InvalidInputsGiveClearErrors) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  EXPECT_EQ(store->CreateCollection({"", 8}).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store->CreateCollection({"-bad", 8}).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store->CreateCollection({"a/b", 8}).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store->CreateCollection({std::string(65, 'a'), 8}).code(),
+            Status::Code::kInvalidArgument);
+  EXPECT_EQ(store->CreateCollection({"c", 0}).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store->CreateCollection({"c", 5000}).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(store->CreateCollection({"c", 8, "MIH", "[1]"}).code(),
+            Status::Code::kInvalidArgument);
+  ASSERT_TRUE(store->CreateCollection({"c", 10}).ok());
+
+  // Wrong code length: nothing from the batch is written.
+  std::vector<ItemInput> items(3);
+  items[0].code = {0x01, 0x00};
+  items[1].code = {0x01, 0x00, 0x00};
+  items[2].code = {0x01, 0x00};
+  Status s = store->Put("c", items);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_TRUE(Contains(s.message(), "item 1")) << s.message();
+  EXPECT_TRUE(Contains(s.message(), "need 2")) << s.message();
+  EXPECT_EQ(*store->Count("c"), 0u);
+
+  items[1].code = {0x00, 0x04};  // a padding bit of a 10-bit code
+  s = store->Put("c", items);
+  EXPECT_TRUE(Contains(s.message(), "padding")) << s.message();
+  items[1].code = {0x00, 0x03};
+  items[1].metadata_json = "{not json";
+  s = store->Put("c", items);
+  EXPECT_TRUE(Contains(s.message(), "metadata is not valid JSON")) << s.message();
+  items[1].metadata_json.clear();
+  items[2].class_code = std::vector<uint8_t>{1};
+  s = store->Put("c", items);
+  EXPECT_TRUE(Contains(s.message(), "class code")) << s.message();
+  EXPECT_EQ(*store->Count("c"), 0u);
+
+  Status missing = store->Put("nope", {});
+  EXPECT_EQ(missing.code(), Status::Code::kNotFound);
+  EXPECT_TRUE(Contains(missing.message(), "collection 'nope' does not exist"));
+  EXPECT_EQ(store->Get("c", 99).status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(store->Count("nope").status().code(), Status::Code::kNotFound);
+}
+
+TEST(CodeStore, FullItemsRoundTripAndUpsertReplacesWholeItem) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"c", 20}).ok());
+  ItemInput in;
+  in.id = 7;
+  in.code = {0xAB, 0xCD, 0x0F};
+  in.label = -3;
+  in.class_code = std::vector<uint8_t>{0x01, 0x02, 0x03};
+  in.metadata_json = R"({"source":"a.png"})";
+  ASSERT_TRUE(store->Put("c", {in}).ok());
+  auto got = store->Get("c", 7);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->code, in.code);
+  EXPECT_EQ(got->label, std::optional<int64_t>(-3));
+  EXPECT_EQ(got->class_code, in.class_code);
+  EXPECT_EQ(got->metadata_json, in.metadata_json);
+
+  ItemInput bare;
+  bare.id = 7;
+  bare.code = {0x00, 0x00, 0x01};
+  ASSERT_TRUE(store->Put("c", {bare}).ok());
+  got = store->Get("c", 7);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->code, bare.code);
+  EXPECT_FALSE(got->label.has_value());
+  EXPECT_FALSE(got->class_code.has_value());
+  EXPECT_TRUE(got->metadata_json.empty());
+  EXPECT_EQ(*store->Count("c"), 1u);
+}
+
+TEST(CodeStore, AssignedIdsNeverCollideOrRepeat) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes = {1, 2, 3};
+  ASSERT_TRUE(store->PutCodes("c", nullptr, codes.data(), 3, {}, &ids).ok());
+  EXPECT_EQ(ids, (std::vector<uint64_t>{0, 1, 2}));
+  const uint64_t user_id = 100;
+  ASSERT_TRUE(store->PutCodes("c", &user_id, codes.data(), 1).ok());
+  ASSERT_TRUE(store->PutCodes("c", nullptr, codes.data(), 1, {}, &ids).ok());
+  EXPECT_EQ(ids, (std::vector<uint64_t>{101}));
+  // Deleting the highest id does not let it be handed out again, even after
+  // a reopen.
+  ASSERT_TRUE(store->Delete("c", {101}).ok());
+  store.reset();
+  store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->PutCodes("c", nullptr, codes.data(), 1, {}, &ids).ok());
+  EXPECT_EQ(ids, (std::vector<uint64_t>{102}));
+}
+
+// The store against a std::map model, with random operations and reopens.
+TEST(CodeStore, RandomisedModelTestWithReopen) {
+  TempDir tmp;
+  const int bits = 37;
+  std::mt19937_64 rng(12345);
+  std::map<uint64_t, Item> model;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"m", bits}).ok());
+  ASSERT_TRUE(store->CreateCollection({"other", 8}).ok());  // must stay untouched
+
+  auto check_all = [&](const char* when) {
+    auto n = store->Count("m");
+    ASSERT_TRUE(n.ok());
+    ASSERT_EQ(*n, model.size()) << when;
+    std::vector<uint64_t> scanned;
+    std::vector<uint8_t> scanned_codes;
+    ASSERT_TRUE(store
+                    ->ScanCodes(
+                        "m",
+                        [&](const uint64_t* ids, const uint8_t* codes, size_t k) {
+                          scanned.insert(scanned.end(), ids, ids + k);
+                          scanned_codes.insert(scanned_codes.end(), codes,
+                                               codes + k * code_bytes(bits));
+                          return true;
+                        },
+                        /*chunk=*/17)
+                    .ok());
+    ASSERT_EQ(scanned.size(), model.size()) << when;
+    size_t i = 0;
+    for (const auto& [id, item] : model) {
+      ASSERT_EQ(scanned[i], id) << when;
+      ASSERT_TRUE(std::equal(item.code.begin(), item.code.end(),
+                             scanned_codes.begin() + i * code_bytes(bits)));
+      ++i;
+    }
+    for (const auto& [id, item] : model) {
+      auto got = store->Get("m", id);
+      ASSERT_TRUE(got.ok()) << when << " id " << id;
+      ASSERT_EQ(got->code, item.code);
+      ASSERT_EQ(got->label, item.label);
+      ASSERT_EQ(got->class_code, item.class_code);
+      ASSERT_EQ(got->metadata_json, item.metadata_json);
+    }
+  };
+
+  for (int step = 0; step < 400; ++step) {
+    const int op = static_cast<int>(rng() % 10);
+    if (op < 6) {  // batch upsert, some ids assigned
+      std::vector<ItemInput> batch(1 + rng() % 20);
+      for (auto& in : batch) {
+        if (rng() % 4 != 0) in.id = rng() % 300;
+        in.code = RandomCode(rng, bits);
+        if (rng() % 2) in.label = static_cast<int64_t>(rng() % 10) - 5;
+        if (rng() % 3 == 0) in.class_code = RandomCode(rng, bits);
+        if (rng() % 3 == 0) in.metadata_json = R"({"n":)" + std::to_string(rng() % 1000) + "}";
+      }
+      std::vector<uint64_t> ids;
+      ASSERT_TRUE(store->Put("m", batch, StoreWriteOptions{rng() % 2 == 0}, &ids).ok());
+      ASSERT_EQ(ids.size(), batch.size());
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i].id) ASSERT_EQ(ids[i], *batch[i].id);
+        Item it;
+        it.id = ids[i];
+        it.code = batch[i].code;
+        it.label = batch[i].label;
+        it.class_code = batch[i].class_code;
+        it.metadata_json = batch[i].metadata_json;
+        model[ids[i]] = it;
+      }
+    } else if (op < 8) {  // delete, some ids missing
+      std::vector<uint64_t> del;
+      for (int i = 0; i < 5; ++i) del.push_back(rng() % 400);
+      std::sort(del.begin(), del.end());
+      del.erase(std::unique(del.begin(), del.end()), del.end());
+      size_t expected = 0;
+      for (uint64_t id : del) expected += model.erase(id);
+      size_t deleted = 0;
+      ASSERT_TRUE(store->Delete("m", del, {}, &deleted).ok());
+      ASSERT_EQ(deleted, expected);
+    } else if (op == 8) {  // point lookups of absent ids
+      const uint64_t id = 1000 + rng() % 1000;
+      ASSERT_EQ(store->Get("m", id).status().code(), Status::Code::kNotFound);
+    } else {  // reopen in the middle
+      store.reset();
+      store = MustOpen(tmp.path());
+      ASSERT_TRUE(store);
+      check_all("after reopen");
+    }
+    if (step % 50 == 0) check_all("periodic");
+  }
+  check_all("final");
+  EXPECT_EQ(*store->Count("other"), 0u);
+}
+
+TEST(CodeStore, RefusesUnknownFormatVersion) {
+  TempDir tmp;
+  { ASSERT_TRUE(MustOpen(tmp.path())); }
+  {
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Options o;
+    std::vector<rocksdb::ColumnFamilyHandle*> hs;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}}};
+    ASSERT_TRUE(rocksdb::DB::Open(o, tmp.path(), cfs, &hs, &raw).ok());
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), hs[0], store_format::kVersionKey, "99").ok());
+    for (auto* h : hs) ASSERT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
+    delete raw;
+  }
+  auto s = CodeStore::Open(tmp.path());
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), Status::Code::kNotSupported);
+  EXPECT_TRUE(Contains(s.status().message(), "format version 99")) << s.status().message();
+}
+
+TEST(CodeStore, RefusesForeignRocksDbAndSecondOpener) {
+  TempDir tmp;
+  {
+    rocksdb::DB* raw = nullptr;
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    ASSERT_TRUE(rocksdb::DB::Open(o, tmp.sub("foreign"), &raw).ok());
+    ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), "k", "v").ok());
+    delete raw;
+  }
+  auto foreign = CodeStore::Open(tmp.sub("foreign"));
+  ASSERT_FALSE(foreign.ok());
+  EXPECT_TRUE(Contains(foreign.status().message(), "not a hamdb store"));
+
+  auto first = MustOpen(tmp.sub("db"));
+  auto second = CodeStore::Open(tmp.sub("db"));
+  ASSERT_FALSE(second.ok());
+  EXPECT_TRUE(Contains(second.status().message(), "in use by another process"))
+      << second.status().message();
+
+  StoreOpenOptions no_create;
+  no_create.create_if_missing = false;
+  auto absent = CodeStore::Open(tmp.sub("absent"), no_create);
+  EXPECT_FALSE(absent.ok());
+}
+
+TEST(CodeStore, CorruptValuesAreReportedNotCrashed) {
+  TempDir tmp;
+  {
+    auto store = MustOpen(tmp.path());
+    ASSERT_TRUE(store->CreateCollection({"c", 64}).ok());
+    std::vector<uint64_t> ids = {1, 2};
+    ASSERT_TRUE(store->PutCodes("c", ids.data(), std::vector<uint8_t>(16, 0).data(), 2).ok());
+  }
+  {
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> hs;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}}};
+    ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), tmp.path(), cfs, &hs, &raw).ok());
+    // Collection ids start at 1.
+    ASSERT_TRUE(raw->Put({}, hs[1], store_format::ItemKey(1, 1), "short").ok());
+    ASSERT_TRUE(raw->Put({}, hs[2], store_format::ItemKey(1, 2), std::string("\x07\x00", 2)).ok());
+    for (auto* h : hs) ASSERT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
+    delete raw;
+  }
+  auto store = MustOpen(tmp.path());
+  auto g1 = store->Get("c", 1);
+  EXPECT_EQ(g1.status().code(), Status::Code::kCorruption);
+  EXPECT_TRUE(Contains(g1.status().message(), "5-byte code, expected 8"));
+  auto g2 = store->Get("c", 2);
+  EXPECT_EQ(g2.status().code(), Status::Code::kCorruption);
+  EXPECT_TRUE(Contains(g2.status().message(), "unknown record version"));
+  Status scan = store->ScanCodes("c", [](const uint64_t*, const uint8_t*, size_t) { return true; });
+  EXPECT_EQ(scan.code(), Status::Code::kCorruption);
+}
+
+}  // namespace
+}  // namespace hamdb

@@ -1,0 +1,34 @@
+// Shared helpers for the `hamdb` subcommands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "db/code_store.h"
+#include "index/core/status.h"
+
+namespace hamdb::tools {
+
+// Adds the common `--db DIR` option (env HAMDB_DB, default ./hamdb-data).
+inline void AddDbOption(CLI::App* cmd, std::string* db) {
+  *db = "hamdb-data";
+  cmd->add_option("--db", *db, "Database directory (created if missing)")
+      ->envname("HAMDB_DB")
+      ->capture_default_str();
+}
+
+// Prints "error: <status>" to stderr and returns exit code 1.
+inline int Fail(const Status& s) {
+  std::fprintf(stderr, "error: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+inline StatusOr<std::unique_ptr<CodeStore>> OpenStore(const std::string& dir, bool create = true) {
+  StoreOpenOptions o;
+  o.create_if_missing = create;
+  return CodeStore::Open(dir, o);
+}
+
+}  // namespace hamdb::tools

@@ -1,0 +1,17 @@
+// Registration of the `hamdb` subcommands. Each function adds its
+// subcommands (with options and a callback) to the given CLI11 app; the
+// callbacks set *exit_code. main.cc calls them all.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace hamdb::tools {
+
+// collection create|list|drop, put, get, delete, count.
+void AddCollectionCommands(CLI::App* app, int* exit_code);
+// bench ingest
+void AddBenchIngestCommand(CLI::App* bench, int* exit_code);
+// bench index (tools/bench_index.cc)
+void AddBenchIndexCommand(CLI::App* bench, int* exit_code);
+
+}  // namespace hamdb::tools
