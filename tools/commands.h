@@ -9,6 +9,8 @@ namespace hamdb::tools {
 
 // collection create|list|drop, put, get, delete, count.
 void AddCollectionCommands(CLI::App* app, int* exit_code);
+// search, generate (tools/cmd_search.cc)
+void AddSearchCommands(CLI::App* app, int* exit_code);
 // bench ingest
 void AddBenchIngestCommand(CLI::App* bench, int* exit_code);
 // bench index (tools/bench_index.cc)

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "hamdb 0.1.0");
   int exit_code = 0;
   hamdb::tools::AddCollectionCommands(&app, &exit_code);
+  hamdb::tools::AddSearchCommands(&app, &exit_code);
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (results go to docs/benchmarks.md)");
   bench->require_subcommand(1);
   hamdb::tools::AddBenchIngestCommand(bench, &exit_code);

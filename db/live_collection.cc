@@ -1,0 +1,79 @@
+#include "db/live_collection.h"
+
+#include "index/core/binary_code.h"
+
+namespace hamdb {
+
+StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
+    CodeStore* store, std::string_view name, const LiveCollectionOptions& options) {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, store->GetCollection(name));
+  const std::string spec = options.index_spec.empty() ? info.index_spec : options.index_spec;
+  HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> index, MakeIndex(spec, info.bits));
+  uint64_t total = 0;
+  if (options.progress) {
+    HAMDB_ASSIGN_OR_RETURN(total, store->Count(name));
+    options.progress(0, total);
+  }
+  uint64_t done = 0;
+  Status add_status;
+  HAMDB_RETURN_IF_ERROR(store->ScanCodes(
+      name,
+      [&](const uint64_t* ids, const uint8_t* codes, size_t n) {
+        add_status = index->Add(ids, codes, n);
+        if (!add_status.ok()) return false;
+        done += n;
+        if (options.progress) options.progress(done, std::max(total, done));
+        return true;
+      },
+      options.scan_chunk));
+  HAMDB_RETURN_IF_ERROR(add_status.WithContext("rebuild index of '" + info.name + "'"));
+  return std::unique_ptr<LiveCollection>(
+      new LiveCollection(store, std::move(info), std::move(index)));
+}
+
+Status LiveCollection::Put(const std::vector<ItemInput>& items, const StoreWriteOptions& wo,
+                           std::vector<uint64_t>* assigned_ids) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  std::vector<uint64_t> ids;
+  HAMDB_RETURN_IF_ERROR(store_->Put(info_.name, items, wo, &ids));
+  // The store validated every code; gather them for one index call. A
+  // repeated id in one batch ends with its last code, in both places.
+  const size_t nb = code_bytes(info_.bits);
+  std::vector<uint8_t> codes(items.size() * nb);
+  for (size_t i = 0; i < items.size(); ++i) {
+    std::copy(items[i].code.begin(), items[i].code.end(), codes.begin() + i * nb);
+  }
+  Status s = index_->Add(ids.data(), codes.data(), ids.size());
+  if (assigned_ids) *assigned_ids = std::move(ids);
+  return s.WithContext("stored durably, but the index update failed (reopen to rebuild)");
+}
+
+Status LiveCollection::PutCodes(const uint64_t* ids, const uint8_t* codes, size_t n,
+                                const StoreWriteOptions& wo, std::vector<uint64_t>* assigned_ids) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  std::vector<uint64_t> out_ids;
+  HAMDB_RETURN_IF_ERROR(store_->PutCodes(info_.name, ids, codes, n, wo, &out_ids));
+  Status s = index_->Add(out_ids.data(), codes, n);
+  if (assigned_ids) *assigned_ids = std::move(out_ids);
+  return s.WithContext("stored durably, but the index update failed (reopen to rebuild)");
+}
+
+Status LiveCollection::Delete(const std::vector<uint64_t>& ids, const StoreWriteOptions& wo,
+                              size_t* deleted) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  HAMDB_RETURN_IF_ERROR(store_->Delete(info_.name, ids, wo, deleted));
+  return index_->Remove(ids.data(), ids.size(), nullptr)
+      .WithContext("deleted durably, but the index update failed (reopen to rebuild)");
+}
+
+StatusOr<SearchResult> LiveCollection::Search(const uint8_t* query, size_t k,
+                                              const SearchParams& p) const {
+  return index_->Search(query, k, p);
+}
+
+StatusOr<SearchResult> LiveCollection::RangeSearch(const uint8_t* query, uint32_t radius,
+                                                   const SearchParams& p) const {
+  return index_->RangeSearch(query, radius, p);
+}
+
+}  // namespace hamdb
