@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (results go to docs/benchmarks.md)");
   bench->require_subcommand(1);
   hamdb::tools::AddBenchIngestCommand(bench, &exit_code);
+  hamdb::tools::AddBenchHammingCommand(bench, &exit_code);
   hamdb::tools::AddBenchIndexCommand(bench, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
