@@ -59,7 +59,10 @@ HammingIsa BestHammingIsa() {
 HammingKernel SelectHammingKernel(size_t code_bytes, HammingIsa isa) {
   switch (isa) {
 #if defined(HAMDB_HAVE_X86_KERNELS)
-    case HammingIsa::kAvx2: return isa_avx2::Select(code_bytes);
+    // AVX2 only pays off from 64 bytes up; below that the POPCNT kernels are
+    // as fast or faster (docs/benchmarks.md, hamdb bench hamming).
+    case HammingIsa::kAvx2:
+      return code_bytes >= 64 ? isa_avx2::Select(code_bytes) : isa_popcnt::Select(code_bytes);
     case HammingIsa::kPopcnt: return isa_popcnt::Select(code_bytes);
 #endif
     default: return isa_generic::Select(code_bytes);

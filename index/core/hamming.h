@@ -47,6 +47,8 @@ struct HammingKernel {
 };
 
 // The kernel for `code_bytes`-byte codes on `isa` (which must be supported).
+// For kAvx2 and codes under 64 bytes this is the kPopcnt kernel (its isa
+// field says so).
 HammingKernel SelectHammingKernel(size_t code_bytes, HammingIsa isa);
 // The kernel for `code_bytes`-byte codes on BestHammingIsa().
 HammingKernel SelectHammingKernel(size_t code_bytes);
