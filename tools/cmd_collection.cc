@@ -160,7 +160,10 @@ void AddCollectionCommands(CLI::App* app, int* exit_code) {
       nlohmann::json j = {{"id", item->id}, {"code", fmt(item->code)}};
       if (item->label) j["label"] = *item->label;
       if (item->class_code) j["class_code"] = fmt(*item->class_code);
-      if (!item->metadata_json.empty()) j["metadata"] = nlohmann::json::parse(item->metadata_json);
+      if (!item->metadata_json.empty()) {
+        auto meta = nlohmann::json::parse(item->metadata_json, nullptr, /*allow_exceptions=*/false);
+        j["metadata"] = meta.is_discarded() ? nlohmann::json(item->metadata_json) : meta;
+      }
       std::printf("%s\n", j.dump().c_str());
     }
   });
