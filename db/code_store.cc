@@ -277,6 +277,23 @@ struct CodeStore::Impl {
   uint64_t pending_next = 0;
   bool pending_records = false;
 
+  // A bulk-read iterator over one collection's range of the codes column
+  // family, positioned at its first key. Owns the upper bound the iterator
+  // points to.
+  struct Cursor {
+    Cursor(const Impl* impl, uint32_t cid) : end(sf::CollectionPrefix(cid + 1)), upper(end) {
+      rocksdb::ReadOptions ro;
+      ro.iterate_upper_bound = &upper;
+      ro.fill_cache = false;
+      ro.readahead_size = 4u << 20;
+      it.reset(impl->db->NewIterator(ro, impl->codes_cf));
+      it->Seek(sf::CollectionPrefix(cid));
+    }
+    std::string end;
+    rocksdb::Slice upper;
+    std::unique_ptr<rocksdb::Iterator> it;
+  };
+
   Status WriteItems(std::string_view collection, size_t n,
                     const std::function<const ItemInput*(size_t)>& item_at, const uint64_t* ids,
                     const uint8_t* codes, const StoreWriteOptions& wo,
@@ -574,19 +591,13 @@ Status CodeStore::ScanCodes(std::string_view collection, const ScanFn& fn, size_
   HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
   if (chunk == 0) chunk = 65536;
   const size_t nb = code_bytes(info.bits);
-  const std::string begin = sf::CollectionPrefix(info.internal_id);
-  const std::string end = sf::CollectionPrefix(info.internal_id + 1);
-  rocksdb::Slice upper(end);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  ro.fill_cache = false;
-  ro.readahead_size = 4u << 20;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->codes_cf));
+  Impl::Cursor cursor(impl_.get(), info.internal_id);
+  rocksdb::Iterator* it = cursor.it.get();
   std::vector<uint64_t> ids;
   std::vector<uint8_t> codes;
   ids.reserve(chunk);
   codes.reserve(chunk * nb);
-  for (it->Seek(begin); it->Valid(); it->Next()) {
+  for (; it->Valid(); it->Next()) {
     const rocksdb::Slice k = it->key(), v = it->value();
     if (k.size() != sf::kItemKeySize || v.size() != nb) {
       return Status::Corruption("collection '" + info.name + "': stored code of " +
@@ -608,17 +619,10 @@ Status CodeStore::ScanCodes(std::string_view collection, const ScanFn& fn, size_
 
 StatusOr<uint64_t> CodeStore::Count(std::string_view collection) const {
   HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
-  const std::string begin = sf::CollectionPrefix(info.internal_id);
-  const std::string end = sf::CollectionPrefix(info.internal_id + 1);
-  rocksdb::Slice upper(end);
-  rocksdb::ReadOptions ro;
-  ro.iterate_upper_bound = &upper;
-  ro.fill_cache = false;
-  ro.readahead_size = 4u << 20;
-  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->codes_cf));
+  Impl::Cursor cursor(impl_.get(), info.internal_id);
   uint64_t n = 0;
-  for (it->Seek(begin); it->Valid(); it->Next()) ++n;
-  HAMDB_RETURN_IF_ERROR(FromRocks(it->status(), "count"));
+  for (; cursor.it->Valid(); cursor.it->Next()) ++n;
+  HAMDB_RETURN_IF_ERROR(FromRocks(cursor.it->status(), "count"));
   return n;
 }
 
