@@ -31,4 +31,4 @@ $HAMDB collection list
 
 echo "== 4. query: the 10 nearest neighbours of item 42, then everything within radius 2"
 $HAMDB search -c demo --id 42 -k 10
-$HAMDB search -c demo --id 42 --radius 2 --json | head -20
+$HAMDB search -c demo --id 42 --radius 2
