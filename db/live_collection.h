@@ -29,7 +29,8 @@ namespace hamdb {
 struct LiveCollectionOptions {
   // Index spec; empty means the collection's own (CollectionInfo::index_spec).
   std::string index_spec;
-  // Called during the rebuild with (items indexed so far, items in total).
+  // Called during the rebuild with (codes read from the store so far, codes
+  // in total); the index is then built from them in one bulk Add.
   std::function<void(uint64_t done, uint64_t total)> progress;
   // Items per scan chunk during the rebuild.
   size_t scan_chunk = 65536;
