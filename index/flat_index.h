@@ -1,0 +1,59 @@
+// FlatIndex: exact search by a multi-threaded scan of every code.
+//
+// Storage: codes contiguous in dense slots (size() * code_bytes() bytes),
+// an id per slot and a compact id -> slot hash map. Remove swaps the last
+// slot into the hole, so slots stay dense and a scan touches only live
+// items. Memory per item: code_bytes + 8 (id) + 5..11 (map) bytes.
+//
+// Search: one query splits the slots across SearchParams::num_threads
+// threads (0 = all); each thread computes distances in blocks into a uint16
+// buffer and keeps its k best with a counting selection (TopKCollector), not
+// a heap. SearchBatch (inherited) splits a batch across queries instead.
+// Results are exact: the k smallest (distance, id) pairs, ties by id. This
+// is the oracle every other index is tested against.
+//
+// Thread safety: as BinaryIndex: searches share a reader lock, Add / Remove
+// take the writer lock.
+#pragma once
+
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "index/binary_index.h"
+#include "index/core/hamming.h"
+#include "index/id_map.h"
+#include "index/rw_lock.h"
+#include "index/scan.h"
+
+namespace hamdb {
+
+class FlatIndex : public BinaryIndex {
+ public:
+  // bits must be valid (1..kMaxCodeBits); MakeIndex checks it.
+  explicit FlatIndex(int bits);
+
+  std::string spec() const override { return "Flat"; }
+  size_t size() const override;
+  size_t memory_bytes() const override;
+
+  // Errors: InvalidArgument (null arrays, padding bits set; nothing added),
+  // ResourceExhausted (more than 2^32 - 2 items, or out of memory).
+  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
+  Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
+                                const SearchParams& params) const override;
+  StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
+                                     const SearchParams& params) const override;
+
+ private:
+  SlotView View() const;  // requires mu_ held
+
+  HammingKernel kernel_;
+  mutable WriterPriorityMutex mu_;
+  std::vector<uint8_t> codes_;  // size() * code_bytes()
+  std::vector<uint64_t> ids_;
+  IdSlotMap slot_of_;
+};
+
+}  // namespace hamdb

@@ -1,0 +1,97 @@
+#include "index/id_map.h"
+
+#include <algorithm>
+#include <cassert>
+
+namespace hamdb {
+
+uint64_t IdSlotMap::Hash(uint64_t x) {
+  // splitmix64 finaliser: ids are often sequential, so mix every bit.
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ULL;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebULL;
+  x ^= x >> 31;
+  return x;
+}
+
+size_t IdSlotMap::FindCell(uint64_t id, const uint64_t* ids) const {
+  if (cells_.empty()) return 0;
+  const size_t mask = cells_.size() - 1;
+  for (size_t c = Hash(id) & mask;; c = (c + 1) & mask) {
+    const uint32_t v = cells_[c];
+    if (v == 0) return cells_.size();
+    if (ids[v - 1] == id) return c;
+  }
+}
+
+uint32_t IdSlotMap::Find(uint64_t id, const uint64_t* ids) const {
+  const size_t c = FindCell(id, ids);
+  return c < cells_.size() ? cells_[c] - 1 : kNoSlot;
+}
+
+void IdSlotMap::Grow(const uint64_t* ids) {
+  std::vector<uint32_t> old;
+  old.swap(cells_);
+  cells_.assign(std::max<size_t>(16, old.size() * 2), 0);
+  const size_t mask = cells_.size() - 1;
+  for (uint32_t v : old) {
+    if (v == 0) continue;
+    size_t c = Hash(ids[v - 1]) & mask;
+    while (cells_[c] != 0) c = (c + 1) & mask;
+    cells_[c] = v;
+  }
+}
+
+void IdSlotMap::Insert(uint64_t id, uint32_t slot, const uint64_t* ids) {
+  if ((size_ + 1) * 4 > cells_.size() * 3) Grow(ids);
+  const size_t mask = cells_.size() - 1;
+  size_t c = Hash(id) & mask;
+  while (cells_[c] != 0) c = (c + 1) & mask;
+  cells_[c] = slot + 1;
+  ++size_;
+}
+
+uint32_t IdSlotMap::Erase(uint64_t id, const uint64_t* ids) {
+  size_t hole = FindCell(id, ids);
+  assert(hole < cells_.size());
+  const uint32_t slot = cells_[hole] - 1;
+  const size_t mask = cells_.size() - 1;
+  // Backward-shift deletion: pull later members of the probe run into the
+  // hole when their home position allows it, so lookups never need
+  // tombstones.
+  for (size_t c = (hole + 1) & mask; cells_[c] != 0; c = (c + 1) & mask) {
+    const size_t home = Hash(ids[cells_[c] - 1]) & mask;
+    // The entry at c may move to `hole` iff home is not in (hole, c].
+    const bool movable = hole <= c ? (home <= hole || home > c) : (home <= hole && home > c);
+    if (movable) {
+      cells_[hole] = cells_[c];
+      hole = c;
+    }
+  }
+  cells_[hole] = 0;
+  --size_;
+  return slot;
+}
+
+void IdSlotMap::Move(uint64_t id, uint32_t old_slot, uint32_t new_slot, const uint64_t* ids) {
+  const size_t c = FindCell(id, ids);
+  assert(c < cells_.size() && cells_[c] == old_slot + 1);
+  (void)old_slot;
+  cells_[c] = new_slot + 1;
+}
+
+void IdSlotMap::Rebuild(const uint64_t* ids, size_t n) {
+  size_t cap = 16;
+  while (cap * 3 < n * 4) cap *= 2;
+  cells_.assign(cap, 0);
+  size_ = 0;
+  for (size_t i = 0; i < n; ++i) Insert(ids[i], static_cast<uint32_t>(i), ids);
+}
+
+void IdSlotMap::Clear() {
+  std::vector<uint32_t>().swap(cells_);
+  size_ = 0;
+}
+
+}  // namespace hamdb

@@ -1,0 +1,742 @@
+#include "index/mih_index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <utility>
+
+#include "index/core/binary_code.h"
+#include "index/parallel.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "MihIndex reads substrings with little-endian word loads"
+#endif
+
+namespace hamdb {
+namespace {
+
+constexpr uint32_t kHole = UINT32_MAX;  // a CSR entry whose item was removed
+// Direct-addressed tables (an offset per possible substring value) up to this
+// width, and only while 2^width is at most kDirectSlack * n (or
+// kMinDirectBuckets): 4 bytes per bucket beat the ~28 bytes per distinct
+// value of a hashed table up to about 7 buckets per item.
+constexpr int kMaxDirectBits = 26;
+constexpr size_t kDirectSlack = 8;
+constexpr size_t kMinDirectBuckets = 1024;
+// Overflow entries plus holes that trigger a table rebuild: 1/8 of the
+// items, at least this many.
+constexpr size_t kMinRebuildChanges = 4096;
+// Below this size a search always scans.
+constexpr size_t kMinProbeSize = 512;
+// Cost model, in units of "one code of 8 bytes scanned by one thread"
+// (about 0.5 ns with POPCNT). A probed key costs a hash / offset lookup,
+// usually a cache miss; a candidate costs a random code load and a check.
+// Calibrated at 64 bits, 100k-1M items, with the lookups prefetched in
+// batches (Table::ForEachSlot).
+constexpr double kKeyCost = 12.0;
+constexpr double kCandidateCost = 8.0;
+// Candidates buffered before one distances_indexed call.
+constexpr size_t kFlushBatch = 256;
+// Substring values looked up together (see Table::ForEachSlot).
+constexpr size_t kKeyBatch = 32;
+
+uint64_t MixKey(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdULL;
+  x ^= x >> 33;
+  return x;
+}
+
+// Bits [offset, offset + width) of an LSB-first code as an integer
+// (bit offset -> bit 0). width is 1..64.
+inline uint64_t ExtractBits(const uint8_t* code, size_t cb, int offset, int width) {
+  const size_t byte = static_cast<size_t>(offset) >> 3;
+  const int shift = offset & 7;
+  uint64_t word = 0;
+  std::memcpy(&word, code + byte, std::min<size_t>(8, cb - byte));
+  uint64_t v = word >> shift;
+  if (shift + width > 64) v |= static_cast<uint64_t>(code[byte + 8]) << (64 - shift);
+  return width == 64 ? v : v & ((uint64_t{1} << width) - 1);
+}
+
+// Calls f(key ^ mask) for every mask of exactly `s` of the low `w` bits, in
+// a fixed order, until f returns false. Returns false if stopped.
+template <typename F>
+bool ForEachAtDistance(uint64_t key, int w, int s, F&& f) {
+  if (s == 0) return f(key);
+  if (s > w) return true;
+  int pos[64];
+  for (int i = 0; i < s; ++i) pos[i] = i;
+  for (;;) {
+    uint64_t mask = 0;
+    for (int i = 0; i < s; ++i) mask |= uint64_t{1} << pos[i];
+    if (!f(key ^ mask)) return false;
+    int i = s - 1;
+    while (i >= 0 && pos[i] == w - s + i) --i;
+    if (i < 0) return true;
+    ++pos[i];
+    for (int j = i + 1; j < s; ++j) pos[j] = pos[j - 1] + 1;
+  }
+}
+
+// C(n, r) as a double (saturates harmlessly for the cost estimate).
+double Binomial(int n, int r) {
+  if (r < 0 || r > n) return 0.0;
+  double c = 1.0;
+  for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
+  return c;
+}
+
+}  // namespace
+
+// Open-addressing map from substring value to CSR bucket, for tables too
+// wide to address directly. Built once per table rebuild; never mutated.
+class MihIndex::KeyMap {
+ public:
+  void Build(const std::vector<uint64_t>& keys) {
+    size_t cap = 16;
+    while (cap < keys.size() * 2) cap *= 2;
+    keys_.assign(cap, 0);
+    buckets_.assign(cap, kHole);
+    const size_t mask = cap - 1;
+    for (size_t b = 0; b < keys.size(); ++b) {
+      size_t c = MixKey(keys[b]) & mask;
+      while (buckets_[c] != kHole) c = (c + 1) & mask;
+      keys_[c] = keys[b];
+      buckets_[c] = static_cast<uint32_t>(b);
+    }
+  }
+  uint32_t Find(uint64_t key) const {
+    if (keys_.empty()) return kHole;
+    const size_t mask = keys_.size() - 1;
+    for (size_t c = MixKey(key) & mask;; c = (c + 1) & mask) {
+      if (buckets_[c] == kHole) return kHole;
+      if (keys_[c] == key) return buckets_[c];
+    }
+  }
+  void Prefetch(uint64_t key) const {
+    if (keys_.empty()) return;
+    const size_t c = MixKey(key) & (keys_.size() - 1);
+    __builtin_prefetch(&keys_[c]);
+    __builtin_prefetch(&buckets_[c]);
+  }
+  void Clear() {
+    std::vector<uint64_t>().swap(keys_);
+    std::vector<uint32_t>().swap(buckets_);
+  }
+  size_t memory_bytes() const {
+    return keys_.capacity() * sizeof(uint64_t) + buckets_.capacity() * sizeof(uint32_t);
+  }
+
+ private:
+  std::vector<uint64_t> keys_;
+  std::vector<uint32_t> buckets_;  // kHole = empty cell
+};
+
+struct MihIndex::Table {
+  int offset = 0;  // first bit of the substring
+  int width = 0;   // 1..64 bits
+  bool direct = false;
+  // Bucket b holds entries[starts[b], starts[b + 1]); direct tables use the
+  // substring value as b, hashed ones look b up in `keys`.
+  std::vector<uint32_t> starts;
+  std::vector<uint32_t> entries;  // slots, kHole where removed
+  KeyMap keys;
+  // Slots inserted since the last rebuild, by substring value.
+  std::unordered_map<uint64_t, std::vector<uint32_t>> overflow;
+  size_t overflow_entries = 0;
+  size_t holes = 0;
+
+  // The CSR range of `key` as [*begin, *end); empty when absent.
+  void Range(uint64_t key, const uint32_t** begin, const uint32_t** end) const {
+    uint32_t b = kHole;
+    if (direct) {
+      b = static_cast<uint32_t>(key);
+    } else {
+      b = keys.Find(key);
+    }
+    if (b == kHole || starts.empty()) {
+      *begin = *end = nullptr;
+      return;
+    }
+    *begin = entries.data() + starts[b];
+    *end = entries.data() + starts[b + 1];
+  }
+  // Calls emit(slot) for every live slot in the buckets of keys[0, nk)
+  // (nk <= kKeyBatch). The lookups are software-pipelined: all offsets are
+  // prefetched, then all bucket starts, then the buckets are read, so the
+  // cache misses of a batch overlap instead of queueing one by one.
+  template <typename Emit>
+  void ForEachSlot(const uint64_t* keys, size_t nk, Emit&& emit) const {
+    const uint32_t* begin[kKeyBatch];
+    const uint32_t* end[kKeyBatch];
+    if (direct) {
+      for (size_t i = 0; i < nk; ++i) __builtin_prefetch(&starts[keys[i]]);
+    } else {
+      for (size_t i = 0; i < nk; ++i) this->keys.Prefetch(keys[i]);
+    }
+    for (size_t i = 0; i < nk; ++i) {
+      Range(keys[i], &begin[i], &end[i]);
+      if (begin[i] != end[i]) __builtin_prefetch(begin[i]);
+    }
+    for (size_t i = 0; i < nk; ++i) {
+      for (const uint32_t* p = begin[i]; p != end[i]; ++p) {
+        if (*p != kHole) emit(*p);
+      }
+      if (const std::vector<uint32_t>* extra = Overflow(keys[i])) {
+        for (uint32_t slot : *extra) emit(slot);
+      }
+    }
+  }
+  const std::vector<uint32_t>* Overflow(uint64_t key) const {
+    if (overflow.empty()) return nullptr;
+    auto it = overflow.find(key);
+    return it == overflow.end() ? nullptr : &it->second;
+  }
+  // Points the entry `from` under `key` at `to` (kHole to erase). The entry
+  // must exist.
+  void Replace(uint64_t key, uint32_t from, uint32_t to) {
+    const uint32_t* b;
+    const uint32_t* e;
+    Range(key, &b, &e);
+    for (const uint32_t* p = b; p != e; ++p) {
+      if (*p == from) {
+        entries[p - entries.data()] = to;
+        if (to == kHole) ++holes;
+        return;
+      }
+    }
+    auto it = overflow.find(key);
+    if (it == overflow.end()) return;  // not reachable when the invariants hold
+    std::vector<uint32_t>& list = it->second;
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (list[i] != from) continue;
+      if (to != kHole) {
+        list[i] = to;
+      } else {
+        list[i] = list.back();
+        list.pop_back();
+        --overflow_entries;
+        if (list.empty()) overflow.erase(it);
+      }
+      return;
+    }
+  }
+  size_t memory_bytes() const {
+    // Overflow: the per-node cost of std::unordered_map is estimated
+    // (node + bucket pointer + vector header), the vectors measured.
+    size_t overflow_bytes = overflow.bucket_count() * sizeof(void*);
+    for (const auto& kv : overflow) {
+      overflow_bytes += 48 + kv.second.capacity() * sizeof(uint32_t);
+    }
+    return starts.capacity() * sizeof(uint32_t) + entries.capacity() * sizeof(uint32_t) +
+           keys.memory_bytes() + overflow_bytes;
+  }
+};
+
+MihIndex::MihIndex(int bits, int fixed_m)
+    : BinaryIndex(bits), fixed_m_(fixed_m), kernel_(SelectHammingKernel(code_bytes())) {
+  if (fixed_m_ > 0) Configure(fixed_m_);
+}
+
+MihIndex::~MihIndex() = default;
+
+StatusOr<std::unique_ptr<MihIndex>> MihIndex::Create(int bits, int num_substrings) {
+  HAMDB_RETURN_IF_ERROR(ValidateCodeBits(bits));
+  const int min_m = (bits + 63) / 64;
+  if (num_substrings != 0 && (num_substrings < min_m || num_substrings > bits)) {
+    return Status::InvalidArgument("MIH: m = " + std::to_string(num_substrings) +
+                                   " substrings is outside [" + std::to_string(min_m) + ", " +
+                                   std::to_string(bits) + "] for " + std::to_string(bits) +
+                                   "-bit codes (substrings are 1..64 bits)");
+  }
+  return std::unique_ptr<MihIndex>(new MihIndex(bits, num_substrings));
+}
+
+int MihIndex::ChooseNumSubstrings(size_t n, int bits) {
+  // Tiny collections are scanned anyway; do not build hundreds of 1-bit
+  // tables for them.
+  const double lg = std::log2(static_cast<double>(std::max<size_t>(n, kMinProbeSize)));
+  const int m = static_cast<int>(std::lround(bits / lg));
+  return std::clamp(m, std::max(1, (bits + 63) / 64), bits);
+}
+
+std::string MihIndex::spec() const {
+  return fixed_m_ > 0 ? "MIH" + std::to_string(fixed_m_) : "MIH";
+}
+
+size_t MihIndex::size() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return ids_.size();
+}
+
+int MihIndex::num_substrings() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return static_cast<int>(tables_.size());
+}
+
+size_t MihIndex::memory_bytes() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  size_t bytes = codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes();
+  for (const Table& t : tables_) bytes += t.memory_bytes();
+  return bytes + tables_.capacity() * sizeof(Table);
+}
+
+SlotView MihIndex::View() const {
+  SlotView v;
+  v.codes = codes_.data();
+  v.ids = ids_.data();
+  v.n = ids_.size();
+  v.code_bytes = code_bytes();
+  v.bits = bits();
+  v.kernel = kernel_;
+  return v;
+}
+
+uint64_t MihIndex::SubstringOf(const uint8_t* code, const Table& t) const {
+  return ExtractBits(code, code_bytes(), t.offset, t.width);
+}
+
+void MihIndex::Configure(int m) {
+  tables_.clear();
+  tables_.resize(m);
+  const int base = bits() / m;
+  const int wider = bits() % m;  // the first `wider` substrings get one more bit
+  int offset = 0;
+  for (int j = 0; j < m; ++j) {
+    tables_[j].offset = offset;
+    tables_[j].width = base + (j < wider ? 1 : 0);
+    offset += tables_[j].width;
+  }
+  RebuildAll();
+}
+
+void MihIndex::RebuildAll() {
+  for (Table& t : tables_) RebuildTable(&t);
+}
+
+void MihIndex::RebuildTable(Table* t) {
+  const size_t n = ids_.size();
+  const size_t cb = code_bytes();
+  t->overflow = {};
+  t->overflow_entries = 0;
+  t->holes = 0;
+  t->keys.Clear();
+  std::vector<uint32_t>().swap(t->starts);
+  t->entries.assign(n, 0);
+  t->entries.shrink_to_fit();
+  t->direct = t->width <= kMaxDirectBits &&
+              (size_t{1} << t->width) <= std::max<size_t>(kMinDirectBuckets, kDirectSlack * n);
+  if (t->direct) {
+    // Counting sort by substring value; afterwards starts[b] is the end of
+    // bucket b, shifted back by one place to become its beginning.
+    const size_t nb = size_t{1} << t->width;
+    t->starts.assign(nb + 1, 0);
+    for (size_t s = 0; s < n; ++s) ++t->starts[SubstringOf(&codes_[s * cb], *t)];
+    uint32_t sum = 0;
+    for (size_t b = 0; b < nb; ++b) {
+      const uint32_t c = t->starts[b];
+      t->starts[b] = sum;
+      sum += c;
+    }
+    for (size_t s = 0; s < n; ++s) {
+      t->entries[t->starts[SubstringOf(&codes_[s * cb], *t)]++] = static_cast<uint32_t>(s);
+    }
+    for (size_t b = nb; b > 0; --b) t->starts[b] = t->starts[b - 1];
+    t->starts[0] = 0;
+    return;
+  }
+  std::vector<std::pair<uint64_t, uint32_t>> pairs(n);
+  for (size_t s = 0; s < n; ++s) {
+    pairs[s] = {SubstringOf(&codes_[s * cb], *t), static_cast<uint32_t>(s)};
+  }
+  std::sort(pairs.begin(), pairs.end());
+  std::vector<uint64_t> distinct;
+  for (size_t i = 0; i < n; ++i) {
+    if (i == 0 || pairs[i].first != pairs[i - 1].first) {
+      distinct.push_back(pairs[i].first);
+      t->starts.push_back(static_cast<uint32_t>(i));
+    }
+    t->entries[i] = pairs[i].second;
+  }
+  t->starts.push_back(static_cast<uint32_t>(n));
+  t->starts.shrink_to_fit();
+  t->keys.Build(distinct);
+}
+
+void MihIndex::InsertSlot(uint32_t slot) {
+  const uint8_t* code = &codes_[static_cast<size_t>(slot) * code_bytes()];
+  for (Table& t : tables_) {
+    t.overflow[SubstringOf(code, t)].push_back(slot);
+    ++t.overflow_entries;
+  }
+}
+
+void MihIndex::EraseSlot(uint32_t slot) {
+  const uint8_t* code = &codes_[static_cast<size_t>(slot) * code_bytes()];
+  for (Table& t : tables_) t.Replace(SubstringOf(code, t), slot, kHole);
+}
+
+void MihIndex::RelabelSlot(uint32_t from, uint32_t to) {
+  const uint8_t* code = &codes_[static_cast<size_t>(from) * code_bytes()];
+  for (Table& t : tables_) t.Replace(SubstringOf(code, t), from, to);
+}
+
+void MihIndex::AfterWrite(bool bulk) {
+  const size_t n = ids_.size();
+  if (fixed_m_ == 0 &&
+      (tables_.empty() || n > 4 * n_at_choice_ || n * 4 < n_at_choice_)) {
+    n_at_choice_ = n;
+    const int m = ChooseNumSubstrings(n, bits());
+    if (m != static_cast<int>(tables_.size())) {
+      Configure(m);
+      return;
+    }
+  }
+  const size_t limit = std::max(kMinRebuildChanges, n / 8);
+  for (Table& t : tables_) {
+    if (bulk || t.overflow_entries + t.holes > limit) RebuildTable(&t);
+  }
+}
+
+Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
+  HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (ids_.size() + n >= IdSlotMap::kNoSlot) {
+    return Status::ResourceExhausted("MihIndex holds at most 2^32 - 2 items");
+  }
+  const size_t cb = code_bytes();
+  // A large batch skips the per-item table updates: the tables are rebuilt
+  // from the slots once at the end, which is cheaper than n overflow inserts.
+  const bool bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
+  try {
+    ids_.reserve(ids_.size() + n);
+    codes_.reserve(codes_.size() + n * cb);
+    for (size_t i = 0; i < n; ++i) {
+      const uint8_t* code = codes + i * cb;
+      uint32_t slot = slot_of_.Find(ids[i], ids_.data());
+      if (slot != IdSlotMap::kNoSlot) {
+        if (std::memcmp(&codes_[static_cast<size_t>(slot) * cb], code, cb) == 0) continue;
+        if (!bulk) EraseSlot(slot);
+        std::memcpy(&codes_[static_cast<size_t>(slot) * cb], code, cb);
+      } else {
+        ids_.push_back(ids[i]);
+        codes_.insert(codes_.end(), code, code + cb);
+        slot = static_cast<uint32_t>(ids_.size() - 1);
+        slot_of_.Insert(ids[i], slot, ids_.data());
+      }
+      if (!bulk) InsertSlot(slot);
+    }
+    AfterWrite(bulk);
+  } catch (const std::bad_alloc&) {
+    // Slots are consistent; rebuild the tables from them if memory allows.
+    try {
+      RebuildAll();
+    } catch (const std::bad_alloc&) {
+      tables_.clear();
+      n_at_choice_ = 0;
+    }
+    return Status::ResourceExhausted("MihIndex::Add: out of memory");
+  }
+  return Status::OK();
+}
+
+Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
+  if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  const size_t cb = code_bytes();
+  const bool bulk = n > std::max(kMinRebuildChanges, ids_.size() / 8);
+  size_t count = 0;
+  try {
+    for (size_t i = 0; i < n; ++i) {
+      if (slot_of_.Find(ids[i], ids_.data()) == IdSlotMap::kNoSlot) continue;
+      const uint32_t slot = slot_of_.Erase(ids[i], ids_.data());
+      const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
+      if (!bulk) EraseSlot(slot);
+      if (slot != last) {
+        if (!bulk) RelabelSlot(last, slot);
+        slot_of_.Move(ids_[last], last, slot, ids_.data());
+        ids_[slot] = ids_[last];
+        std::memcpy(&codes_[static_cast<size_t>(slot) * cb],
+                    &codes_[static_cast<size_t>(last) * cb], cb);
+      }
+      ids_.pop_back();
+      codes_.resize(codes_.size() - cb);
+      ++count;
+    }
+    AfterWrite(bulk);
+  } catch (const std::bad_alloc&) {
+    try {
+      RebuildAll();
+    } catch (const std::bad_alloc&) {
+      tables_.clear();
+      n_at_choice_ = 0;
+    }
+    if (removed != nullptr) *removed = count;
+    return Status::ResourceExhausted("MihIndex::Remove: out of memory");
+  }
+  if (removed != nullptr) *removed = count;
+  return Status::OK();
+}
+
+double MihIndex::ScanCost(int threads) const {
+  const double per_item = std::max(1.0, static_cast<double>(code_bytes()) / 8.0);
+  return per_item * static_cast<double>(ids_.size()) / std::max(threads, 1);
+}
+
+bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
+                        std::vector<Neighbor>* out) const {
+  const size_t n = ids_.size();
+  const int m = static_cast<int>(tables_.size());
+  const size_t cb = code_bytes();
+  k = std::min(k, n);
+  std::vector<uint64_t> qkeys(m);
+  for (int j = 0; j < m; ++j) qkeys[j] = SubstringOf(query, tables_[j]);
+  int max_width = 0;
+  for (const Table& t : tables_) max_width = std::max(max_width, t.width);
+
+  std::vector<Neighbor> heap;  // max-heap on (distance, id): the k best so far
+  heap.reserve(k + 1);
+  double work = 0.0;
+  uint32_t batch[kFlushBatch];
+  uint16_t dist[kFlushBatch];
+  size_t batch_size = 0;
+  int cur_s = 0;
+  int cur_j = 0;
+
+  // Whether the candidate at `slot` is reported by probe (cur_s, cur_j): an
+  // item is reported where it is first found, at the smallest substring
+  // distance s* and the first table j with d_j == s*, so duplicates from
+  // other tables need no visited set.
+  auto first_found_here = [&](uint32_t slot) {
+    const uint8_t* code = &codes_[static_cast<size_t>(slot) * cb];
+    for (int j = 0; j < m; ++j) {
+      if (j == cur_j) continue;
+      const int d = __builtin_popcountll(SubstringOf(code, tables_[j]) ^ qkeys[j]);
+      if (d < cur_s || (d == cur_s && j < cur_j)) return false;
+    }
+    return true;
+  };
+  auto flush = [&] {
+    kernel_.distances_indexed(query, codes_.data(), batch, batch_size, cb, dist);
+    work += kCandidateCost * static_cast<double>(batch_size);
+    for (size_t i = 0; i < batch_size; ++i) {
+      const Neighbor nb{ids_[batch[i]], dist[i]};
+      if (heap.size() == k && !NeighborLess(nb, heap.front())) continue;
+      if (!first_found_here(batch[i])) continue;
+      heap.push_back(nb);
+      std::push_heap(heap.begin(), heap.end(), NeighborLess);
+      if (heap.size() > k) {
+        std::pop_heap(heap.begin(), heap.end(), NeighborLess);
+        heap.pop_back();
+      }
+    }
+    batch_size = 0;
+  };
+  auto emit = [&](uint32_t slot) {
+    __builtin_prefetch(&codes_[static_cast<size_t>(slot) * cb]);
+    batch[batch_size++] = slot;
+    if (batch_size == kFlushBatch) flush();
+  };
+  uint64_t keys[kKeyBatch];
+  size_t num_keys = 0;
+
+  // Work left to finish, predicted after pass (s, j): the passes still
+  // needed (all of them up to the bound the current k-th distance allows,
+  // or the rest of this round and the next while the heap is not full),
+  // each costing its keys plus the candidates per key seen so far.
+  double total_keys = 0.0, total_candidates = 0.0;
+  auto remaining_work = [&](int s, int j) {
+    const bool bounded = heap.size() == k;
+    const uint32_t target = bounded ? heap.front().distance : 0;
+    double keys_left = 0.0;
+    int s2 = s, j2 = j;
+    for (;;) {
+      if (++j2 == m) {
+        j2 = 0;
+        if (++s2 > max_width) break;
+        if (!bounded && s2 > s + 1) break;
+      }
+      keys_left += Binomial(tables_[j2].width, s2);
+      if (bounded && (s2 >= tables_[j2].width ||
+                      static_cast<uint32_t>(m * s2 + j2) >= target)) {
+        break;
+      }
+    }
+    const double per_key =
+        total_keys > 0 ? total_candidates / total_keys
+                       : static_cast<double>(n) / std::ldexp(1.0, tables_[0].width);
+    return keys_left * (kKeyCost + per_key * kCandidateCost);
+  };
+
+  bool aborted = false;
+  bool done = false;
+  for (int s = 0; s <= max_width && !done && !aborted; ++s) {
+    for (int j = 0; j < m && !done; ++j) {
+      const Table& t = tables_[j];
+      cur_s = s;
+      cur_j = j;
+      const double candidates_before = work;
+      const double keys_here = Binomial(t.width, s);
+      ForEachAtDistance(qkeys[j], t.width, s, [&](uint64_t key) {
+        keys[num_keys++] = key;
+        if (num_keys < kKeyBatch) return true;
+        t.ForEachSlot(keys, num_keys, emit);
+        work += kKeyCost * static_cast<double>(num_keys);
+        num_keys = 0;
+        return work <= budget;
+      });
+      t.ForEachSlot(keys, num_keys, emit);
+      work += kKeyCost * static_cast<double>(num_keys);
+      num_keys = 0;
+      flush();
+      if (work > budget) {
+        aborted = true;
+        break;
+      }
+      total_keys += keys_here;
+      total_candidates += (work - candidates_before - kKeyCost * keys_here) / kCandidateCost;
+      // Every unseen item has d_i >= s + 1 in tables 0..j and d_i >= s in
+      // the others, so all items at distance <= m * s + j have been seen; a
+      // table probed to its full width has seen everything.
+      const uint32_t seen_up_to =
+          s >= t.width ? static_cast<uint32_t>(bits()) : static_cast<uint32_t>(m * s + j);
+      if (seen_up_to >= static_cast<uint32_t>(bits())) done = true;
+      if (heap.size() == k && heap.front().distance <= seen_up_to) done = true;
+      if (!done && std::isfinite(budget) && remaining_work(s, j) > budget) {
+        aborted = true;
+        break;
+      }
+    }
+  }
+  if (aborted) return false;
+  std::sort_heap(heap.begin(), heap.end(), NeighborLess);
+  *out = std::move(heap);
+  return true;
+}
+
+bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget,
+                          std::vector<Neighbor>* out) const {
+  const int m = static_cast<int>(tables_.size());
+  const size_t cb = code_bytes();
+  // Table j is probed to substring radius r_j: q for j <= rem, q - 1 after,
+  // where radius = m * q + rem. An unseen item then has d_j >= r_j + 1 in
+  // every table, so d >= sum(r_j + 1) = radius + 1.
+  const int q = static_cast<int>(radius / m);
+  const int rem = static_cast<int>(radius % m);
+  std::vector<int> r(m);
+  double probe_keys = 0.0;
+  for (int j = 0; j < m; ++j) {
+    r[j] = j <= rem ? q : q - 1;
+    // One table probed to its full width sees every item: a scan is cheaper.
+    if (r[j] >= tables_[j].width) return false;
+    for (int s = 0; s <= r[j]; ++s) probe_keys += Binomial(tables_[j].width, s);
+  }
+  if (kKeyCost * probe_keys > budget) return false;
+  std::vector<uint64_t> qkeys(m);
+  for (int j = 0; j < m; ++j) qkeys[j] = SubstringOf(query, tables_[j]);
+
+  std::vector<Neighbor> found;
+  double work = kKeyCost * probe_keys;
+  uint32_t batch[kFlushBatch];
+  uint16_t dist[kFlushBatch];
+  size_t batch_size = 0;
+  int cur_j = 0;
+  // Reported by the first table (in order) whose probe radius covers it.
+  auto first_found_here = [&](uint32_t slot) {
+    const uint8_t* code = &codes_[static_cast<size_t>(slot) * cb];
+    for (int j = 0; j < cur_j; ++j) {
+      const int d = __builtin_popcountll(SubstringOf(code, tables_[j]) ^ qkeys[j]);
+      if (d <= r[j]) return false;
+    }
+    return true;
+  };
+  auto flush = [&] {
+    kernel_.distances_indexed(query, codes_.data(), batch, batch_size, cb, dist);
+    work += kCandidateCost * static_cast<double>(batch_size);
+    for (size_t i = 0; i < batch_size; ++i) {
+      if (dist[i] <= radius && first_found_here(batch[i])) {
+        found.push_back(Neighbor{ids_[batch[i]], dist[i]});
+      }
+    }
+    batch_size = 0;
+  };
+  auto emit = [&](uint32_t slot) {
+    __builtin_prefetch(&codes_[static_cast<size_t>(slot) * cb]);
+    batch[batch_size++] = slot;
+    if (batch_size == kFlushBatch) flush();
+  };
+  uint64_t keys[kKeyBatch];
+  size_t num_keys = 0;
+  for (int j = 0; j < m; ++j) {
+    const Table& t = tables_[j];
+    cur_j = j;
+    for (int s = 0; s <= r[j]; ++s) {
+      const bool within = ForEachAtDistance(qkeys[j], t.width, s, [&](uint64_t key) {
+        keys[num_keys++] = key;
+        if (num_keys < kKeyBatch) return true;
+        t.ForEachSlot(keys, num_keys, emit);
+        num_keys = 0;
+        return work <= budget;
+      });
+      if (!within) return false;
+    }
+    t.ForEachSlot(keys, num_keys, emit);
+    num_keys = 0;
+    flush();
+    if (work > budget) return false;
+  }
+  std::sort(found.begin(), found.end(), NeighborLess);
+  *out = std::move(found);
+  return true;
+}
+
+StatusOr<SearchResult> MihIndex::Search(const uint8_t* query, size_t k,
+                                        const SearchParams& params) const {
+  HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  SearchResult result;
+  const int threads = ThreadPool::Default().Resolve(params.num_threads);
+  const size_t n = ids_.size();
+  try {
+    if (params.mih_mode >= 0 && !tables_.empty() && n > 0) {
+      const double budget = params.mih_mode > 0 ? std::numeric_limits<double>::infinity()
+                                                : ScanCost(threads);
+      const bool worth_probing =
+          params.mih_mode > 0 ||
+          (n >= kMinProbeSize && kCandidateCost * static_cast<double>(std::min(k, n)) < budget);
+      if (worth_probing && ProbeKnn(query, k, budget, &result.neighbors)) return result;
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("MihIndex::Search: out of memory");
+  }
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanKnn(View(), query, k, threads));
+  return result;
+}
+
+StatusOr<SearchResult> MihIndex::RangeSearch(const uint8_t* query, uint32_t radius,
+                                             const SearchParams& params) const {
+  HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  SearchResult result;
+  const int threads = ThreadPool::Default().Resolve(params.num_threads);
+  const size_t n = ids_.size();
+  try {
+    if (params.mih_mode >= 0 && !tables_.empty() && n > 0 &&
+        (params.mih_mode > 0 || n >= kMinProbeSize)) {
+      const double budget = params.mih_mode > 0 ? std::numeric_limits<double>::infinity()
+                                                : ScanCost(threads);
+      if (ProbeRange(query, radius, budget, &result.neighbors)) return result;
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("MihIndex::RangeSearch: out of memory");
+  }
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(View(), query, radius, threads));
+  return result;
+}
+
+}  // namespace hamdb

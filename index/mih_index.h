@@ -1,0 +1,112 @@
+// MihIndex: exact Hamming search by multi-index hashing (Norouzi, Punjani,
+// Fleet, "Fast exact search in Hamming space with multi-index hashing",
+// TPAMI 2014). See docs/index.md for the design and the cost model.
+//
+// Each code of bits() bits is cut into m contiguous substrings, as even as
+// possible (the first bits % m are one bit wider); substring j has its own
+// hash table from substring value to the slots holding it. By pigeonhole, an
+// item at distance d from the query has some substring within floor(d / m)
+// of the query's, so probing every table at substring radius 0, 1, 2, ...
+// finds near items first; candidates are verified with the full distance.
+// Searches are exact: the same (distance, id) lists as FlatIndex.
+//
+// Storage: ids and codes once, in dense slots (like FlatIndex; deletes move
+// the last slot into the hole), plus per table a CSR bucket array (one
+// uint32 per item and, for direct-addressed tables, one uint32 offset per
+// possible substring value) and a small overflow map for items added since
+// the last table rebuild. Tables are rebuilt when the overflow or the holes
+// left by deletes exceed 1/8 of the items, and m is re-chosen (about
+// bits / log2(n)) when the size has changed 4x since it was last chosen, so
+// writer calls are amortised O(m) per item. memory_bytes() measures all of
+// it.
+//
+// Search cost model: a search becomes an exhaustive scan (the FlatIndex
+// algorithm over the same slots) when the collection is tiny, when k is a
+// large fraction of it, or when the probing work so far plus the next
+// radius would exceed the cost of a scan; a probe therefore never costs
+// much more than a scan. SearchParams::mih_mode forces either path.
+//
+// Thread safety: as BinaryIndex (reader/writer lock). A single query probes
+// on the calling thread; its scan fallback uses SearchParams::num_threads.
+#pragma once
+
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "index/binary_index.h"
+#include "index/core/hamming.h"
+#include "index/id_map.h"
+#include "index/rw_lock.h"
+#include "index/scan.h"
+
+namespace hamdb {
+
+class MihIndex : public BinaryIndex {
+ public:
+  // An empty index. num_substrings == 0 chooses m automatically (and
+  // re-chooses it as the index grows or shrinks); otherwise m is fixed.
+  // InvalidArgument when bits is invalid or a fixed m is outside
+  // [ceil(bits / 64), bits] (a substring is at most 64 bits wide).
+  static StatusOr<std::unique_ptr<MihIndex>> Create(int bits, int num_substrings);
+  ~MihIndex() override;
+
+  // The automatic m for n items of `bits` bits: round(bits / log2(max(n, 512))),
+  // clamped to [ceil(bits / 64), bits].
+  static int ChooseNumSubstrings(size_t n, int bits);
+
+  // "MIH" when m is automatic, "MIH<m>" when fixed.
+  std::string spec() const override;
+  size_t size() const override;
+  size_t memory_bytes() const override;
+  // The m currently in use (0 while an automatic index is empty and has
+  // never held items).
+  int num_substrings() const;
+
+  // Errors: InvalidArgument (null arrays, padding bits set; nothing added),
+  // ResourceExhausted (more than 2^32 - 2 items, or out of memory).
+  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
+  Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
+                                const SearchParams& params) const override;
+  StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
+                                     const SearchParams& params) const override;
+
+ private:
+  struct Table;
+  class KeyMap;
+
+  MihIndex(int bits, int fixed_m);
+
+  SlotView View() const;
+  uint64_t SubstringOf(const uint8_t* code, const Table& t) const;
+  // Sets up m empty tables (substring bit ranges) and rebuilds them.
+  void Configure(int m);
+  void RebuildTable(Table* t);
+  void RebuildAll();
+  // Re-chooses m when the size moved 4x; rebuilds tables that need it.
+  void AfterWrite(bool bulk);
+  void InsertSlot(uint32_t slot);
+  void EraseSlot(uint32_t slot);
+  void RelabelSlot(uint32_t from, uint32_t to);
+
+  // Probing k-NN; returns false (out untouched) when `budget` work units
+  // were exceeded and the caller should scan instead.
+  bool ProbeKnn(const uint8_t* query, size_t k, double budget, std::vector<Neighbor>* out) const;
+  bool ProbeRange(const uint8_t* query, uint32_t radius, double budget,
+                  std::vector<Neighbor>* out) const;
+  // Work units of one exhaustive scan of all slots with `threads` threads.
+  double ScanCost(int threads) const;
+
+  const int fixed_m_;  // 0 = automatic
+  HammingKernel kernel_;
+  mutable WriterPriorityMutex mu_;
+  std::vector<uint8_t> codes_;  // size() * code_bytes(), dense slots
+  std::vector<uint64_t> ids_;
+  IdSlotMap slot_of_;
+  std::vector<Table> tables_;  // m tables, substring j = bits [offset, offset + width)
+  size_t n_at_choice_ = 0;     // size when m was last chosen
+};
+
+}  // namespace hamdb

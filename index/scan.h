@@ -1,0 +1,75 @@
+// Exhaustive-scan building blocks shared by FlatIndex and the scan fallback
+// of MihIndex, plus the argument checks every index applies.
+//
+// Internal to index/: not part of the BinaryIndex interface.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "index/binary_index.h"
+#include "index/core/hamming.h"
+#include "index/core/status.h"
+
+namespace hamdb {
+
+class ThreadPool;
+
+// A read-only view of dense slots: n codes of code_bytes bytes, contiguous,
+// and their ids. Borrowed; the owner keeps it alive and unchanged during use.
+struct SlotView {
+  const uint8_t* codes = nullptr;  // n * code_bytes bytes
+  const uint64_t* ids = nullptr;   // n ids
+  size_t n = 0;
+  size_t code_bytes = 0;
+  int bits = 0;
+  HammingKernel kernel{};
+};
+
+// Collects the k smallest (distance, id) pairs from a stream, by counting
+// selection rather than a heap: candidates go into a buffer; when it holds
+// 2k of them, a histogram over the small integer distances gives the k-th
+// distance T, and the buffer keeps the pairs with d < T plus the smallest ids
+// at d == T. Offer() callers may skip any pair with distance > threshold().
+class TopKCollector {
+ public:
+  TopKCollector(size_t k, int bits);
+  // Distances above this can no longer enter the result.
+  uint32_t threshold() const { return threshold_; }
+  void Offer(uint32_t distance, uint64_t id) {
+    buffer_.push_back(Neighbor{id, distance});
+    if (buffer_.size() >= limit_) Compact();
+  }
+  // Moves every candidate of `other` into this collector.
+  void Merge(TopKCollector&& other);
+  // The k smallest pairs (fewer if fewer were offered), sorted by
+  // (distance, id). Leaves the collector empty.
+  std::vector<Neighbor> Finish();
+
+ private:
+  void Compact();
+
+  size_t k_;
+  size_t limit_;
+  uint32_t threshold_;
+  std::vector<uint32_t> hist_;  // scratch, bits + 1 entries
+  std::vector<Neighbor> buffer_;
+};
+
+// Exact k-NN by a scan of `view`, split over up to `threads` threads of the
+// default pool (contiguous ranges of slots). Sorted by (distance, id).
+StatusOr<std::vector<Neighbor>> ScanKnn(const SlotView& view, const uint8_t* query, size_t k,
+                                        int threads);
+// Every slot with distance <= radius, sorted by (distance, id).
+StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* query,
+                                          uint32_t radius, int threads);
+
+// Argument checks shared by all indexes; InvalidArgument with a message that
+// names the offending item. `what` names the array ("query", "code").
+Status CheckCodes(const uint8_t* codes, size_t n, int bits, const char* what);
+Status CheckAddArgs(const uint64_t* ids, const uint8_t* codes, size_t n, int bits);
+Status CheckSearchArgs(const uint8_t* query, size_t k, int bits);
+Status CheckRangeArgs(const uint8_t* query, int bits);
+
+}  // namespace hamdb

@@ -1,0 +1,386 @@
+// MihIndex against FlatIndex (the oracle): identical (distance, id) lists for
+// every code length, data shape, k, radius and search mode, after bulk
+// loads, incremental writes and during concurrent searches.
+#include "index/mih_index.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "index/binary_index.h"
+#include "index/flat_index.h"
+#include "tests/index/index_test_util.h"
+
+namespace hamdb {
+namespace {
+
+using testing::DataKind;
+using testing::Describe;
+using testing::MakeCodes;
+using testing::MakeIds;
+
+std::unique_ptr<BinaryIndex> Make(const std::string& spec, int bits) {
+  auto index = MakeIndex(spec, bits);
+  EXPECT_TRUE(index.ok()) << spec << ": " << index.status().ToString();
+  return index.ok() ? std::move(index).value() : nullptr;
+}
+
+// Compares every kind of search of `mih` with `flat` for the given queries.
+// Forced probing of a large k or radius is only feasible for narrow
+// substrings; `full_probe` says whether to try it.
+void ExpectSameAsFlat(const BinaryIndex& flat, const BinaryIndex& mih, const uint8_t* queries,
+                      size_t nq, const std::vector<size_t>& ks,
+                      const std::vector<uint32_t>& radii, bool full_probe,
+                      const std::string& context) {
+  const size_t cb = flat.code_bytes();
+  for (int mode : {0, 1, -1}) {
+    SearchParams params;
+    params.mih_mode = mode;
+    params.num_threads = mode == 0 ? 0 : 1;
+    SearchParams flat_params;
+    for (size_t qi = 0; qi < nq; ++qi) {
+      const uint8_t* q = queries + qi * cb;
+      // Without full_probe, force probing only where it ends at substring
+      // radius 0: k = 1 for a stored code (the last two queries), radius <= 2.
+      const bool stored = qi + 2 >= nq;
+      for (size_t k : ks) {
+        if (mode == 1 && !full_probe && (k > 1 || !stored)) continue;
+        auto want = flat.Search(q, k, flat_params);
+        auto got = mih.Search(q, k, params);
+        ASSERT_TRUE(want.ok() && got.ok()) << got.status().ToString();
+        ASSERT_EQ(got->neighbors, want->neighbors)
+            << context << " mode=" << mode << " query=" << qi << " k=" << k << "\n got  "
+            << Describe(got->neighbors) << "\n want " << Describe(want->neighbors);
+      }
+      for (uint32_t r : radii) {
+        if (mode == 1 && !full_probe && r > 2) continue;
+        auto want = flat.RangeSearch(q, r, flat_params);
+        auto got = mih.RangeSearch(q, r, params);
+        ASSERT_TRUE(want.ok() && got.ok()) << got.status().ToString();
+        ASSERT_EQ(got->neighbors, want->neighbors)
+            << context << " mode=" << mode << " query=" << qi << " radius=" << r << "\n got  "
+            << Describe(got->neighbors) << "\n want " << Describe(want->neighbors);
+      }
+    }
+  }
+}
+
+struct MihCase {
+  int bits;
+  DataKind kind;
+  std::string spec;
+  bool full_probe;  // forced probing of any k / radius is affordable
+};
+
+std::string CaseName(const ::testing::TestParamInfo<MihCase>& info) {
+  return std::to_string(info.param.bits) + "bits_" + testing::DataKindName(info.param.kind) +
+         "_" + info.param.spec;
+}
+
+std::vector<MihCase> AllCases() {
+  std::vector<MihCase> cases;
+  for (int bits : {8, 10, 32, 64, 100, 128, 256}) {
+    for (DataKind kind : {DataKind::kUniform, DataKind::kClustered, DataKind::kDuplicates}) {
+      cases.push_back({bits, kind, "MIH", true});
+      // Substrings of at most 16 bits (hashed tables at this n), unequal
+      // when 16 does not divide bits.
+      const int m16 = (bits + 15) / 16;
+      if (m16 > 1) cases.push_back({bits, kind, "MIH" + std::to_string(m16), true});
+    }
+  }
+  // Edge splits: one wide substring (64 bits, hashed), 1-bit substrings,
+  // a single direct table.
+  cases.push_back({64, DataKind::kClustered, "MIH1", false});
+  cases.push_back({256, DataKind::kClustered, "MIH4", false});
+  cases.push_back({10, DataKind::kUniform, "MIH10", true});
+  cases.push_back({32, DataKind::kDuplicates, "MIH32", true});
+  cases.push_back({10, DataKind::kClustered, "MIH1", true});
+  return cases;
+}
+
+class MihVsFlatTest : public ::testing::TestWithParam<MihCase> {};
+
+TEST_P(MihVsFlatTest, SameResultsAsFlat) {
+  const MihCase c = GetParam();
+  const size_t n = c.bits >= 256 ? 2000 : 3000;
+  auto codes = MakeCodes(c.kind, n, c.bits, 1000 + c.bits);
+  auto ids = MakeIds(n, 2000 + c.bits);
+  auto flat = Make("Flat", c.bits);
+  auto mih = Make(c.spec, c.bits);
+  ASSERT_TRUE(flat && mih);
+  ASSERT_TRUE(flat->Add(ids.data(), codes.data(), n).ok());
+  ASSERT_TRUE(mih->Add(ids.data(), codes.data(), n).ok());
+  ASSERT_EQ(mih->size(), n);
+  EXPECT_EQ(mih->spec(), c.spec);
+
+  const size_t cb = code_bytes(c.bits);
+  auto queries = testing::MakeQueries(codes, c.bits, 4, 3000 + c.bits);
+  // Stored codes as queries: exact hits and many ties.
+  queries.insert(queries.end(), codes.begin(), codes.begin() + cb);
+  queries.insert(queries.end(), codes.end() - cb, codes.end());
+  const uint32_t b = static_cast<uint32_t>(c.bits);
+  ExpectSameAsFlat(*flat, *mih, queries.data(), queries.size() / cb,
+                   {1, 3, 10, 100, n - 1, n, n + 3}, {0, 1, 2, 3, b / 8, b / 4, b / 2, b, b + 1},
+                   c.full_probe, c.spec);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLengths, MihVsFlatTest, ::testing::ValuesIn(AllCases()), CaseName);
+
+// Incremental writes: small batches go through the overflow tables, deletes
+// leave holes and relabel the moved slot, large batches rebuild, and an
+// automatic m is re-chosen as the size grows and shrinks 4x.
+void RunWriteSequence(const std::string& spec, int bits, DataKind kind, uint64_t seed) {
+  auto flat = Make("Flat", bits);
+  auto mih = Make(spec, bits);
+  ASSERT_TRUE(flat && mih);
+  std::mt19937_64 rng(seed);
+  const std::vector<uint64_t> pool = MakeIds(20000, seed);
+  size_t next_new = 0;
+  std::vector<uint64_t> live;
+  auto queries = MakeCodes(kind, 3, bits, seed + 1);
+  const uint32_t b = static_cast<uint32_t>(bits);
+  const auto check = [&](const std::string& step) {
+    ASSERT_EQ(mih->size(), flat->size()) << step;
+    ExpectSameAsFlat(*flat, *mih, queries.data(), 3, {1, 10, 57}, {0, 3, b / 4}, true,
+                     spec + " after " + step);
+  };
+  const auto add = [&](size_t n, bool upserts) {
+    std::vector<uint64_t> ids;
+    for (size_t i = 0; i < n; ++i) {
+      if (upserts && !live.empty() && rng() % 3 == 0) {
+        ids.push_back(live[rng() % live.size()]);
+      } else {
+        ids.push_back(pool[next_new++]);
+        live.push_back(ids.back());
+      }
+    }
+    auto codes = MakeCodes(kind, n, bits, rng());
+    ASSERT_TRUE(flat->Add(ids.data(), codes.data(), n).ok());
+    ASSERT_TRUE(mih->Add(ids.data(), codes.data(), n).ok());
+  };
+  const auto remove = [&](size_t n) {
+    std::vector<uint64_t> ids;
+    for (size_t i = 0; i < n && !live.empty(); ++i) {
+      const size_t at = rng() % live.size();
+      ids.push_back(live[at]);
+      live[at] = live.back();
+      live.pop_back();
+    }
+    ids.push_back(~uint64_t{0});  // absent
+    size_t removed_flat = 0, removed_mih = 0;
+    ASSERT_TRUE(flat->Remove(ids.data(), ids.size(), &removed_flat).ok());
+    ASSERT_TRUE(mih->Remove(ids.data(), ids.size(), &removed_mih).ok());
+    EXPECT_EQ(removed_mih, removed_flat);
+    EXPECT_EQ(removed_mih, ids.size() - 1);
+  };
+
+  add(600, false);
+  check("first load");
+  auto* as_mih = dynamic_cast<MihIndex*>(mih.get());
+  ASSERT_NE(as_mih, nullptr);
+  const int first_m = as_mih->num_substrings();
+  for (int round = 0; round < 24; ++round) {
+    add(50 + rng() % 400, true);
+    remove(rng() % 120);
+    if (round % 4 == 3) check("round " + std::to_string(round));
+  }
+  add(6000, true);  // bulk
+  check("bulk add");
+  if (spec == "MIH") {
+    EXPECT_NE(as_mih->num_substrings(), first_m) << "m should be re-chosen after 4x growth";
+  }
+  const int grown_m = as_mih->num_substrings();
+  remove(live.size() - 100);  // bulk shrink, far below 1/4 of any m choice
+  check("bulk remove");
+  if (spec == "MIH") {
+    EXPECT_NE(as_mih->num_substrings(), grown_m) << "m should be re-chosen after 4x shrink";
+  }
+  for (int round = 0; round < 10; ++round) {
+    remove(rng() % 60);
+    add(rng() % 60, true);
+  }
+  check("small writes after shrink");
+  remove(live.size());
+  check("empty");
+  EXPECT_EQ(mih->size(), 0u);
+  add(700, true);
+  check("refill");
+}
+
+TEST(MihIndexTest, IncrementalWritesAuto64Clustered) {
+  RunWriteSequence("MIH", 64, DataKind::kClustered, 1);
+}
+TEST(MihIndexTest, IncrementalWritesAuto100Uniform) {
+  RunWriteSequence("MIH", 100, DataKind::kUniform, 2);
+}
+TEST(MihIndexTest, IncrementalWritesFixed32Duplicates) {
+  RunWriteSequence("MIH3", 32, DataKind::kDuplicates, 3);
+}
+TEST(MihIndexTest, IncrementalWritesFixed128Clustered) {
+  RunWriteSequence("MIH8", 128, DataKind::kClustered, 4);
+}
+
+// Readers search while one writer inserts and removes. Every result must be
+// consistent with some state: correct distances, sorted, no duplicates, and
+// no base item (present throughout) missing below the last result. At the
+// end the results must equal Flat's exactly.
+void RunConcurrent(const std::string& spec) {
+  const int bits = 64;
+  const size_t cb = code_bytes(bits);
+  const size_t nbase = 4000, nextra = 6000;
+  auto codes = MakeCodes(DataKind::kClustered, nbase + nextra, bits, 77);
+  auto ids = MakeIds(nbase + nextra, 78);
+  std::unordered_map<uint64_t, const uint8_t*> code_of;
+  for (size_t i = 0; i < ids.size(); ++i) code_of[ids[i]] = &codes[i * cb];
+  auto index = Make(spec, bits);
+  ASSERT_TRUE(index);
+  ASSERT_TRUE(index->Add(ids.data(), codes.data(), nbase).ok());
+  auto queries = MakeCodes(DataKind::kClustered, 16, bits, 79);
+
+  // The base-only answer for each query, to check "nothing missing".
+  auto base_flat = Make("Flat", bits);
+  ASSERT_TRUE(base_flat->Add(ids.data(), codes.data(), nbase).ok());
+  const size_t k = 20;
+  std::vector<std::vector<Neighbor>> base_all(16);
+  for (size_t qi = 0; qi < 16; ++qi) {
+    auto r = base_flat->Search(&queries[qi * cb], nbase, SearchParams{});
+    ASSERT_TRUE(r.ok());
+    base_all[qi] = r->neighbors;
+  }
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> failures{0};
+  std::atomic<long> searches{0};
+  auto reader = [&](int seed) {
+    std::mt19937_64 rng(seed);
+    while (!stop.load()) {
+      const size_t qi = rng() % 16;
+      const uint8_t* q = &queries[qi * cb];
+      SearchParams params;
+      params.mih_mode = static_cast<int>(rng() % 3) - 1;
+      params.num_threads = 1 + static_cast<int>(rng() % 2);
+      auto r = index->Search(q, k, params);
+      if (!r.ok() || r->neighbors.size() != k) {
+        ++failures;
+        continue;
+      }
+      const auto& got = r->neighbors;
+      std::set<uint64_t> seen;
+      for (size_t i = 0; i < got.size(); ++i) {
+        auto it = code_of.find(got[i].id);
+        const bool bad = it == code_of.end() ||
+                         testing::NaiveDistance(q, it->second, bits) != got[i].distance ||
+                         (i > 0 && !NeighborLess(got[i - 1], got[i])) ||
+                         !seen.insert(got[i].id).second;
+        if (bad) ++failures;
+      }
+      for (const Neighbor& nb : base_all[qi]) {
+        if (!NeighborLess(nb, got.back())) break;
+        if (!seen.count(nb.id)) ++failures;
+      }
+      ++searches;
+    }
+  };
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) readers.emplace_back(reader, t);
+  std::mt19937_64 rng(5);
+  std::vector<size_t> present;  // extra items currently in the index
+  size_t next = nbase;
+  for (int round = 0; round < 40; ++round) {
+    const size_t add = std::min<size_t>(150 + rng() % 300, nbase + nextra - next);
+    if (add > 0) {
+      ASSERT_TRUE(index->Add(&ids[next], &codes[next * cb], add).ok());
+      for (size_t i = 0; i < add; ++i) present.push_back(next + i);
+      next += add;
+    }
+    std::vector<uint64_t> gone;
+    for (size_t i = 0; i < 100 && !present.empty(); ++i) {
+      const size_t at = rng() % present.size();
+      gone.push_back(ids[present[at]]);
+      present[at] = present.back();
+      present.pop_back();
+    }
+    ASSERT_TRUE(index->Remove(gone.data(), gone.size(), nullptr).ok());
+    std::this_thread::yield();
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_GT(searches.load(), 0);
+
+  auto flat = Make("Flat", bits);
+  ASSERT_TRUE(flat->Add(ids.data(), codes.data(), nbase).ok());
+  for (size_t i : present) ASSERT_TRUE(flat->Add(&ids[i], &codes[i * cb], 1).ok());
+  ASSERT_EQ(index->size(), flat->size());
+  ExpectSameAsFlat(*flat, *index, queries.data(), 16, {1, 20, 300}, {0, 4, 12}, true,
+                   spec + " after concurrent writes");
+}
+
+TEST(MihIndexTest, ConcurrentSearchesDuringWritesAuto) { RunConcurrent("MIH"); }
+TEST(MihIndexTest, ConcurrentSearchesDuringWritesFixed) { RunConcurrent("MIH4"); }
+TEST(FlatIndexTest, ConcurrentSearchesDuringWrites) { RunConcurrent("Flat"); }
+
+TEST(MihIndexTest, SearchBatchEqualsSearch) {
+  const int bits = 64;
+  const size_t cb = code_bytes(bits), n = 8000;
+  auto mih = Make("MIH", bits);
+  auto codes = MakeCodes(DataKind::kClustered, n, bits, 1);
+  auto ids = MakeIds(n, 2);
+  ASSERT_TRUE(mih->Add(ids.data(), codes.data(), n).ok());
+  auto queries = MakeCodes(DataKind::kClustered, 40, bits, 3);
+  std::vector<SearchResult> out;
+  ASSERT_TRUE(mih->SearchBatch(queries.data(), 40, 10, SearchParams{}, &out).ok());
+  ASSERT_EQ(out.size(), 40u);
+  for (size_t i = 0; i < 40; ++i) {
+    auto one = mih->Search(&queries[i * cb], 10, SearchParams{});
+    ASSERT_TRUE(one.ok());
+    EXPECT_EQ(out[i].neighbors, one->neighbors);
+  }
+}
+
+TEST(MihIndexTest, ChoosesSubstringCountFromSizeAndBits) {
+  EXPECT_EQ(MihIndex::ChooseNumSubstrings(1000000, 64), 3);  // 64 / 19.9
+  EXPECT_EQ(MihIndex::ChooseNumSubstrings(10000000, 64), 3);  // 64 / 23.3
+  EXPECT_EQ(MihIndex::ChooseNumSubstrings(1000000, 256), 13);
+  EXPECT_EQ(MihIndex::ChooseNumSubstrings(1000000, 8), 1);
+  EXPECT_EQ(MihIndex::ChooseNumSubstrings(0, 64), 7);  // sized for 512 items
+  // Substrings are at most 64 bits.
+  EXPECT_EQ(MihIndex::ChooseNumSubstrings(size_t{1} << 40, 4096), 102);
+  EXPECT_GE(MihIndex::ChooseNumSubstrings(size_t{1} << 62, 4096), 64);
+}
+
+TEST(MihIndexTest, RejectsBadInputLikeFlat) {
+  auto mih = Make("MIH", 12);
+  const uint64_t ids[] = {1};
+  const uint8_t bad[] = {0x00, 0x10};
+  EXPECT_EQ(mih->Add(ids, bad, 1).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(mih->size(), 0u);
+  EXPECT_EQ(mih->Search(bad, 1, SearchParams{}).status().code(), Status::Code::kInvalidArgument);
+  const uint8_t q[] = {0x00, 0x00};
+  EXPECT_EQ(mih->Search(q, 0, SearchParams{}).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(mih->RangeSearch(bad, 1, SearchParams{}).status().code(),
+            Status::Code::kInvalidArgument);
+  auto empty = mih->Search(q, 4, SearchParams{});
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->neighbors.empty());
+}
+
+TEST(MihIndexTest, MemoryPerItemStaysSmall) {
+  const int bits = 64;
+  const size_t n = 200000;
+  auto mih = Make("MIH", bits);
+  auto codes = MakeCodes(DataKind::kUniform, n, bits, 1);
+  auto ids = MakeIds(n, 1);
+  ASSERT_TRUE(mih->Add(ids.data(), codes.data(), n).ok());
+  const double per_item = static_cast<double>(mih->memory_bytes()) / n;
+  // 8 (code) + 8 (id) + ~5-11 (id map) + m * 4 (entries) + offsets.
+  EXPECT_GT(per_item, 16.0);
+  EXPECT_LT(per_item, 64.0) << "bytes per item";
+}
+
+}  // namespace
+}  // namespace hamdb
