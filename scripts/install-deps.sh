@@ -16,7 +16,6 @@ PACKAGES=(
   libspdlog-dev libfmt-dev
   libjpeg-dev libpng-dev
   libopenblas-dev
-  python3 python3-numpy
 )
 
 missing=()
