@@ -16,7 +16,6 @@
 // take the writer lock.
 #pragma once
 
-#include <shared_mutex>
 #include <string>
 #include <vector>
 

@@ -33,12 +33,13 @@ constexpr size_t kMinRebuildChanges = 4096;
 // Below this size a search always scans.
 constexpr size_t kMinProbeSize = 512;
 // Cost model, in units of "one code of 8 bytes scanned by one thread"
-// (about 0.5 ns with POPCNT). A probed key costs a hash / offset lookup,
+// (about 2-3 ns including the top-k filter). A probed key costs a hash / offset lookup,
 // usually a cache miss; a candidate costs a random code load and a check.
-// Calibrated at 64 bits, 100k-1M items, with the lookups prefetched in
-// batches (Table::ForEachSlot).
-constexpr double kKeyCost = 12.0;
-constexpr double kCandidateCost = 8.0;
+// Calibrated from forced-probe and forced-scan timings at 64 bits and
+// 100k, 1M and 10M items, with the lookups prefetched in batches
+// (Table::ForEachSlot); MissCostScale adds the growth with n.
+constexpr double kKeyCost = 16.0;
+constexpr double kCandidateCost = 10.0;
 // Candidates buffered before one distances_indexed call.
 constexpr size_t kFlushBatch = 256;
 // Substring values looked up together (see Table::ForEachSlot).
@@ -89,6 +90,27 @@ double Binomial(int n, int r) {
   double c = 1.0;
   for (int i = 1; i <= r; ++i) c = c * (n - r + i) / i;
   return c;
+}
+
+// The k-th neighbour distance expected if the n codes were uniformly random
+// relative to the query: the smallest r with n * P(Binomial(bits, 1/2) <= r)
+// >= k. Terms are accumulated in log space (2^-bits underflows a double).
+uint32_t ExpectedKthDistance(size_t n, size_t k, int bits) {
+  double log_term = -bits * std::log(2.0);  // log P(d = 0)
+  double cdf = 0.0;
+  for (int r = 0; r < bits; ++r) {
+    cdf += std::exp(log_term);
+    if (cdf * static_cast<double>(n) >= static_cast<double>(k)) return static_cast<uint32_t>(r);
+    log_term += std::log(static_cast<double>(bits - r) / (r + 1));
+  }
+  return static_cast<uint32_t>(bits);
+}
+
+// Random lookups get dearer as the tables outgrow the caches: calibrated as
+// 1x at 1M items and 2x at 10M (64-bit codes, 2-core VM).
+double MissCostScale(size_t n) {
+  const double x = std::log2(std::max(1.0, static_cast<double>(n) / (1 << 20)));
+  return std::clamp(1.0 + 0.3 * x, 1.0, 3.0);
 }
 
 }  // namespace
@@ -545,32 +567,39 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
   uint64_t keys[kKeyBatch];
   size_t num_keys = 0;
 
-  // Work left to finish, predicted after pass (s, j): the passes still
-  // needed (all of them up to the bound the current k-th distance allows,
-  // or the rest of this round and the next while the heap is not full),
-  // each costing its keys plus the candidates per key seen so far.
+  // Work left to finish, predicted after pass (s, j): the passes needed to
+  // reach a target distance, each costing its keys plus the candidates per
+  // key seen so far in this query. Once the heap is full, the target is the
+  // smaller of its k-th distance and the k-th distance expected for uniform
+  // codes; the heap's bound alone would be far too pessimistic early on,
+  // while it still holds the first, distant, finds. When the data is
+  // sparser than uniform around the query, the target moves one pass at a
+  // time and the hard cap on work ends the probe.
+  const uint32_t expected_kth = ExpectedKthDistance(n, k, bits());
+  const double scale = MissCostScale(n);
   double total_keys = 0.0, total_candidates = 0.0;
   auto remaining_work = [&](int s, int j) {
-    const bool bounded = heap.size() == k;
-    const uint32_t target = bounded ? heap.front().distance : 0;
+    const uint32_t seen = static_cast<uint32_t>(m * s + j);
+    // Until the heap is full, nothing bounds the search: look one round
+    // ahead (clustered data often fills it within that round).
+    uint32_t target = seen + static_cast<uint32_t>(m);
+    if (heap.size() == k) {
+      target = std::min(heap.front().distance, std::max(expected_kth, seen + 1));
+    }
     double keys_left = 0.0;
     int s2 = s, j2 = j;
     for (;;) {
       if (++j2 == m) {
         j2 = 0;
         if (++s2 > max_width) break;
-        if (!bounded && s2 > s + 1) break;
       }
       keys_left += Binomial(tables_[j2].width, s2);
-      if (bounded && (s2 >= tables_[j2].width ||
-                      static_cast<uint32_t>(m * s2 + j2) >= target)) {
-        break;
-      }
+      if (s2 >= tables_[j2].width || static_cast<uint32_t>(m * s2 + j2) >= target) break;
     }
     const double per_key =
         total_keys > 0 ? total_candidates / total_keys
                        : static_cast<double>(n) / std::ldexp(1.0, tables_[0].width);
-    return keys_left * (kKeyCost + per_key * kCandidateCost);
+    return scale * keys_left * (kKeyCost + per_key * kCandidateCost);
   };
 
   bool aborted = false;
@@ -588,13 +617,13 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
         t.ForEachSlot(keys, num_keys, emit);
         work += kKeyCost * static_cast<double>(num_keys);
         num_keys = 0;
-        return work <= budget;
+        return work * scale <= budget;
       });
       t.ForEachSlot(keys, num_keys, emit);
       work += kKeyCost * static_cast<double>(num_keys);
       num_keys = 0;
       flush();
-      if (work > budget) {
+      if (work * scale > budget) {
         aborted = true;
         break;
       }

@@ -22,16 +22,17 @@
 //
 // Search cost model: a search becomes an exhaustive scan (the FlatIndex
 // algorithm over the same slots) when the collection is tiny, when k is a
-// large fraction of it, or when the probing work so far plus the next
-// radius would exceed the cost of a scan; a probe therefore never costs
-// much more than a scan. SearchParams::mih_mode forces either path.
+// large fraction of it, when the predicted work to finish probing exceeds a
+// scan (buckets left to reach the expected k-th distance, times the
+// candidates per bucket seen so far), or when the work done exceeds a scan
+// (a hard cap: a search costs at most about two scans).
+// SearchParams::mih_mode forces either path (1 = probe, -1 = scan).
 //
 // Thread safety: as BinaryIndex (reader/writer lock). A single query probes
 // on the calling thread; its scan fallback uses SearchParams::num_threads.
 #pragma once
 
 #include <memory>
-#include <shared_mutex>
 #include <string>
 #include <vector>
 
