@@ -19,14 +19,7 @@ size_t FlatIndex::memory_bytes() const {
 }
 
 SlotView FlatIndex::View() const {
-  SlotView v;
-  v.codes = codes_.data();
-  v.ids = ids_.data();
-  v.n = ids_.size();
-  v.code_bytes = code_bytes();
-  v.bits = bits();
-  v.kernel = kernel_;
-  return v;
+  return MakeSlotView(codes_, ids_, bits(), kernel_);
 }
 
 Status FlatIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {

@@ -309,14 +309,7 @@ size_t MihIndex::memory_bytes() const {
 }
 
 SlotView MihIndex::View() const {
-  SlotView v;
-  v.codes = codes_.data();
-  v.ids = ids_.data();
-  v.n = ids_.size();
-  v.code_bytes = code_bytes();
-  v.bits = bits();
-  v.kernel = kernel_;
-  return v;
+  return MakeSlotView(codes_, ids_, bits(), kernel_);
 }
 
 uint64_t MihIndex::SubstringOf(const uint8_t* code, const Table& t) const {

@@ -27,6 +27,19 @@ struct SlotView {
   HammingKernel kernel{};
 };
 
+// The view of dense slot arrays as both indexes keep them.
+inline SlotView MakeSlotView(const std::vector<uint8_t>& codes, const std::vector<uint64_t>& ids,
+                             int bits, const HammingKernel& kernel) {
+  SlotView v;
+  v.codes = codes.data();
+  v.ids = ids.data();
+  v.n = ids.size();
+  v.code_bytes = (static_cast<size_t>(bits) + 7) / 8;
+  v.bits = bits;
+  v.kernel = kernel;
+  return v;
+}
+
 // Collects the k smallest (distance, id) pairs from a stream, by counting
 // selection rather than a heap: candidates go into a buffer; when it holds
 // 2k of them, a histogram over the small integer distances gives the k-th
