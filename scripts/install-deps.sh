@@ -16,7 +16,14 @@ PACKAGES=(
   libspdlog-dev libfmt-dev
   libjpeg-dev libpng-dev
   libopenblas-dev
+  dataset-fashion-mnist
 )
+
+# Extras for the people-run benchmarks and reports (`--extras`): load
+# generator, plots, and scikit-learn's bundled digits for the OOD check.
+if [ "${1:-}" = "--extras" ]; then
+  PACKAGES+=(wrk python3-numpy python3-matplotlib python3-sklearn)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

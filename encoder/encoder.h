@@ -1,0 +1,76 @@
+// Encoder: a trained image -> binary code model (LLC or DSNC), loaded from
+// one artifact file, used by ingest, the HTTP service and the benchmarks.
+//
+// An artifact holds everything needed to reproduce codes bit for bit: the
+// backbone (built-in CNN weights, or an embedded TorchScript module), the
+// projection to `bits` logits, the codebook of class codes with class names,
+// the preprocessing, the training method and a format version. Loading an
+// artifact and encoding the same pixels gives identical codes.
+//
+// Encoding: images of any size and 1 or 3 channels are preprocessed
+// (channels, resize, centre crop, mean/std) as the artifact says, run through
+// the network in eval mode, and each bit is set when its probability
+// sigmoid(logit) is > 0.5. The code is then decoded against the codebook
+// (ED / MHD with ties broken by the bit probabilities, out-of-distribution
+// when the nearest class code is farther than ood_radius).
+//
+// Thread safety: Encode is const and may be called from many threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "encoder/codebook.h"
+#include "encoder/image.h"
+#include "index/core/status.h"
+
+namespace hamdb {
+
+// Part of the artifact: how raw pixels become the network's input tensor.
+struct PreprocessConfig {
+  int channels = 1;           // 1 (gray) or 3 (RGB) network input channels
+  int resize_width = 28;      // resize to this size first (bilinear) ...
+  int resize_height = 28;
+  int crop_width = 0;         // ... then centre-crop; 0 = no crop
+  int crop_height = 0;
+  std::vector<float> mean;    // per channel, applied to pixels / 255
+  std::vector<float> stddev;  // per channel
+};
+
+// One encoded image.
+struct EncodedImage {
+  std::vector<uint8_t> code;    // instance code, code_bytes(bits) bytes
+  std::vector<float> bit_probs;  // bits values: P(bit = 1)
+  DecodeResult decode;           // against the artifact's codebook
+  // Mean over bits of the probability the bit agrees with the decoded class
+  // code: 1 = certain, 0.5 = coin flips.
+  float confidence = 0.f;
+};
+
+class Encoder {
+ public:
+  virtual ~Encoder() = default;
+
+  // Loads an artifact written by Save (or by `hamdb train`). NotFound,
+  // IOError, NotSupported (unknown format version) or Corruption.
+  static StatusOr<std::unique_ptr<Encoder>> Load(const std::string& path);
+  // Writes the artifact atomically (a temporary file, then rename).
+  virtual Status Save(const std::string& path) const = 0;
+
+  virtual int bits() const = 0;
+  virtual const Codebook& codebook() const = 0;
+  const std::vector<std::string>& class_names() const { return codebook().class_names(); }
+  virtual const PreprocessConfig& preprocess() const = 0;
+  // "llc" or "dsnc".
+  virtual std::string method() const = 0;
+  // Default OOD radius for Decode (0: any inexact code is OOD).
+  virtual uint32_t ood_radius() const = 0;
+
+  // Encodes a batch. InvalidArgument for an empty image or a bad channel count;
+  // the whole call fails only for such input errors, never partially.
+  virtual StatusOr<std::vector<EncodedImage>> Encode(const std::vector<Image>& images) const = 0;
+};
+
+}  // namespace hamdb

@@ -1,0 +1,58 @@
+// Image: decoded 8-bit pixels, and the JPEG/PNG codecs and conversions the
+// encoder's preprocessing needs (libjpeg-turbo and libpng from Debian).
+//
+// Pixels are row-major, interleaved, `channels` bytes per pixel (1 = gray,
+// 3 = RGB). Decoding never throws or aborts: a truncated, corrupt or
+// unsupported file gives InvalidArgument naming the reason (the codec's own
+// message where there is one), so one bad file never stops a batch.
+// Grayscale+alpha and RGBA inputs drop the alpha channel; 16-bit PNGs are
+// reduced to 8 bits; palette PNGs are expanded to RGB.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "index/core/status.h"
+
+namespace hamdb {
+
+struct Image {
+  int width = 0;
+  int height = 0;
+  int channels = 0;             // 1 or 3
+  std::vector<uint8_t> pixels;  // height * width * channels bytes
+
+  bool empty() const { return pixels.empty(); }
+};
+
+enum class ImageFormat { kUnknown, kJpeg, kPng };
+
+// Sniffs the format from the leading magic bytes (not the file name).
+ImageFormat DetectImageFormat(const uint8_t* data, size_t size);
+
+// Decodes an in-memory JPEG or PNG. InvalidArgument for empty input, an
+// unknown format, or a corrupt or truncated stream; images larger than
+// max_pixels (width * height) are refused before their pixels are allocated.
+StatusOr<Image> DecodeImage(const uint8_t* data, size_t size, size_t max_pixels = 64u << 20);
+
+// Reads and decodes a file. NotFound / IOError for file errors, else as
+// DecodeImage. The message starts with the path.
+StatusOr<Image> ReadImageFile(const std::string& path, size_t max_pixels = 64u << 20);
+
+// Encodes to PNG (lossless; 1 or 3 channels).
+StatusOr<std::vector<uint8_t>> EncodePng(const Image& image);
+Status WritePngFile(const Image& image, const std::string& path);
+
+// Channel conversion: gray -> RGB replicates, RGB -> gray uses the ITU-R
+// BT.601 luma weights (0.299, 0.587, 0.114), rounded.
+Image ConvertChannels(const Image& image, int channels);
+
+// Bilinear resize (pixel centres aligned, edges clamped).
+Image ResizeBilinear(const Image& image, int width, int height);
+
+// The centred crop of width x height (must fit inside the image).
+Image CenterCrop(const Image& image, int width, int height);
+
+}  // namespace hamdb
