@@ -14,7 +14,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   libcli11-dev
   libspdlog-dev libfmt-dev
-  libjpeg-dev libpng-dev
+  libjpeg-dev libpng-dev libxxhash-dev
   libopenblas-dev
   dataset-fashion-mnist
 )

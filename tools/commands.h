@@ -17,5 +17,9 @@ void AddBenchIngestCommand(CLI::App* bench, int* exit_code);
 void AddBenchHammingCommand(CLI::App* bench, int* exit_code);
 // bench index (tools/bench_index.cc)
 void AddBenchIndexCommand(CLI::App* bench, int* exit_code);
+// bench map (tools/bench_map.cc)
+void AddBenchMapCommand(CLI::App* bench, int* exit_code);
+// ingest (tools/cmd_ingest.cc)
+void AddIngestCommand(CLI::App* app, int* exit_code);
 
 }  // namespace hamdb::tools

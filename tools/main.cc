@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   hamdb::tools::AddBenchIngestCommand(bench, &exit_code);
   hamdb::tools::AddBenchHammingCommand(bench, &exit_code);
   hamdb::tools::AddBenchIndexCommand(bench, &exit_code);
+  hamdb::tools::AddBenchMapCommand(bench, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
