@@ -1,14 +1,70 @@
 #include "db/live_collection.h"
 
+#include <nlohmann/json.hpp>
+
 #include "index/core/binary_code.h"
 
 namespace hamdb {
+
+StatusOr<std::vector<uint8_t>> CodebookCodesFromSettings(std::string_view settings_json, int bits) {
+  const nlohmann::json settings = nlohmann::json::parse(settings_json, nullptr, false);
+  if (settings.is_discarded() || !settings.is_object()) {
+    return Status::InvalidArgument("collection settings are not a JSON object");
+  }
+  auto book = settings.find("codebook");
+  if (book == settings.end() || book->is_null()) {
+    return Status::NotFound("the collection settings have no codebook");
+  }
+  if (!book->is_object()) return Status::InvalidArgument("settings.codebook is not an object");
+  auto k = book->find("bits");
+  if (k == book->end() || !k->is_number_integer() || k->get<int64_t>() != bits) {
+    return Status::InvalidArgument("settings.codebook.bits must equal the collection's " +
+                                   std::to_string(bits) + " bits");
+  }
+  auto codes = book->find("codes");
+  if (codes == book->end() || !codes->is_array() || codes->empty()) {
+    return Status::InvalidArgument(
+        "settings.codebook.codes must be a non-empty array of hex codes");
+  }
+  std::vector<uint8_t> packed;
+  packed.reserve(codes->size() * code_bytes(bits));
+  for (size_t i = 0; i < codes->size(); ++i) {
+    const nlohmann::json& c = (*codes)[i];
+    if (!c.is_string()) {
+      return Status::InvalidArgument("settings.codebook.codes[" + std::to_string(i) +
+                                     "] is not a string");
+    }
+    StatusOr<std::vector<uint8_t>> code = ParseHexCode(c.get<std::string>(), bits);
+    if (!code.ok()) {
+      return code.status().WithContext("settings.codebook.codes[" + std::to_string(i) + "]");
+    }
+    packed.insert(packed.end(), code->begin(), code->end());
+  }
+  return packed;
+}
 
 StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
     CodeStore* store, std::string_view name, const LiveCollectionOptions& options) {
   HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, store->GetCollection(name));
   const std::string spec = options.index_spec.empty() ? info.index_spec : options.index_spec;
-  HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> index, MakeIndex(spec, info.bits));
+  IndexOptions index_options;
+  if (spec.rfind("Bucket", 0) == 0) {
+    // Class buckets need the encoder's codebook, kept in the settings.
+    StatusOr<std::vector<uint8_t>> codebook =
+        CodebookCodesFromSettings(info.settings_json, info.bits);
+    if (codebook.ok()) {
+      index_options.codebook = std::move(codebook).value();
+    } else if (codebook.status().code() == Status::Code::kNotFound) {
+      return Status::FailedPrecondition("collection '" + info.name +
+                                        "' has no codebook (it was not "
+                                        "made by an encoder), so it cannot use index '" +
+                                        spec + "'");
+    } else {
+      return codebook.status().WithContext("collection '" + info.name + "'");
+    }
+  }
+  HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> index,
+                         MakeIndex(spec, info.bits, index_options));
   uint64_t total = 0;
   if (options.progress) {
     HAMDB_ASSIGN_OR_RETURN(total, store->Count(name));
@@ -31,8 +87,8 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
         return true;
       },
       options.scan_chunk));
-  HAMDB_RETURN_IF_ERROR(
-      index->Add(ids.data(), codes.data(), ids.size()).WithContext("rebuild index of '" + info.name + "'"));
+  HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), codes.data(), ids.size())
+                            .WithContext("rebuild index of '" + info.name + "'"));
   return std::unique_ptr<LiveCollection>(
       new LiveCollection(store, std::move(info), std::move(index)));
 }

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "db/code_store.h"
@@ -36,10 +37,20 @@ struct LiveCollectionOptions {
   size_t scan_chunk = 65536;
 };
 
+// The packed class codes of a collection's codebook, read from its settings
+// JSON (docs/storage.md): {"codebook": {"bits": K, "codes": ["<hex>", ...],
+// ...}} with K == bits; class i at offset i * code_bytes(bits). NotFound
+// when the settings have no codebook; InvalidArgument when the settings or
+// the codebook are malformed (not JSON, K != bits, a bad hex code).
+StatusOr<std::vector<uint8_t>> CodebookCodesFromSettings(std::string_view settings_json, int bits);
+
 class LiveCollection {
  public:
   // Errors: NotFound (no such collection), InvalidArgument (bad index spec),
-  // and whatever the scan or the index returns.
+  // FailedPrecondition (a "Bucket" spec on a collection without a codebook),
+  // and whatever the scan or the index returns. For "Bucket" specs the
+  // codebook comes from the collection's settings JSON and is handed to
+  // MakeIndex (IndexOptions::codebook).
   static StatusOr<std::unique_ptr<LiveCollection>> Open(CodeStore* store, std::string_view name,
                                                         const LiveCollectionOptions& options = {});
 

@@ -44,7 +44,12 @@ StatusOr<Image> ReadImageFile(const std::string& path, size_t max_pixels = 64u <
 // Encodes to PNG (lossless; 1 or 3 channels).
 StatusOr<std::vector<uint8_t>> EncodePng(const Image& image);
 Status WritePngFile(const Image& image, const std::string& path);
+// Encodes to baseline JPEG (lossy; quality 1..100; 1 or 3 channels).
+StatusOr<std::vector<uint8_t>> EncodeJpeg(const Image& image, int quality = 90);
 
+// The three conversions below return an empty Image for invalid arguments
+// (empty input, channels not 1 or 3, a non-positive size, a crop larger
+// than the image).
 // Channel conversion: gray -> RGB replicates, RGB -> gray uses the ITU-R
 // BT.601 luma weights (0.299, 0.587, 0.114), rounded.
 Image ConvertChannels(const Image& image, int channels);

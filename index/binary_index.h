@@ -42,6 +42,8 @@ struct SearchParams {
   // Threads for this call; 0 means the index default (all hardware threads).
   int num_threads = 0;
   // Inverted-file style indexes: lists / buckets to visit; 0 = index default.
+  // ClassBucketIndex also takes -1: visit buckets until the answer is
+  // provably exact.
   int nprobe = 0;
   // MIH: 0 = choose by cost model, 1 = always probe, -1 = always scan.
   int mih_mode = 0;
@@ -49,7 +51,14 @@ struct SearchParams {
 
 struct SearchResult {
   std::vector<Neighbor> neighbors;  // sorted by (distance, id)
-  bool exact = true;                // false when an approximate method answered
+  // True when `neighbors` is provably the exact answer (the k smallest
+  // (distance, id) pairs, or every item within the radius). Exact indexes
+  // always set it; approximate ones set it only when they can prove it
+  // (ClassBucketIndex, by a triangle-inequality bound) and false otherwise.
+  bool exact = true;
+  // Inverted-file indexes: the buckets / lists scanned, in visiting order
+  // (ClassBucketIndex: class indexes into the codebook). Empty for others.
+  std::vector<int> visited_buckets;
 };
 
 class BinaryIndex {
@@ -92,11 +101,30 @@ class BinaryIndex {
   int bits_;
 };
 
+// What some index types need beyond the spec string.
+struct IndexOptions {
+  // The collection's codebook: num_classes packed class codes of `bits` bits
+  // (num_classes * code_bytes(bits) bytes, LSB-first, class i at offset
+  // i * code_bytes). Required by "Bucket"; ignored by the others.
+  std::vector<uint8_t> codebook;
+};
+
 // Builds an empty index from a spec string, the one place specs are parsed:
 //   "Flat"          multi-threaded exhaustive scan (the exact oracle)
 //   "MIH"           multi-index hashing, m chosen from n and bits
 //   "MIH<m>"        multi-index hashing with m substrings (e.g. "MIH4")
-// InvalidArgument for an unknown spec or bad bits.
+//   "Bucket"        class-code buckets over options.codebook, nprobe 1
+//   "Bucket<p>"     the same with default nprobe p (e.g. "Bucket4")
+//   "IVF<nlist>"    FAISS IndexBinaryIVF with nlist lists, nprobe 1
+//   "IVF<nlist>_<p>" the same with default nprobe p (e.g. "IVF1024_8")
+//   "GPUFlat"       exact brute force on a CUDA GPU; falls back to the CPU
+//                   scan when the build or the machine has no usable GPU
+//   "GPU<Bucket..|IVF..>"  the bucket / IVF index with its lists scanned on
+//                   the GPU (same results; CPU fallback likewise)
+// InvalidArgument for an unknown spec or bad bits; FailedPrecondition for
+// "Bucket" without a codebook (a collection without an encoder).
 StatusOr<std::unique_ptr<BinaryIndex>> MakeIndex(std::string_view spec, int bits);
+StatusOr<std::unique_ptr<BinaryIndex>> MakeIndex(std::string_view spec, int bits,
+                                                 const IndexOptions& options);
 
 }  // namespace hamdb

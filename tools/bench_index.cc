@@ -1,6 +1,14 @@
-// hamdb bench index: our exact indexes (Flat, MIH) beside FAISS binary
-// indexes (IndexBinaryFlat, IndexBinaryMultiHash, IndexBinaryIVF) on the
-// same codes, in one run.
+// hamdb bench index: our exact indexes (Flat, MIH), our class-bucket index
+// and GPU brute force beside FAISS binary indexes (IndexBinaryFlat,
+// IndexBinaryMultiHash, IndexBinaryIVF) on the same codes, in one run.
+//
+// Clustered data is LLC-like: --centres class codes, each item a class code
+// with every bit flipped with probability --flip. The class codes are the
+// codebook of the "bucket" method (ClassBucketIndex, items decoded to their
+// nearest class during the build: no training). "ivf" is our FaissIvfIndex
+// wrapper (FAISS k-means + lists, our list scan); "faiss-ivf" is FAISS's own
+// IndexBinaryIVF search. "gpu-flat" is GpuFlatIndex (CPU fallback without a
+// GPU, which the params column then says).
 //
 // For each (n, bits, data) the codes are generated once (index/synthetic.h;
 // the queries are extra items of the same distribution, not in the index),
@@ -20,12 +28,11 @@
 //
 // FAISS exceptions are caught here, at the module boundary, and reported as
 // an error row; they never escape a callback.
-#include <omp.h>
-
 #include <faiss/IndexBinaryFlat.h>
 #include <faiss/IndexBinaryHash.h>
 #include <faiss/IndexBinaryIVF.h>
 #include <faiss/invlists/InvertedLists.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -41,7 +48,11 @@
 #include <vector>
 
 #include "index/binary_index.h"
+#include "index/bucket_index.h"
 #include "index/core/binary_code.h"
+#include "index/faiss_ivf_index.h"
+#include "index/gpu/gpu_flat_index.h"
+#include "index/gpu/gpu_list_index.h"
 #include "index/mih_index.h"
 #include "index/synthetic.h"
 #include "tools/cli_common.h"
@@ -60,7 +71,9 @@ double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-const char* const kAllMethods[] = {"flat", "mih", "faiss-flat", "faiss-mih", "faiss-ivf"};
+const char* const kAllMethods[] = {"flat",   "mih", "faiss-flat", "faiss-mih", "faiss-ivf",
+                                   "bucket", "ivf", "gpu-flat",   "gpu-bucket"};
+const char* const kDefaultMethods[] = {"flat", "mih", "faiss-flat", "faiss-mih", "faiss-ivf"};
 
 struct BenchIndexArgs {
   std::vector<size_t> n = {1000000};
@@ -70,10 +83,13 @@ struct BenchIndexArgs {
   size_t queries = 1000;
   size_t latency_queries = 200;
   int threads = 0;
-  std::vector<std::string> methods = {kAllMethods, kAllMethods + 5};
+  std::vector<std::string> methods = {kDefaultMethods, kDefaultMethods + 5};
   std::vector<int> nflip = {0, 1, 2, 3};
   std::vector<int> nprobe = {1, 8, 32};
+  std::vector<int> bucket_nprobe = {1, 2, 4, 8};
   size_t nlist = 0;
+  size_t centres = 256;
+  double flip = 0.03;
   uint64_t seed = 1;
   std::string out;
 };
@@ -88,10 +104,11 @@ std::string Join(const std::vector<T>& v) {
 std::string CommandLine(const BenchIndexArgs& a) {
   std::ostringstream s;
   s << "hamdb bench index --n " << Join(a.n) << " --bits " << Join(a.bits) << " --data "
-    << Join(a.data) << " --k " << Join(a.k) << " --queries " << a.queries
-    << " --latency-queries " << a.latency_queries << " --threads " << a.threads
-    << " --methods " << Join(a.methods) << " --nflip " << Join(a.nflip) << " --nprobe "
-    << Join(a.nprobe) << " --nlist " << a.nlist << " --seed " << a.seed;
+    << Join(a.data) << " --k " << Join(a.k) << " --queries " << a.queries << " --latency-queries "
+    << a.latency_queries << " --threads " << a.threads << " --methods " << Join(a.methods)
+    << " --nflip " << Join(a.nflip) << " --nprobe " << Join(a.nprobe) << " --bucket-nprobe "
+    << Join(a.bucket_nprobe) << " --nlist " << a.nlist << " --centres " << a.centres << " --flip "
+    << a.flip << " --seed " << a.seed;
   return s.str();
 }
 
@@ -104,6 +121,8 @@ struct Method {
   bool memory_estimated = false;
   // Searches nq queries for k neighbours; one call = one batch.
   std::function<void(const uint8_t* q, size_t nq, size_t k, Results* out)> search;
+  // Optional: a note for the params column, from one extra batch.
+  std::function<std::string(const uint8_t* q, size_t nq, size_t k)> note;
 };
 
 struct Row {
@@ -204,17 +223,20 @@ struct Built {
   std::vector<Method> methods;
 };
 
-Method OurMethod(BinaryIndex* index, const std::string& name, int threads) {
+Method OurMethod(BinaryIndex* index, const std::string& name, int threads, int nprobe = 0) {
   Method m;
   m.name = name;
   m.params = index->spec();
   if (auto* mih = dynamic_cast<MihIndex*>(index)) {
     m.params += " (m=" + std::to_string(mih->num_substrings()) + ")";
   }
-  m.bytes_per_item = static_cast<double>(index->memory_bytes()) / std::max<size_t>(1, index->size());
-  m.search = [index, threads](const uint8_t* q, size_t nq, size_t k, Results* out) {
+  if (nprobe != 0) m.params += " nprobe=" + std::to_string(nprobe);
+  m.bytes_per_item =
+      static_cast<double>(index->memory_bytes()) / std::max<size_t>(1, index->size());
+  m.search = [index, threads, nprobe](const uint8_t* q, size_t nq, size_t k, Results* out) {
     SearchParams params;
     params.num_threads = threads;
+    params.nprobe = nprobe;
     if (nq == 1) {
       // A single query: the index may split its own work across threads.
       StatusOr<SearchResult> r = index->Search(q, k, params);
@@ -233,8 +255,8 @@ Method OurMethod(BinaryIndex* index, const std::string& name, int threads) {
 
 // Builds every wanted index over `codes`. FAISS errors propagate as
 // exceptions to the caller, which reports them.
-Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* codes, int threads,
-                Built* b) {
+Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* codes,
+                const std::vector<uint8_t>& codebook, int threads, Built* b) {
   const size_t cb = code_bytes(bits);
   std::vector<uint64_t> ids(n);
   for (size_t i = 0; i < n; ++i) ids[i] = i;
@@ -250,6 +272,102 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
     Method m = OurMethod(b->ours.back().get(), "hamdb " + std::string(spec), threads);
     m.build_s = build;
     b->methods.push_back(std::move(m));
+  }
+  if (Wanted(a, "bucket")) {
+    if (codebook.empty()) {
+      return Status::InvalidArgument(
+          "method bucket needs --data clustered (its centres are the codebook)");
+    }
+    std::fprintf(stderr, "  build hamdb Bucket (%zu classes, decode + add) ...\n",
+                 codebook.size() / cb);
+    HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<ClassBucketIndex> index,
+                           ClassBucketIndex::Create(bits, codebook));
+    const auto t0 = Clock::now();
+    HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), codes, n));
+    const double build = Seconds(t0);
+    b->ours.push_back(std::move(index));
+    for (int nprobe : a.bucket_nprobe) {
+      Method m = OurMethod(b->ours.back().get(), "hamdb Bucket", threads, nprobe);
+      m.build_s = build;
+      // How often the triangle-inequality bound proves the answer exact.
+      BinaryIndex* index = b->ours.back().get();
+      m.note = [index, threads, nprobe](const uint8_t* q, size_t nq, size_t k) {
+        SearchParams params;
+        params.num_threads = threads;
+        params.nprobe = nprobe;
+        std::vector<SearchResult> results;
+        if (!index->SearchBatch(q, nq, k, params, &results).ok()) return std::string();
+        size_t exact = 0;
+        for (const SearchResult& r : results) exact += r.exact;
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " (proved exact %.0f%%)",
+                      100.0 * exact / std::max<size_t>(nq, 1));
+        return std::string(buf);
+      };
+      b->methods.push_back(std::move(m));
+    }
+  }
+  if (Wanted(a, "ivf")) {
+    const size_t nlist =
+        a.nlist != 0
+            ? a.nlist
+            : std::clamp<size_t>(static_cast<size_t>(std::sqrt(static_cast<double>(n))), 16, 1024);
+    std::fprintf(stderr, "  build hamdb IVF%zu (FAISS k-means on a sample + add) ...\n", nlist);
+    HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<FaissIvfIndex> index,
+                           FaissIvfIndex::Create(bits, static_cast<int>(nlist)));
+    const auto t0 = Clock::now();
+    HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), codes, n));
+    const double build = Seconds(t0);
+    const std::string trained =
+        index->trained() ? " (train " + std::to_string(index->train_seconds()).substr(0, 5) + " s)"
+                         : " (untrained)";
+    b->ours.push_back(std::move(index));
+    for (int nprobe : a.nprobe) {
+      Method m = OurMethod(b->ours.back().get(), "hamdb IVF", threads, nprobe);
+      m.params += trained;
+      m.build_s = build;
+      b->methods.push_back(std::move(m));
+    }
+  }
+  if (Wanted(a, "gpu-flat")) {
+    std::fprintf(stderr, "  build hamdb GPUFlat ...\n");
+    auto index = std::make_unique<GpuFlatIndex>(bits);
+    const auto t0 = Clock::now();
+    HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), codes, n));
+    // The first search uploads the codes; count it as build time.
+    std::vector<SearchResult> warm;
+    HAMDB_RETURN_IF_ERROR(index->SearchBatch(codes, 1, 1, {}, &warm));
+    const double build = Seconds(t0);
+    Method m = OurMethod(index.get(), "hamdb GPUFlat", threads);
+    if (!index->used_gpu()) m.params += " (CPU fallback: " + index->gpu_status().ToString() + ")";
+    m.build_s = build;
+    b->ours.push_back(std::move(index));
+    b->methods.push_back(std::move(m));
+  }
+  if (Wanted(a, "gpu-bucket")) {
+    if (codebook.empty()) {
+      return Status::InvalidArgument("method gpu-bucket needs --data clustered");
+    }
+    std::fprintf(stderr, "  build hamdb GPUBucket ...\n");
+    IndexOptions options;
+    options.codebook = codebook;
+    HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> made,
+                           MakeIndex("GPUBucket", bits, options));
+    auto* index = dynamic_cast<GpuListIndex*>(made.get());
+    const auto t0 = Clock::now();
+    HAMDB_RETURN_IF_ERROR(made->Add(ids.data(), codes, n));
+    std::vector<SearchResult> warm;  // the first search uploads the lists
+    HAMDB_RETURN_IF_ERROR(made->SearchBatch(codes, 1, 1, {}, &warm));
+    const double build = Seconds(t0);
+    const std::string fallback =
+        index->used_gpu() ? "" : " (CPU fallback: " + index->gpu_status().ToString() + ")";
+    b->ours.push_back(std::move(made));
+    for (int nprobe : a.bucket_nprobe) {
+      Method m = OurMethod(b->ours.back().get(), "hamdb GPUBucket", threads, nprobe);
+      m.params += fallback;
+      m.build_s = build;
+      b->methods.push_back(std::move(m));
+    }
   }
   if (Wanted(a, "faiss-flat")) {
     std::fprintf(stderr, "  build faiss IndexBinaryFlat ...\n");
@@ -315,8 +433,7 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
     std::fprintf(stderr, "  build faiss IndexBinaryIVF(nlist=%zu): train + add ...\n", nlist);
     const auto t0 = Clock::now();
     b->ivf_quantizer = std::make_unique<faiss::IndexBinaryFlat>(bits);
-    b->faiss_ivf =
-        std::make_unique<faiss::IndexBinaryIVF>(b->ivf_quantizer.get(), bits, nlist);
+    b->faiss_ivf = std::make_unique<faiss::IndexBinaryIVF>(b->ivf_quantizer.get(), bits, nlist);
     // Train on a sample (FAISS's k-means would subsample to 256 * nlist
     // anyway, with a warning).
     const size_t ntrain = std::min(n, 64 * nlist);
@@ -348,8 +465,8 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
   return Status::OK();
 }
 
-Row Measure(const Method& m, const uint8_t* queries, size_t nq, size_t nlat, size_t k,
-            size_t cb, const Results& truth) {
+Row Measure(const Method& m, const uint8_t* queries, size_t nq, size_t nlat, size_t k, size_t cb,
+            const Results& truth) {
   Row r;
   r.name = m.name;
   r.params = m.params;
@@ -373,6 +490,7 @@ Row Measure(const Method& m, const uint8_t* queries, size_t nq, size_t nlat, siz
     r.qps = nq / Seconds(t0);
     r.recall = Recall(batch, truth);
     r.exact = Exactness(batch, truth);
+    if (m.note) r.params += m.note(queries, nq, k);
   } catch (const std::exception& e) {
     r.error = e.what();
   }
@@ -383,7 +501,8 @@ int RunBenchIndex(const BenchIndexArgs& a) {
   for (const std::string& m : a.methods) {
     if (std::find(std::begin(kAllMethods), std::end(kAllMethods), m) == std::end(kAllMethods)) {
       return Fail(Status::InvalidArgument("unknown method '" + m +
-                                          "' (flat, mih, faiss-flat, faiss-mih, faiss-ivf)"));
+                                          "' (flat, mih, faiss-flat, faiss-mih, faiss-ivf, "
+                                          "bucket, ivf, gpu-flat, gpu-bucket)"));
     }
   }
   for (const std::string& d : a.data) {
@@ -395,8 +514,9 @@ int RunBenchIndex(const BenchIndexArgs& a) {
   for (size_t k : a.k) {
     if (k == 0) return Fail(Status::InvalidArgument("--k values must be at least 1"));
   }
-  const int threads =
-      a.threads > 0 ? a.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = a.threads > 0
+                          ? a.threads
+                          : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   omp_set_num_threads(threads);
 
   std::string table =
@@ -415,6 +535,8 @@ int RunBenchIndex(const BenchIndexArgs& a) {
         SyntheticSpec spec;
         spec.kind = data;
         spec.seed = a.seed;
+        spec.num_centres = a.centres;
+        spec.flip_prob = a.flip;
         // The queries are a.queries further items of the same distribution.
         StatusOr<SyntheticCodes> gen = GenerateCodes(spec, n + a.queries, bits);
         if (!gen.ok()) return Fail(gen.status());
@@ -422,7 +544,7 @@ int RunBenchIndex(const BenchIndexArgs& a) {
         const uint8_t* queries = codes + n * cb;
         Built built;
         try {
-          Status st = BuildAll(a, n, bits, codes, threads, &built);
+          Status st = BuildAll(a, n, bits, codes, gen->centre_codes, threads, &built);
           if (!st.ok()) return Fail(st);
         } catch (const std::exception& e) {
           return Fail(Status::Internal(std::string("building FAISS indexes: ") + e.what()));
@@ -485,7 +607,8 @@ void AddBenchIndexCommand(CLI::App* bench, int* exit_code) {
       "index", "Exact Flat and MIH beside FAISS binary Flat, MultiHash and IVF on the same codes");
   cmd->add_option("--n", a->n, "Database sizes")->delimiter(',')->capture_default_str();
   cmd->add_option("--bits", a->bits, "Code lengths")->delimiter(',')->capture_default_str();
-  cmd->add_option("--data", a->data, "uniform and/or clustered")->delimiter(',')
+  cmd->add_option("--data", a->data, "uniform and/or clustered")
+      ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--k", a->k, "Neighbour counts")->delimiter(',')->capture_default_str();
   cmd->add_option("--queries", a->queries, "Queries per batch (QPS, recall)")
@@ -494,11 +617,23 @@ void AddBenchIndexCommand(CLI::App* bench, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--threads", a->threads, "Threads for ours and FAISS (0 = all cores)")
       ->capture_default_str();
-  cmd->add_option("--methods", a->methods, "flat, mih, faiss-flat, faiss-mih, faiss-ivf")
-      ->delimiter(',')->capture_default_str();
-  cmd->add_option("--nflip", a->nflip, "IndexBinaryMultiHash nflip values")->delimiter(',')
+  cmd->add_option("--methods", a->methods,
+                  "flat, mih, faiss-flat, faiss-mih, faiss-ivf, bucket, ivf, gpu-flat, gpu-bucket")
+      ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--nprobe", a->nprobe, "IndexBinaryIVF nprobe values")->delimiter(',')
+  cmd->add_option("--nflip", a->nflip, "IndexBinaryMultiHash nflip values")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--nprobe", a->nprobe, "IndexBinaryIVF nprobe values (faiss-ivf, ivf)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--bucket-nprobe", a->bucket_nprobe,
+                  "Class-bucket nprobe values (bucket; -1 = until provably exact)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--centres", a->centres, "Clustered data: class codes (the bucket codebook)")
+      ->capture_default_str();
+  cmd->add_option("--flip", a->flip, "Clustered data: per-bit flip probability")
       ->capture_default_str();
   cmd->add_option("--nlist", a->nlist, "IndexBinaryIVF lists (0 = clamp(sqrt(n), 16, 1024))")
       ->capture_default_str();

@@ -21,5 +21,16 @@ void AddBenchIndexCommand(CLI::App* bench, int* exit_code);
 void AddBenchMapCommand(CLI::App* bench, int* exit_code);
 // ingest (tools/cmd_ingest.cc)
 void AddIngestCommand(CLI::App* app, int* exit_code);
+// query: a client of a running server (tools/cmd_query.cc)
+void AddQueryCommand(CLI::App* app, int* exit_code);
+// train, evaluate-encoder (tools/cmd_train.cc)
+void AddTrainCommands(CLI::App* app, int* exit_code);
+// encode (tools/cmd_encode.cc)
+void AddEncodeCommand(CLI::App* app, int* exit_code);
+// export-dataset (tools/cmd_export.cc)
+void AddExportCommand(CLI::App* app, int* exit_code);
+
+// serve (tools/cmd_serve.cc)
+void AddServeCommand(CLI::App* app, int* exit_code);
 
 }  // namespace hamdb::tools

@@ -12,6 +12,12 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   hamdb::tools::AddCollectionCommands(&app, &exit_code);
   hamdb::tools::AddSearchCommands(&app, &exit_code);
+  hamdb::tools::AddServeCommand(&app, &exit_code);
+  hamdb::tools::AddTrainCommands(&app, &exit_code);
+  hamdb::tools::AddEncodeCommand(&app, &exit_code);
+  hamdb::tools::AddExportCommand(&app, &exit_code);
+  hamdb::tools::AddIngestCommand(&app, &exit_code);
+  hamdb::tools::AddQueryCommand(&app, &exit_code);
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (results go to docs/benchmarks.md)");
   bench->require_subcommand(1);
   hamdb::tools::AddBenchIngestCommand(bench, &exit_code);

@@ -30,7 +30,7 @@ TEST(MakeIndexTest, ParsesKnownSpecs) {
 
 TEST(MakeIndexTest, RejectsUnknownSpecsAndBits) {
   for (const char* spec : {"", "flat", "FLAT", "MIH0", "MIH04", "MIHx", "MIH-1", "MIH 4", "MIH4x",
-                           "MIH999999", "MIH65", "IVF1024", "Flat "}) {
+                           "MIH999999", "MIH65", "IVF", "Bucket0", "GPUflat", "Flat "}) {
     auto index = MakeIndex(spec, 64);
     EXPECT_FALSE(index.ok()) << "'" << spec << "'";
     if (!index.ok()) {

@@ -1,0 +1,393 @@
+#include "index/faiss_ivf_index.h"
+
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryIVF.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/invlists/InvertedLists.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <unordered_set>
+
+#include "index/core/binary_code.h"
+#include "index/scan.h"
+
+namespace hamdb {
+namespace {
+
+using FaissId = faiss::IndexBinary::idx_t;
+constexpr size_t kBlock = 1024;
+
+// Runs a FAISS call, turning its exceptions into a Status.
+template <typename Fn>
+Status CatchFaiss(const char* what, Fn&& fn) {
+  try {
+    fn();
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted(std::string(what) + ": out of memory");
+  } catch (const std::exception& e) {
+    return Status::Internal(std::string(what) + ": FAISS: " + e.what());
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<FaissIvfIndex>> FaissIvfIndex::Create(int bits, int nlist,
+                                                               int default_nprobe) {
+  HAMDB_RETURN_IF_ERROR(ValidateCodeBits(bits));
+  if (bits % 8 != 0) {
+    return Status::InvalidArgument("the FAISS IVF index needs bits to be a multiple of 8, got " +
+                                   std::to_string(bits));
+  }
+  if (nlist < 1) return Status::InvalidArgument("IVF nlist must be at least 1");
+  if (default_nprobe < 1) return Status::InvalidArgument("IVF nprobe must be at least 1");
+  std::unique_ptr<FaissIvfIndex> index(new FaissIvfIndex(bits, nlist, default_nprobe));
+  HAMDB_RETURN_IF_ERROR(CatchFaiss("IVF quantizer", [&] {
+    index->quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(bits);
+  }));
+  return index;
+}
+
+FaissIvfIndex::FaissIvfIndex(int bits, int nlist, int default_nprobe)
+    : BinaryIndex(bits),
+      kernel_(SelectHammingKernel(code_bytes())),
+      nlist_(nlist),
+      default_nprobe_(default_nprobe) {}
+
+// ivf_ refers to quantizer_ and is declared after it, so it goes first.
+FaissIvfIndex::~FaissIvfIndex() = default;
+
+std::string FaissIvfIndex::spec() const {
+  std::string s = "IVF" + std::to_string(nlist_);
+  if (default_nprobe_ != 1) s += "_" + std::to_string(default_nprobe_);
+  return s;
+}
+
+size_t FaissIvfIndex::size() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return ids_.size();
+}
+
+bool FaissIvfIndex::trained() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return ivf_ != nullptr;
+}
+
+double FaissIvfIndex::train_seconds() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return train_seconds_;
+}
+
+size_t FaissIvfIndex::memory_bytes() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  size_t bytes = pending_codes_.capacity() + ids_.capacity() * sizeof(uint64_t) +
+                 slot_of_.memory_bytes() + quantizer_->xb.capacity();
+  if (ivf_ != nullptr) {
+    if (auto* lists = dynamic_cast<const faiss::ArrayInvertedLists*>(ivf_->invlists)) {
+      for (size_t l = 0; l < lists->nlist; ++l) {
+        bytes += lists->codes[l].capacity() + lists->ids[l].capacity() * sizeof(FaissId);
+      }
+      bytes += lists->nlist * (2 * sizeof(std::vector<uint8_t>));
+    }
+  }
+  return bytes;
+}
+
+int FaissIvfIndex::ResolveNprobe(int requested) const {
+  const int p = requested > 0 ? requested : default_nprobe_;
+  return std::min(p, nlist_);
+}
+
+Status FaissIvfIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
+  HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
+  for (size_t i = 0; i < n; ++i) {
+    if (ids[i] > static_cast<uint64_t>(INT64_MAX)) {
+      return Status::InvalidArgument("item " + std::to_string(i) +
+                                     ": the FAISS IVF index takes ids below 2^63");
+    }
+  }
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (ids_.size() + n >= IdSlotMap::kNoSlot) {
+    return Status::ResourceExhausted("FaissIvfIndex holds at most 2^32 - 2 items");
+  }
+  if (ivf_ != nullptr) return AddTrainedLocked(ids, codes, n);
+  HAMDB_RETURN_IF_ERROR(AddPendingLocked(ids, codes, n));
+  if (ids_.size() >= train_threshold()) return TrainLocked();
+  return Status::OK();
+}
+
+Status FaissIvfIndex::AddPendingLocked(const uint64_t* ids, const uint8_t* codes, size_t n) {
+  const size_t cb = code_bytes();
+  try {
+    ids_.reserve(ids_.size() + n);
+    pending_codes_.reserve(pending_codes_.size() + n * cb);
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
+      if (slot != IdSlotMap::kNoSlot) {
+        std::memcpy(pending_codes_.data() + static_cast<size_t>(slot) * cb, codes + i * cb, cb);
+        continue;
+      }
+      ids_.push_back(ids[i]);
+      pending_codes_.insert(pending_codes_.end(), codes + i * cb, codes + (i + 1) * cb);
+      slot_of_.Insert(ids[i], static_cast<uint32_t>(ids_.size() - 1), ids_.data());
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("FaissIvfIndex::Add: out of memory");
+  }
+  return Status::OK();
+}
+
+Status FaissIvfIndex::TrainLocked() {
+  const size_t cb = code_bytes();
+  const size_t n = ids_.size();
+  const size_t max_train = kMaxTrainPerList * static_cast<size_t>(nlist_);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<faiss::IndexBinaryIVF> ivf;
+  Status st = CatchFaiss("IVF training", [&] {
+    // A strided sample: deterministic, and spread over the whole buffer
+    // rather than its oldest items.
+    std::vector<uint8_t> sample;
+    const size_t ntrain = std::min(n, max_train);
+    sample.reserve(ntrain * cb);
+    for (size_t j = 0; j < ntrain; ++j) {
+      const size_t i = j * n / ntrain;
+      sample.insert(sample.end(), pending_codes_.data() + i * cb,
+                    pending_codes_.data() + (i + 1) * cb);
+    }
+    ivf = std::make_unique<faiss::IndexBinaryIVF>(quantizer_.get(), bits(), nlist_);
+    ivf->cp.verbose = false;
+    ivf->train(static_cast<FaissId>(ntrain), sample.data());
+    std::vector<FaissId> fids(ids_.begin(), ids_.end());
+    ivf->add_with_ids(static_cast<FaissId>(n), pending_codes_.data(), fids.data());
+  });
+  if (!st.ok()) {
+    // The buffer is intact and keeps answering exactly; the quantizer may
+    // hold half-trained centroids, so it is replaced.
+    ivf.reset();
+    HAMDB_RETURN_IF_ERROR(CatchFaiss(
+        "IVF quantizer", [&] { quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(bits()); }));
+    return st;
+  }
+  ivf_ = std::move(ivf);
+  train_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<uint8_t>().swap(pending_codes_);
+  return Status::OK();
+}
+
+Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes, size_t n) {
+  const size_t cb = code_bytes();
+  return CatchFaiss("IVF add", [&] {
+    // The last occurrence of each id wins; ids already held are removed
+    // from the lists first (remove_ids keeps every other id unchanged).
+    std::unordered_set<uint64_t> seen;
+    std::vector<size_t> keep;
+    std::vector<FaissId> stale;
+    for (size_t i = n; i-- > 0;) {
+      if (!seen.insert(ids[i]).second) continue;
+      keep.push_back(i);
+      if (slot_of_.Find(ids[i], ids_.data()) != IdSlotMap::kNoSlot) {
+        stale.push_back(static_cast<FaissId>(ids[i]));
+      }
+    }
+    std::reverse(keep.begin(), keep.end());
+    if (!stale.empty()) {
+      faiss::IDSelectorBatch sel(stale.size(), stale.data());
+      ivf_->remove_ids(sel);
+      for (FaissId id : stale) {
+        const uint32_t slot = slot_of_.Erase(static_cast<uint64_t>(id), ids_.data());
+        const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
+        if (slot != last) {
+          slot_of_.Move(ids_[last], last, slot, ids_.data());
+          ids_[slot] = ids_[last];
+        }
+        ids_.pop_back();
+      }
+    }
+    std::vector<uint8_t> kcodes(keep.size() * cb);
+    std::vector<FaissId> kids(keep.size());
+    for (size_t j = 0; j < keep.size(); ++j) {
+      std::memcpy(kcodes.data() + j * cb, codes + keep[j] * cb, cb);
+      kids[j] = static_cast<FaissId>(ids[keep[j]]);
+    }
+    ids_.reserve(ids_.size() + keep.size());
+    ivf_->add_with_ids(static_cast<FaissId>(keep.size()), kcodes.data(), kids.data());
+    for (size_t j = 0; j < keep.size(); ++j) {
+      ids_.push_back(static_cast<uint64_t>(kids[j]));
+      slot_of_.Insert(ids_.back(), static_cast<uint32_t>(ids_.size() - 1), ids_.data());
+    }
+  });
+}
+
+Status FaissIvfIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
+  if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  const size_t cb = code_bytes();
+  std::vector<FaissId> gone;
+  for (size_t i = 0; i < n; ++i) {
+    if (slot_of_.Find(ids[i], ids_.data()) == IdSlotMap::kNoSlot) continue;
+    const uint32_t slot = slot_of_.Erase(ids[i], ids_.data());
+    const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
+    if (slot != last) {
+      slot_of_.Move(ids_[last], last, slot, ids_.data());
+      ids_[slot] = ids_[last];
+      if (ivf_ == nullptr) {
+        std::memcpy(pending_codes_.data() + static_cast<size_t>(slot) * cb,
+                    pending_codes_.data() + static_cast<size_t>(last) * cb, cb);
+      }
+    }
+    ids_.pop_back();
+    if (ivf_ == nullptr) pending_codes_.resize(pending_codes_.size() - cb);
+    gone.push_back(static_cast<FaissId>(ids[i]));
+  }
+  if (removed != nullptr) *removed = gone.size();
+  if (ivf_ == nullptr || gone.empty()) return Status::OK();
+  return CatchFaiss("IVF remove", [&] {
+    faiss::IDSelectorBatch sel(gone.size(), gone.data());
+    ivf_->remove_ids(sel);
+  });
+}
+
+StatusOr<std::vector<int>> FaissIvfIndex::ProbeListsLocked(const uint8_t* query, int nprobe) const {
+  std::vector<int> lists;
+  if (ivf_ == nullptr) return lists;
+  // The quantizer is a flat code list (nlist centroids); scanning it here
+  // with our kernel is exact, orders ties by list number, and avoids an
+  // OpenMP region per query (FAISS's single-query flat search was erratic:
+  // p50 24 ms at nprobe 1 in hamdb bench index on the shared 2-core box).
+  const size_t p = static_cast<size_t>(ResolveNprobe(nprobe));
+  const size_t cb = code_bytes();
+  const size_t centroids = quantizer_->xb.size() / cb;
+  std::vector<uint16_t> dist(centroids);
+  kernel_.distances(query, quantizer_->xb.data(), centroids, cb, dist.data());
+  std::vector<uint64_t> keyed(centroids);
+  for (size_t l = 0; l < centroids; ++l) keyed[l] = (uint64_t{dist[l]} << 32) | l;
+  const size_t take = std::min(p, centroids);
+  std::partial_sort(keyed.begin(), keyed.begin() + take, keyed.end());
+  for (size_t j = 0; j < take; ++j) lists.push_back(static_cast<int>(keyed[j] & 0xFFFFFFFFu));
+  return lists;
+}
+
+StatusOr<std::vector<int>> FaissIvfIndex::ProbeLists(const uint8_t* query, int nprobe) const {
+  HAMDB_RETURN_IF_ERROR(CheckCodes(query, 1, bits(), "query"));
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return ProbeListsLocked(query, nprobe);
+}
+
+Status FaissIvfIndex::ExportLists(std::vector<uint8_t>* codes, std::vector<uint64_t>* ids,
+                                  std::vector<uint64_t>* begin) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  if (ivf_ == nullptr) return Status::FailedPrecondition("the IVF index is not trained yet");
+  const size_t cb = code_bytes();
+  try {
+    codes->clear();
+    ids->clear();
+    begin->assign(1, 0);
+    for (int l = 0; l < nlist_; ++l) {
+      const ListView v = list(l);
+      codes->insert(codes->end(), v.codes, v.codes + v.size * cb);
+      for (size_t i = 0; i < v.size; ++i) ids->push_back(static_cast<uint64_t>(v.ids[i]));
+      begin->push_back(ids->size());
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("FaissIvfIndex::ExportLists: out of memory");
+  }
+  return Status::OK();
+}
+
+Status FaissIvfIndex::PlanLists(const uint8_t* query, size_t k, const SearchParams& params,
+                                ListPlan* plan) const {
+  HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  if (ivf_ == nullptr) return Status::FailedPrecondition("the IVF index is not trained yet");
+  HAMDB_ASSIGN_OR_RETURN(plan->lists, ProbeListsLocked(query, params.nprobe));
+  plan->covers_all = false;
+  plan->min_unvisited_bound = 0;
+  return Status::OK();
+}
+
+FaissIvfIndex::ListView FaissIvfIndex::list(int l) const {
+  ListView v;
+  if (ivf_ == nullptr || l < 0 || l >= nlist_) return v;
+  const faiss::InvertedLists* lists = ivf_->invlists;
+  v.size = lists->list_size(l);
+  v.codes = lists->get_codes(l);
+  static_assert(sizeof(FaissId) == sizeof(int64_t), "FAISS ids are 64-bit");
+  v.ids = reinterpret_cast<const int64_t*>(lists->get_ids(l));
+  return v;
+}
+
+StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
+                                             const SearchParams& params) const {
+  HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  SearchResult result;
+  if (ivf_ == nullptr) {
+    HAMDB_ASSIGN_OR_RETURN(
+        result.neighbors,
+        ScanKnn(MakeSlotView(pending_codes_, ids_, bits(), kernel_), query, k, params.num_threads));
+    return result;
+  }
+  result.exact = false;
+  HAMDB_ASSIGN_OR_RETURN(std::vector<int> probe, ProbeListsLocked(query, params.nprobe));
+  const size_t kk = std::min(k, ids_.size());
+  if (kk == 0) return result;
+  const size_t cb = code_bytes();
+  TopKCollector top(kk, bits());
+  uint16_t dist[kBlock];
+  for (int l : probe) {
+    result.visited_buckets.push_back(l);
+    const ListView v = list(l);
+    uint32_t threshold = top.threshold();
+    for (size_t at = 0; at < v.size; at += kBlock) {
+      const size_t len = std::min(kBlock, v.size - at);
+      kernel_.distances(query, v.codes + at * cb, len, cb, dist);
+      for (size_t i = 0; i < len; ++i) {
+        if (dist[i] <= threshold) {
+          top.Offer(dist[i], static_cast<uint64_t>(v.ids[at + i]));
+          threshold = top.threshold();
+        }
+      }
+    }
+  }
+  result.neighbors = top.Finish();
+  return result;
+}
+
+StatusOr<SearchResult> FaissIvfIndex::RangeSearch(const uint8_t* query, uint32_t radius,
+                                                  const SearchParams& params) const {
+  HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  SearchResult result;
+  if (ivf_ == nullptr) {
+    HAMDB_ASSIGN_OR_RETURN(result.neighbors,
+                           ScanRange(MakeSlotView(pending_codes_, ids_, bits(), kernel_), query,
+                                     radius, params.num_threads));
+    return result;
+  }
+  result.exact = false;
+  HAMDB_ASSIGN_OR_RETURN(std::vector<int> probe, ProbeListsLocked(query, params.nprobe));
+  const size_t cb = code_bytes();
+  uint16_t dist[kBlock];
+  for (int l : probe) {
+    result.visited_buckets.push_back(l);
+    const ListView v = list(l);
+    for (size_t at = 0; at < v.size; at += kBlock) {
+      const size_t len = std::min(kBlock, v.size - at);
+      kernel_.distances(query, v.codes + at * cb, len, cb, dist);
+      for (size_t i = 0; i < len; ++i) {
+        if (dist[i] <= radius) {
+          result.neighbors.push_back(Neighbor{static_cast<uint64_t>(v.ids[at + i]), dist[i]});
+        }
+      }
+    }
+  }
+  std::sort(result.neighbors.begin(), result.neighbors.end(), NeighborLess);
+  return result;
+}
+
+}  // namespace hamdb

@@ -1,0 +1,130 @@
+// FaissIvfIndex: FAISS's binary inverted file (faiss::IndexBinaryIVF) behind
+// the BinaryIndex interface, the k-means-trained baseline for
+// ClassBucketIndex. Approximate: SearchResult::exact is false once trained.
+//
+// Lifecycle:
+//  - Untrained: items are buffered in dense slots and searched by an exact
+//    scan (results exact, visited_buckets empty). When an Add brings the
+//    buffer to train_threshold() = 39 * nlist items (FAISS's own minimum
+//    for k-means without a warning), the index trains: a deterministic
+//    strided sample of at most 64 * nlist buffered codes goes to FAISS's
+//    binary k-means (float k-means, centroids rounded to bits), then every
+//    buffered item is added to the lists and the buffer is freed. A bulk Add
+//    of many items therefore trains on a sample of them at once. Training
+//    happens once; deleting items later never untrains.
+//  - Trained: Add assigns items to their nearest centroid (FAISS add_with_ids
+//    with the caller's ids, so ids are stable); Remove uses FAISS remove_ids,
+//    which never renumbers ids. Upsert = remove the old entry, then add; a
+//    repeated id within one batch keeps its last code.
+//
+// Search: FAISS's quantizer picks the nprobe nearest lists (SearchParams::
+// nprobe, or the index default when 0; clamped to nlist); the lists are then
+// scanned here with the dispatched Hamming kernel, so results are sorted by
+// (distance, id) with ties resolved by id within the scanned lists (FAISS's
+// own heap would break ties arbitrarily). visited_buckets lists the scanned
+// list numbers. RangeSearch scans the same nprobe lists (approximate).
+//
+// Ids must be below 2^63 (FAISS ids are int64): InvalidArgument otherwise.
+// bits must be a multiple of 8 (FAISS binary dimension). FAISS exceptions
+// are caught here and returned as Status (Internal, or ResourceExhausted for
+// std::bad_alloc). FAISS's k-means uses its OpenMP threads.
+//
+// Memory: while trained, FAISS's lists (code + 8-byte id per item), the
+// centroids, and here a dense id array plus an id map for upserts
+// (code_bytes + 8 + 8 + 5..11 bytes per item).
+//
+// Thread safety: as BinaryIndex (reader/writer lock around FAISS).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "index/binary_index.h"
+#include "index/core/hamming.h"
+#include "index/id_map.h"
+#include "index/list_source.h"
+#include "index/rw_lock.h"
+
+namespace faiss {
+struct IndexBinaryFlat;
+struct IndexBinaryIVF;
+}  // namespace faiss
+
+namespace hamdb {
+
+class FaissIvfIndex : public BinaryIndex, public ListSource {
+ public:
+  // FAISS asks for at least 39 training points per list.
+  static constexpr size_t kMinTrainPerList = 39;
+  // Training uses at most this many points per list.
+  static constexpr size_t kMaxTrainPerList = 64;
+
+  // InvalidArgument for bad bits, bits % 8 != 0, nlist < 1 or
+  // default_nprobe < 1.
+  static StatusOr<std::unique_ptr<FaissIvfIndex>> Create(int bits, int nlist,
+                                                         int default_nprobe = 1);
+  ~FaissIvfIndex() override;
+
+  // "IVF<nlist>" for default nprobe 1, else "IVF<nlist>_<nprobe>".
+  std::string spec() const override;
+  size_t size() const override;
+  size_t memory_bytes() const override;
+
+  int nlist() const { return nlist_; }
+  bool trained() const;
+  size_t train_threshold() const { return kMinTrainPerList * static_cast<size_t>(nlist_); }
+  // Seconds the k-means training took (0 while untrained).
+  double train_seconds() const;
+
+  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
+  Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
+                                const SearchParams& params) const override;
+  StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
+                                     const SearchParams& params) const override;
+
+  // Read-only view of one inverted list, for scanners of the trained lists
+  // (the GPU bucket scan). Valid while the caller holds no writer and the
+  // index is not modified; empty when untrained or list >= nlist.
+  struct ListView {
+    const uint8_t* codes = nullptr;  // size * code_bytes
+    const int64_t* ids = nullptr;    // size ids
+    size_t size = 0;
+  };
+  ListView list(int l) const;
+  // The nprobe lists nearest `query` in order (empty when untrained).
+  StatusOr<std::vector<int>> ProbeLists(const uint8_t* query, int nprobe) const;
+
+  // ListSource (for the GPU scanner): FailedPrecondition while untrained.
+  // Plans are the probed lists, never exact.
+  Status ExportLists(std::vector<uint8_t>* codes, std::vector<uint64_t>* ids,
+                     std::vector<uint64_t>* begin) const override;
+  Status PlanLists(const uint8_t* query, size_t k, const SearchParams& params,
+                   ListPlan* plan) const override;
+
+ private:
+  FaissIvfIndex(int bits, int nlist, int default_nprobe);
+  Status AddTrainedLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
+  Status AddPendingLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
+  Status TrainLocked();
+  StatusOr<std::vector<int>> ProbeListsLocked(const uint8_t* query, int nprobe) const;
+  int ResolveNprobe(int requested) const;
+
+  HammingKernel kernel_;
+  int nlist_;
+  int default_nprobe_;
+
+  mutable WriterPriorityMutex mu_;
+  std::unique_ptr<faiss::IndexBinaryFlat> quantizer_;
+  std::unique_ptr<faiss::IndexBinaryIVF> ivf_;  // null until trained
+  double train_seconds_ = 0;
+  // Untrained: the buffered items (dense slots).
+  std::vector<uint8_t> pending_codes_;
+  // Untrained: ids of the buffered items; trained: ids held by FAISS.
+  std::vector<uint64_t> ids_;
+  IdSlotMap slot_of_;
+};
+
+}  // namespace hamdb

@@ -1,0 +1,178 @@
+#include "index/gpu/gpu_flat_index.h"
+
+#include <cstring>
+#include <exception>
+#include <new>
+
+#include "index/parallel.h"
+#include "index/scan.h"
+
+namespace hamdb {
+
+GpuFlatIndex::GpuFlatIndex(int bits)
+    : BinaryIndex(bits), kernel_(SelectHammingKernel(code_bytes())) {}
+GpuFlatIndex::~GpuFlatIndex() = default;
+
+size_t GpuFlatIndex::size() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return ids_.size();
+}
+
+size_t GpuFlatIndex::memory_bytes() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes();
+}
+
+Status GpuFlatIndex::gpu_status() const {
+  std::lock_guard<std::mutex> lock(device_mu_);
+  return gpu_status_;
+}
+
+Status GpuFlatIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
+  HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (ids_.size() + n >= IdSlotMap::kNoSlot) {
+    return Status::ResourceExhausted("GpuFlatIndex holds at most 2^32 - 2 items");
+  }
+  ++version_;
+  const size_t cb = code_bytes();
+  try {
+    ids_.reserve(ids_.size() + n);
+    codes_.reserve(codes_.size() + n * cb);
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
+      if (slot != IdSlotMap::kNoSlot) {
+        std::memcpy(codes_.data() + static_cast<size_t>(slot) * cb, codes + i * cb, cb);
+        continue;
+      }
+      ids_.push_back(ids[i]);
+      codes_.insert(codes_.end(), codes + i * cb, codes + (i + 1) * cb);
+      slot_of_.Insert(ids[i], static_cast<uint32_t>(ids_.size() - 1), ids_.data());
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("GpuFlatIndex::Add: out of memory");
+  }
+  return Status::OK();
+}
+
+Status GpuFlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
+  if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  ++version_;
+  const size_t cb = code_bytes();
+  size_t count = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (slot_of_.Find(ids[i], ids_.data()) == IdSlotMap::kNoSlot) continue;
+    const uint32_t slot = slot_of_.Erase(ids[i], ids_.data());
+    const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
+    if (slot != last) {
+      slot_of_.Move(ids_[last], last, slot, ids_.data());
+      ids_[slot] = ids_[last];
+      std::memcpy(codes_.data() + static_cast<size_t>(slot) * cb,
+                  codes_.data() + static_cast<size_t>(last) * cb, cb);
+    }
+    ids_.pop_back();
+    codes_.resize(codes_.size() - cb);
+    ++count;
+  }
+  if (removed != nullptr) *removed = count;
+  return Status::OK();
+}
+
+Status GpuFlatIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
+                                  std::vector<SearchResult>* out) const {
+  std::lock_guard<std::mutex> lock(device_mu_);
+  if (device_disabled_) return gpu_status_;
+  Status st;
+  try {
+    if (device_ == nullptr) {
+      StatusOr<std::unique_ptr<gpu::DeviceCodeSet>> created = gpu::DeviceCodeSet::Create(bits());
+      if (!created.ok()) {
+        // No CUDA in the build or no device: permanent for this process.
+        const Status::Code code = created.status().code();
+        device_disabled_ =
+            code == Status::Code::kNotSupported || code == Status::Code::kFailedPrecondition;
+        gpu_status_ = created.status();
+        return gpu_status_;
+      }
+      device_ = std::move(created).value();
+      device_version_ = UINT64_MAX;
+    }
+    if (device_version_ != version_) {
+      st = device_->Upload(codes_.data(), ids_.size());
+      if (st.ok()) device_version_ = version_;
+    }
+    std::vector<std::vector<gpu::Candidate>> candidates;
+    if (st.ok()) {
+      std::vector<gpu::Segment> segs(nq, gpu::Segment{0, ids_.size()});
+      std::vector<uint32_t> seg_begin(nq + 1);
+      for (size_t i = 0; i <= nq; ++i) seg_begin[i] = static_cast<uint32_t>(i);
+      st = device_->ThresholdScan(queries, nq, k, segs, seg_begin, &candidates);
+    }
+    if (st.ok()) {
+      out->assign(nq, SearchResult{});
+      for (size_t i = 0; i < nq; ++i) {
+        (*out)[i].neighbors = gpu::AssembleTopK(candidates[i], ids_.data(), k);
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    st = Status::ResourceExhausted("GPU search: host out of memory");
+  } catch (const std::exception& e) {
+    st = Status::Internal(std::string("GPU search: ") + e.what());
+  }
+  if (!st.ok()) device_.reset();  // recreated by a later search
+  gpu_status_ = st;
+  return st;
+}
+
+StatusOr<SearchResult> GpuFlatIndex::Search(const uint8_t* query, size_t k,
+                                            const SearchParams& params) const {
+  HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
+  std::vector<SearchResult> out;
+  HAMDB_RETURN_IF_ERROR(SearchBatch(query, 1, k, params, &out));
+  return std::move(out[0]);
+}
+
+Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
+                                 const SearchParams& params, std::vector<SearchResult>* out) const {
+  if (out == nullptr) return Status::InvalidArgument("SearchBatch: out is null");
+  if (k == 0) return Status::InvalidArgument("k must be at least 1");
+  HAMDB_RETURN_IF_ERROR(CheckCodes(queries, nq, bits(), "query"));
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  if (SearchDevice(queries, nq, k, out).ok()) {
+    used_gpu_ = true;
+    return Status::OK();
+  }
+  used_gpu_ = false;
+  // CPU fallback: the FlatIndex algorithm over the same slots.
+  const SlotView view = MakeSlotView(codes_, ids_, bits(), kernel_);
+  out->assign(nq, SearchResult{});
+  ThreadPool& pool = ThreadPool::Default();
+  const int threads = pool.Resolve(params.num_threads);
+  const int per_query =
+      static_cast<int>(std::max<size_t>(1, static_cast<size_t>(threads) / std::max<size_t>(nq, 1)));
+  std::mutex error_mu;
+  Status first_error;
+  HAMDB_RETURN_IF_ERROR(pool.ParallelFor(nq, threads, [&](size_t i) {
+    StatusOr<std::vector<Neighbor>> r = ScanKnn(view, queries + i * code_bytes(), k, per_query);
+    if (r.ok()) {
+      (*out)[i].neighbors = std::move(r).value();
+    } else {
+      std::lock_guard<std::mutex> guard(error_mu);
+      if (first_error.ok()) first_error = r.status().WithContext("query " + std::to_string(i));
+    }
+  }));
+  return first_error;
+}
+
+StatusOr<SearchResult> GpuFlatIndex::RangeSearch(const uint8_t* query, uint32_t radius,
+                                                 const SearchParams& params) const {
+  HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  SearchResult result;
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(MakeSlotView(codes_, ids_, bits(), kernel_),
+                                                     query, radius, params.num_threads));
+  return result;
+}
+
+}  // namespace hamdb

@@ -1,0 +1,98 @@
+// GpuListIndex: an inverted-file index (ClassBucketIndex or FaissIvfIndex)
+// whose lists are scanned on a CUDA GPU. Specs "GPUBucket", "GPUBucket<p>",
+// "GPUIVF<nlist>", "GPUIVF<nlist>_<p>" (MakeIndex wraps the inner spec).
+//
+// The wrapped index stays the owner of the items and of the search logic:
+// for each query it plans the lists to visit (ListSource::PlanLists: the
+// same buckets its own Search would scan, including automatic widening, or
+// the IVF's probed lists), the device scans exactly those lists in one
+// batched threshold scan (the kernel of gpu_scan.h, with the lists as
+// segments of a device copy of all lists), and the host keeps the k smallest
+// (distance, id) pairs and applies the index's exactness rule. So results
+// equal the wrapped index's own results, visited_buckets and exact included.
+//
+// The device copy is re-exported and uploaded on the first search after a
+// write. Fallback: without CUDA or a usable device, after a device error, for
+// ClassBucketIndex's nprobe = -1 (decided bucket by bucket) and for an
+// untrained IVF, the wrapped index searches on the CPU; gpu_status() and
+// used_gpu() say what happened last. RangeSearch always runs on the CPU.
+//
+// Thread safety: as BinaryIndex. Writers take this wrapper's writer lock, so
+// no write falls between a plan and the scan of the lists it names; device
+// work is serialised by an internal mutex.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "index/binary_index.h"
+#include "index/gpu/gpu_scan.h"
+#include "index/list_source.h"
+#include "index/rw_lock.h"
+
+namespace hamdb {
+
+class GpuListIndex : public BinaryIndex {
+ public:
+  // InvalidArgument when `inner` is null or not a list index.
+  static StatusOr<std::unique_ptr<GpuListIndex>> Create(std::unique_ptr<BinaryIndex> inner);
+  ~GpuListIndex() override;
+
+  std::string spec() const override { return "GPU" + inner_->spec(); }
+  size_t size() const override;
+  // The wrapped index's host bytes plus the exported id array.
+  size_t memory_bytes() const override;
+  const BinaryIndex& inner() const { return *inner_; }
+
+  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
+  Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
+                                const SearchParams& params) const override;
+  StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
+                                     const SearchParams& params) const override;
+  Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
+                     std::vector<SearchResult>* out) const override;
+
+  Status gpu_status() const;
+  bool used_gpu() const { return used_gpu_.load(); }
+
+  // For tests without a GPU: the device path (plans, segments, assembly,
+  // exactness) with gpu::ThresholdScanHost standing in for the device scan.
+  // Errors as the device path (NotSupported / FailedPrecondition where the
+  // wrapped index cannot plan).
+  Status SearchBatchHostScan(const uint8_t* queries, size_t nq, size_t k,
+                             const SearchParams& params, std::vector<SearchResult>* out) const;
+
+ private:
+  using ScanFn = std::function<Status(
+      const uint8_t* queries, size_t nq, size_t k, const std::vector<gpu::Segment>& segs,
+      const std::vector<uint32_t>& seg_begin, std::vector<std::vector<gpu::Candidate>>* out)>;
+  GpuListIndex(std::unique_ptr<BinaryIndex> inner, const ListSource* source);
+  // Plans every query, scans with `scan` over lists laid out by `begin`,
+  // assembles with `ids`. Requires mu_ held.
+  Status RunPlanned(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
+                    const std::vector<uint64_t>& ids, const std::vector<uint64_t>& begin,
+                    const ScanFn& scan, std::vector<SearchResult>* out) const;
+  Status SearchDevice(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
+                      std::vector<SearchResult>* out) const;
+
+  std::unique_ptr<BinaryIndex> inner_;
+  const ListSource* source_;  // inner_ seen as a ListSource
+  mutable WriterPriorityMutex mu_;
+  uint64_t version_ = 0;  // bumped by every write; guarded by mu_
+
+  mutable std::mutex device_mu_;  // guards the fields below
+  mutable std::unique_ptr<gpu::DeviceCodeSet> device_;
+  mutable uint64_t device_version_ = UINT64_MAX;
+  mutable std::vector<uint64_t> device_ids_;    // slot -> id of the device copy
+  mutable std::vector<uint64_t> device_begin_;  // list -> first slot
+  mutable bool device_disabled_ = false;
+  mutable Status gpu_status_;
+  mutable std::atomic<bool> used_gpu_{false};
+};
+
+}  // namespace hamdb

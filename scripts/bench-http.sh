@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Load benchmark of the HTTP service on loopback with wrk: 1M clustered 64-bit
+# codes in a MIH collection, POST /collections/bench/search with k=10 (query
+# codes drawn from the data with a few bits flipped), then GET /healthz.
+#   bash scripts/bench-http.sh
+#   N=1000000 THREADS=2 CONNS=32 DURATION=20 WRK_THREADS=1 bash scripts/bench-http.sh
+# Needs a built `hamdb` (BUILD_DIR, default build), wrk and python3-numpy (Debian packages;
+# /usr/bin/python3 is used so that a pyenv python without numpy is not picked up).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_DIR=${BUILD_DIR:-build}
+HAMDB=${HAMDB:-$BUILD_DIR/tools/hamdb}
+N=${N:-1000000}
+THREADS=${THREADS:-2}       # server threads
+CONNS=${CONNS:-32}          # wrk connections
+WRK_THREADS=${WRK_THREADS:-1}
+DURATION=${DURATION:-20}
+PORT=${PORT:-18080}
+WORK=${WORK:-$(mktemp -d /tmp/hamdb-bench-http.XXXXXX)}
+mkdir -p "$WORK"
+DB=$WORK/db
+
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
+[ -x "$HAMDB" ] || { echo "no hamdb binary at $HAMDB (build it first)"; exit 1; }
+
+if [ ! -d "$DB" ]; then
+  "$HAMDB" generate --n "$N" --bits 64 --kind clustered --centres 1000 --flip 0.05 --seed 1 \
+    --out "$WORK/codes.npy"
+  "$HAMDB" collection create bench --bits 64 --index MIH --db "$DB"
+  "$HAMDB" put -c bench "$WORK/codes.npy" --db "$DB"
+fi
+
+# 1000 query codes: stored codes with 2 random bits flipped, as hex.
+/usr/bin/python3 - "$WORK/codes.npy" "$WORK/search.lua" <<'PY'
+import sys, numpy as np
+codes = np.load(sys.argv[1])
+rng = np.random.default_rng(7)
+rows = codes[rng.integers(0, len(codes), 1000)].copy()
+for r in rows:
+    for b in rng.integers(0, 64, 2):
+        r[b // 8] ^= np.uint8(1 << (b % 8))
+qs = ",\n".join('"%s"' % bytes(r).hex() for r in rows)
+open(sys.argv[2], "w").write("""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local queries = {
+%s
+}
+local i = 0
+request = function()
+  i = i + 1
+  local q = queries[(i %% #queries) + 1]
+  return wrk.format(nil, "/collections/bench/search", nil, '{"code":"' .. q .. '","k":10}')
+end
+""" % qs)
+PY
+
+"$HAMDB" serve --db "$DB" --port "$PORT" --threads "$THREADS" 2> "$WORK/serve.log" &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 600); do
+  if curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then break; fi
+  sleep 0.5
+done
+curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null
+grep -E "index .* built" "$WORK/serve.log" || true
+echo "== sample response"
+curl -s -X POST -H 'Content-Type: application/json' \
+  -d "{\"code\":\"$(sed -n 5p "$WORK/search.lua" | tr -d '",')\",\"k\":10}" \
+  "http://127.0.0.1:$PORT/collections/bench/search"; echo
+
+echo "== search k=10: server threads $THREADS, wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s"
+wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "http://127.0.0.1:$PORT"
+echo "== GET /healthz"
+wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/healthz"
+echo "== server metrics (search route)"
+curl -s "http://127.0.0.1:$PORT/metrics" > "$WORK/metrics.txt"
+grep -E '^hamdb_http_requests_total.*search|^hamdb_collection_items|^hamdb_index_memory' "$WORK/metrics.txt" || true
+# Mean time inside the server per search request (parse, search, JSON), from the histogram.
+awk '/^hamdb_http_request_duration_seconds_sum.*search"/ {s=$2} /^hamdb_http_request_duration_seconds_count.*search"/ {c=$2}
+     END {if (c > 0) printf "server-side mean per search request: %.1f us over %d requests\n", s / c * 1e6, c}' "$WORK/metrics.txt"
+echo "work dir: $WORK (delete when done)"

@@ -1,0 +1,191 @@
+#include "encoder/image.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "encoder/dataset.h"
+
+namespace hamdb {
+namespace {
+
+Image Gradient(int w, int h, int c) {
+  Image im;
+  im.width = w;
+  im.height = h;
+  im.channels = c;
+  im.pixels.resize(static_cast<size_t>(w) * h * c);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x)
+      for (int k = 0; k < c; ++k)
+        im.pixels[(static_cast<size_t>(y) * w + x) * c + k] = static_cast<uint8_t>((x * 7 + y * 13 + k * 50) & 255);
+  return im;
+}
+
+// A tiny valid baseline JPEG (8x8 gray) made by hand is long; instead we check
+// the JPEG error paths with crafted streams and a real round trip via PNG.
+TEST(Image, PngRoundTripGrayAndRgb) {
+  for (int c : {1, 3}) {
+    Image im = Gradient(13, 7, c);
+    auto png = EncodePng(im);
+    ASSERT_TRUE(png.ok()) << png.status().ToString();
+    EXPECT_EQ(DetectImageFormat(png->data(), png->size()), ImageFormat::kPng);
+    auto back = DecodeImage(png->data(), png->size());
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(back->width, 13);
+    EXPECT_EQ(back->height, 7);
+    EXPECT_EQ(back->channels, c);
+    EXPECT_EQ(back->pixels, im.pixels);
+  }
+}
+
+TEST(Image, CorruptTruncatedGarbageAndEmptyAreErrors) {
+  auto png = EncodePng(Gradient(32, 32, 3));
+  ASSERT_TRUE(png.ok());
+  // Truncated PNG at several lengths.
+  for (size_t len : {size_t{4}, size_t{8}, size_t{30}, png->size() / 2, png->size() - 5}) {
+    auto r = DecodeImage(png->data(), len);
+    EXPECT_FALSE(r.ok()) << "len " << len;
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+    }
+  }
+  // Corrupted PNG body (CRC mismatch / bad zlib stream).
+  std::vector<uint8_t> bad = *png;
+  for (size_t i = 40; i < bad.size() - 12; i += 3) bad[i] ^= 0x5a;
+  EXPECT_FALSE(DecodeImage(bad.data(), bad.size()).ok());
+  // Garbage and empty.
+  std::vector<uint8_t> garbage(1000);
+  std::mt19937 rng(1);
+  for (auto& b : garbage) b = static_cast<uint8_t>(rng());
+  EXPECT_EQ(DecodeImage(garbage.data(), garbage.size()).status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(DecodeImage(nullptr, 0).status().code(), Status::Code::kInvalidArgument);
+  // JPEG magic followed by garbage, and a bare SOI marker (truncated).
+  std::vector<uint8_t> jpeg = {0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0};
+  jpeg.insert(jpeg.end(), garbage.begin(), garbage.begin() + 200);
+  auto rj = DecodeImage(jpeg.data(), jpeg.size());
+  EXPECT_EQ(rj.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(rj.status().message().find("JPEG"), std::string::npos) << rj.status().message();
+  std::vector<uint8_t> soi = {0xff, 0xd8, 0xff};
+  EXPECT_EQ(DecodeImage(soi.data(), soi.size()).status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST(Image, JpegDecodeAndCorruptJpeg) {
+  for (int c : {1, 3}) {
+    Image im = Gradient(40, 24, c);
+    auto jpg = EncodeJpeg(im, 95);
+    ASSERT_TRUE(jpg.ok()) << jpg.status().ToString();
+    EXPECT_EQ(DetectImageFormat(jpg->data(), jpg->size()), ImageFormat::kJpeg);
+    auto back = DecodeImage(jpg->data(), jpg->size());
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(back->width, 40);
+    EXPECT_EQ(back->height, 24);
+    EXPECT_EQ(back->channels, c);
+    double err = 0;
+    for (size_t i = 0; i < im.pixels.size(); ++i) err += std::abs(int(im.pixels[i]) - int(back->pixels[i]));
+    EXPECT_LT(err / im.pixels.size(), 12.0);  // lossy, but close
+    // Truncated anywhere: an error, never a crash or a silently grey image.
+    for (size_t len : {size_t{3}, size_t{20}, jpg->size() / 3, jpg->size() / 2, jpg->size() - 10}) {
+      auto r = DecodeImage(jpg->data(), len);
+      EXPECT_FALSE(r.ok()) << "len " << len;
+      if (!r.ok()) {
+        EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+      }
+    }
+    // Damaged header markers.
+    std::vector<uint8_t> bad = *jpg;
+    for (size_t i = 2; i < 200 && i < bad.size(); i += 7) bad[i] = 0xff;
+    EXPECT_FALSE(DecodeImage(bad.data(), bad.size()).ok());
+  }
+  EXPECT_FALSE(EncodeJpeg(Image{}).ok());
+}
+
+TEST(Image, FilesZeroByteMissingAndValid) {
+  const std::string dir = testing::TempDir() + "/hamdb_image_test";
+  std::filesystem::create_directories(dir);
+  const std::string empty = dir + "/empty.png";
+  { std::ofstream(empty, std::ios::binary); }
+  auto r = ReadImageFile(empty);
+  EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(r.status().message().rfind(empty, 0), 0u) << "message starts with the path";
+  EXPECT_EQ(ReadImageFile(dir + "/missing.png").status().code(), Status::Code::kNotFound);
+  Image im = Gradient(5, 4, 1);
+  ASSERT_TRUE(WritePngFile(im, dir + "/ok.png").ok());
+  auto ok = ReadImageFile(dir + "/ok.png");
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->pixels, im.pixels);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Image, ConvertResizeCrop) {
+  Image rgb;
+  rgb.width = 2;
+  rgb.height = 1;
+  rgb.channels = 3;
+  rgb.pixels = {255, 0, 0, 10, 200, 30};
+  Image g = ConvertChannels(rgb, 1);
+  ASSERT_EQ(g.pixels.size(), 2u);
+  EXPECT_EQ(g.pixels[0], 76);   // round(0.299 * 255)
+  EXPECT_EQ(g.pixels[1], 124);  // round(0.299*10 + 0.587*200 + 0.114*30 = 123.81)
+  Image back = ConvertChannels(g, 3);
+  EXPECT_EQ(back.channels, 3);
+  EXPECT_EQ(back.pixels[3], g.pixels[1]);
+  EXPECT_TRUE(ConvertChannels(rgb, 2).empty());
+
+  // Constant image stays constant under resize; sizes are honoured.
+  Image c = Gradient(8, 8, 1);
+  std::fill(c.pixels.begin(), c.pixels.end(), 77);
+  Image up = ResizeBilinear(c, 28, 20);
+  EXPECT_EQ(up.width, 28);
+  EXPECT_EQ(up.height, 20);
+  for (uint8_t v : up.pixels) EXPECT_EQ(v, 77);
+  // A 2x upscale of a horizontal ramp stays monotone and keeps its ends.
+  Image ramp = Gradient(4, 1, 1);
+  ramp.pixels = {0, 100, 200, 250};
+  Image r2 = ResizeBilinear(ramp, 8, 1);
+  EXPECT_EQ(r2.pixels.front(), 0);
+  EXPECT_EQ(r2.pixels.back(), 250);
+  for (size_t i = 1; i < r2.pixels.size(); ++i) EXPECT_GE(r2.pixels[i], r2.pixels[i - 1]);
+
+  Image big = Gradient(10, 6, 3);
+  Image cr = CenterCrop(big, 4, 2);
+  ASSERT_EQ(cr.pixels.size(), 4u * 2 * 3);
+  EXPECT_EQ(cr.pixels[0], big.pixels[(2 * 10 + 3) * 3]);
+  EXPECT_TRUE(CenterCrop(big, 11, 2).empty());
+}
+
+TEST(Dataset, FashionMnistAndImageFolder) {
+  auto fm = LoadFashionMnist(kDefaultFashionMnistDir, "test", 50);
+  if (!fm.ok() && fm.status().code() == Status::Code::kNotFound) GTEST_SKIP() << "no dataset";
+  ASSERT_TRUE(fm.ok()) << fm.status().ToString();
+  EXPECT_EQ(fm->size(), 50u);
+  EXPECT_EQ(fm->images[0].width, 28);
+  EXPECT_EQ(fm->class_names.size(), 10u);
+  EXPECT_EQ(fm->labels[0], 9);  // first t10k label is "ankle boot"
+  EXPECT_FALSE(LoadFashionMnist(kDefaultFashionMnistDir, "valid").ok());
+
+  const std::string dir = testing::TempDir() + "/hamdb_folder_test";
+  std::filesystem::remove_all(dir);
+  for (int i = 0; i < 6; ++i) {
+    const std::string cdir = dir + "/" + fm->class_names[fm->labels[i]];
+    std::filesystem::create_directories(cdir);
+    ASSERT_TRUE(WritePngFile(fm->images[i], cdir + "/" + std::to_string(i) + ".png").ok());
+  }
+  { std::ofstream(dir + "/" + fm->class_names[fm->labels[0]] + "/broken.png") << "not a png"; }
+  auto folder = LoadImageFolder(dir);
+  ASSERT_TRUE(folder.ok()) << folder.status().ToString();
+  EXPECT_EQ(folder->size(), 6u);
+  EXPECT_EQ(folder->skipped, 1u);
+  for (size_t i = 0; i < folder->size(); ++i) {
+    EXPECT_EQ(folder->class_names[folder->labels[i]],
+              std::filesystem::path(folder->paths[i]).parent_path().filename().string());
+  }
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace hamdb

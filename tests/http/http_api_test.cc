@@ -1,0 +1,657 @@
+// The HTTP API end to end: every endpoint and every error path, against a
+// server started in-process on an ephemeral port. After each bad request the
+// server must still answer and the data must be intact.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "http/http_util.h"
+#include "index/flat_index.h"
+#include "tests/http/http_test_util.h"
+
+namespace hamdb::http {
+namespace {
+
+using namespace hamdb::http::testing;
+
+constexpr int kBits = 64;
+
+// Reference answer: brute force over (id, code), sorted by (distance, id).
+std::vector<Neighbor> BruteForce(
+    const std::vector<std::pair<uint64_t, std::vector<uint8_t>>>& items,
+    const std::vector<uint8_t>& q, size_t k) {
+  std::vector<Neighbor> all;
+  for (const auto& [id, code] : items) {
+    uint32_t d = 0;
+    for (size_t b = 0; b < code.size(); ++b) d += __builtin_popcount(code[b] ^ q[b]);
+    all.push_back({id, d});
+  }
+  std::sort(all.begin(), all.end(), NeighborLess);
+  if (all.size() > k) all.resize(k);
+  return all;
+}
+
+std::vector<Neighbor> ResultsOf(const json& results) {
+  std::vector<Neighbor> out;
+  for (const json& r : results)
+    out.push_back({r["id"].get<uint64_t>(), r["distance"].get<uint32_t>()});
+  return out;
+}
+
+class HttpApi : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions o;
+    o.body_limit = 1u << 20;
+    o.threads = 2;
+    h_ = std::make_unique<ServerHarness>(dir_.path(), ServiceOptions{}, o);
+    port_ = h_->port();
+  }
+
+  // Creates collection `name` and inserts n random codes with ids 1..n.
+  void Populate(const std::string& name, size_t n, const std::string& index = "MIH") {
+    ASSERT_EQ(
+        PostJson(port_, "/collections", {{"name", name}, {"bits", kBits}, {"index", index}}).status,
+        201);
+    std::mt19937_64 rng(7);
+    json items = json::array();
+    for (size_t i = 0; i < n; ++i) {
+      std::vector<uint8_t> code = RandomCode(rng, kBits);
+      // Every fifth item repeats an earlier code, so there are distance ties.
+      if (i % 5 == 4) code = items_[i - 3].second;
+      items_.push_back({i + 1, code});
+      items.push_back({{"id", i + 1}, {"code", FormatHex(code.data(), kBits)}});
+    }
+    HttpReply r = PostJson(port_, "/collections/" + name + "/items", {{"items", items}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_EQ(r.Json()["count"], n);
+  }
+
+  // The server answers and collection `name` still holds exactly items_.
+  void ExpectIntact(const std::string& name) {
+    ASSERT_EQ(Call(port_, "GET", "/healthz").status, 200);
+    HttpReply d = Call(port_, "GET", "/collections/" + name);
+    ASSERT_EQ(d.status, 200) << d.body;
+    EXPECT_EQ(d.Json()["items"], items_.size());
+    const auto& q = items_[items_.size() / 2].second;
+    HttpReply s = PostJson(port_, "/collections/" + name + "/search",
+                           {{"code", FormatHex(q.data(), kBits)}, {"k", 10}});
+    ASSERT_EQ(s.status, 200) << s.body;
+    EXPECT_EQ(ResultsOf(s.Json()["results"]), BruteForce(items_, q, 10));
+    StatusOr<uint64_t> count = h_->store()->Count(name);
+    ASSERT_TRUE(count.ok());
+    EXPECT_EQ(*count, items_.size());
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ServerHarness> h_;
+  uint16_t port_ = 0;
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> items_;
+};
+
+TEST_F(HttpApi, HealthReadyAndMetrics) {
+  EXPECT_EQ(Call(port_, "GET", "/healthz").status, 200);
+  EXPECT_EQ(Call(port_, "GET", "/readyz").status, 200);
+  EXPECT_EQ(Call(port_, "HEAD", "/healthz").status, 200);
+  Populate("m", 50);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(PostJson(port_, "/collections/m/search", {{"code", std::string(16, '0')}}).status,
+              200);
+  }
+  ASSERT_EQ(PostJson(port_, "/collections/m/search", {{"code", "zz"}}).status, 422);
+  HttpReply m = Call(port_, "GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.headers["Content-Type"].find("text/plain"), std::string::npos);
+  EXPECT_NE(m.body.find("hamdb_http_requests_total{route=\"/collections/{name}/search\",method="
+                        "\"POST\",status=\"200\"} 3"),
+            std::string::npos)
+      << m.body;
+  EXPECT_NE(m.body.find("status=\"422\"} 1"), std::string::npos);
+  EXPECT_NE(m.body.find("hamdb_collection_items{collection=\"m\",index=\"MIH\"} 50"),
+            std::string::npos);
+  EXPECT_NE(m.body.find("hamdb_index_memory_bytes{collection=\"m\""), std::string::npos);
+  EXPECT_NE(m.body.find("hamdb_http_request_duration_seconds_bucket{route=\"/collections/{name}/"
+                        "search\",method=\"POST\",status=\"200\",le=\"+Inf\"} 3"),
+            std::string::npos);
+  EXPECT_NE(m.body.find("hamdb_ready 1"), std::string::npos);
+}
+
+TEST(HttpStartup, HealthzAnswersBeforeReadyzAndCollections) {
+  TempDir dir;
+  {
+    // A store with one collection to rebuild.
+    auto store = CodeStore::Open(dir.path());
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->CreateCollection({"c", kBits, "MIH", "{}"}).ok());
+    std::vector<uint8_t> codes(100 * 8, 0x5a);
+    ASSERT_TRUE((*store)->PutCodes("c", nullptr, codes.data(), 100).ok());
+  }
+  ServerHarness h(dir.path(), {}, {}, /*load=*/false);
+  EXPECT_EQ(Call(h.port(), "GET", "/healthz").status, 200);
+  HttpReply ready = Call(h.port(), "GET", "/readyz");
+  EXPECT_EQ(ready.status, 503);
+  EXPECT_EQ(ready.ErrorCode(), "not_ready");
+  EXPECT_EQ(Call(h.port(), "GET", "/collections").status, 503);
+  EXPECT_EQ(Call(h.port(), "GET", "/metrics").status, 200);
+  h.Load();
+  EXPECT_EQ(Call(h.port(), "GET", "/readyz").status, 200);
+  HttpReply d = Call(h.port(), "GET", "/collections/c");
+  ASSERT_EQ(d.status, 200);
+  EXPECT_EQ(d.Json()["items"], 100);
+}
+
+TEST_F(HttpApi, CollectionLifecycle) {
+  HttpReply c = PostJson(port_, "/collections", {{"name", "a"}, {"bits", 64}, {"index", "Flat"}});
+  ASSERT_EQ(c.status, 201) << c.body;
+  EXPECT_EQ(c.Json()["index"], "Flat");
+  EXPECT_EQ(PostJson(port_, "/collections", {{"name", "a"}, {"bits", 64}}).status, 409);
+  ASSERT_EQ(PostJson(port_, "/collections", {{"name", "b"}, {"bits", 12}}).status, 201);
+  HttpReply list = Call(port_, "GET", "/collections");
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.Json()["collections"].size(), 2u);
+  HttpReply d = Call(port_, "GET", "/collections/b");
+  ASSERT_EQ(d.status, 200);
+  EXPECT_EQ(d.Json()["bits"], 12);
+  EXPECT_EQ(d.Json()["index"], "MIH");
+  EXPECT_EQ(d.Json()["items"], 0);
+  EXPECT_TRUE(d.Json()["index_memory_bytes"].is_number());
+
+  EXPECT_EQ(PostJson(port_, "/collections", {{"name", "bad name!"}, {"bits", 64}}).status, 422);
+  EXPECT_EQ(PostJson(port_, "/collections", {{"name", "x"}, {"bits", 0}}).status, 422);
+  EXPECT_EQ(PostJson(port_, "/collections", {{"name", "x"}, {"bits", 5000}}).status, 422);
+  EXPECT_EQ(PostJson(port_, "/collections", {{"name", "x"}}).status, 400);
+  EXPECT_EQ(PostJson(port_, "/collections", {{"name", "x"}, {"bits", "64"}}).status, 400);
+  EXPECT_EQ(
+      PostJson(port_, "/collections", {{"name", "x"}, {"bits", 64}, {"index", "HNSW"}}).status,
+      422);
+  EXPECT_EQ(
+      PostJson(port_, "/collections", {{"name", "x"}, {"bits", 64}, {"index", "Bucket"}}).status,
+      422);
+  EXPECT_EQ(
+      PostJson(port_, "/collections", {{"name", "x"}, {"bits", 64}, {"encoder", "/nope"}}).status,
+      422);
+  EXPECT_EQ(Call(port_, "GET", "/collections/x").status, 404);  // no trace of failed creates
+
+  EXPECT_EQ(Call(port_, "DELETE", "/collections/a").status, 200);
+  EXPECT_EQ(Call(port_, "DELETE", "/collections/a").status, 404);
+  EXPECT_EQ(Call(port_, "GET", "/collections/a").status, 404);
+  EXPECT_EQ(PostJson(port_, "/collections/a/search", {{"code", std::string(16, '0')}}).status, 404);
+  // The name is free again.
+  EXPECT_EQ(PostJson(port_, "/collections", {{"name", "a"}, {"bits", 8}}).status, 201);
+  EXPECT_EQ(Call(port_, "GET", "/collections/a").Json()["items"], 0);
+}
+
+TEST_F(HttpApi, ItemsInsertGetDelete) {
+  ASSERT_EQ(PostJson(port_, "/collections", {{"name", "c"}, {"bits", 12}}).status, 201);
+  // Hex and bit-string codes, given and assigned ids, labels and metadata.
+  HttpReply r =
+      PostJson(port_, "/collections/c/items",
+               {{"items",
+                 {{{"id", 10}, {"code", "ff0f"}, {"label", 3}, {"metadata", {{"file", "a.png"}}}},
+                  {{"id", 11}, {"code", "0100"}, {"class_code", "0000"}},
+                  {{"code", "101000000001"}}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json ids = r.Json()["ids"];
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_EQ(ids[0], 10);
+  EXPECT_EQ(ids[1], 11);
+  const uint64_t assigned = ids[2].get<uint64_t>();
+  EXPECT_GT(assigned, 11u);  // above every id ever written
+
+  HttpReply g = Call(port_, "GET", "/collections/c/items/10");
+  ASSERT_EQ(g.status, 200) << g.body;
+  EXPECT_EQ(g.Json()["code"], "ff0f");
+  EXPECT_EQ(g.Json()["label"], 3);
+  EXPECT_EQ(g.Json()["metadata"]["file"], "a.png");
+  g = Call(port_, "GET", "/collections/c/items/" + std::to_string(assigned));
+  ASSERT_EQ(g.status, 200);
+  EXPECT_EQ(g.Json()["code"], "0508");  // bits 0, 2 and 11 set, LSB-first
+  EXPECT_EQ(Call(port_, "GET", "/collections/c/items/11").Json()["class_code"], "0000");
+
+  EXPECT_EQ(Call(port_, "GET", "/collections/c/items/999").status, 404);
+  EXPECT_EQ(Call(port_, "GET", "/collections/c/items/abc").status, 400);
+  EXPECT_EQ(Call(port_, "GET", "/collections/c/items/-1").status, 400);
+  EXPECT_EQ(Call(port_, "GET", "/collections/nope/items/1").status, 404);
+
+  EXPECT_EQ(Call(port_, "DELETE", "/collections/c/items/10").status, 200);
+  EXPECT_EQ(Call(port_, "DELETE", "/collections/c/items/10").status, 404);
+  EXPECT_EQ(Call(port_, "GET", "/collections/c/items/10").status, 404);
+  HttpReply bd = PostJson(port_, "/collections/c/items/delete", {{"ids", {11, 12345}}});
+  ASSERT_EQ(bd.status, 200);
+  EXPECT_EQ(bd.Json()["deleted"], 1);
+  EXPECT_EQ(Call(port_, "GET", "/collections/c").Json()["items"], 1);
+  // The deleted items no longer come back from search either.
+  HttpReply s = PostJson(port_, "/collections/c/search", {{"code", "0000"}, {"k", 10}});
+  ASSERT_EQ(s.status, 200);
+  ASSERT_EQ(s.Json()["results"].size(), 1u);
+  EXPECT_EQ(s.Json()["results"][0]["id"], assigned);
+
+  // Bad items: nothing of the batch is written.
+  for (const json& bad : {json{{"items", {{{"code", "ff0f"}}, {{"code", "ff"}}}}},  // wrong length
+                          json{{"items", {{{"code", "fff0"}}}}},                    // padding bits
+                          json{{"items", {{{"code", "ff0f"}, {"id", -5}}}}},
+                          json{{"items", {{{"id", 5}}}}},  // no code
+                          json{{"items", json::array()}}}) {
+    HttpReply b = PostJson(port_, "/collections/c/items", bad);
+    EXPECT_EQ(b.status, 422) << bad.dump() << " -> " << b.body;
+  }
+  for (const json& bad : {json{{"items", {{{"code", 12}}}}}, json{{"items", "x"}}, json{{"x", 1}},
+                          json{{"items", {{{"code", "ff0f"}, {"label", "x"}}}}}}) {
+    EXPECT_EQ(PostJson(port_, "/collections/c/items", bad).status, 400) << bad.dump();
+  }
+  EXPECT_EQ(Call(port_, "GET", "/collections/c").Json()["items"], 1);
+  EXPECT_EQ(*h_->store()->Count("c"), 1u);
+}
+
+TEST_F(HttpApi, SearchMatchesBruteForce) {
+  Populate("s", 300);
+  std::mt19937_64 rng(99);
+  for (int t = 0; t < 20; ++t) {
+    std::vector<uint8_t> q = t % 2 ? RandomCode(rng, kBits) : items_[t * 7].second;
+    for (size_t k : {1, 5, 37}) {
+      HttpReply r = PostJson(port_, "/collections/s/search",
+                             {{"code", FormatHex(q.data(), kBits)}, {"k", k}});
+      ASSERT_EQ(r.status, 200) << r.body;
+      EXPECT_EQ(ResultsOf(r.Json()["results"]), BruteForce(items_, q, k));
+      EXPECT_TRUE(r.Json()["exact"].get<bool>());
+      EXPECT_TRUE(r.Json()["took_ms"].is_number());
+      EXPECT_EQ(r.Json()["index"], "MIH");
+    }
+    // The same query as a bit string, in exact mode.
+    HttpReply b =
+        PostJson(port_, "/collections/s/search",
+                 {{"code", FormatBitString(q.data(), kBits)}, {"k", 5}, {"mode", "exact"}});
+    ASSERT_EQ(b.status, 200);
+    EXPECT_EQ(ResultsOf(b.Json()["results"]), BruteForce(items_, q, 5));
+    // Radius search: everything within distance 20, inclusive.
+    HttpReply rr = PostJson(port_, "/collections/s/search",
+                            {{"code", FormatHex(q.data(), kBits)}, {"radius", 20}});
+    ASSERT_EQ(rr.status, 200);
+    std::vector<Neighbor> want = BruteForce(items_, q, items_.size());
+    want.erase(
+        std::remove_if(want.begin(), want.end(), [](const Neighbor& n) { return n.distance > 20; }),
+        want.end());
+    EXPECT_EQ(ResultsOf(rr.Json()["results"]), want);
+  }
+  // k larger than the collection returns everything.
+  const auto& q0 = items_[0].second;
+  HttpReply all = PostJson(port_, "/collections/s/search",
+                           {{"code", FormatHex(q0.data(), kBits)}, {"k", 5000}});
+  ASSERT_EQ(all.status, 200);
+  EXPECT_EQ(all.Json()["results"].size(), items_.size());
+  EXPECT_EQ(ResultsOf(all.Json()["results"]), BruteForce(items_, q0, 5000));
+  // with_metadata returns the stored code.
+  HttpReply md =
+      PostJson(port_, "/collections/s/search",
+               {{"code", FormatHex(q0.data(), kBits)}, {"k", 1}, {"with_metadata", true}});
+  ASSERT_EQ(md.status, 200);
+  EXPECT_EQ(md.Json()["results"][0]["id"], 1);
+  EXPECT_EQ(md.Json()["results"][0]["code"], FormatHex(q0.data(), kBits));
+  // Modes this collection's index cannot serve.
+  for (const char* mode : {"ivf", "bucket", "gpu"}) {
+    HttpReply m = PostJson(port_, "/collections/s/search",
+                           {{"code", FormatHex(q0.data(), kBits)}, {"mode", mode}});
+    EXPECT_EQ(m.status, 422) << mode;
+    EXPECT_EQ(m.ErrorCode(), "mode_unavailable");
+  }
+  EXPECT_EQ(PostJson(port_, "/collections/s/search",
+                     {{"code", FormatHex(q0.data(), kBits)}, {"mode", "fast"}})
+                .status,
+            422);
+
+  // Batch search: one result list per code, same answers.
+  json codes = json::array();
+  for (int i = 0; i < 25; ++i) codes.push_back(FormatHex(items_[i * 3].second.data(), kBits));
+  HttpReply bt = PostJson(port_, "/collections/s/search/batch", {{"codes", codes}, {"k", 4}});
+  ASSERT_EQ(bt.status, 200) << bt.body;
+  ASSERT_EQ(bt.Json()["batches"].size(), 25u);
+  for (int i = 0; i < 25; ++i) {
+    EXPECT_EQ(ResultsOf(bt.Json()["batches"][i]["results"]),
+              BruteForce(items_, items_[i * 3].second, 4));
+  }
+  codes.push_back("abc");
+  EXPECT_EQ(PostJson(port_, "/collections/s/search/batch", {{"codes", codes}, {"k", 4}}).status,
+            422);
+  EXPECT_EQ(PostJson(port_, "/collections/s/search/batch", {{"codes", json::array()}}).status, 422);
+  ExpectIntact("s");
+}
+
+TEST_F(HttpApi, ErrorPathsLeaveServerAndDataIntact) {
+  Populate("e", 120);
+  const std::string q = FormatHex(items_[3].second.data(), kBits);
+  struct Case {
+    const char* what;
+    std::string method, target, body, content_type;
+    int status;
+    const char* code;
+  };
+  std::string deep(200000, '[');
+  std::string deep_obj;
+  for (int i = 0; i < 5000; ++i) deep_obj += "{\"a\":";
+  const std::vector<Case> cases = {
+      {"truncated JSON", "POST", "/collections/e/search", "{\"code\": \"" + q + "\", \"k\": 1",
+       "application/json", 400, "bad_request"},
+      {"deep arrays", "POST", "/collections/e/search", deep, "application/json", 400,
+       "bad_request"},
+      {"deep objects", "POST", "/collections/e/items", deep_obj, "application/json", 400,
+       "bad_request"},
+      {"not an object", "POST", "/collections/e/search", "[1,2,3]", "application/json", 400,
+       "bad_request"},
+      {"empty body", "POST", "/collections/e/search", "", "application/json", 400, "bad_request"},
+      {"binary junk", "POST", "/collections/e/search", std::string("\x00\xff\xfe{", 4),
+       "application/json", 400, "bad_request"},
+      {"wrong content type", "POST", "/collections/e/search", "{\"code\":\"" + q + "\"}",
+       "text/plain", 415, "unsupported_media_type"},
+      {"no content type", "POST", "/collections/e/items", "{\"items\":[]}", "", 415,
+       "unsupported_media_type"},
+      {"non-image as png, no encoder", "POST", "/collections/e/search", "hello", "image/png", 422,
+       "no_encoder"},
+      {"k = 0", "POST", "/collections/e/search", "{\"code\":\"" + q + "\",\"k\":0}",
+       "application/json", 422, "invalid_argument"},
+      {"k = -1", "POST", "/collections/e/search", "{\"code\":\"" + q + "\",\"k\":-1}",
+       "application/json", 422, "invalid_argument"},
+      {"k huge", "POST", "/collections/e/search",
+       "{\"code\":\"" + q + "\",\"k\":18446744073709551615}", "application/json", 422,
+       "invalid_argument"},
+      {"k float", "POST", "/collections/e/search", "{\"code\":\"" + q + "\",\"k\":2.5}",
+       "application/json", 400, "bad_request"},
+      {"k string", "POST", "/collections/e/search", "{\"code\":\"" + q + "\",\"k\":\"5\"}",
+       "application/json", 400, "bad_request"},
+      {"radius < 0", "POST", "/collections/e/search", "{\"code\":\"" + q + "\",\"radius\":-3}",
+       "application/json", 422, "invalid_argument"},
+      {"short code", "POST", "/collections/e/search", "{\"code\":\"abcd\"}", "application/json",
+       422, "invalid_code"},
+      {"long code", "POST", "/collections/e/search", "{\"code\":\"" + q + "00\"}",
+       "application/json", 422, "invalid_code"},
+      {"non-hex code", "POST", "/collections/e/search", "{\"code\":\"zzzzzzzzzzzzzzzz\"}",
+       "application/json", 422, "invalid_code"},
+      {"wrong-length insert", "POST", "/collections/e/items", "{\"items\":[{\"code\":\"ab\"}]}",
+       "application/json", 422, "invalid_code"},
+      {"code and image", "POST", "/collections/e/search",
+       "{\"code\":\"" + q + "\",\"image\":\"AA==\"}", "application/json", 400, "bad_request"},
+      {"bad base64", "POST", "/collections/e/search", "{\"image\":\"!!!\"}", "application/json",
+       400, "bad_request"},
+      {"unknown collection", "POST", "/collections/zz/search", "{\"code\":\"" + q + "\"}",
+       "application/json", 404, "not_found"},
+      {"unknown route", "GET", "/nope", "", "", 404, "not_found"},
+      {"unknown sub-route", "GET", "/collections/e/frobnicate", "", "", 404, "not_found"},
+      {"method not allowed", "PUT", "/collections/e", "", "", 405, "method_not_allowed"},
+      {"GET search", "GET", "/collections/e/search", "", "", 405, "method_not_allowed"},
+      {"bad escape", "GET", "/collections/%zz", "", "", 400, "bad_request"},
+  };
+  for (const Case& c : cases) {
+    HttpReply r = Call(port_, c.method, c.target, c.body, c.content_type);
+    EXPECT_EQ(r.status, c.status) << c.what << ": " << r.body;
+    EXPECT_EQ(r.ErrorCode(), c.code) << c.what << ": " << r.body;
+    EXPECT_EQ(r.headers["Content-Type"], "application/json") << c.what;
+  }
+  ExpectIntact("e");
+
+  // Transport-level errors, on raw sockets.
+  // The limit is 1 MiB: a 2 MiB Content-Length is refused from the header.
+  std::string reply =
+      RawExchange(port_,
+                  "POST /collections/e/items HTTP/1.1\r\nHost: x\r\n"
+                  "Content-Type: application/json\r\nContent-Length: " +
+                      std::to_string(2u << 20) + "\r\n\r\n" + std::string(100000, 'x'));
+  EXPECT_EQ(RawStatus(reply), 413) << reply.substr(0, 200);
+  reply = RawExchange(port_, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                                 std::string(64 << 10, 'a') + "\r\n\r\n");
+  EXPECT_EQ(RawStatus(reply), 431) << reply.substr(0, 200);
+  reply = RawExchange(port_, "THIS IS NOT HTTP\r\n\r\n");
+  EXPECT_EQ(RawStatus(reply), 400) << reply.substr(0, 200);
+  reply = RawExchange(port_, "GET /healthz HTTP/1.1\r\nContent-Length: -5\r\n\r\n");
+  EXPECT_EQ(RawStatus(reply), 400) << reply.substr(0, 200);
+  // A request cut off in the middle of its body: 400 (partial message) or a
+  // plain close, never a handled request.
+  reply = RawExchange(port_,
+                      "POST /collections/e/items HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      "application/json\r\nContent-Length: 100\r\n\r\n{\"items\": [");
+  EXPECT_TRUE(RawStatus(reply) == 400 || RawStatus(reply) == 0) << reply;
+  ExpectIntact("e");
+}
+
+TEST_F(HttpApi, ImagesWithAnEncoder) {
+  HttpReply c = PostJson(port_, "/collections",
+                         {{"name", "img"}, {"encoder", "fake:model"}, {"index", "MIH"}});
+  ASSERT_EQ(c.status, 201) << c.body;
+  EXPECT_EQ(c.Json()["bits"], 64);
+  EXPECT_EQ(c.Json()["classes"], 4);
+  EXPECT_EQ(c.Json()["encoder"], "fake:model");
+  EXPECT_EQ(PostJson(port_, "/collections", {{"name", "img2"}, {"encoder", "fake:m"}, {"bits", 32}})
+                .status,
+            422);
+
+  // The four class codes as images, plus a noisy "top" image.
+  const FakeEncoder enc;
+  std::vector<std::string> pngs;
+  for (int k = 0; k < 4; ++k) {
+    std::vector<uint8_t> code(enc.codebook().class_code(k), enc.codebook().class_code(k) + 8);
+    pngs.push_back(PngOfCode(code));
+  }
+  std::vector<uint8_t> noisy(enc.codebook().class_code(2), enc.codebook().class_code(2) + 8);
+  noisy[7] ^= 0x01;  // one bit away from "top": MHD, within the OOD radius
+  json items = json::array();
+  for (int k = 0; k < 4; ++k) {
+    items.push_back(
+        {{"id", 100 + k},
+         {"label", k},
+         {"image", Base64Encode(reinterpret_cast<const uint8_t*>(pngs[k].data()), pngs[k].size())},
+         {"metadata", {{"source", "test"}}}});
+  }
+  HttpReply ins = PostJson(port_, "/collections/img/items", {{"items", items}});
+  ASSERT_EQ(ins.status, 200) << ins.body;
+  ASSERT_EQ(ins.Json()["images"].size(), 4u);
+  EXPECT_EQ(ins.Json()["images"][2]["class_name"], "top");
+  // A raw image/png body with query parameters.
+  const std::string noisy_png = PngOfCode(noisy);
+  HttpReply raw =
+      Call(port_, "POST", "/collections/img/items?id=200&label=2", noisy_png, "image/png");
+  ASSERT_EQ(raw.status, 200) << raw.body;
+  EXPECT_EQ(raw.Json()["ids"][0], 200);
+
+  HttpReply item = Call(port_, "GET", "/collections/img/items/102");
+  ASSERT_EQ(item.status, 200);
+  EXPECT_EQ(item.Json()["metadata"]["class_name"], "top");
+  EXPECT_EQ(item.Json()["metadata"]["source"], "test");
+  EXPECT_EQ(item.Json()["class_code"], FormatHex(enc.codebook().class_code(2), 64));
+
+  // Search by a raw image: the noisy one decodes to "top" by MHD, not OOD.
+  HttpReply s = Call(port_, "POST", "/collections/img/search?k=2", noisy_png, "image/png");
+  ASSERT_EQ(s.status, 200) << s.body;
+  json j = s.Json();
+  EXPECT_EQ(j["query"]["class_name"], "top");
+  EXPECT_EQ(j["query"]["decoding"], "MHD");
+  EXPECT_EQ(j["query"]["distance_to_class"], 1);
+  EXPECT_FALSE(j["query"]["ood"].get<bool>());
+  ASSERT_EQ(j["results"].size(), 2u);
+  EXPECT_EQ(j["results"][0]["id"], 200);
+  EXPECT_EQ(j["results"][0]["distance"], 0);
+  EXPECT_EQ(j["results"][1]["id"], 102);
+  EXPECT_EQ(j["results"][1]["distance"], 1);
+  // Search by a base64 image in JSON: exact decoding of "white".
+  HttpReply s2 = PostJson(
+      port_, "/collections/img/search",
+      {{"image", Base64Encode(reinterpret_cast<const uint8_t*>(pngs[1].data()), pngs[1].size())},
+       {"k", 1},
+       {"with_metadata", true}});
+  ASSERT_EQ(s2.status, 200) << s2.body;
+  EXPECT_EQ(s2.Json()["query"]["decoding"], "ED");
+  EXPECT_EQ(s2.Json()["results"][0]["id"], 101);
+  EXPECT_EQ(s2.Json()["results"][0]["label"], 1);
+  // A half-grey checkerboard is far from every class code: OOD.
+  std::vector<uint8_t> checker(8, 0x55);
+  HttpReply s3 = Call(port_, "POST", "/collections/img/search", PngOfCode(checker), "image/png");
+  ASSERT_EQ(s3.status, 200);
+  EXPECT_TRUE(s3.Json()["query"]["ood"].get<bool>());
+
+  // Bad images: not an image, a truncated PNG, a JPEG header with junk.
+  EXPECT_EQ(
+      Call(port_, "POST", "/collections/img/search", "hello, not a png", "image/png").ErrorCode(),
+      "invalid_image");
+  EXPECT_EQ(Call(port_, "POST", "/collections/img/items", noisy_png.substr(0, noisy_png.size() / 2),
+                 "image/png")
+                .status,
+            422);
+  EXPECT_EQ(Call(port_, "POST", "/collections/img/search",
+                 std::string("\xff\xd8\xff\xe0junkjunk", 12), "image/jpeg")
+                .status,
+            422);
+  EXPECT_EQ(PostJson(port_, "/collections/img/search",
+                     {{"image", Base64Encode(reinterpret_cast<const uint8_t*>("xyz"), 3)}})
+                .status,
+            422);
+  EXPECT_EQ(Call(port_, "POST", "/collections/img/search", "x", "image/gif").status, 415);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img").Json()["items"], 5);
+
+  // The encoder collection survives a restart (the codebook lives in the settings).
+  h_.reset();
+  h_ = std::make_unique<ServerHarness>(dir_.path());
+  port_ = h_->port();
+  HttpReply after = Call(port_, "POST", "/collections/img/search?k=1", noisy_png, "image/png");
+  ASSERT_EQ(after.status, 200) << after.body;
+  EXPECT_EQ(after.Json()["results"][0]["id"], 200);
+}
+
+TEST_F(HttpApi, BucketIndexModes) {
+  HttpReply c =
+      PostJson(port_, "/collections", {{"name", "bk"}, {"encoder", "fake:m"}, {"index", "Bucket"}});
+  ASSERT_EQ(c.status, 201) << c.body;
+  EXPECT_EQ(c.Json()["search_mode"], "bucket");
+  // Codes scattered around the four class codes.
+  const FakeEncoder enc;
+  std::mt19937_64 rng(3);
+  json items = json::array();
+  for (uint64_t id = 1; id <= 400; ++id) {
+    std::vector<uint8_t> code(enc.codebook().class_code(id % 4),
+                              enc.codebook().class_code(id % 4) + 8);
+    for (int f = 0; f < 6; ++f) code[rng() % 8] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    items_.push_back({id, code});
+    items.push_back({{"id", id}, {"code", FormatHex(code.data(), kBits)}});
+  }
+  ASSERT_EQ(PostJson(port_, "/collections/bk/items", {{"items", items}}).status, 200);
+  for (int t = 0; t < 10; ++t) {
+    const std::vector<uint8_t> q = RandomCode(rng, kBits);
+    const std::string hex = FormatHex(q.data(), kBits);
+    HttpReply b = PostJson(port_, "/collections/bk/search",
+                           {{"code", hex}, {"k", 10}, {"mode", "bucket"}, {"nprobe", 1}});
+    ASSERT_EQ(b.status, 200) << b.body;
+    EXPECT_EQ(b.Json()["mode"], "bucket");
+    EXPECT_EQ(b.Json()["visited_buckets"].size(), 1u);
+    // mode=exact on a bucket index visits buckets until the answer is provably exact.
+    HttpReply e =
+        PostJson(port_, "/collections/bk/search", {{"code", hex}, {"k", 10}, {"mode", "exact"}});
+    ASSERT_EQ(e.status, 200) << e.body;
+    EXPECT_TRUE(e.Json()["exact"].get<bool>());
+    EXPECT_EQ(ResultsOf(e.Json()["results"]), BruteForce(items_, q, 10));
+  }
+  EXPECT_EQ(
+      PostJson(port_, "/collections/bk/search", {{"code", std::string(16, '0')}, {"mode", "ivf"}})
+          .ErrorCode(),
+      "mode_unavailable");
+}
+
+TEST(HttpAuth, ReadAndAdminKeys) {
+  TempDir dir;
+  ServiceOptions so;
+  so.read_key = "reader-secret";
+  so.admin_key = "admin-secret";
+  ServerHarness h(dir.path(), so);
+  const uint16_t port = h.port();
+  const std::map<std::string, std::string> admin = {{"Authorization", "Bearer admin-secret"}};
+  const std::map<std::string, std::string> reader = {{"api-key", "reader-secret"}};
+  const std::map<std::string, std::string> wrong = {{"Authorization", "Bearer admin-secreT"}};
+
+  EXPECT_EQ(Call(port, "GET", "/healthz").status, 200);
+  EXPECT_EQ(Call(port, "GET", "/readyz").status, 200);
+  HttpReply no_key = Call(port, "GET", "/collections");
+  EXPECT_EQ(no_key.status, 401);
+  EXPECT_EQ(no_key.ErrorCode(), "unauthorized");
+  EXPECT_EQ(no_key.headers["WWW-Authenticate"], "Bearer");
+  EXPECT_EQ(Call(port, "GET", "/collections", "", "", wrong).status, 401);
+  EXPECT_EQ(Call(port, "GET", "/metrics").status, 401);
+  EXPECT_EQ(PostJson(port, "/collections", {{"name", "k"}, {"bits", 8}}).status, 401);
+  EXPECT_EQ(PostJson(port, "/collections", {{"name", "k"}, {"bits", 8}}, reader).status, 401);
+  ASSERT_EQ(PostJson(port, "/collections", {{"name", "k"}, {"bits", 8}}, admin).status, 201);
+  EXPECT_EQ(PostJson(port, "/collections/k/items", {{"items", {{{"code", "ff"}}}}}, reader).status,
+            401);
+  ASSERT_EQ(PostJson(port, "/collections/k/items", {{"items", {{{"code", "ff"}}}}}, admin).status,
+            200);
+  EXPECT_EQ(Call(port, "GET", "/collections", "", "", reader).status, 200);
+  EXPECT_EQ(Call(port, "GET", "/metrics", "", "", reader).status, 200);
+  EXPECT_EQ(PostJson(port, "/collections/k/search", {{"code", "ff"}}, reader).status, 200);
+  EXPECT_EQ(PostJson(port, "/collections/k/search", {{"code", "ff"}}, admin).status, 200);
+  EXPECT_EQ(Call(port, "DELETE", "/collections/k", "", "", reader).status, 401);
+  EXPECT_EQ(Call(port, "GET", "/collections/k").status, 401);
+  EXPECT_EQ(Call(port, "GET", "/collections/k", "", "", reader).Json()["items"], 1);
+}
+
+TEST(HttpAuth, NonLoopbackNeedsAKeyOrAnExplicitFlag) {
+  TempDir dir;
+  auto store = CodeStore::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  Service svc(store->get(), {});
+  ServerOptions o;
+  o.address = "0.0.0.0";
+  o.port = 0;
+  {
+    HttpServer s(&svc, o);
+    Status st = s.Start();
+    EXPECT_EQ(st.code(), Status::Code::kFailedPrecondition) << st.ToString();
+  }
+  o.allow_remote_without_key = true;
+  {
+    HttpServer s(&svc, o);
+    EXPECT_TRUE(s.Start().ok());
+  }
+  o.allow_remote_without_key = false;
+  o.has_api_key = true;
+  {
+    HttpServer s(&svc, o);
+    EXPECT_TRUE(s.Start().ok());
+  }
+  o.address = "not an address";
+  HttpServer bad(&svc, o);
+  EXPECT_EQ(bad.Start().code(), Status::Code::kInvalidArgument);
+}
+
+TEST(HttpUtil, Helpers) {
+  std::vector<uint8_t> out;
+  ASSERT_TRUE(Base64Decode("aGVsbG8=", &out));
+  EXPECT_EQ(std::string(out.begin(), out.end()), "hello");
+  ASSERT_TRUE(Base64Decode("data:image/png;base64,aGVsbG8", &out));
+  EXPECT_EQ(std::string(out.begin(), out.end()), "hello");
+  EXPECT_FALSE(Base64Decode("aGV*bG8=", &out));
+  EXPECT_FALSE(Base64Decode("a", &out));
+  EXPECT_FALSE(Base64Decode("aG=VsbG8", &out));
+  for (size_t n = 0; n < 10; ++n) {
+    std::vector<uint8_t> data(n);
+    for (size_t i = 0; i < n; ++i) data[i] = static_cast<uint8_t>(i * 37 + 1);
+    ASSERT_TRUE(Base64Decode(Base64Encode(data.data(), n), &out));
+    EXPECT_EQ(out, data);
+  }
+  EXPECT_TRUE(JsonDepthWithin("[[[]]]", 3));
+  EXPECT_FALSE(JsonDepthWithin("[[[[]]]]", 3));
+  EXPECT_TRUE(JsonDepthWithin("[\"[[[[[[\\\"[[[[\"]", 2));
+  EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abd", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("ab", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("abcd", "abc"));
+  EXPECT_FALSE(ConstantTimeEquals("", ""));
+  auto t = ParseTarget("/collections/a%20b//search?k=5&mode=exact&x");
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->segments, (std::vector<std::string>{"collections", "a b", "search"}));
+  EXPECT_EQ(t->query["k"], "5");
+  EXPECT_EQ(t->query["mode"], "exact");
+  EXPECT_FALSE(ParseTarget("/a%2").ok());
+  EXPECT_FALSE(ParseTarget("a").ok());
+  int64_t v = 0;
+  EXPECT_TRUE(ParseInt64("-12", &v));
+  EXPECT_EQ(v, -12);
+  EXPECT_FALSE(ParseInt64("99999999999999999999", &v));
+  EXPECT_FALSE(ParseInt64("1x", &v));
+  EXPECT_EQ(MediaType("Application/JSON; charset=utf-8"), "application/json");
+}
+
+}  // namespace
+}  // namespace hamdb::http

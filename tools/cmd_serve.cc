@@ -1,0 +1,151 @@
+// hamdb serve: the HTTP service (http/server.h) over a store directory.
+//
+// Start-up order: open the store, listen (so /healthz answers at once),
+// rebuild every collection's index with progress in the log, then report
+// ready on /readyz. SIGINT / SIGTERM shut down gracefully: stop accepting,
+// finish the requests in flight, exit 0.
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "encoder/encoder.h"
+#include "http/server.h"
+#include "http/service.h"
+#include "tools/cli_common.h"
+#include "tools/commands.h"
+
+namespace hamdb::tools {
+
+namespace {
+
+struct ServeArgs {
+  std::string db;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int threads = 0;
+  std::string api_key;
+  std::string read_api_key;
+  bool allow_remote_without_key = false;
+  size_t body_limit_mb = 32;
+  double read_timeout_s = 30;
+  double drain_timeout_s = 30;
+  bool no_sync = false;
+  int64_t max_k = 100000;
+};
+
+// Timestamped log lines on stderr, whole lines even from several threads.
+void LogLine(const std::string& line) {
+  static std::mutex mu;
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char ts[32];
+  std::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  std::lock_guard<std::mutex> lock(mu);
+  std::fprintf(stderr, "%s hamdb serve: %s\n", ts, line.c_str());
+  std::fflush(stderr);
+}
+
+int RunServe(const ServeArgs& a) {
+  auto store = OpenStore(a.db, true);
+  if (!store.ok()) return Fail(store.status());
+
+  http::ServiceOptions so;
+  so.admin_key = a.api_key;
+  so.read_key = a.read_api_key;
+  so.sync_writes = !a.no_sync;
+  so.max_k = a.max_k;
+  so.log = LogLine;
+  // Artifacts are loaded once per path and shared by the collections using them.
+  auto cache = std::make_shared<std::map<std::string, std::shared_ptr<const Encoder>>>();
+  auto cache_mu = std::make_shared<std::mutex>();
+  so.encoder_loader =
+      [cache, cache_mu](const std::string& path) -> StatusOr<std::shared_ptr<const Encoder>> {
+    std::lock_guard<std::mutex> lock(*cache_mu);
+    auto it = cache->find(path);
+    if (it != cache->end()) return it->second;
+    StatusOr<std::unique_ptr<Encoder>> enc = Encoder::Load(path);
+    if (!enc.ok()) return enc.status();
+    std::shared_ptr<const Encoder> shared(std::move(enc).value());
+    (*cache)[path] = shared;
+    return shared;
+  };
+  if (!a.read_api_key.empty() && a.api_key.empty()) {
+    return Fail(Status::InvalidArgument("--read-api-key needs --api-key (the admin key) as well"));
+  }
+  http::Service service(store->get(), so);
+
+  http::ServerOptions o;
+  o.address = a.host;
+  o.port = static_cast<uint16_t>(a.port);
+  o.threads = a.threads > 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
+  o.allow_remote_without_key = a.allow_remote_without_key;
+  o.has_api_key = !a.api_key.empty();
+  o.body_limit = a.body_limit_mb << 20;
+  o.read_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.read_timeout_s * 1000));
+  o.drain_timeout = std::chrono::milliseconds(static_cast<int64_t>(a.drain_timeout_s * 1000));
+  o.handle_signals = true;
+  http::HttpServer server(&service, o);
+  Status s = server.Start();
+  if (!s.ok()) return Fail(s);
+  LogLine("listening on http://" + a.host + ":" + std::to_string(server.port()) + " with " +
+          std::to_string(o.threads) + " threads (" +
+          (a.api_key.empty() ? "no API key" : "API keys required") + ", " +
+          (a.no_sync ? "writes not fsynced" : "writes fsynced") + ")");
+  Status load = service.LoadCollections();
+  if (!load.ok()) LogLine("some collections failed to load: " + load.ToString());
+  server.Wait();
+  LogLine("shut down");
+  return 0;
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App* app, int* exit_code) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app->add_subcommand(
+      "serve",
+      "Run the HTTP service (docs/api.md). Listens on 127.0.0.1 by default; without an API key it "
+      "refuses other addresses unless --allow-remote-without-key is given");
+  AddDbOption(cmd, &a->db);
+  cmd->add_option("--host", a->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", a->port, "TCP port (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--threads", a->threads, "I/O and request threads (0: one per core)")
+      ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--api-key", a->api_key,
+                  "Admin API key: required for every route but /healthz and /readyz")
+      ->envname("HAMDB_API_KEY");
+  cmd->add_option("--read-api-key", a->read_api_key,
+                  "Read-only API key: GET routes, searches and /metrics")
+      ->envname("HAMDB_READ_API_KEY");
+  cmd->add_flag("--allow-remote-without-key", a->allow_remote_without_key,
+                "Allow a non-loopback --host without an API key (anyone who can reach the port "
+                "can then read, write and drop collections)");
+  cmd->add_option("--body-limit-mb", a->body_limit_mb, "Largest request body, MiB")
+      ->check(CLI::Range(size_t{1}, size_t{4096}))
+      ->capture_default_str();
+  cmd->add_option("--read-timeout", a->read_timeout_s,
+                  "Seconds a client may take to send one request (or idle between requests)")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  cmd->add_option("--drain-timeout", a->drain_timeout_s,
+                  "Seconds to wait for requests in flight at shutdown")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  cmd->add_flag("--no-sync", a->no_sync,
+                "Acknowledge writes without fsyncing the WAL (survives a killed process, not a "
+                "power loss)");
+  cmd->add_option("--max-k", a->max_k, "Largest k a search may ask for")
+      ->check(CLI::Range(int64_t{1}, int64_t{100000000}))
+      ->capture_default_str();
+  cmd->callback([a, exit_code] { *exit_code = RunServe(*a); });
+}
+
+}  // namespace hamdb::tools
