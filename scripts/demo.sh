@@ -1,34 +1,74 @@
 #!/usr/bin/env bash
-# The main job, end to end on a fresh Debian machine: install, build, create
-# a collection, ingest codes, query them.
+# The main job, end to end on a fresh Debian machine, on the embedded default
+# (RocksDB in a local directory, the Fashion-MNIST images):
+#   1. install the dependencies and build `hamdb`;
+#   2. train the default 16-bit LLC encoder on Fashion-MNIST (or reuse it);
+#   3. export the dataset as PNG files and ingest the 60k training images;
+#   4. start the HTTP server;
+#   5. query it by image with a test-set PNG through curl, and print the answer.
+#
 #   bash scripts/demo.sh
-# Environment: DEMO_DIR (default ./demo-data), DEMO_N (default 1000000).
-# (The image pipeline, encoder and HTTP server join this script as they land.)
+#
+# Environment: DEMO_DIR (default ./demo-data), PORT (default 8080),
+# KEEP_SERVING=1 to leave the server running at the end.
+# Re-running reuses the trained encoder, the exported images and the ingested
+# collection (ingest is idempotent: it only adds what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+START=$(date +%s)
 
+echo "== 1. dependencies and build"
 bash scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build --target hamdb -j "$(nproc)"
-HAMDB=build/tools/hamdb
+HAMDB=$PWD/build/tools/hamdb
 
 DEMO_DIR=${DEMO_DIR:-demo-data}
-DEMO_N=${DEMO_N:-1000000}
+PORT=${PORT:-8080}
+MODEL="$DEMO_DIR/fashion-llc16.hdbe"
+IMAGES="$DEMO_DIR/fashion-mnist"
 export HAMDB_DB="$DEMO_DIR/db"
-rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 
-echo "== 1. create a collection of 64-bit codes with a multi-index-hashing index"
-$HAMDB collection create demo --bits 64 --index MIH
+echo "== 2. the encoder: LLC, 16 bits, trained on the Fashion-MNIST training set"
+if [ -f "$MODEL" ]; then
+  echo "reusing $MODEL"
+else
+  "$HAMDB" train --dataset fashion-mnist --bits 16 --out "$MODEL"
+fi
 
-echo "== 2. generate $DEMO_N clustered codes (1000 centres, 5% bit noise, like an LLC encoder)"
-$HAMDB generate --n "$DEMO_N" --bits 64 --kind clustered --centres 1000 --flip 0.05 \
-  --out "$DEMO_DIR/codes.npy"
+echo "== 3. export the images as PNG files, then ingest the 60k training images"
+if [ ! -d "$IMAGES/test" ] || [ ! -d "$IMAGES/train" ]; then
+  "$HAMDB" export-dataset fashion-mnist --out "$IMAGES" --split both
+fi
+"$HAMDB" ingest -c fashion -m "$MODEL" --images "$IMAGES/train" --labels folder
 
-echo "== 3. ingest them (durable batches, WAL fsync per batch)"
-time $HAMDB put -c demo "$DEMO_DIR/codes.npy"
-$HAMDB collection list
+echo "== 4. start the server on 127.0.0.1:$PORT"
+"$HAMDB" serve --port "$PORT" >"$DEMO_DIR/serve.log" 2>&1 &
+SERVER=$!
+if [ "${KEEP_SERVING:-0}" != 1 ]; then
+  trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+fi
+for _ in $(seq 1 300); do
+  if curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; then break; fi
+  if ! kill -0 $SERVER 2>/dev/null; then cat "$DEMO_DIR/serve.log"; exit 1; fi
+  sleep 0.2
+done
+curl -sf "http://127.0.0.1:$PORT/readyz"; echo
 
-echo "== 4. query: the 10 nearest neighbours of item 42, then everything within radius 2"
-$HAMDB search -c demo --id 42 -k 10
-$HAMDB search -c demo --id 42 --radius 2
+QUERY="$IMAGES/test/sneaker/$(ls "$IMAGES/test/sneaker" | head -1)"
+echo "== 5. query by image: the 5 nearest neighbours of $QUERY (a test-set sneaker)"
+echo "\$ curl -s -X POST -H 'Content-Type: image/png' --data-binary @$QUERY \\"
+echo "    'http://127.0.0.1:$PORT/collections/fashion/search?k=5&with_metadata=true'"
+curl -sf -X POST -H 'Content-Type: image/png' --data-binary @"$QUERY" \
+  "http://127.0.0.1:$PORT/collections/fashion/search?k=5&with_metadata=true" |
+  python3 -m json.tool
+echo "== the same query with the hamdb client"
+"$HAMDB" query --url "http://127.0.0.1:$PORT" -c fashion --image "$QUERY" -k 5
+
+echo "== done in $(( $(date +%s) - START )) s"
+if [ "${KEEP_SERVING:-0}" = 1 ]; then
+  echo "the server keeps running (pid $SERVER); stop it with: kill $SERVER"
+else
+  echo "to serve again: $HAMDB serve --db $HAMDB_DB --port $PORT"
+fi
