@@ -56,7 +56,8 @@ for _ in $(seq 1 300); do
 done
 curl -sf "http://127.0.0.1:$PORT/readyz"; echo
 
-QUERY="$IMAGES/test/sneaker/$(ls "$IMAGES/test/sneaker" | head -1)"
+SNEAKERS=("$IMAGES"/test/sneaker/*.png)
+QUERY=${SNEAKERS[0]}
 echo "== 5. query by image: the 5 nearest neighbours of $QUERY (a test-set sneaker)"
 echo "\$ curl -s -X POST -H 'Content-Type: image/png' --data-binary @$QUERY \\"
 echo "    'http://127.0.0.1:$PORT/collections/fashion/search?k=5&with_metadata=true'"
