@@ -230,6 +230,13 @@ struct CodeStore::Impl {
     const bool had_records = may_have_records.count(info.internal_id) > 0;
     pending_records = had_records;
     out_ids->resize(n);
+    // Explicit ids first: an id assigned to an earlier item of this batch must
+    // not collide with an explicit id that comes later in it.
+    for (size_t i = 0; i < n; ++i) {
+      const ItemInput* in = item_at ? item_at(i) : nullptr;
+      std::optional<uint64_t> id = in ? in->id : (ids ? std::optional<uint64_t>(ids[i]) : std::nullopt);
+      if (id && *id >= next) next = *id == std::numeric_limits<uint64_t>::max() ? *id : *id + 1;
+    }
     for (size_t i = 0; i < n; ++i) {
       const ItemInput* in = item_at ? item_at(i) : nullptr;
       std::optional<uint64_t> id;

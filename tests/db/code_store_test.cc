@@ -155,6 +155,35 @@ TEST(CodeStore, AssignedIdsNeverCollideOrRepeat) {
   EXPECT_EQ(ids, (std::vector<uint64_t>{102}));
 }
 
+// In one batch, an item without an id must not take an explicit id that
+// comes later in the same batch (it would be overwritten by that item).
+TEST(CodeStore, AssignedIdsSkipExplicitIdsLaterInTheBatch) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+  std::vector<ItemInput> items(3);
+  items[0].id = 10;
+  items[0].code = {1};
+  items[1].code = {2};  // no id
+  items[2].id = 11;
+  items[2].code = {3};
+  std::vector<uint64_t> ids;
+  ASSERT_TRUE(store->Put("c", items, {}, &ids).ok());
+  ASSERT_EQ(ids.size(), 3u);
+  EXPECT_EQ(ids[0], 10u);
+  EXPECT_EQ(ids[2], 11u);
+  EXPECT_GT(ids[1], 11u);
+  EXPECT_EQ(*store->Count("c"), 3u);
+  EXPECT_EQ(store->Get("c", ids[1])->code, std::vector<uint8_t>{2});
+  EXPECT_EQ(store->Get("c", 11)->code, std::vector<uint8_t>{3});
+  // The same through the bare-code path.
+  const uint64_t explicit_ids[] = {50, 51};
+  std::vector<uint8_t> codes = {4, 5};
+  ASSERT_TRUE(store->PutCodes("c", explicit_ids, codes.data(), 2, {}, &ids).ok());
+  ASSERT_TRUE(store->PutCodes("c", nullptr, codes.data(), 1, {}, &ids).ok());
+  EXPECT_EQ(ids, (std::vector<uint64_t>{52}));
+}
+
 // The store against a std::map model, with random operations and reopens.
 TEST(CodeStore, RandomisedModelTestWithReopen) {
   TempDir tmp;
