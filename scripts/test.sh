@@ -13,9 +13,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j "$JOBS"
-cd "$BUILD_DIR"
-ctest --output-on-failure -j "$JOBS" --timeout 900
-cd ..
+(cd "$BUILD_DIR" && ctest --output-on-failure -j "$JOBS" --timeout 900)
 
 # The HTTP concurrency tests again under ThreadSanitizer (a torch-free build of
 # http_test only). SKIP_TSAN=1 skips it.
