@@ -50,9 +50,7 @@ class FlatIndex : public BinaryIndex {
 
   HammingKernel kernel_;
   mutable WriterPriorityMutex mu_;
-  std::vector<uint8_t> codes_;  // size() * code_bytes()
-  std::vector<uint64_t> ids_;
-  IdSlotMap slot_of_;
+  DenseSlots slots_;
 };
 
 }  // namespace hamdb

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cstring>
+#include <new>
+#include <string>
 
 namespace hamdb {
 
@@ -92,6 +95,53 @@ void IdSlotMap::Rebuild(const uint64_t* ids, size_t n) {
 void IdSlotMap::Clear() {
   std::vector<uint32_t>().swap(cells_);
   size_ = 0;
+}
+
+
+Status DenseSlots::Upsert(const uint64_t* ids, const uint8_t* codes, size_t n, const char* who) {
+  if (ids_.size() + n >= IdSlotMap::kNoSlot) {
+    return Status::ResourceExhausted(std::string(who) + " holds at most 2^32 - 2 items");
+  }
+  const size_t cb = code_bytes_;
+  try {
+    ids_.reserve(ids_.size() + n);
+    codes_.reserve(codes_.size() + n * cb);
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
+      if (slot != IdSlotMap::kNoSlot) {
+        std::memcpy(codes_.data() + static_cast<size_t>(slot) * cb, codes + i * cb, cb);
+        continue;
+      }
+      ids_.push_back(ids[i]);
+      codes_.insert(codes_.end(), codes + i * cb, codes + (i + 1) * cb);
+      slot_of_.Insert(ids[i], static_cast<uint32_t>(ids_.size() - 1), ids_.data());
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted(std::string(who) + ": out of memory");
+  }
+  return Status::OK();
+}
+
+bool DenseSlots::Erase(uint64_t id) {
+  if (slot_of_.Find(id, ids_.data()) == IdSlotMap::kNoSlot) return false;
+  const size_t cb = code_bytes_;
+  const uint32_t slot = slot_of_.Erase(id, ids_.data());
+  const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
+  if (slot != last) {
+    slot_of_.Move(ids_[last], last, slot, ids_.data());
+    ids_[slot] = ids_[last];
+    std::memcpy(codes_.data() + static_cast<size_t>(slot) * cb,
+                codes_.data() + static_cast<size_t>(last) * cb, cb);
+  }
+  ids_.pop_back();
+  codes_.resize(codes_.size() - cb);
+  return true;
+}
+
+void DenseSlots::Clear() {
+  ids_.clear();
+  codes_.clear();
+  slot_of_.Clear();
 }
 
 }  // namespace hamdb

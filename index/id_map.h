@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "index/core/status.h"
+
 namespace hamdb {
 
 class IdSlotMap {
@@ -45,6 +47,43 @@ class IdSlotMap {
 
   std::vector<uint32_t> cells_;  // slot + 1; 0 = empty. Size is a power of two.
   size_t size_ = 0;
+};
+
+
+// DenseSlots: (id, code) items in dense slots, as parallel arrays: slot i
+// holds ids()[i] and the code at codes() + i * code_bytes, with an IdSlotMap
+// to find an id's slot. Upsert overwrites an existing id's code in place;
+// Erase moves the last slot into the hole, so other items' slots can change.
+// This is the storage of the scanning indexes (Flat, GPUFlat, the IVF's
+// untrained buffer).
+//
+// Thread safety: as IdSlotMap; the owning index's lock guards mutation.
+class DenseSlots {
+ public:
+  explicit DenseSlots(size_t code_bytes) : code_bytes_(code_bytes) {}
+
+  // Upserts n items. ResourceExhausted when the slots would reach
+  // IdSlotMap::kNoSlot or memory runs out; the items before the failure are
+  // in and the structure stays consistent. `who` prefixes the message.
+  Status Upsert(const uint64_t* ids, const uint8_t* codes, size_t n, const char* who);
+  // Removes `id` when present; returns whether it was.
+  bool Erase(uint64_t id);
+  void Clear();
+
+  uint32_t Find(uint64_t id) const { return slot_of_.Find(id, ids_.data()); }
+  size_t size() const { return ids_.size(); }
+  size_t code_bytes() const { return code_bytes_; }
+  const std::vector<uint64_t>& ids() const { return ids_; }
+  const std::vector<uint8_t>& codes() const { return codes_; }
+  size_t memory_bytes() const {
+    return codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes();
+  }
+
+ private:
+  size_t code_bytes_;
+  std::vector<uint64_t> ids_;
+  std::vector<uint8_t> codes_;  // size() * code_bytes_
+  IdSlotMap slot_of_;
 };
 
 }  // namespace hamdb

@@ -10,17 +10,17 @@
 namespace hamdb {
 
 GpuFlatIndex::GpuFlatIndex(int bits)
-    : BinaryIndex(bits), kernel_(SelectHammingKernel(code_bytes())) {}
+    : BinaryIndex(bits), kernel_(SelectHammingKernel(code_bytes())), slots_(code_bytes()) {}
 GpuFlatIndex::~GpuFlatIndex() = default;
 
 size_t GpuFlatIndex::size() const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
-  return ids_.size();
+  return slots_.size();
 }
 
 size_t GpuFlatIndex::memory_bytes() const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
-  return codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes();
+  return slots_.memory_bytes();
 }
 
 Status GpuFlatIndex::gpu_status() const {
@@ -31,50 +31,16 @@ Status GpuFlatIndex::gpu_status() const {
 Status GpuFlatIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   std::unique_lock<WriterPriorityMutex> lock(mu_);
-  if (ids_.size() + n >= IdSlotMap::kNoSlot) {
-    return Status::ResourceExhausted("GpuFlatIndex holds at most 2^32 - 2 items");
-  }
   ++version_;
-  const size_t cb = code_bytes();
-  try {
-    ids_.reserve(ids_.size() + n);
-    codes_.reserve(codes_.size() + n * cb);
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
-      if (slot != IdSlotMap::kNoSlot) {
-        std::memcpy(codes_.data() + static_cast<size_t>(slot) * cb, codes + i * cb, cb);
-        continue;
-      }
-      ids_.push_back(ids[i]);
-      codes_.insert(codes_.end(), codes + i * cb, codes + (i + 1) * cb);
-      slot_of_.Insert(ids[i], static_cast<uint32_t>(ids_.size() - 1), ids_.data());
-    }
-  } catch (const std::bad_alloc&) {
-    return Status::ResourceExhausted("GpuFlatIndex::Add: out of memory");
-  }
-  return Status::OK();
+  return slots_.Upsert(ids, codes, n, "GpuFlatIndex");
 }
 
 Status GpuFlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   ++version_;
-  const size_t cb = code_bytes();
   size_t count = 0;
-  for (size_t i = 0; i < n; ++i) {
-    if (slot_of_.Find(ids[i], ids_.data()) == IdSlotMap::kNoSlot) continue;
-    const uint32_t slot = slot_of_.Erase(ids[i], ids_.data());
-    const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
-    if (slot != last) {
-      slot_of_.Move(ids_[last], last, slot, ids_.data());
-      ids_[slot] = ids_[last];
-      std::memcpy(codes_.data() + static_cast<size_t>(slot) * cb,
-                  codes_.data() + static_cast<size_t>(last) * cb, cb);
-    }
-    ids_.pop_back();
-    codes_.resize(codes_.size() - cb);
-    ++count;
-  }
+  for (size_t i = 0; i < n; ++i) count += slots_.Erase(ids[i]);
   if (removed != nullptr) *removed = count;
   return Status::OK();
 }
@@ -99,12 +65,12 @@ Status GpuFlatIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
       device_version_ = UINT64_MAX;
     }
     if (device_version_ != version_) {
-      st = device_->Upload(codes_.data(), ids_.size());
+      st = device_->Upload(slots_.codes().data(), slots_.size());
       if (st.ok()) device_version_ = version_;
     }
     std::vector<std::vector<gpu::Candidate>> candidates;
     if (st.ok()) {
-      std::vector<gpu::Segment> segs(nq, gpu::Segment{0, ids_.size()});
+      std::vector<gpu::Segment> segs(nq, gpu::Segment{0, slots_.size()});
       std::vector<uint32_t> seg_begin(nq + 1);
       for (size_t i = 0; i <= nq; ++i) seg_begin[i] = static_cast<uint32_t>(i);
       st = device_->ThresholdScan(queries, nq, k, segs, seg_begin, &candidates);
@@ -112,7 +78,7 @@ Status GpuFlatIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
     if (st.ok()) {
       out->assign(nq, SearchResult{});
       for (size_t i = 0; i < nq; ++i) {
-        (*out)[i].neighbors = gpu::AssembleTopK(candidates[i], ids_.data(), k);
+        (*out)[i].neighbors = gpu::AssembleTopK(candidates[i], slots_.ids().data(), k);
       }
     }
   } catch (const std::bad_alloc&) {
@@ -145,7 +111,7 @@ Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   }
   used_gpu_ = false;
   // CPU fallback: the FlatIndex algorithm over the same slots.
-  const SlotView view = MakeSlotView(codes_, ids_, bits(), kernel_);
+  const SlotView view = MakeSlotView(slots_.codes(), slots_.ids(), bits(), kernel_);
   out->assign(nq, SearchResult{});
   ThreadPool& pool = ThreadPool::Default();
   const int threads = pool.Resolve(params.num_threads);
@@ -170,7 +136,7 @@ StatusOr<SearchResult> GpuFlatIndex::RangeSearch(const uint8_t* query, uint32_t 
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
-  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(MakeSlotView(codes_, ids_, bits(), kernel_),
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(MakeSlotView(slots_.codes(), slots_.ids(), bits(), kernel_),
                                                      query, radius, params.num_threads));
   return result;
 }

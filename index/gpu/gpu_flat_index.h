@@ -69,9 +69,7 @@ class GpuFlatIndex : public BinaryIndex {
 
   HammingKernel kernel_;
   mutable WriterPriorityMutex mu_;
-  std::vector<uint8_t> codes_;
-  std::vector<uint64_t> ids_;
-  IdSlotMap slot_of_;
+  DenseSlots slots_;
   uint64_t version_ = 0;  // bumped by every write; guarded by mu_
 
   mutable std::mutex device_mu_;  // guards the fields below
