@@ -317,24 +317,28 @@ uint64_t MihIndex::SubstringOf(const uint8_t* code, const Table& t) const {
 }
 
 void MihIndex::Configure(int m) {
-  tables_.clear();
-  tables_.resize(m);
+  tables_ = BuildTables(m);
+}
+
+std::vector<MihIndex::Table> MihIndex::BuildTables(int m) const {
+  std::vector<Table> tables(m);
   const int base = bits() / m;
   const int wider = bits() % m;  // the first `wider` substrings get one more bit
   int offset = 0;
   for (int j = 0; j < m; ++j) {
-    tables_[j].offset = offset;
-    tables_[j].width = base + (j < wider ? 1 : 0);
-    offset += tables_[j].width;
+    tables[j].offset = offset;
+    tables[j].width = base + (j < wider ? 1 : 0);
+    offset += tables[j].width;
+    RebuildTable(&tables[j]);
   }
-  RebuildAll();
+  return tables;
 }
 
 void MihIndex::RebuildAll() {
   for (Table& t : tables_) RebuildTable(&t);
 }
 
-void MihIndex::RebuildTable(Table* t) {
+void MihIndex::RebuildTable(Table* t) const {
   const size_t n = ids_.size();
   const size_t cb = code_bytes();
   t->overflow = {};
@@ -401,25 +405,63 @@ void MihIndex::RelabelSlot(uint32_t from, uint32_t to) {
   for (Table& t : tables_) t.Replace(SubstringOf(code, t), from, to);
 }
 
-void MihIndex::AfterWrite(bool bulk) {
+MihIndex::RebuildPlan MihIndex::AfterWrite(bool bulk) {
+  RebuildPlan plan;
   const size_t n = ids_.size();
   if (fixed_m_ == 0 &&
       (tables_.empty() || n > 4 * n_at_choice_ || n * 4 < n_at_choice_)) {
     n_at_choice_ = n;
     const int m = ChooseNumSubstrings(n, bits());
     if (m != static_cast<int>(tables_.size())) {
-      Configure(m);
-      return;
+      if (bulk || tables_.empty()) {
+        Configure(m);
+      } else {
+        plan.m = m;
+      }
+      return plan;
     }
   }
   const size_t limit = std::max(kMinRebuildChanges, n / 8);
-  for (Table& t : tables_) {
-    if (bulk || t.overflow_entries + t.holes > limit) RebuildTable(&t);
+  for (size_t j = 0; j < tables_.size(); ++j) {
+    Table& t = tables_[j];
+    if (bulk) {
+      RebuildTable(&t);
+    } else if (t.overflow_entries + t.holes > limit) {
+      plan.tables.push_back(j);
+    }
+  }
+  return plan;
+}
+
+void MihIndex::FinishWrite(const RebuildPlan& plan) {
+  if (plan.empty()) return;
+  std::vector<Table> built;
+  try {
+    std::shared_lock<WriterPriorityMutex> lock(mu_);
+    if (plan.m > 0) {
+      built = BuildTables(plan.m);
+    } else {
+      built.resize(plan.tables.size());
+      for (size_t i = 0; i < plan.tables.size(); ++i) {
+        built[i].offset = tables_[plan.tables[i]].offset;
+        built[i].width = tables_[plan.tables[i]].width;
+        RebuildTable(&built[i]);
+      }
+    }
+  } catch (const std::bad_alloc&) {
+    return;  // the current tables are consistent; a later write retries
+  }
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (plan.m > 0) {
+    tables_.swap(built);
+  } else {
+    for (size_t i = 0; i < plan.tables.size(); ++i) std::swap(tables_[plan.tables[i]], built[i]);
   }
 }
 
 Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
+  std::lock_guard<std::mutex> writer(write_mu_);
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   if (ids_.size() + n >= IdSlotMap::kNoSlot) {
     return Status::ResourceExhausted("MihIndex holds at most 2^32 - 2 items");
@@ -428,6 +470,7 @@ Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
   // A large batch skips the per-item table updates: the tables are rebuilt
   // from the slots once at the end, which is cheaper than n overflow inserts.
   const bool bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
+  RebuildPlan plan;
   try {
     ids_.reserve(ids_.size() + n);
     codes_.reserve(codes_.size() + n * cb);
@@ -446,7 +489,7 @@ Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
       }
       if (!bulk) InsertSlot(slot);
     }
-    AfterWrite(bulk);
+    plan = AfterWrite(bulk);
   } catch (const std::bad_alloc&) {
     // Slots are consistent; rebuild the tables from them if memory allows.
     try {
@@ -457,15 +500,19 @@ Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
     }
     return Status::ResourceExhausted("MihIndex::Add: out of memory");
   }
+  lock.unlock();
+  FinishWrite(plan);
   return Status::OK();
 }
 
 Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
+  std::lock_guard<std::mutex> writer(write_mu_);
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   const size_t cb = code_bytes();
   const bool bulk = n > std::max(kMinRebuildChanges, ids_.size() / 8);
   size_t count = 0;
+  RebuildPlan plan;
   try {
     for (size_t i = 0; i < n; ++i) {
       if (slot_of_.Find(ids[i], ids_.data()) == IdSlotMap::kNoSlot) continue;
@@ -483,7 +530,7 @@ Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
       codes_.resize(codes_.size() - cb);
       ++count;
     }
-    AfterWrite(bulk);
+    plan = AfterWrite(bulk);
   } catch (const std::bad_alloc&) {
     try {
       RebuildAll();
@@ -495,6 +542,8 @@ Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
     return Status::ResourceExhausted("MihIndex::Remove: out of memory");
   }
   if (removed != nullptr) *removed = count;
+  lock.unlock();
+  FinishWrite(plan);
   return Status::OK();
 }
 

@@ -30,9 +30,16 @@
 //
 // Thread safety: as BinaryIndex (reader/writer lock). A single query probes
 // on the calling thread; its scan fallback uses SearchParams::num_threads.
+// Writes are serialised. A write holds the exclusive lock only for its own
+// slot and table updates: a rebuild it triggers (m re-chosen, or a table
+// compacted) is built under the shared lock while searches go on, then
+// swapped in. Only a bulk write (the first load, or a batch larger than an
+// eighth of the index) rebuilds under the exclusive lock, for a time
+// proportional to the batch.
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -84,10 +91,30 @@ class MihIndex : public BinaryIndex {
   uint64_t SubstringOf(const uint8_t* code, const Table& t) const;
   // Sets up m empty tables (substring bit ranges) and rebuilds them.
   void Configure(int m);
-  void RebuildTable(Table* t);
+  // m tables over the current slots, built without touching tables_.
+  std::vector<Table> BuildTables(int m) const;
+  // Rebuilds *t from the current slots (reads only codes_ and ids_).
+  void RebuildTable(Table* t) const;
   void RebuildAll();
-  // Re-chooses m when the size moved 4x; rebuilds tables that need it.
-  void AfterWrite(bool bulk);
+
+  // Table work a write leaves behind: a new m, or tables to compact.
+  struct RebuildPlan {
+    int m = 0;                   // > 0: rebuild all tables with this m
+    std::vector<size_t> tables;  // else: rebuild these tables
+    bool empty() const { return m == 0 && tables.empty(); }
+  };
+  // After a write: re-chooses m when the size moved 4x, and finds tables
+  // whose overflow and holes grew too large. A bulk write (tables not kept
+  // up to date) rebuilds in place, under the caller's exclusive lock; an
+  // incremental write leaves the tables consistent and returns the plan,
+  // which FinishWrite carries out while searches go on.
+  RebuildPlan AfterWrite(bool bulk);
+  // Builds the planned tables under a shared lock (searches keep running on
+  // the old, still consistent tables), then swaps them in under a short
+  // exclusive lock. Requires the caller to be the only writer (the
+  // BinaryIndex contract) and to hold no lock. Out of memory keeps the old
+  // tables, which stay correct.
+  void FinishWrite(const RebuildPlan& plan);
   void InsertSlot(uint32_t slot);
   void EraseSlot(uint32_t slot);
   void RelabelSlot(uint32_t from, uint32_t to);
@@ -103,6 +130,9 @@ class MihIndex : public BinaryIndex {
   const int fixed_m_;  // 0 = automatic
   HammingKernel kernel_;
   mutable WriterPriorityMutex mu_;
+  // Serialises whole writes (Add / Remove, including FinishWrite's rebuild
+  // outside mu_), so a rebuilt table always matches the slots it swaps into.
+  std::mutex write_mu_;
   std::vector<uint8_t> codes_;  // size() * code_bytes(), dense slots
   std::vector<uint64_t> ids_;
   IdSlotMap slot_of_;

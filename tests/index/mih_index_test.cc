@@ -228,10 +228,9 @@ TEST(MihIndexTest, IncrementalWritesFixed128Clustered) {
 // consistent with some state: correct distances, sorted, no duplicates, and
 // no base item (present throughout) missing below the last result. At the
 // end the results must equal Flat's exactly.
-void RunConcurrent(const std::string& spec) {
+void RunConcurrent(const std::string& spec, size_t nbase = 4000, size_t nextra = 6000) {
   const int bits = 64;
   const size_t cb = code_bytes(bits);
-  const size_t nbase = 4000, nextra = 6000;
   auto codes = MakeCodes(DataKind::kClustered, nbase + nextra, bits, 77);
   auto ids = MakeIds(nbase + nextra, 78);
   std::unordered_map<uint64_t, const uint8_t*> code_of;
@@ -323,6 +322,13 @@ void RunConcurrent(const std::string& spec) {
 TEST(MihIndexTest, ConcurrentSearchesDuringWritesAuto) { RunConcurrent("MIH"); }
 TEST(MihIndexTest, ConcurrentSearchesDuringWritesFixed) { RunConcurrent("MIH4"); }
 TEST(FlatIndexTest, ConcurrentSearchesDuringWrites) { RunConcurrent("Flat"); }
+// Growing from 300 to ~10k items in small batches re-chooses m twice (at 4x
+// growth); the new tables are built outside the exclusive lock while the
+// readers keep searching, and must never show them an inconsistent index.
+TEST(MihIndexTest, ConcurrentSearchesWhileMIsRechosen) {
+  ASSERT_NE(MihIndex::ChooseNumSubstrings(300, 64), MihIndex::ChooseNumSubstrings(5000, 64));
+  RunConcurrent("MIH", 300, 9700);
+}
 
 TEST(MihIndexTest, SearchBatchEqualsSearch) {
   const int bits = 64;
