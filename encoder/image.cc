@@ -32,7 +32,11 @@ void JpegErrorExit(j_common_ptr cinfo) {
   std::longjmp(err->jump, 1);
 }
 
-void JpegSilence(j_common_ptr, int) {}  // warnings (e.g. premature end) are not printed
+// Warnings (e.g. premature end of data) are counted, as libjpeg's default
+// does, but not printed.
+void JpegSilence(j_common_ptr cinfo, int msg_level) {
+  if (msg_level < 0) cinfo->err->num_warnings++;
+}
 
 // Everything that must survive the longjmp lives outside the setjmp frame.
 struct JpegState {

@@ -34,48 +34,50 @@ int RunEncode(const EncodeArgs& a) {
   size_t errors = 0, ood = 0, done = 0;
   const size_t batch = std::max<size_t>(1, a.batch);
   for (size_t s = 0; s < a.files.size(); s += batch) {
+    const size_t end = std::min(a.files.size(), s + batch);
+    // One output line per input file, printed in input order.
+    std::vector<std::string> lines(end - s);
     std::vector<Image> images;
-    std::vector<std::string> paths;
-    for (size_t i = s; i < std::min(a.files.size(), s + batch); ++i) {
+    std::vector<size_t> slots;
+    for (size_t i = s; i < end; ++i) {
       auto im = ReadImageFile(a.files[i]);
       if (!im.ok()) {
         ++errors;
-        if (a.json) {
-          std::printf("%s\n", nlohmann::json({{"path", a.files[i]}, {"error", im.status().ToString()}}).dump().c_str());
-        } else {
-          std::printf("%s\terror\t%s\n", a.files[i].c_str(), im.status().ToString().c_str());
-        }
+        lines[i - s] = a.json ? nlohmann::json({{"path", a.files[i]}, {"error", im.status().ToString()}}).dump()
+                              : a.files[i] + "\terror\t" + im.status().ToString();
         continue;
       }
       images.push_back(std::move(im).value());
-      paths.push_back(a.files[i]);
+      slots.push_back(i - s);
     }
     auto r = e.Encode(images);
     if (!r.ok()) return Fail(r.status());
     for (size_t i = 0; i < r->size(); ++i) {
       const EncodedImage& x = (*r)[i];
+      const std::string& path = a.files[s + slots[i]];
       const std::string hex = FormatHex(x.code.data(), e.bits());
       const int c = x.decode.class_index;
       const std::string cls = c >= 0 && static_cast<size_t>(c) < names.size() ? names[c] : std::to_string(c);
       ood += x.decode.out_of_distribution;
       ++done;
       if (a.json) {
-        std::printf("%s\n", nlohmann::json({{"path", paths[i]},
-                                            {"code", hex},
-                                            {"class", cls},
-                                            {"class_index", c},
-                                            {"exact", x.decode.exact},
-                                            {"distance", x.decode.distance},
-                                            {"ood", x.decode.out_of_distribution},
-                                            {"confidence", x.confidence}})
-                                .dump()
-                                .c_str());
+        lines[slots[i]] = nlohmann::json({{"path", path},
+                                          {"code", hex},
+                                          {"class", cls},
+                                          {"class_index", c},
+                                          {"exact", x.decode.exact},
+                                          {"distance", x.decode.distance},
+                                          {"ood", x.decode.out_of_distribution},
+                                          {"confidence", x.confidence}})
+                              .dump();
       } else {
-        std::printf("%s\t%s\t%s\t%s\t%u\t%s\t%.3f\n", paths[i].c_str(), hex.c_str(), cls.c_str(),
-                    x.decode.exact ? "exact" : "mhd", x.decode.distance, x.decode.out_of_distribution ? "ood" : "-",
-                    x.confidence);
+        char tail[96];
+        std::snprintf(tail, sizeof(tail), "\t%s\t%u\t%s\t%.3f", x.decode.exact ? "exact" : "mhd", x.decode.distance,
+                      x.decode.out_of_distribution ? "ood" : "-", x.confidence);
+        lines[slots[i]] = path + "\t" + hex + "\t" + cls + tail;
       }
     }
+    for (const std::string& l : lines) std::printf("%s\n", l.c_str());
   }
   std::fprintf(stderr, "encoded %zu files (%zu flagged OOD at radius %u), %zu errors\n", done, ood,
                e.ood_radius(), errors);

@@ -77,6 +77,9 @@ TEST(Image, CorruptTruncatedGarbageAndEmptyAreErrors) {
 TEST(Image, JpegDecodeAndCorruptJpeg) {
   for (int c : {1, 3}) {
     Image im = Gradient(40, 24, c);
+    for (int y = 0; y < 24; ++y)  // smooth content: JPEG's error stays small
+      for (int x = 0; x < 40; ++x)
+        for (int k = 0; k < c; ++k) im.pixels[(y * 40 + x) * c + k] = static_cast<uint8_t>(3 * x + 3 * y + 20 * k);
     auto jpg = EncodeJpeg(im, 95);
     ASSERT_TRUE(jpg.ok()) << jpg.status().ToString();
     EXPECT_EQ(DetectImageFormat(jpg->data(), jpg->size()), ImageFormat::kJpeg);
@@ -87,7 +90,7 @@ TEST(Image, JpegDecodeAndCorruptJpeg) {
     EXPECT_EQ(back->channels, c);
     double err = 0;
     for (size_t i = 0; i < im.pixels.size(); ++i) err += std::abs(int(im.pixels[i]) - int(back->pixels[i]));
-    EXPECT_LT(err / im.pixels.size(), 12.0);  // lossy, but close
+    EXPECT_LT(err / im.pixels.size(), 4.0);  // lossy, but close
     // Truncated anywhere: an error, never a crash or a silently grey image.
     for (size_t len : {size_t{3}, size_t{20}, jpg->size() / 3, jpg->size() / 2, jpg->size() - 10}) {
       auto r = DecodeImage(jpg->data(), len);
