@@ -342,6 +342,8 @@ int RunIngest(const IngestArgs& a) {
     }
     t_store += secs(now() - t0);
     ingested += items.size();
+    progress.SetNote(std::to_string(present) + " present, " + std::to_string(unsupported) +
+                     " skipped, " + std::to_string(failed) + " failed");
     progress.Add(end - begin);
     if (a.kill_after_batches > 0 && begin / a.batch + 1 >= a.kill_after_batches) std::raise(SIGKILL);
   }

@@ -30,6 +30,11 @@ void Progress::Add(uint64_t n) {
   Draw(false);
 }
 
+void Progress::SetNote(std::string note) {
+  std::lock_guard<std::mutex> lock(mu_);
+  note_ = std::move(note);
+}
+
 void Progress::Finish() {
   std::lock_guard<std::mutex> lock(mu_);
   if (finished_ || !enabled_) return;
@@ -48,9 +53,10 @@ void Progress::Draw(bool final) {
                   static_cast<int>(left) % 60);
   }
   if (total_ > 0) {
-    std::fprintf(stderr, "\r%s: %llu/%llu %s (%.1f%%) %.0f %s/s%s   ", label_.c_str(),
+    std::fprintf(stderr, "\r%s: %llu/%llu %s (%.1f%%) %.0f %s/s%s%s%s   ", label_.c_str(),
                  static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_),
-                 unit_.c_str(), 100.0 * done / total_, rate, unit_.c_str(), eta);
+                 unit_.c_str(), 100.0 * done / total_, rate, unit_.c_str(), eta,
+                 note_.empty() ? "" : ", ", note_.c_str());
   } else {
     std::fprintf(stderr, "\r%s: %llu %s %.0f %s/s   ", label_.c_str(),
                  static_cast<unsigned long long>(done), unit_.c_str(), rate, unit_.c_str());

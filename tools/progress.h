@@ -20,6 +20,8 @@ class Progress {
   ~Progress();  // prints the final line
 
   void Add(uint64_t n);
+  // Extra text drawn after the rate and ETA (for example "3 failed").
+  void SetNote(std::string note);
   uint64_t done() const { return done_.load(); }
   double elapsed_seconds() const;
   void Finish();
@@ -27,7 +29,7 @@ class Progress {
  private:
   void Draw(bool final);
 
-  std::string label_, unit_;
+  std::string label_, unit_, note_;  // note_ guarded by mu_
   uint64_t total_;
   bool enabled_;
   bool finished_ = false;
