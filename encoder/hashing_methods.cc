@@ -16,21 +16,8 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// The following three helpers copy trainer.cc's private ones (same
-// preprocessing statistics, epoch order and learning-rate schedule as LLC).
-
-std::vector<int64_t> EpochOrder(size_t n, uint64_t seed, int epoch) {
-  std::vector<int64_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
-  std::shuffle(idx.begin(), idx.end(), rng);
-  return idx;
-}
-
-double CosineLr(double base, int64_t step, int64_t total) {
-  if (total <= 1) return base;
-  return base * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(total)));
-}
+// EpochOrder, CosineLr and SetInputStatistics (encoder/llc_model.h) are
+// LLC's own, so every method sees the same batches, schedule and inputs.
 
 Status ValidateConfig(const TrainConfig& c, const LabeledImages& train) {
   if (c.bits < 1 || c.bits > 4096) return Status::InvalidArgument("bits must be in [1, 4096]");
@@ -59,13 +46,7 @@ StatusOr<PreprocessConfig> Statistics(const torch::Tensor& x_u8, const TrainConf
       return Status::InvalidArgument("mean/stddev need one value per channel");
     return pre;
   }
-  pre.stddev.clear();
-  const torch::Tensor f = x_u8.to(torch::kFloat64).div(255.0).transpose(0, 1).reshape({pre.channels, -1});
-  const torch::Tensor m = f.mean(1), s = f.std(1);
-  for (int k = 0; k < pre.channels; ++k) {
-    pre.mean.push_back(static_cast<float>(m[k].item<double>()));
-    pre.stddev.push_back(std::max(1e-3f, static_cast<float>(s[k].item<double>())));
-  }
+  SetInputStatistics(x_u8, &pre);
   return pre;
 }
 

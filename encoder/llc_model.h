@@ -66,6 +66,18 @@ torch::Tensor Normalize(const torch::Tensor& u8, const PreprocessConfig& pre);
 // Packs N x bits booleans into N x code_bytes LSB-first codes.
 std::vector<uint8_t> PackBits(const torch::Tensor& bits_bool);
 
+// Training schedule pieces shared by every trainer (LLC, the baseline and the
+// hashing methods), so that all of them see the same batches, learning rates
+// and input normalisation (defined in trainer.cc).
+// The epoch's sample order: a function of (seed, global epoch) only, so a
+// resumed run sees the same batches.
+std::vector<int64_t> EpochOrder(size_t n, uint64_t seed, int epoch);
+// Cosine learning-rate decay over `total` steps.
+double CosineLr(double base, int64_t step, int64_t total);
+// Per-channel mean and standard deviation (floored at 1e-3) of N x C x H x W
+// uint8 pixels scaled to [0, 1]; fills pre->mean and pre->stddev.
+void SetInputStatistics(const torch::Tensor& x_u8, PreprocessConfig* pre);
+
 // Everything an artifact holds besides the network weights.
 struct EncoderMeta {
   std::string method = "llc";

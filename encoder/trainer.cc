@@ -16,6 +16,31 @@
 #include "encoder/llc_model.h"
 
 namespace hamdb {
+
+std::vector<int64_t> EpochOrder(size_t n, uint64_t seed, int epoch) {
+  std::vector<int64_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
+  std::shuffle(idx.begin(), idx.end(), rng);
+  return idx;
+}
+
+double CosineLr(double base, int64_t step, int64_t total) {
+  if (total <= 1) return base;
+  return base * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(total)));
+}
+
+void SetInputStatistics(const torch::Tensor& x_u8, PreprocessConfig* pre) {
+  pre->mean.clear();
+  pre->stddev.clear();
+  const torch::Tensor f = x_u8.to(torch::kFloat64).div(255.0).transpose(0, 1).reshape({pre->channels, -1});
+  const torch::Tensor m = f.mean(1), sd = f.std(1);
+  for (int k = 0; k < pre->channels; ++k) {
+    pre->mean.push_back(static_cast<float>(m[k].item<double>()));
+    pre->stddev.push_back(std::max(1e-3f, static_cast<float>(sd[k].item<double>())));
+  }
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -73,13 +98,7 @@ StatusOr<Prepared> Prepare(const LabeledImages& train, const TrainConfig& c) {
       return Status::InvalidArgument("mean/stddev need one value per channel");
     }
   } else {
-    // Per-channel statistics of the training pixels.
-    const torch::Tensor f = p.x.to(torch::kFloat64).div(255.0).transpose(0, 1).reshape({p.pre.channels, -1});
-    const torch::Tensor m = f.mean(1), s = f.std(1);
-    for (int k = 0; k < p.pre.channels; ++k) {
-      p.pre.mean.push_back(static_cast<float>(m[k].item<double>()));
-      p.pre.stddev.push_back(std::max(1e-3f, static_cast<float>(s[k].item<double>())));
-    }
+    SetInputStatistics(p.x, &p.pre);  // per-channel statistics of the training pixels
   }
   p.y = torch::tensor(std::vector<int64_t>(train.labels.begin(), train.labels.end()), torch::kInt64);
   std::shared_ptr<torch::jit::Module> script;
@@ -97,22 +116,6 @@ StatusOr<Prepared> Prepare(const LabeledImages& train, const TrainConfig& c) {
     return Status::InvalidArgument(std::string("building the backbone: ") + e.what());
   }
   return p;
-}
-
-// The epoch's sample order: a function of (seed, global epoch) only, so a
-// resumed run sees the same batches.
-std::vector<int64_t> EpochOrder(size_t n, uint64_t seed, int epoch) {
-  std::vector<int64_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(epoch) + 1);
-  std::shuffle(idx.begin(), idx.end(), rng);
-  return idx;
-}
-
-// Cosine learning-rate decay over one phase.
-double CosineLr(double base, int64_t step, int64_t total) {
-  if (total <= 1) return base;
-  return base * 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(total)));
 }
 
 void SetLrs(torch::optim::Adam& opt, const std::vector<double>& bases, int64_t step, int64_t total) {
