@@ -4,16 +4,12 @@
 
 namespace hamdb {
 
-namespace {
-
-int HexValue(char c) {
+int HexDigitValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-
-}  // namespace
 
 Status ValidateCodeBits(int bits) {
   if (bits < 1 || bits > kMaxCodeBits) {
@@ -47,8 +43,8 @@ StatusOr<std::vector<uint8_t>> ParseHexCode(std::string_view text, int bits) {
   }
   std::vector<uint8_t> code(nbytes);
   for (size_t i = 0; i < nbytes; ++i) {
-    const int hi = HexValue(text[2 * i]);
-    const int lo = HexValue(text[2 * i + 1]);
+    const int hi = HexDigitValue(text[2 * i]);
+    const int lo = HexDigitValue(text[2 * i + 1]);
     if (hi < 0 || lo < 0) {
       const size_t pos = hi < 0 ? 2 * i : 2 * i + 1;
       return Status::InvalidArgument("invalid hex digit '" + std::string(1, text[pos]) +

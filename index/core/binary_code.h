@@ -43,6 +43,10 @@ inline void SetBit(uint8_t* code, int i, bool v) {
   code[i >> 3] = v ? (code[i >> 3] | mask) : (code[i >> 3] & ~mask);
 }
 
+// The value of one hex digit ('0'-'9', 'a'-'f', 'A'-'F'), or -1 for any
+// other character.
+int HexDigitValue(char c);
+
 // Parses a hex code. Errors (InvalidArgument): wrong number of digits, a
 // character that is not a hex digit (position given), non-zero padding.
 StatusOr<std::vector<uint8_t>> ParseHexCode(std::string_view text, int bits);
