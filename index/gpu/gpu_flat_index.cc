@@ -1,8 +1,6 @@
 #include "index/gpu/gpu_flat_index.h"
 
 #include <cstring>
-#include <exception>
-#include <new>
 
 #include "index/parallel.h"
 #include "index/scan.h"
@@ -10,7 +8,10 @@
 namespace hamdb {
 
 GpuFlatIndex::GpuFlatIndex(int bits)
-    : BinaryIndex(bits), kernel_(SelectHammingKernel(code_bytes())), slots_(code_bytes()) {}
+    : BinaryIndex(bits),
+      kernel_(SelectHammingKernel(code_bytes())),
+      slots_(code_bytes()),
+      mirror_(bits, "GPU search") {}
 GpuFlatIndex::~GpuFlatIndex() = default;
 
 size_t GpuFlatIndex::size() const {
@@ -21,11 +22,6 @@ size_t GpuFlatIndex::size() const {
 size_t GpuFlatIndex::memory_bytes() const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   return slots_.memory_bytes();
-}
-
-Status GpuFlatIndex::gpu_status() const {
-  std::lock_guard<std::mutex> lock(device_mu_);
-  return gpu_status_;
 }
 
 Status GpuFlatIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
@@ -47,48 +43,23 @@ Status GpuFlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
 
 Status GpuFlatIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
                                   std::vector<SearchResult>* out) const {
-  std::lock_guard<std::mutex> lock(device_mu_);
-  if (device_disabled_) return gpu_status_;
-  Status st;
-  try {
-    if (device_ == nullptr) {
-      StatusOr<std::unique_ptr<gpu::DeviceCodeSet>> created = gpu::DeviceCodeSet::Create(bits());
-      if (!created.ok()) {
-        // No CUDA in the build or no device: permanent for this process.
-        const Status::Code code = created.status().code();
-        device_disabled_ =
-            code == Status::Code::kNotSupported || code == Status::Code::kFailedPrecondition;
-        gpu_status_ = created.status();
-        return gpu_status_;
-      }
-      device_ = std::move(created).value();
-      device_version_ = UINT64_MAX;
-    }
-    if (device_version_ != version_) {
-      st = device_->Upload(slots_.codes().data(), slots_.size());
-      if (st.ok()) device_version_ = version_;
-    }
+  auto upload = [this](gpu::DeviceCodeSet* set) {
+    return set->Upload(slots_.codes().data(), slots_.size());
+  };
+  auto scan = [&](gpu::DeviceCodeSet* set) {
+    // Every query scans the whole set: one segment each.
+    std::vector<gpu::Segment> segs(nq, gpu::Segment{0, slots_.size()});
+    std::vector<uint32_t> seg_begin(nq + 1);
+    for (size_t i = 0; i <= nq; ++i) seg_begin[i] = static_cast<uint32_t>(i);
     std::vector<std::vector<gpu::Candidate>> candidates;
-    if (st.ok()) {
-      std::vector<gpu::Segment> segs(nq, gpu::Segment{0, slots_.size()});
-      std::vector<uint32_t> seg_begin(nq + 1);
-      for (size_t i = 0; i <= nq; ++i) seg_begin[i] = static_cast<uint32_t>(i);
-      st = device_->ThresholdScan(queries, nq, k, segs, seg_begin, &candidates);
+    HAMDB_RETURN_IF_ERROR(set->ThresholdScan(queries, nq, k, segs, seg_begin, &candidates));
+    out->assign(nq, SearchResult{});
+    for (size_t i = 0; i < nq; ++i) {
+      (*out)[i].neighbors = gpu::AssembleTopK(candidates[i], slots_.ids().data(), k);
     }
-    if (st.ok()) {
-      out->assign(nq, SearchResult{});
-      for (size_t i = 0; i < nq; ++i) {
-        (*out)[i].neighbors = gpu::AssembleTopK(candidates[i], slots_.ids().data(), k);
-      }
-    }
-  } catch (const std::bad_alloc&) {
-    st = Status::ResourceExhausted("GPU search: host out of memory");
-  } catch (const std::exception& e) {
-    st = Status::Internal(std::string("GPU search: ") + e.what());
-  }
-  if (!st.ok()) device_.reset();  // recreated by a later search
-  gpu_status_ = st;
-  return st;
+    return Status::OK();
+  };
+  return mirror_.Run(version_, upload, scan);
 }
 
 StatusOr<SearchResult> GpuFlatIndex::Search(const uint8_t* query, size_t k,
@@ -106,10 +77,10 @@ Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   HAMDB_RETURN_IF_ERROR(CheckCodes(queries, nq, bits(), "query"));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   if (SearchDevice(queries, nq, k, out).ok()) {
-    used_gpu_ = true;
+    mirror_.set_used_gpu(true);
     return Status::OK();
   }
-  used_gpu_ = false;
+  mirror_.set_used_gpu(false);
   // CPU fallback: the FlatIndex algorithm over the same slots.
   const SlotView view = MakeSlotView(slots_.codes(), slots_.ids(), bits(), kernel_);
   out->assign(nq, SearchResult{});

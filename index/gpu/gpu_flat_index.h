@@ -20,7 +20,6 @@
 // mutex (one batch on the device at a time); CPU fallbacks run in parallel.
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -28,6 +27,7 @@
 
 #include "index/binary_index.h"
 #include "index/core/hamming.h"
+#include "index/gpu/device_mirror.h"
 #include "index/gpu/gpu_scan.h"
 #include "index/id_map.h"
 #include "index/rw_lock.h"
@@ -57,9 +57,9 @@ class GpuFlatIndex : public BinaryIndex {
                      std::vector<SearchResult>* out) const override;
 
   // OK, or why the last search (or device setup) could not use the GPU.
-  Status gpu_status() const;
+  Status gpu_status() const { return mirror_.status(); }
   // Whether the last completed search ran on the device.
-  bool used_gpu() const { return used_gpu_.load(); }
+  bool used_gpu() const { return mirror_.used_gpu(); }
 
  private:
   // Runs the batch on the device; a non-OK Status means "fall back".
@@ -71,13 +71,7 @@ class GpuFlatIndex : public BinaryIndex {
   mutable WriterPriorityMutex mu_;
   DenseSlots slots_;
   uint64_t version_ = 0;  // bumped by every write; guarded by mu_
-
-  mutable std::mutex device_mu_;  // guards the fields below
-  mutable std::unique_ptr<gpu::DeviceCodeSet> device_;
-  mutable uint64_t device_version_ = UINT64_MAX;
-  mutable bool device_disabled_ = false;
-  mutable Status gpu_status_;
-  mutable std::atomic<bool> used_gpu_{false};
+  mutable gpu::DeviceMirror mirror_;
 };
 
 }  // namespace hamdb

@@ -1,8 +1,6 @@
 #include "index/gpu/gpu_list_index.h"
 
 #include <algorithm>
-#include <exception>
-#include <new>
 
 #include "index/scan.h"
 
@@ -19,21 +17,19 @@ StatusOr<std::unique_ptr<GpuListIndex>> GpuListIndex::Create(std::unique_ptr<Bin
 }
 
 GpuListIndex::GpuListIndex(std::unique_ptr<BinaryIndex> inner, const ListSource* source)
-    : BinaryIndex(inner->bits()), inner_(std::move(inner)), source_(source) {}
+    : BinaryIndex(inner->bits()),
+      inner_(std::move(inner)),
+      source_(source),
+      mirror_(bits(), "GPU list search") {}
 
 GpuListIndex::~GpuListIndex() = default;
 
 size_t GpuListIndex::size() const { return inner_->size(); }
 
 size_t GpuListIndex::memory_bytes() const {
-  std::lock_guard<std::mutex> lock(device_mu_);
+  std::lock_guard<std::mutex> lock(layout_mu_);
   return inner_->memory_bytes() + device_ids_.capacity() * sizeof(uint64_t) +
          device_begin_.capacity() * sizeof(uint64_t);
-}
-
-Status GpuListIndex::gpu_status() const {
-  std::lock_guard<std::mutex> lock(device_mu_);
-  return gpu_status_;
 }
 
 Status GpuListIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
@@ -125,52 +121,28 @@ Status GpuListIndex::SearchBatchHostScan(const uint8_t* queries, size_t nq, size
 Status GpuListIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
                                   const SearchParams& params,
                                   std::vector<SearchResult>* out) const {
-  std::lock_guard<std::mutex> lock(device_mu_);
-  if (device_disabled_) return gpu_status_;
-  Status st;
-  try {
-    if (device_ == nullptr) {
-      StatusOr<std::unique_ptr<gpu::DeviceCodeSet>> created = gpu::DeviceCodeSet::Create(bits());
-      if (!created.ok()) {
-        const Status::Code code = created.status().code();
-        device_disabled_ =
-            code == Status::Code::kNotSupported || code == Status::Code::kFailedPrecondition;
-        gpu_status_ = created.status();
-        return gpu_status_;
-      }
-      device_ = std::move(created).value();
-      device_version_ = UINT64_MAX;
-    }
-    if (device_version_ != version_) {
-      std::vector<uint8_t> codes;
-      st = source_->ExportLists(&codes, &device_ids_, &device_begin_);
-      if (st.ok()) st = device_->Upload(codes.data(), device_ids_.size());
-      if (st.ok()) device_version_ = version_;
-    }
-    if (st.ok()) {
-      gpu::DeviceCodeSet* device = device_.get();
-      ScanFn scan = [device](const uint8_t* q, size_t n, size_t kq,
-                             const std::vector<gpu::Segment>& segs,
-                             const std::vector<uint32_t>& seg_begin,
-                             std::vector<std::vector<gpu::Candidate>>* cands) {
-        return device->ThresholdScan(q, n, kq, segs, seg_begin, cands);
-      };
-      st = RunPlanned(queries, nq, k, params, device_ids_, device_begin_, scan, out);
-    }
-  } catch (const std::bad_alloc&) {
-    st = Status::ResourceExhausted("GPU list search: host out of memory");
-  } catch (const std::exception& e) {
-    st = Status::Internal(std::string("GPU list search: ") + e.what());
-  }
-  const Status::Code code = st.code();
-  // Planning refusals (nprobe = -1, untrained IVF) are not device failures:
-  // keep the device copy.
-  if (!st.ok() && code != Status::Code::kNotSupported &&
-      code != Status::Code::kFailedPrecondition) {
-    device_.reset();
-  }
-  gpu_status_ = st;
-  return st;
+  auto upload = [this](gpu::DeviceCodeSet* set) {
+    std::vector<uint8_t> codes;
+    std::vector<uint64_t> ids, begin;
+    HAMDB_RETURN_IF_ERROR(source_->ExportLists(&codes, &ids, &begin));
+    HAMDB_RETURN_IF_ERROR(set->Upload(codes.data(), ids.size()));
+    std::lock_guard<std::mutex> lock(layout_mu_);
+    device_ids_ = std::move(ids);
+    device_begin_ = std::move(begin);
+    return Status::OK();
+  };
+  // Planning refusals (nprobe = -1, an untrained IVF) come back as
+  // NotSupported / FailedPrecondition and keep the device copy.
+  auto scan = [&](gpu::DeviceCodeSet* set) {
+    ScanFn device_scan = [set](const uint8_t* q, size_t n, size_t kq,
+                               const std::vector<gpu::Segment>& segs,
+                               const std::vector<uint32_t>& seg_begin,
+                               std::vector<std::vector<gpu::Candidate>>* cands) {
+      return set->ThresholdScan(q, n, kq, segs, seg_begin, cands);
+    };
+    return RunPlanned(queries, nq, k, params, device_ids_, device_begin_, device_scan, out);
+  };
+  return mirror_.Run(version_, upload, scan);
 }
 
 Status GpuListIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
@@ -183,10 +155,10 @@ Status GpuListIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   }
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   if (SearchDevice(queries, nq, k, params, out).ok()) {
-    used_gpu_ = true;
+    mirror_.set_used_gpu(true);
     return Status::OK();
   }
-  used_gpu_ = false;
+  mirror_.set_used_gpu(false);
   return inner_->SearchBatch(queries, nq, k, params, out);
 }
 

@@ -22,7 +22,6 @@
 // work is serialised by an internal mutex.
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -30,6 +29,7 @@
 #include <vector>
 
 #include "index/binary_index.h"
+#include "index/gpu/device_mirror.h"
 #include "index/gpu/gpu_scan.h"
 #include "index/list_source.h"
 #include "index/rw_lock.h"
@@ -57,8 +57,8 @@ class GpuListIndex : public BinaryIndex {
   Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
                      std::vector<SearchResult>* out) const override;
 
-  Status gpu_status() const;
-  bool used_gpu() const { return used_gpu_.load(); }
+  Status gpu_status() const { return mirror_.status(); }
+  bool used_gpu() const { return mirror_.used_gpu(); }
 
   // For tests without a GPU: the device path (plans, segments, assembly,
   // exactness) with gpu::ThresholdScanHost standing in for the device scan.
@@ -85,14 +85,13 @@ class GpuListIndex : public BinaryIndex {
   mutable WriterPriorityMutex mu_;
   uint64_t version_ = 0;  // bumped by every write; guarded by mu_
 
-  mutable std::mutex device_mu_;  // guards the fields below
-  mutable std::unique_ptr<gpu::DeviceCodeSet> device_;
-  mutable uint64_t device_version_ = UINT64_MAX;
+  mutable gpu::DeviceMirror mirror_;
+  // The layout of the device copy, written and read only inside mirror_.Run
+  // (which serialises them); memory_bytes() reads their sizes under
+  // layout_mu_.
+  mutable std::mutex layout_mu_;
   mutable std::vector<uint64_t> device_ids_;    // slot -> id of the device copy
   mutable std::vector<uint64_t> device_begin_;  // list -> first slot
-  mutable bool device_disabled_ = false;
-  mutable Status gpu_status_;
-  mutable std::atomic<bool> used_gpu_{false};
 };
 
 }  // namespace hamdb

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <random>
+#include <stdexcept>
 
 #include "index/binary_index.h"
 #include "index/bucket_index.h"
 #include "index/faiss_ivf_index.h"
+#include "index/gpu/device_mirror.h"
 #include "index/gpu/gpu_flat_index.h"
 #include "index/gpu/gpu_list_index.h"
 #include "index/gpu/gpu_scan.h"
@@ -231,6 +233,52 @@ TEST(GpuDeviceTest, BadSegmentsAreErrorsNotCrashes) {
             Status::Code::kInvalidArgument);
   EXPECT_EQ((*set)->ThresholdScan(codes.data(), 1, 5, {gpu::Segment{0, 6}}, {0}, &out).code(),
             Status::Code::kInvalidArgument);
+}
+
+// Without a device the mirror gives up once, remembers why, and never calls
+// back; with one it uploads once per version, keeps the copy across a
+// planning refusal and re-creates it after a device failure.
+TEST(DeviceMirrorTest, CreatesUploadsAndRecoversOnlyWhenItShould) {
+  gpu::DeviceMirror mirror(64, "test");
+  int uploads = 0, scans = 0;
+  Status scan_result;
+  auto upload = [&](gpu::DeviceCodeSet* set) {
+    ++uploads;
+    std::vector<uint8_t> codes(8 * 10, 3);
+    return set->Upload(codes.data(), 10);
+  };
+  auto scan = [&](gpu::DeviceCodeSet*) {
+    ++scans;
+    return scan_result;
+  };
+  if (Status st = gpu::DeviceStatus(); !st.ok()) {
+    for (int i = 0; i < 3; ++i) {
+      Status r = mirror.Run(1, upload, scan);
+      EXPECT_EQ(r.code(), st.code()) << r.ToString();
+    }
+    EXPECT_EQ(uploads, 0);
+    EXPECT_EQ(scans, 0);
+    EXPECT_EQ(mirror.status().code(), st.code());
+    GTEST_SKIP() << "no GPU for the device half: " << st.ToString();
+  }
+  ASSERT_TRUE(mirror.Run(1, upload, scan).ok());
+  ASSERT_TRUE(mirror.Run(1, upload, scan).ok());
+  EXPECT_EQ(uploads, 1);  // same version: no upload
+  ASSERT_TRUE(mirror.Run(2, upload, scan).ok());
+  EXPECT_EQ(uploads, 2);
+  scan_result = Status::NotSupported("plan refused");
+  EXPECT_EQ(mirror.Run(2, upload, scan).code(), Status::Code::kNotSupported);
+  scan_result = Status::OK();
+  ASSERT_TRUE(mirror.Run(2, upload, scan).ok());
+  EXPECT_EQ(uploads, 2);  // a refusal keeps the copy
+  scan_result = Status::Internal("device fault");
+  EXPECT_EQ(mirror.Run(2, upload, scan).code(), Status::Code::kInternal);
+  scan_result = Status::OK();
+  ASSERT_TRUE(mirror.Run(2, upload, scan).ok());
+  EXPECT_EQ(uploads, 3);  // a failure drops the copy: recreated and uploaded
+  auto throwing = [](gpu::DeviceCodeSet*) -> Status { throw std::runtime_error("boom"); };
+  EXPECT_EQ(mirror.Run(2, upload, throwing).code(), Status::Code::kInternal);
+  EXPECT_EQ(scans, 7);
 }
 
 }  // namespace
