@@ -2,9 +2,13 @@
 """Plots MAP@k against code length per method from `hamdb bench map --dataset ... --out-json F`.
 
 Usage: /usr/bin/python3 scripts/plot_map.py RESULT.json OUT.png [--formula corrected|hashnet]
+           [--pr-png PR.png --pr-bits 16,32,64]
 
 One line per method: the mean over seeds, error bars = sample std (none for one
-seed). Failed runs are left out and counted in the legend. Needs numpy and
+seed). Failed runs are left out and counted in the legend. With --pr-png, a
+second figure has one panel per bit length in --pr-bits: each Hamming
+method's precision-recall curve over radius 0, 1, 2, ... (the mean over seeds
+of the per-radius precision and recall that the benchmark wrote). Needs numpy and
 matplotlib (python3-numpy, python3-matplotlib).
 """
 import argparse
@@ -23,6 +27,8 @@ def main():
     ap.add_argument("json")
     ap.add_argument("png")
     ap.add_argument("--formula", choices=["corrected", "hashnet"], default="corrected")
+    ap.add_argument("--pr-png", help="also write precision-recall curves here")
+    ap.add_argument("--pr-bits", default="16,32,64", help="bit lengths of the PR panels")
     args = ap.parse_args()
     with open(args.json) as f:
         data = json.load(f)
@@ -68,6 +74,38 @@ def main():
     fig.tight_layout()
     fig.savefig(args.png, dpi=120)
     print("wrote", args.png)
+    if args.pr_png:
+        plot_pr(runs, [int(b) for b in args.pr_bits.split(",")], args.pr_png)
+
+
+def plot_pr(runs, bit_list, png):
+    curves = {}  # (bits, method) -> list of per-seed [(recall, precision), ...]
+    for r in runs:
+        pc = r.get("metrics", {}).get("pr_curve")
+        if "error" in r or not pc or r["bits"] not in bit_list:
+            continue
+        curves.setdefault((r["bits"], r["method"]), []).append(
+            [(p["recall"], p["precision"]) for p in sorted(pc, key=lambda p: p["radius"])])
+    if not curves:
+        sys.exit("no PR curves for bits %s" % bit_list)
+    bit_list = [b for b in bit_list if any(k[0] == b for k in curves)]
+    fig, axes = plt.subplots(1, len(bit_list), figsize=(4.2 * len(bit_list), 4.0), squeeze=False)
+    for ax, bits in zip(axes[0], bit_list):
+        for (b, m), seeds in sorted(curves.items()):
+            if b != bits:
+                continue
+            n = min(len(c) for c in seeds)
+            arr = np.asarray([c[:n] for c in seeds], dtype=float).mean(axis=0)
+            ax.plot(arr[:, 0], arr[:, 1], marker=".", label=m)
+        ax.set_title("%d bits: radius 0, 1, 2, ..." % bits, fontsize=9)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_xlim(0, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    print("wrote", png)
 
 
 if __name__ == "__main__":
