@@ -91,6 +91,8 @@ struct BenchIndexArgs {
   size_t centres = 256;
   double flip = 0.03;
   uint64_t seed = 1;
+  // Device memory bandwidth in GB/s for the GPUFlat scan-rate line (H100 SXM: 3350).
+  double gpu_bandwidth_gbs = 3350;
   std::string out;
 };
 
@@ -131,6 +133,27 @@ struct Row {
   bool memory_estimated = false;
   std::string exact, error;
 };
+
+// For a GPUFlat row that ran on the device: the batch scan rate in codes/s,
+// the bytes the kernel reads per second (each code padded to whole 32-bit
+// words, read once per pass; the threshold scan makes two passes) and their
+// share of the card's bandwidth. Empty for other rows and CPU fallbacks.
+std::string GpuScanRate(const Row& r, size_t n, int bits, size_t k, double bandwidth_gbs) {
+  if (r.name != "hamdb GPUFlat" || !r.error.empty() || r.qps <= 0 ||
+      r.params.find("CPU fallback") != std::string::npos) {
+    return "";
+  }
+  const double codes_per_s = r.qps * static_cast<double>(n);
+  const double word_bytes = 4.0 * ((bits + 31) / 32);
+  const double gbs = codes_per_s * word_bytes * 2 / 1e9;
+  char buf[320];
+  std::snprintf(buf, sizeof buf,
+                "\nGPUFlat scan rate, n=%zu bits=%d k=%zu: %.3g codes/s; two passes over %.0f-byte "
+                "padded codes = %.0f GB/s, %.1f%% of %.0f GB/s\n\n",
+                n, bits, k, codes_per_s, word_bytes, gbs, 100.0 * gbs / bandwidth_gbs,
+                bandwidth_gbs);
+  return buf;
+}
 
 Results FromFaiss(size_t nq, size_t k, const std::vector<int32_t>& d,
                   const std::vector<FaissId>& ids) {
@@ -585,6 +608,11 @@ int RunBenchIndex(const BenchIndexArgs& a) {
             table += line;
             std::printf("%s", line.c_str());
           }
+          for (const Row& r : rows) {
+            const std::string line = GpuScanRate(r, n, bits, k, a.gpu_bandwidth_gbs);
+            table += line;
+            std::printf("%s", line.c_str());
+          }
           std::fflush(stdout);
         }
       }
@@ -638,6 +666,9 @@ void AddBenchIndexCommand(CLI::App* bench, int* exit_code) {
   cmd->add_option("--nlist", a->nlist, "IndexBinaryIVF lists (0 = clamp(sqrt(n), 16, 1024))")
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Data seed")->capture_default_str();
+  cmd->add_option("--gpu-bandwidth", a->gpu_bandwidth_gbs,
+                  "Device memory bandwidth in GB/s for the GPUFlat scan-rate line")
+      ->capture_default_str();
   cmd->add_option("--out", a->out, "Append the markdown table and command to this file");
   cmd->callback([a, exit_code] { *exit_code = RunBenchIndex(*a); });
 }

@@ -15,7 +15,8 @@ constexpr int kThreads = 256;
 constexpr size_t kQueryChunk = 256;
 // Slots each thread should handle before another block is worth launching.
 constexpr size_t kSlotsPerThread = 8;
-constexpr unsigned kMaxBlocksX = 4096;
+// Slot blocks per query (grid y; at most 65535).
+constexpr unsigned kMaxSlotBlocks = 4096;
 
 Status FromCuda(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return Status::OK();
@@ -72,7 +73,10 @@ __device__ __forceinline__ uint32_t SlotDistance(const uint32_t* __restrict__ co
 }
 
 // Pass 1: per-query distance histograms over the query's segments.
-// grid = (blocks_x, queries); shared = words + bits + 1 uint32.
+// grid = (queries, slot blocks): the query index varies fastest, so the
+// blocks resident at one time are mostly the same slot range for different
+// queries and share its codes through L2, instead of every query streaming
+// the whole set from DRAM on its own. shared = words + bits + 1 uint32.
 __global__ void HistogramKernel(const uint32_t* __restrict__ codes, uint64_t capacity, int words,
                                 int bits, const uint32_t* __restrict__ queries,
                                 const uint64_t* __restrict__ seg_start,
@@ -81,15 +85,15 @@ __global__ void HistogramKernel(const uint32_t* __restrict__ codes, uint64_t cap
   extern __shared__ uint32_t shared[];
   uint32_t* q = shared;
   uint32_t* h = shared + words;
-  const uint32_t qi = blockIdx.y;
+  const uint32_t qi = blockIdx.x;
   for (int i = threadIdx.x; i < words; i += blockDim.x) q[i] = queries[qi * words + i];
   for (int i = threadIdx.x; i <= bits; i += blockDim.x) h[i] = 0;
   __syncthreads();
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  const uint64_t stride = static_cast<uint64_t>(gridDim.y) * blockDim.x;
   for (uint32_t s = seg_begin[qi]; s < seg_begin[qi + 1]; ++s) {
     const uint64_t begin = seg_start[s];
     const uint64_t size = seg_size[s];
-    for (uint64_t j = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < size;
+    for (uint64_t j = static_cast<uint64_t>(blockIdx.y) * blockDim.x + threadIdx.x; j < size;
          j += stride) {
       atomicAdd(&h[SlotDistance(codes, capacity, words, q, begin + j)], 1u);
     }
@@ -125,15 +129,15 @@ __global__ void CollectKernel(const uint32_t* __restrict__ codes, uint64_t capac
                               const uint64_t* __restrict__ offset, uint32_t* cursor, uint2* out) {
   extern __shared__ uint32_t shared[];
   uint32_t* q = shared;
-  const uint32_t qi = blockIdx.y;
+  const uint32_t qi = blockIdx.x;
   for (int i = threadIdx.x; i < words; i += blockDim.x) q[i] = queries[qi * words + i];
   __syncthreads();
   const uint32_t t = threshold[qi];
-  const uint64_t stride = static_cast<uint64_t>(gridDim.x) * blockDim.x;
+  const uint64_t stride = static_cast<uint64_t>(gridDim.y) * blockDim.x;
   for (uint32_t s = seg_begin[qi]; s < seg_begin[qi + 1]; ++s) {
     const uint64_t begin = seg_start[s];
     const uint64_t size = seg_size[s];
-    for (uint64_t j = static_cast<uint64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < size;
+    for (uint64_t j = static_cast<uint64_t>(blockIdx.y) * blockDim.x + threadIdx.x; j < size;
          j += stride) {
       const uint64_t slot = begin + j;
       const uint32_t d = SlotDistance(codes, capacity, words, q, slot);
@@ -290,9 +294,9 @@ Status DeviceCodeSet::ThresholdScan(const uint8_t* queries, size_t nq, size_t k,
     HAMDB_CUDA_RETURN(cudaMemset(m.cursor.ptr, 0, qc * sizeof(uint32_t)), "clear cursor");
 
     const uint64_t per_block = static_cast<uint64_t>(kThreads) * kSlotsPerThread;
-    const unsigned blocks_x = static_cast<unsigned>(
-        std::clamp<uint64_t>((max_slots + per_block - 1) / per_block, 1, kMaxBlocksX));
-    const dim3 grid(blocks_x, static_cast<unsigned>(qc));
+    const unsigned slot_blocks = static_cast<unsigned>(
+        std::clamp<uint64_t>((max_slots + per_block - 1) / per_block, 1, kMaxSlotBlocks));
+    const dim3 grid(static_cast<unsigned>(qc), slot_blocks);
     HistogramKernel<<<grid, kThreads, shared_hist>>>(
         m.codes.as<uint32_t>(), m.n, m.words, m.bits, m.queries.as<uint32_t>(),
         m.seg_start.as<uint64_t>(), m.seg_size.as<uint64_t>(), m.seg_begin.as<uint32_t>(),
