@@ -22,6 +22,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+# One colour per method in both figures.
+COLORS = {"llc": "C4", "hashnet": "C3", "greedyhash": "C2", "dsnc": "C0", "float": "C1"}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json")
@@ -57,7 +61,7 @@ def main():
         label = m + (" (real-valued, cosine)" if m == "float" else "")
         if failed.get(m):
             label += " [%d failed runs]" % failed[m]
-        ax.errorbar(bits, mean, yerr=std, marker="o", capsize=3, label=label)
+        ax.errorbar(bits, mean, yerr=std, marker="o", capsize=3, label=label, color=COLORS.get(m))
     at = data.get("map_at", 1000)
     ax.set_xlabel("bits")
     ax.set_ylabel("MAP@%d (%s)" % (at, "corrected" if args.formula == "corrected" else "HashNet formula"))
@@ -70,7 +74,7 @@ def main():
            bb.get("cnn_width", "?"), bb.get("feature_dim", "?"), budget.get("epochs", "?")),
         fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(args.png, dpi=120)
     print("wrote", args.png)
@@ -96,7 +100,7 @@ def plot_pr(runs, bit_list, png):
                 continue
             n = min(len(c) for c in seeds)
             arr = np.asarray([c[:n] for c in seeds], dtype=float).mean(axis=0)
-            ax.plot(arr[:, 0], arr[:, 1], marker=".", label=m)
+            ax.plot(arr[:, 0], arr[:, 1], marker=".", label=m, color=COLORS.get(m))
         ax.set_title("%d bits: radius 0, 1, 2, ..." % bits, fontsize=9)
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")

@@ -244,7 +244,9 @@ TEST(CodeStore, RandomisedModelTestWithReopen) {
       ASSERT_TRUE(store->Put("m", batch, StoreWriteOptions{rng() % 2 == 0}, &ids).ok());
       ASSERT_EQ(ids.size(), batch.size());
       for (size_t i = 0; i < batch.size(); ++i) {
-        if (batch[i].id) ASSERT_EQ(ids[i], *batch[i].id);
+        if (batch[i].id) {
+          ASSERT_EQ(ids[i], *batch[i].id);
+        }
         Item it;
         it.id = ids[i];
         it.code = batch[i].code;
