@@ -149,4 +149,19 @@ Status CheckRangeArgs(const uint8_t* query, int bits) {
   return CheckCodes(query, 1, bits, "query");
 }
 
+Status CheckBatchArgs(const uint8_t* queries, size_t nq, size_t k, int bits,
+                      const std::vector<SearchResult>* out) {
+  if (out == nullptr) return Status::InvalidArgument("SearchBatch: out is null");
+  if (k == 0) return Status::InvalidArgument("k must be at least 1");
+  return CheckCodes(queries, nq, bits, "query");
+}
+
+StatusOr<SearchResult> SearchOneByBatch(const BinaryIndex& index, const uint8_t* query, size_t k,
+                                        const SearchParams& params) {
+  HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, index.bits()));
+  std::vector<SearchResult> out;
+  HAMDB_RETURN_IF_ERROR(index.SearchBatch(query, 1, k, params, &out));
+  return std::move(out[0]);
+}
+
 }  // namespace hamdb

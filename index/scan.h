@@ -84,5 +84,12 @@ Status CheckCodes(const uint8_t* codes, size_t n, int bits, const char* what);
 Status CheckAddArgs(const uint64_t* ids, const uint8_t* codes, size_t n, int bits);
 Status CheckSearchArgs(const uint8_t* query, size_t k, int bits);
 Status CheckRangeArgs(const uint8_t* query, int bits);
+// SearchBatch arguments: out not null, k >= 1, nq valid query codes.
+Status CheckBatchArgs(const uint8_t* queries, size_t nq, size_t k, int bits,
+                      const std::vector<SearchResult>* out);
+// Search for an index whose SearchBatch is its real search path (the GPU
+// indexes): checks the arguments and runs a batch of one.
+StatusOr<SearchResult> SearchOneByBatch(const BinaryIndex& index, const uint8_t* query, size_t k,
+                                        const SearchParams& params);
 
 }  // namespace hamdb

@@ -64,17 +64,12 @@ Status GpuFlatIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
 
 StatusOr<SearchResult> GpuFlatIndex::Search(const uint8_t* query, size_t k,
                                             const SearchParams& params) const {
-  HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
-  std::vector<SearchResult> out;
-  HAMDB_RETURN_IF_ERROR(SearchBatch(query, 1, k, params, &out));
-  return std::move(out[0]);
+  return SearchOneByBatch(*this, query, k, params);
 }
 
 Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                                  const SearchParams& params, std::vector<SearchResult>* out) const {
-  if (out == nullptr) return Status::InvalidArgument("SearchBatch: out is null");
-  if (k == 0) return Status::InvalidArgument("k must be at least 1");
-  HAMDB_RETURN_IF_ERROR(CheckCodes(queries, nq, bits(), "query"));
+  HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   if (SearchDevice(queries, nq, k, out).ok()) {
     mirror_.set_used_gpu(true);

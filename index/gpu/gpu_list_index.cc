@@ -52,10 +52,7 @@ StatusOr<SearchResult> GpuListIndex::RangeSearch(const uint8_t* query, uint32_t 
 
 StatusOr<SearchResult> GpuListIndex::Search(const uint8_t* query, size_t k,
                                             const SearchParams& params) const {
-  HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
-  std::vector<SearchResult> out;
-  HAMDB_RETURN_IF_ERROR(SearchBatch(query, 1, k, params, &out));
-  return std::move(out[0]);
+  return SearchOneByBatch(*this, query, k, params);
 }
 
 Status GpuListIndex::RunPlanned(const uint8_t* queries, size_t nq, size_t k,
@@ -96,9 +93,7 @@ Status GpuListIndex::RunPlanned(const uint8_t* queries, size_t nq, size_t k,
 Status GpuListIndex::SearchBatchHostScan(const uint8_t* queries, size_t nq, size_t k,
                                          const SearchParams& params,
                                          std::vector<SearchResult>* out) const {
-  if (out == nullptr) return Status::InvalidArgument("SearchBatch: out is null");
-  if (k == 0) return Status::InvalidArgument("k must be at least 1");
-  HAMDB_RETURN_IF_ERROR(CheckCodes(queries, nq, bits(), "query"));
+  HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   std::vector<uint8_t> codes;
   std::vector<uint64_t> ids, begin;
@@ -147,9 +142,7 @@ Status GpuListIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
 
 Status GpuListIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                                  const SearchParams& params, std::vector<SearchResult>* out) const {
-  if (out == nullptr) return Status::InvalidArgument("SearchBatch: out is null");
-  if (k == 0) return Status::InvalidArgument("k must be at least 1");
-  HAMDB_RETURN_IF_ERROR(CheckCodes(queries, nq, bits(), "query"));
+  HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
   if (params.nprobe < -1) {
     return Status::InvalidArgument("nprobe must be >= 1, 0 (index default) or -1");
   }
