@@ -121,6 +121,8 @@ struct Method {
   double build_s = 0;
   double bytes_per_item = 0;
   bool memory_estimated = false;
+  // A GPUFlat whose searches ran on the device (gets a scan-rate line).
+  bool gpu_flat_on_device = false;
   // Searches nq queries for k neighbours; one call = one batch.
   std::function<void(const uint8_t* q, size_t nq, size_t k, Results* out)> search;
   // Optional: a note for the params column, from one extra batch.
@@ -131,6 +133,7 @@ struct Row {
   std::string name, params;
   double build_s = 0, bytes_per_item = 0, p50_ms = 0, p99_ms = 0, qps = 0, recall = 0;
   bool memory_estimated = false;
+  bool gpu_flat_on_device = false;
   std::string exact, error;
 };
 
@@ -139,10 +142,7 @@ struct Row {
 // words, read once per pass; the threshold scan makes two passes) and their
 // share of the card's bandwidth. Empty for other rows and CPU fallbacks.
 std::string GpuScanRate(const Row& r, size_t n, int bits, size_t k, double bandwidth_gbs) {
-  if (r.name != "hamdb GPUFlat" || !r.error.empty() || r.qps <= 0 ||
-      r.params.find("CPU fallback") != std::string::npos) {
-    return "";
-  }
+  if (!r.gpu_flat_on_device || !r.error.empty() || r.qps <= 0) return "";
   const double codes_per_s = r.qps * static_cast<double>(n);
   const double word_bytes = 4.0 * ((bits + 31) / 32);
   const double gbs = codes_per_s * word_bytes * 2 / 1e9;
@@ -362,6 +362,7 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
     HAMDB_RETURN_IF_ERROR(index->SearchBatch(codes, 1, 1, {}, &warm));
     const double build = Seconds(t0);
     Method m = OurMethod(index.get(), "hamdb GPUFlat", threads);
+    m.gpu_flat_on_device = index->used_gpu();
     if (!index->used_gpu()) m.params += " (CPU fallback: " + index->gpu_status().ToString() + ")";
     m.build_s = build;
     b->ours.push_back(std::move(index));
@@ -494,6 +495,7 @@ Row Measure(const Method& m, const uint8_t* queries, size_t nq, size_t nlat, siz
   r.name = m.name;
   r.params = m.params;
   r.build_s = m.build_s;
+  r.gpu_flat_on_device = m.gpu_flat_on_device;
   r.bytes_per_item = m.bytes_per_item;
   r.memory_estimated = m.memory_estimated;
   try {
