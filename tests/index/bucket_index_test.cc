@@ -380,21 +380,7 @@ TEST(ClassBucketIndexTest, ConcurrentSearchesDuringWrites) {
         ++failures;
         continue;
       }
-      const auto& got = r->neighbors;
-      std::set<uint64_t> seen;
-      for (size_t i = 0; i < got.size(); ++i) {
-        auto it = code_of.find(got[i].id);
-        if (it == code_of.end() || NaiveDistance(q, it->second, bits) != got[i].distance ||
-            (i > 0 && !NeighborLess(got[i - 1], got[i])) || !seen.insert(got[i].id).second) {
-          ++failures;
-        }
-      }
-      if (r->exact) {
-        for (const Neighbor& nb : base_all[qi]) {
-          if (!NeighborLess(nb, got.back())) break;
-          if (!seen.count(nb.id)) ++failures;
-        }
-      }
+      failures += testing::CountRaceFaults(r->neighbors, q, bits, code_of, base_all[qi], r->exact);
       ++searches;
     }
   };

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "index/binary_index.h"
@@ -143,6 +145,33 @@ class NaiveModel {
   int bits_;
   std::map<uint64_t, std::vector<uint8_t>> items_;
 };
+
+// For a search that races a writer adding items to a base set: the faults
+// in the k-NN answer `got` for q. A fault is a neighbour that is not a known
+// item (code_of), has the wrong distance, breaks the strict (distance, id)
+// order or repeats an id; and, when `complete` (the answer claims to be
+// exact), a base item ordered before the last neighbour that is missing.
+// base_all is the base set's whole answer for q, sorted.
+inline int CountRaceFaults(const std::vector<Neighbor>& got, const uint8_t* q, int bits,
+                           const std::unordered_map<uint64_t, const uint8_t*>& code_of,
+                           const std::vector<Neighbor>& base_all, bool complete) {
+  int faults = 0;
+  std::set<uint64_t> seen;
+  for (size_t i = 0; i < got.size(); ++i) {
+    auto it = code_of.find(got[i].id);
+    if (it == code_of.end() || NaiveDistance(q, it->second, bits) != got[i].distance ||
+        (i > 0 && !NeighborLess(got[i - 1], got[i])) || !seen.insert(got[i].id).second) {
+      ++faults;
+    }
+  }
+  if (complete && !got.empty()) {
+    for (const Neighbor& nb : base_all) {
+      if (!NeighborLess(nb, got.back())) break;
+      if (!seen.count(nb.id)) ++faults;
+    }
+  }
+  return faults;
+}
 
 inline std::string Describe(const std::vector<Neighbor>& v, size_t max_items = 12) {
   std::string s = "[" + std::to_string(v.size()) + "]";
