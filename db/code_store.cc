@@ -15,7 +15,7 @@
 #include <unordered_set>
 
 #include "db/store_format.h"
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb {
 
@@ -222,8 +222,8 @@ struct CodeStore::Impl {
   // Caller holds write_mu.
   Status AppendItems(const CollectionInfo& info, size_t n,
                      const std::function<const ItemInput*(size_t)>& item_at,
-                     const uint64_t* ids, const uint8_t* codes, rocksdb::WriteBatch* batch,
-                     std::vector<uint64_t>* out_ids) {
+                     const uint64_t* ids, const uint8_t* codes, uint64_t max_id,
+                     rocksdb::WriteBatch* batch, std::vector<uint64_t>* out_ids) {
     const size_t nb = code_bytes(info.bits);
     uint64_t next = next_ids[info.internal_id];
     const uint64_t start_next = next;
@@ -242,6 +242,7 @@ struct CodeStore::Impl {
       std::optional<uint64_t> id;
       if (in) id = in->id;
       else if (ids) id = ids[i];
+      const bool assigned = !id;
       if (!id) {
         if (next == std::numeric_limits<uint64_t>::max()) {
           return Status::ResourceExhausted("collection '" + info.name + "' has no ids left");
@@ -249,6 +250,12 @@ struct CodeStore::Impl {
         id = next++;
       } else if (*id >= next) {
         next = *id == std::numeric_limits<uint64_t>::max() ? *id : *id + 1;
+      }
+      if (*id > max_id) {
+        return Status::InvalidArgument(
+            "item " + std::to_string(i) + ": id " + std::to_string(*id) +
+            (assigned ? " (assigned)" : "") +
+            " is above " + std::to_string(max_id) + ", the largest id this collection's index takes");
       }
       (*out_ids)[i] = *id;
       const std::string key = sf::ItemKey(info.internal_id, *id);
@@ -313,7 +320,7 @@ struct CodeStore::Impl {
     const CollectionInfo& info = it->second;
     rocksdb::WriteBatch batch;
     std::vector<uint64_t> local_ids;
-    HAMDB_RETURN_IF_ERROR(AppendItems(info, n, item_at, ids, codes, &batch, &local_ids));
+    HAMDB_RETURN_IF_ERROR(AppendItems(info, n, item_at, ids, codes, wo.max_id, &batch, &local_ids));
     HAMDB_RETURN_IF_ERROR(FromRocks(db->Write(Wo(wo), &batch), "write batch"));
     next_ids[info.internal_id] = pending_next;
     if (pending_records) may_have_records.insert(info.internal_id);

@@ -39,7 +39,7 @@
 #include <string_view>
 #include <vector>
 
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb {
 
@@ -81,6 +81,10 @@ struct ItemInput {
 struct StoreWriteOptions {
   // fsync the WAL before returning (see the durability note above).
   bool sync = true;
+  // Put / PutCodes: the largest id the batch may hold, given or assigned.
+  // A batch with a larger id is refused (InvalidArgument, nothing written).
+  // The collection layer sets it to what its index takes.
+  uint64_t max_id = UINT64_MAX;
 };
 
 struct StoreOpenOptions {

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <set>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb {
 

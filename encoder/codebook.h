@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "index/core/hamming.h"
-#include "index/core/status.h"
+#include "core/hamming.h"
+#include "core/status.h"
 
 namespace hamdb {
 

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "encoder/image.h"
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb {
 

@@ -14,7 +14,7 @@
 #include <sstream>
 
 #include "encoder/llc_model.h"
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb {
 namespace {

@@ -24,7 +24,7 @@
 
 #include "encoder/codebook.h"
 #include "encoder/image.h"
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb {
 

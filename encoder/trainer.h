@@ -26,7 +26,7 @@
 
 #include "encoder/dataset.h"
 #include "encoder/encoder.h"
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb {
 

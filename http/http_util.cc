@@ -3,7 +3,7 @@
 #include <cctype>
 #include <limits>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb::http {
 

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb::http {
 

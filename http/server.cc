@@ -156,6 +156,7 @@ class Session : public std::enable_shared_from_this<Session> {
     r.content_type = std::string(req[bhttp::field::content_type]);
     r.authorization = std::string(req[bhttp::field::authorization]);
     r.api_key = std::string(req["api-key"]);
+    r.host = std::string(req[bhttp::field::host]);
     r.body = std::move(req.body());
     Response resp = server_->service()->Handle(r);
     const bool keep_alive = req.keep_alive() && !server_->stopping();
@@ -249,6 +250,7 @@ Status HttpServer::Impl::Start() {
     acceptor_->bind(ep);
     acceptor_->listen(asio::socket_base::max_listen_connections);
     port_ = acceptor_->local_endpoint().port();
+    service_->SetListenEndpoint(options_.address, port_);
   } catch (const boost::system::system_error& e) {
     acceptor_.reset();
     return Status::IOError("cannot listen on " + options_.address + ":" +

@@ -31,7 +31,7 @@
 #include <string>
 
 #include "http/service.h"
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb::http {
 

@@ -2,15 +2,15 @@
 // no networking (http/server.h puts it on a socket). Keeping the two apart
 // lets the API be tested without sockets and keeps Beast out of this file.
 //
-// The service owns the live collections of one CodeStore (a LiveCollection
-// each: writes are durable in the store before the index changes and before
-// the response is sent) and, for collections made from an image encoder, the
-// loaded Encoder and its Codebook. Routes, parameters and errors are
-// documented in docs/api.md and docs/openapi.yaml; every error body is
+// The service holds the live collections of one CodeStore, a LiveCollection
+// each (collection/live_collection.h: the owner of a collection's state,
+// encoder included); it is transport, a route table and JSON in and out.
+// Routes, parameters and errors are documented in docs/api.md and
+// docs/openapi.yaml; every error body is
 // {"error": {"code": "<snake_case>", "message": "..."}}.
 //
 // Life cycle: construct, then LoadCollections() (slow: rebuilds every index
-// from the store, logging progress). Until it finishes, ready() is false and
+// from the store, logging progress through spdlog). Until it finishes, ready() is false and
 // every collection route answers 503; /healthz and /metrics answer at once.
 //
 // Encoders are obtained through ServiceOptions::encoder_loader, so this
@@ -22,6 +22,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,21 +32,22 @@
 #include <string>
 #include <vector>
 
+#include "collection/live_collection.h"
 #include "db/code_store.h"
-#include "db/live_collection.h"
-#include "encoder/codebook.h"
-#include "encoder/encoder.h"
 #include "http/metrics.h"
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb::http {
-
-using EncoderLoader =
-    std::function<StatusOr<std::shared_ptr<const Encoder>>(const std::string& path)>;
 
 struct ServiceOptions {
   // Loads an encoder artifact; unset means image requests are refused (422).
   EncoderLoader encoder_loader;
+  // Where a collection create over HTTP may take its encoder from: only
+  // regular files under this directory (symbolic links resolved), at most
+  // max_model_bytes. Empty: creates that name an encoder are refused (422).
+  // Collections created by the local CLI name any path and load as they are.
+  std::string models_dir;
+  uint64_t max_model_bytes = uint64_t{1} << 30;
   // API keys. With admin_key set, every route except /healthz and /readyz
   // needs a key ("Authorization: Bearer <key>" or "api-key: <key>"):
   // read_key grants GET routes and searches, admin_key grants everything.
@@ -58,6 +60,10 @@ struct ServiceOptions {
   // Largest k and most queries in one batch search.
   int64_t max_k = 100000;
   size_t max_batch_queries = 10000;
+  // Most results in one response: a radius search, or a batch summed over
+  // its queries. Beyond it the response keeps the first results in
+  // (distance, id) order and says "truncated": true.
+  size_t max_results = 100000;
   // Deepest JSON nesting accepted (bodies are pre-scanned before parsing).
   int max_json_depth = 64;
   // Threads one search may use (SearchParams::num_threads); the server's
@@ -65,8 +71,8 @@ struct ServiceOptions {
   int search_threads = 1;
   // Largest decoded image, in pixels.
   size_t max_image_pixels = 16u << 20;
-  // Log sink for start-up progress and failures; default: stderr.
-  std::function<void(const std::string&)> log;
+  // Background rebuild back-off of degraded collections (LiveCollectionOptions).
+  std::chrono::milliseconds rebuild_delay{1000};
 };
 
 struct Request {
@@ -75,6 +81,7 @@ struct Request {
   std::string content_type;   // the Content-Type header, as received
   std::string authorization;  // the Authorization header
   std::string api_key;        // the api-key header
+  std::string host;           // the Host header
   std::string body;
 };
 
@@ -107,15 +114,24 @@ class Service {
 
   Metrics& metrics() { return metrics_; }
 
- private:
+  // The address and port the server listens on. Once set, and only when the
+  // service has no API key, a request whose Host header names neither the
+  // address nor localhost / 127.0.0.1 / [::1] (bare or with that port) is
+  // refused (403
+  // forbidden), so that a web page cannot reach the API by DNS rebinding.
+  void SetListenEndpoint(const std::string& address, uint16_t port);
+
+  // Implementation types, defined in http/call.h (private to http/).
   struct Collection;
-  struct Route;
   class Call;
+
+ private:
   friend class Call;
 
   std::shared_ptr<Collection> FindCollection(const std::string& name) const;
-  StatusOr<std::shared_ptr<Collection>> OpenCollection(const CollectionInfo& info);
-  void Log(const std::string& line) const;
+  // Opens a collection of the store; `encoder`: one already loaded for it.
+  std::shared_ptr<Collection> OpenCollection(const std::string& name,
+                                             std::shared_ptr<const Encoder> encoder = nullptr);
 
   CodeStore* store_;
   ServiceOptions options_;
@@ -124,6 +140,8 @@ class Service {
   mutable std::shared_mutex collections_mu_;
   std::map<std::string, std::shared_ptr<Collection>> collections_;
   std::mutex admin_mu_;  // serialises create / drop
+  mutable std::mutex listen_mu_;
+  std::vector<std::string> allowed_hosts_;  // empty: no Host check
 };
 
 }  // namespace hamdb::http

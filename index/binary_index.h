@@ -22,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb {
 
@@ -68,7 +68,7 @@ class BinaryIndex {
   int bits() const { return bits_; }
   size_t code_bytes() const { return (static_cast<size_t>(bits_) + 7) / 8; }
 
-  // The spec string that recreates this kind of index (see MakeIndex).
+  // The spec string that recreates this kind of index (index/index_factory.h).
   virtual std::string spec() const = 0;
   // Number of items currently held.
   virtual size_t size() const = 0;
@@ -100,31 +100,5 @@ class BinaryIndex {
  private:
   int bits_;
 };
-
-// What some index types need beyond the spec string.
-struct IndexOptions {
-  // The collection's codebook: num_classes packed class codes of `bits` bits
-  // (num_classes * code_bytes(bits) bytes, LSB-first, class i at offset
-  // i * code_bytes). Required by "Bucket"; ignored by the others.
-  std::vector<uint8_t> codebook;
-};
-
-// Builds an empty index from a spec string, the one place specs are parsed:
-//   "Flat"          multi-threaded exhaustive scan (the exact oracle)
-//   "MIH"           multi-index hashing, m chosen from n and bits
-//   "MIH<m>"        multi-index hashing with m substrings (e.g. "MIH4")
-//   "Bucket"        class-code buckets over options.codebook, nprobe 1
-//   "Bucket<p>"     the same with default nprobe p (e.g. "Bucket4")
-//   "IVF<nlist>"    FAISS IndexBinaryIVF with nlist lists, nprobe 1
-//   "IVF<nlist>_<p>" the same with default nprobe p (e.g. "IVF1024_8")
-//   "GPUFlat"       exact brute force on a CUDA GPU; falls back to the CPU
-//                   scan when the build or the machine has no usable GPU
-//   "GPU<Bucket..|IVF..>"  the bucket / IVF index with its lists scanned on
-//                   the GPU (same results; CPU fallback likewise)
-// InvalidArgument for an unknown spec or bad bits; FailedPrecondition for
-// "Bucket" without a codebook (a collection without an encoder).
-StatusOr<std::unique_ptr<BinaryIndex>> MakeIndex(std::string_view spec, int bits);
-StatusOr<std::unique_ptr<BinaryIndex>> MakeIndex(std::string_view spec, int bits,
-                                                 const IndexOptions& options);
 
 }  // namespace hamdb

@@ -5,7 +5,7 @@
 #include <mutex>
 #include <new>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 #include "index/parallel.h"
 #include "index/scan.h"
 

@@ -46,7 +46,7 @@
 #include <vector>
 
 #include "index/binary_index.h"
-#include "index/core/hamming.h"
+#include "core/hamming.h"
 #include "index/id_map.h"
 #include "index/list_source.h"
 #include "index/rw_lock.h"

@@ -5,6 +5,8 @@
 #include <faiss/impl/IDSelector.h>
 #include <faiss/invlists/InvertedLists.h>
 
+#include <stdexcept>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -13,7 +15,7 @@
 #include <new>
 #include <unordered_set>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 #include "index/scan.h"
 
 namespace hamdb {
@@ -181,12 +183,17 @@ Status FaissIvfIndex::TrainLocked() {
 
 Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes, size_t n) {
   const size_t cb = code_bytes();
-  return CatchFaiss("IVF add", [&] {
+  // Atomic upsert: everything that can fail (allocation, the quantizer, a
+  // FAISS exception) happens before the first change, and the changes after
+  // it cannot allocate. Either every item is in the index or nothing changed.
+  std::vector<size_t> keep;
+  std::vector<FaissId> stale, kids, list_nos;
+  std::vector<uint8_t> kcodes;
+  std::unique_ptr<faiss::IDSelectorBatch> stale_sel;
+  HAMDB_RETURN_IF_ERROR(CatchFaiss("IVF add", [&] {
     // The last occurrence of each id wins; ids already held are removed
-    // from the lists first (remove_ids keeps every other id unchanged).
+    // from the lists (remove_ids keeps every other id unchanged).
     std::unordered_set<uint64_t> seen;
-    std::vector<size_t> keep;
-    std::vector<FaissId> stale;
     for (size_t i = n; i-- > 0;) {
       if (!seen.insert(ids[i]).second) continue;
       keep.push_back(i);
@@ -195,9 +202,32 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
       }
     }
     std::reverse(keep.begin(), keep.end());
+    kcodes.resize(keep.size() * cb);
+    kids.resize(keep.size());
+    for (size_t j = 0; j < keep.size(); ++j) {
+      std::memcpy(kcodes.data() + j * cb, codes + keep[j] * cb, cb);
+      kids[j] = static_cast<FaissId>(ids[keep[j]]);
+    }
+    list_nos.resize(keep.size());
+    ivf_->quantizer->assign(static_cast<FaissId>(keep.size()), kcodes.data(), list_nos.data());
+    auto* lists = dynamic_cast<faiss::ArrayInvertedLists*>(ivf_->invlists);
+    if (lists == nullptr) throw std::runtime_error("unexpected inverted-list type");
+    std::vector<size_t> per_list(static_cast<size_t>(nlist_), 0);
+    for (FaissId l : list_nos) per_list[static_cast<size_t>(l)]++;
+    for (size_t l = 0; l < per_list.size(); ++l) {
+      if (per_list[l] == 0) continue;
+      lists->ids[l].reserve(lists->ids[l].size() + per_list[l]);
+      lists->codes[l].reserve(lists->codes[l].size() + per_list[l] * cb);
+    }
+    ids_.reserve(ids_.size() + keep.size());
+    slot_of_.Reserve(ids_.size() + keep.size(), ids_.data());
     if (!stale.empty()) {
-      faiss::IDSelectorBatch sel(stale.size(), stale.data());
-      ivf_->remove_ids(sel);
+      stale_sel = std::make_unique<faiss::IDSelectorBatch>(stale.size(), stale.data());
+    }
+  }));
+  return CatchFaiss("IVF add", [&] {
+    if (stale_sel) {
+      ivf_->remove_ids(*stale_sel);
       for (FaissId id : stale) {
         const uint32_t slot = slot_of_.Erase(static_cast<uint64_t>(id), ids_.data());
         const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
@@ -208,14 +238,8 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
         ids_.pop_back();
       }
     }
-    std::vector<uint8_t> kcodes(keep.size() * cb);
-    std::vector<FaissId> kids(keep.size());
-    for (size_t j = 0; j < keep.size(); ++j) {
-      std::memcpy(kcodes.data() + j * cb, codes + keep[j] * cb, cb);
-      kids[j] = static_cast<FaissId>(ids[keep[j]]);
-    }
-    ids_.reserve(ids_.size() + keep.size());
-    ivf_->add_with_ids(static_cast<FaissId>(keep.size()), kcodes.data(), kids.data());
+    ivf_->add_core(static_cast<FaissId>(keep.size()), kcodes.data(), kids.data(),
+                   list_nos.data());
     for (size_t j = 0; j < keep.size(); ++j) {
       ids_.push_back(static_cast<uint64_t>(kids[j]));
       slot_of_.Insert(ids_.back(), static_cast<uint32_t>(ids_.size() - 1), ids_.data());

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "index/binary_index.h"
-#include "index/core/hamming.h"
+#include "core/hamming.h"
 #include "index/id_map.h"
 #include "index/rw_lock.h"
 #include "index/scan.h"

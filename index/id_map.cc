@@ -33,17 +33,25 @@ uint32_t IdSlotMap::Find(uint64_t id, const uint64_t* ids) const {
   return c < cells_.size() ? cells_[c] - 1 : kNoSlot;
 }
 
-void IdSlotMap::Grow(const uint64_t* ids) {
-  std::vector<uint32_t> old;
-  old.swap(cells_);
-  cells_.assign(std::max<size_t>(16, old.size() * 2), 0);
-  const size_t mask = cells_.size() - 1;
-  for (uint32_t v : old) {
+void IdSlotMap::Grow(const uint64_t* ids) { Rehash(std::max<size_t>(16, cells_.size() * 2), ids); }
+
+void IdSlotMap::Rehash(size_t cells, const uint64_t* ids) {
+  // Allocate first: if that throws, the map is unchanged.
+  std::vector<uint32_t> fresh(cells, 0);
+  const size_t mask = cells - 1;
+  for (uint32_t v : cells_) {
     if (v == 0) continue;
     size_t c = Hash(ids[v - 1]) & mask;
-    while (cells_[c] != 0) c = (c + 1) & mask;
-    cells_[c] = v;
+    while (fresh[c] != 0) c = (c + 1) & mask;
+    fresh[c] = v;
   }
+  cells_.swap(fresh);
+}
+
+void IdSlotMap::Reserve(size_t n, const uint64_t* ids) {
+  size_t cells = std::max<size_t>(16, cells_.size());
+  while (n * 4 > cells * 3) cells *= 2;
+  if (cells != cells_.size()) Rehash(cells, ids);
 }
 
 void IdSlotMap::Insert(uint64_t id, uint32_t slot, const uint64_t* ids) {

@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb {
 
@@ -33,6 +33,9 @@ class IdSlotMap {
   // `id` (present, at old_slot == ids index) moves to new_slot. Call before
   // ids[] is updated: ids[old_slot] must still be `id`.
   void Move(uint64_t id, uint32_t old_slot, uint32_t new_slot, const uint64_t* ids);
+  // Makes room for n entries, so that Inserts up to that size cannot
+  // allocate (or throw). Throws std::bad_alloc with the map unchanged.
+  void Reserve(size_t n, const uint64_t* ids);
   // Rebuilds the table for ids[0, n): slot i holds ids[i], all distinct.
   void Rebuild(const uint64_t* ids, size_t n);
   void Clear();
@@ -44,6 +47,7 @@ class IdSlotMap {
   static uint64_t Hash(uint64_t id);
   size_t FindCell(uint64_t id, const uint64_t* ids) const;  // cells_.size() if absent
   void Grow(const uint64_t* ids);
+  void Rehash(size_t cells, const uint64_t* ids);
 
   std::vector<uint32_t> cells_;  // slot + 1; 0 = empty. Size is a power of two.
   size_t size_ = 0;

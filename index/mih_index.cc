@@ -9,7 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 #include "index/parallel.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__

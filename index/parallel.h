@@ -23,7 +23,7 @@
 #include <thread>
 #include <vector>
 
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb {
 

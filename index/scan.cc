@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 #include "index/parallel.h"
 
 namespace hamdb {

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "index/binary_index.h"
-#include "index/core/hamming.h"
-#include "index/core/status.h"
+#include "core/hamming.h"
+#include "core/status.h"
 
 namespace hamdb {
 

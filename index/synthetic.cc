@@ -3,7 +3,7 @@
 #include <cstring>
 #include <random>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb {
 

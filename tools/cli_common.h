@@ -7,7 +7,7 @@
 #include <string>
 
 #include "db/code_store.h"
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb::tools {
 

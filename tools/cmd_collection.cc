@@ -1,7 +1,8 @@
 // hamdb collection create|list|drop, put, get, delete, count.
 #include <nlohmann/json.hpp>
 
-#include "index/core/binary_code.h"
+#include "collection/live_collection.h"
+#include "core/binary_code.h"
 #include "tools/cli_common.h"
 #include "tools/codes_io.h"
 #include "tools/commands.h"
@@ -79,14 +80,16 @@ void AddCollectionCommands(CLI::App* app, int* exit_code) {
   AddDbOption(create, &ca->db);
   create->add_option("name", ca->name, "Collection name ([A-Za-z0-9_.-], up to 64)")->required();
   create->add_option("--bits", ca->bits, "Code length in bits (1..4096)")->required();
-  create->add_option("--index", ca->index_spec, "Index spec: Flat, MIH or MIH<m>")
+  create->add_option("--index", ca->index_spec, "Index spec (docs/index.md): Flat, MIH, MIH<m>, Bucket, IVF<nlist>, GPUFlat, ...")
       ->capture_default_str();
   create->add_option("--settings", ca->settings, "Settings as a JSON object")
       ->capture_default_str();
   create->callback([ca, exit_code] {
     auto store = OpenStore(ca->db);
     if (!store.ok()) { *exit_code = Fail(store.status()); return; }
-    Status s = (*store)->CreateCollection({ca->name, ca->bits, ca->index_spec, ca->settings});
+    StatusOr<CollectionSettings> settings = ParseCollectionSettings(ca->settings, ca->bits);
+    if (!settings.ok()) { *exit_code = Fail(settings.status().WithContext("--settings")); return; }
+    Status s = LiveCollection::Create(store->get(), ca->name, ca->bits, ca->index_spec, *settings);
     if (!s.ok()) { *exit_code = Fail(s); return; }
     std::printf("created collection '%s' (%d bits, index %s)\n", ca->name.c_str(), ca->bits,
                 ca->index_spec.c_str());

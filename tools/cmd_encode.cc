@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "encoder/encoder.h"
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 

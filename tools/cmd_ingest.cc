@@ -29,8 +29,9 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "collection/live_collection.h"
 #include "db/code_store.h"
-#include "encoder/collection_encoding.h"
+#include "collection/image_items.h"
 #include "encoder/encoder.h"
 #include "index/parallel.h"
 #include "tools/cli_common.h"
@@ -203,8 +204,9 @@ int RunIngest(const IngestArgs& a) {
       return Fail(Status::FailedPrecondition("collection '" + a.collection + "' holds " +
                                              std::to_string(info->bits) + "-bit codes; the encoder makes " +
                                              std::to_string(enc.bits())));
-    auto cb = CodebookFromSettingsJson(info->settings_json);
-    bool same = cb.ok() && cb->num_classes() == codebook.num_classes();
+    auto settings = ParseCollectionSettings(info->settings_json, info->bits);
+    const Codebook* cb = settings.ok() && settings->codebook ? &*settings->codebook : nullptr;
+    bool same = cb && cb->num_classes() == codebook.num_classes();
     for (size_t c = 0; same && c < codebook.num_classes(); ++c)
       same = std::equal(codebook.class_code(c), codebook.class_code(c) + codebook.code_bytes(),
                         cb->class_code(c));
@@ -212,12 +214,10 @@ int RunIngest(const IngestArgs& a) {
       return Fail(Status::FailedPrecondition("collection '" + a.collection +
                                              "' was made with a different encoder codebook"));
   } else if (info.status().code() == Status::Code::kNotFound) {
-    CollectionSpec spec;
-    spec.name = a.collection;
-    spec.bits = enc.bits();
-    spec.index_spec = a.index_spec;
-    spec.settings_json = EncoderSettingsJson(model_abs, codebook);
-    Status s = store.CreateCollection(spec);
+    CollectionSettings settings;
+    settings.encoder_path = model_abs;
+    settings.codebook = codebook;
+    Status s = LiveCollection::Create(&store, a.collection, enc.bits(), a.index_spec, settings);
     if (!s.ok()) return Fail(s);
     std::fprintf(stderr, "created collection '%s' (%d bits, index %s)\n", a.collection.c_str(),
                  enc.bits(), a.index_spec.c_str());
@@ -233,6 +233,11 @@ int RunIngest(const IngestArgs& a) {
   std::signal(SIGTERM, OnInterrupt);
   StoreWriteOptions wo;
   wo.sync = !a.no_sync;
+  // Ids the collection's index could not take are refused before they are
+  // stored (path-key ids have 53 bits, so this only guards the contract).
+  if (auto spec = DescribeIndexSpec(store.GetCollection(a.collection)->index_spec); spec.ok()) {
+    wo.max_id = spec->max_id;
+  }
   ThreadPool& pool = ThreadPool::Default();
 
   uint64_t ingested = 0, present = 0, unsupported = 0, failed = 0;

@@ -4,8 +4,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "db/live_collection.h"
-#include "index/core/binary_code.h"
+#include "collection/live_collection.h"
+#include "core/binary_code.h"
 #include "index/synthetic.h"
 #include "tools/cli_common.h"
 #include "tools/codes_io.h"
@@ -52,6 +52,10 @@ int RunSearch(const SearchArgs& a) {
   auto live = LiveCollection::Open(store->get(), a.collection, opts);
   if (progress) progress->Finish();
   if (!live.ok()) return Fail(live.status());
+  if ((*live)->degraded()) {
+    std::fprintf(stderr, "warning: the index could not be built, searching by a scan of the store: %s\n",
+                 (*live)->health().reason.c_str());
+  }
   const double build_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
@@ -65,7 +69,7 @@ int RunSearch(const SearchArgs& a) {
 
   if (a.json) {
     nlohmann::json j = {{"collection", a.collection},
-                        {"index", (*live)->index().spec()},
+                        {"index", (*live)->spec().spec},
                         {"exact", r->exact},
                         {"took_ms", query_ms},
                         {"results", nlohmann::json::array()}};
@@ -76,7 +80,7 @@ int RunSearch(const SearchArgs& a) {
     return 0;
   }
   std::printf("collection '%s': %zu items, index %s built in %.2fs; query %.3f ms, %s\n",
-              a.collection.c_str(), (*live)->index().size(), (*live)->index().spec().c_str(),
+              a.collection.c_str(), (*live)->index_size(), (*live)->spec().spec.c_str(),
               build_s, query_ms, r->exact ? "exact" : "approximate");
   std::printf("%5s %20s %8s  %s\n", "rank", "id", "distance", "code");
   for (size_t i = 0; i < r->neighbors.size(); ++i) {

@@ -4,9 +4,9 @@
 // rebuild every collection's index with progress in the log, then report
 // ready on /readyz. SIGINT / SIGTERM shut down gracefully: stop accepting,
 // finish the requests in flight, exit 0.
+#include <spdlog/spdlog.h>
+
 #include <chrono>
-#include <cstdio>
-#include <ctime>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -16,6 +16,7 @@
 #include "http/service.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
+#include "tools/logging.h"
 
 namespace hamdb::tools {
 
@@ -34,23 +35,16 @@ struct ServeArgs {
   double drain_timeout_s = 30;
   bool no_sync = false;
   int64_t max_k = 100000;
+  size_t max_results = 100000;
+  std::string models_dir;
+  uint64_t max_model_mb = 1024;
+  std::string log_format = "text";
+  std::string log_level = "info";
 };
 
-// Timestamped log lines on stderr, whole lines even from several threads.
-void LogLine(const std::string& line) {
-  static std::mutex mu;
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char ts[32];
-  std::strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  std::lock_guard<std::mutex> lock(mu);
-  std::fprintf(stderr, "%s hamdb serve: %s\n", ts, line.c_str());
-  std::fflush(stderr);
-}
-
 int RunServe(const ServeArgs& a) {
+  Status logging = ConfigureLogging(a.log_format, a.log_level);
+  if (!logging.ok()) return Fail(logging);
   auto store = OpenStore(a.db, true);
   if (!store.ok()) return Fail(store.status());
 
@@ -59,7 +53,9 @@ int RunServe(const ServeArgs& a) {
   so.read_key = a.read_api_key;
   so.sync_writes = !a.no_sync;
   so.max_k = a.max_k;
-  so.log = LogLine;
+  so.max_results = a.max_results;
+  so.models_dir = a.models_dir;
+  so.max_model_bytes = a.max_model_mb << 20;
   // Artifacts are loaded once per path and shared by the collections using them.
   auto cache = std::make_shared<std::map<std::string, std::shared_ptr<const Encoder>>>();
   auto cache_mu = std::make_shared<std::mutex>();
@@ -92,14 +88,13 @@ int RunServe(const ServeArgs& a) {
   http::HttpServer server(&service, o);
   Status s = server.Start();
   if (!s.ok()) return Fail(s);
-  LogLine("listening on http://" + a.host + ":" + std::to_string(server.port()) + " with " +
-          std::to_string(o.threads) + " threads (" +
-          (a.api_key.empty() ? "no API key" : "API keys required") + ", " +
-          (a.no_sync ? "writes not fsynced" : "writes fsynced") + ")");
+  spdlog::info("listening on http://{}:{} with {} threads ({}, {})", a.host, server.port(),
+               o.threads, a.api_key.empty() ? "no API key" : "API keys required",
+               a.no_sync ? "writes not fsynced" : "writes fsynced");
   Status load = service.LoadCollections();
-  if (!load.ok()) LogLine("some collections failed to load: " + load.ToString());
+  if (!load.ok()) spdlog::warn("some collections are degraded or failed to open: {}", load.ToString());
   server.Wait();
-  LogLine("shut down");
+  spdlog::info("shut down");
   return 0;
 }
 
@@ -144,6 +139,23 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
                 "power loss)");
   cmd->add_option("--max-k", a->max_k, "Largest k a search may ask for")
       ->check(CLI::Range(int64_t{1}, int64_t{100000000}))
+      ->capture_default_str();
+  cmd->add_option("--max-results", a->max_results,
+                  "Most results in one response (a radius search, or a batch summed over its "
+                  "queries); beyond it the response says \"truncated\": true")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--models-dir", a->models_dir,
+                  "Directory whose regular files a collection create over HTTP may name as its "
+                  "encoder (without it, such creates are refused)");
+  cmd->add_option("--max-model-mb", a->max_model_mb, "Largest encoder file a create may name, MiB")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--log-format", a->log_format, "Log lines as text or json (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  cmd->add_option("--log-level", a->log_level,
+                  "trace, debug, info, warn, error, critical or off")
       ->capture_default_str();
   cmd->callback([a, exit_code] { *exit_code = RunServe(*a); });
 }

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb::tools {
 

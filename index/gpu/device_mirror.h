@@ -29,7 +29,7 @@
 #include <mutex>
 #include <string>
 
-#include "index/core/status.h"
+#include "core/status.h"
 #include "index/gpu/gpu_scan.h"
 
 namespace hamdb::gpu {

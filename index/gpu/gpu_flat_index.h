@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "index/binary_index.h"
-#include "index/core/hamming.h"
+#include "core/hamming.h"
 #include "index/gpu/device_mirror.h"
 #include "index/gpu/gpu_scan.h"
 #include "index/id_map.h"

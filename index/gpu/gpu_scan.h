@@ -34,7 +34,7 @@
 #include <vector>
 
 #include "index/binary_index.h"
-#include "index/core/status.h"
+#include "core/status.h"
 
 namespace hamdb::gpu {
 

@@ -1,8 +1,8 @@
 // Host halves of the GPU scan: result assembly and the CPU reference.
 #include <algorithm>
 
-#include "index/core/binary_code.h"
-#include "index/core/hamming.h"
+#include "core/binary_code.h"
+#include "core/hamming.h"
 #include "index/gpu/gpu_scan.h"
 
 namespace hamdb::gpu {

@@ -1,4 +1,4 @@
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 #include <gtest/gtest.h>
 

@@ -1,11 +1,11 @@
-#include "index/core/hamming.h"
+#include "core/hamming.h"
 
 #include <gtest/gtest.h>
 
 #include <random>
 #include <vector>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb::testing_util {
 

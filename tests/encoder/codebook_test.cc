@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb {
 namespace {

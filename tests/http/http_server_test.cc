@@ -39,10 +39,10 @@ TEST(HttpServer, KeepAliveAndPipelining) {
   const std::string body = R"({"code":"05","k":1})";
   std::string burst;
   for (const char* target : {"/collections/p/items/3", "/healthz", "/collections/p/items/7"}) {
-    burst += std::string("GET ") + target + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    burst += std::string("GET ") + target + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
   }
   burst +=
-      "POST /collections/p/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+      "POST /collections/p/search HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
       "Content-Length: " +
       std::to_string(body.size()) + "\r\n\r\n" + body;
   asio::write(c.socket(), asio::buffer(burst));
@@ -62,7 +62,7 @@ TEST(HttpServer, ExpectContinue) {
   ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "e"}, {"bits", 8}}).status, 201);
   const std::string body = R"({"items": [{"id": 4, "code": "0f"}]})";
   Client c(h.port());
-  asio::write(c.socket(), asio::buffer("POST /collections/e/items HTTP/1.1\r\nHost: x\r\n"
+  asio::write(c.socket(), asio::buffer("POST /collections/e/items HTTP/1.1\r\nHost: localhost\r\n"
                                        "Content-Type: application/json\r\nExpect: 100-continue\r\n"
                                        "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n"));
   // The interim answer comes before any body byte is sent.
@@ -120,7 +120,7 @@ TEST(HttpServer, ShutdownDrainsARequestInFlight) {
   // Half a request is on the wire when the shutdown starts ...
   const std::string body = R"({"items": [{"id": 1, "code": "ab"}]})";
   const std::string head =
-      "POST /collections/d/items HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "POST /collections/d/items HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
       "application/json\r\nContent-Length: " +
       std::to_string(body.size()) + "\r\n\r\n";
   Client c(h.port());
@@ -257,7 +257,6 @@ TEST(HttpCrash, KillDuringInserts) {
     auto store = CodeStore::Open(child_db);
     if (!store.ok()) _exit(3);
     ServiceOptions so;
-    so.log = [](const std::string&) {};
     Service svc(store->get(), so);
     if (!svc.LoadCollections().ok()) _exit(4);
     ServerOptions o;

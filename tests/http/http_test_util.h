@@ -14,6 +14,7 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -27,7 +28,7 @@
 #include "encoder/image.h"
 #include "http/server.h"
 #include "http/service.h"
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb::http::testing {
 
@@ -237,12 +238,22 @@ class ServerHarness {
     EXPECT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
     if (!so.encoder_loader) {
+      // Any file whose name starts with "fake" loads as the fake encoder.
       so.encoder_loader = [](const std::string& path) -> StatusOr<std::shared_ptr<const Encoder>> {
-        if (path.rfind("fake:", 0) != 0) return Status::NotFound("no encoder artifact at " + path);
+        const std::string file = path.substr(path.find_last_of('/') + 1);
+        if (file.rfind("fake", 0) != 0) return Status::NotFound("no encoder artifact at " + path);
         return std::shared_ptr<const Encoder>(std::make_shared<FakeEncoder>());
       };
     }
-    so.log = [](const std::string&) {};
+    if (so.models_dir.empty()) {
+      // The models directory beside the store: fake-model and fake-m.
+      so.models_dir = dir + ".models";
+      std::filesystem::create_directories(so.models_dir);
+      for (const char* f : {"fake-model", "fake-m"}) {
+        std::ofstream(so.models_dir + "/" + f) << "fake";
+      }
+    }
+    so.rebuild_delay = std::chrono::milliseconds(20);
     o.port = 0;
     o.has_api_key = !so.admin_key.empty() || !so.read_key.empty();
     service_ = std::make_unique<Service>(store_.get(), std::move(so));

@@ -15,6 +15,7 @@
 #include "index/binary_index.h"
 #include "index/synthetic.h"
 #include "tests/index/index_test_util.h"
+#include "index/index_factory.h"
 
 namespace hamdb {
 namespace {

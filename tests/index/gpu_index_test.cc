@@ -16,6 +16,7 @@
 #include "index/gpu/gpu_scan.h"
 #include "index/synthetic.h"
 #include "tests/index/index_test_util.h"
+#include "index/index_factory.h"
 
 namespace hamdb {
 namespace {

@@ -11,6 +11,7 @@
 #include "index/id_map.h"
 #include "index/mih_index.h"
 #include "index/parallel.h"
+#include "index/index_factory.h"
 
 namespace hamdb {
 namespace {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "index/binary_index.h"
-#include "index/core/binary_code.h"
+#include "core/binary_code.h"
 
 namespace hamdb::testing {
 

@@ -13,6 +13,7 @@
 #include "index/binary_index.h"
 #include "index/flat_index.h"
 #include "tests/index/index_test_util.h"
+#include "index/index_factory.h"
 
 namespace hamdb {
 namespace {

@@ -1,0 +1,395 @@
+#include "collection/live_collection.h"
+
+#include <algorithm>
+#include <queue>
+
+#include <spdlog/spdlog.h>
+
+#include "core/binary_code.h"
+#include "core/hamming.h"
+
+namespace hamdb {
+
+using Clock = std::chrono::steady_clock;
+
+Status LiveCollection::Create(CodeStore* store, const std::string& name, int bits,
+                              const std::string& index_spec, const CollectionSettings& settings,
+                              const StoreWriteOptions& wo) {
+  HAMDB_RETURN_IF_ERROR(ValidateCollectionName(name));
+  HAMDB_RETURN_IF_ERROR(ValidateCodeBits(bits));
+  if (settings.codebook && settings.codebook->bits() != bits) {
+    return Status::InvalidArgument("the codebook has " + std::to_string(settings.codebook->bits()) +
+                                   "-bit codes but the collection " + std::to_string(bits));
+  }
+  HAMDB_RETURN_IF_ERROR(CheckIndexSpec(index_spec, bits, settings.codebook.has_value()));
+  CollectionSpec spec;
+  spec.name = name;
+  spec.bits = bits;
+  spec.index_spec = index_spec;
+  spec.settings_json = CollectionSettingsJson(settings);
+  return store->CreateCollection(spec, wo);
+}
+
+LiveCollection::LiveCollection(CodeStore* store, CollectionInfo info, IndexSpecInfo spec,
+                               LiveCollectionOptions options)
+    : store_(store), info_(std::move(info)), spec_(std::move(spec)), options_(std::move(options)) {
+  if (!options_.index_maker) {
+    options_.index_maker = [](std::string_view s, int bits, const IndexOptions& o) {
+      return MakeIndex(s, bits, o);
+    };
+  }
+}
+
+LiveCollection::~LiveCollection() {
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    stopping_ = true;
+  }
+  state_cv_.notify_all();
+  if (rebuild_thread_.joinable()) rebuild_thread_.join();
+}
+
+StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
+    CodeStore* store, std::string_view name, const LiveCollectionOptions& options) {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, store->GetCollection(name));
+  const bool override_spec = !options.index_spec.empty();
+  const std::string spec_text = override_spec ? options.index_spec : info.index_spec;
+  StatusOr<IndexSpecInfo> spec = DescribeIndexSpec(spec_text);
+  if (!spec.ok() && override_spec) return spec.status();
+  // A stored spec this build cannot read still opens, degraded.
+  IndexSpecInfo described = spec.ok() ? *spec : IndexSpecInfo{};
+  if (!spec.ok()) described.spec = spec_text;
+  std::unique_ptr<LiveCollection> c(
+      new LiveCollection(store, std::move(info), std::move(described), options));
+
+  Status broken = spec.status();
+  StatusOr<CollectionSettings> settings = ParseCollectionSettings(c->info_.settings_json, c->bits());
+  if (settings.ok()) {
+    c->settings_ = std::move(settings).value();
+    if (c->settings_.codebook) c->index_options_.codebook = PackedClassCodes(*c->settings_.codebook);
+  } else if (broken.ok()) {
+    broken = settings.status().WithContext("collection settings");
+  }
+  if (broken.ok()) {
+    Status check = CheckIndexSpec(c->spec_.spec, c->bits(), !c->index_options_.codebook.empty());
+    if (!check.ok() && override_spec) return check;
+    broken = check;
+  }
+
+  // The encoder binding: failures are kept and reported, never fatal.
+  if (!c->settings_.encoder_path.empty()) {
+    StatusOr<std::shared_ptr<const Encoder>> enc =
+        options.encoder ? StatusOr<std::shared_ptr<const Encoder>>(options.encoder)
+        : options.encoder_loader
+            ? options.encoder_loader(c->settings_.encoder_path)
+            : StatusOr<std::shared_ptr<const Encoder>>(
+                  Status::NotSupported("this process was started without encoder support"));
+    if (enc.ok() && *enc && (*enc)->bits() == c->bits()) {
+      c->encoder_ = std::move(enc).value();
+    } else {
+      c->encoder_error_ =
+          enc.ok() ? Status::InvalidArgument("the encoder's code length differs from the collection's")
+                   : enc.status();
+    }
+  }
+
+  if (broken.ok()) {
+    std::lock_guard<std::mutex> write(c->write_mu_);
+    StatusOr<std::shared_ptr<BinaryIndex>> index = c->BuildIndex();
+    if (index.ok()) {
+      c->index_ = std::move(index).value();
+      return c;
+    }
+    // A failed store read is the store's error, not the index's.
+    if (index.status().code() == Status::Code::kIOError) return index.status();
+    broken = index.status();
+  }
+  c->MarkDegraded(broken.WithContext("index " + c->spec_.spec + " could not be built"));
+  return c;
+}
+
+StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex() const {
+  HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> index,
+                         options_.index_maker(spec_.spec, bits(), index_options_));
+  uint64_t total = 0;
+  if (options_.progress) {
+    HAMDB_ASSIGN_OR_RETURN(total, store_->Count(info_.name));
+    options_.progress(0, total);
+  }
+  // The scan is gathered and handed to the index in one Add: a bulk build is
+  // much cheaper for MIH than many incremental batches (each of which may
+  // trigger a table rebuild), and the index keeps a copy of every code anyway.
+  const size_t nb = code_bytes(bits());
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  try {
+    ids.reserve(total);
+    codes.reserve(total * nb);
+    HAMDB_RETURN_IF_ERROR(store_->ScanCodes(
+        info_.name,
+        [&](const uint64_t* chunk_ids, const uint8_t* chunk_codes, size_t n) {
+          ids.insert(ids.end(), chunk_ids, chunk_ids + n);
+          codes.insert(codes.end(), chunk_codes, chunk_codes + n * nb);
+          if (options_.progress) options_.progress(ids.size(), std::max<uint64_t>(total, ids.size()));
+          return true;
+        },
+        options_.scan_chunk));
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("out of memory reading the codes of '" + info_.name + "'");
+  }
+  HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), codes.data(), ids.size()));
+  return std::shared_ptr<BinaryIndex>(std::move(index));
+}
+
+std::shared_ptr<BinaryIndex> LiveCollection::CurrentIndex() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return index_;
+}
+
+CollectionHealth LiveCollection::health() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  CollectionHealth h;
+  h.degraded = index_ == nullptr;
+  h.reason = degraded_reason_;
+  h.failed_rebuilds = failed_rebuilds_;
+  if (h.degraded) {
+    h.next_rebuild_in_s =
+        std::max(0.0, std::chrono::duration<double>(next_rebuild_ - Clock::now()).count());
+  }
+  return h;
+}
+
+size_t LiveCollection::index_size() const {
+  std::shared_ptr<const BinaryIndex> index = CurrentIndex();
+  return index ? index->size() : 0;
+}
+
+size_t LiveCollection::index_memory_bytes() const {
+  std::shared_ptr<const BinaryIndex> index = CurrentIndex();
+  return index ? index->memory_bytes() : 0;
+}
+
+void LiveCollection::MarkDegraded(const Status& why) {
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    index_.reset();
+    degraded_reason_ = why.ToString();
+    failed_rebuilds_ = 0;
+    next_rebuild_ = Clock::now() + options_.rebuild_delay;
+    if (!rebuild_thread_.joinable()) rebuild_thread_ = std::thread([this] { RebuildLoop(); });
+  }
+  state_cv_.notify_all();
+  spdlog::warn("collection '{}' is degraded (searches scan the store until the index is rebuilt): {}",
+               info_.name, why.ToString());
+}
+
+std::string LiveCollection::IndexFailureWarning(const Status& why, const char* what) {
+  MarkDegraded(why.WithContext(std::string("index update after a durable ") + what + " failed"));
+  return std::string(what) +
+         " is durable, but the index update failed; the collection is degraded and its index "
+         "is being rebuilt in the background: " +
+         why.ToString();
+}
+
+void LiveCollection::RebuildLoop() {
+  std::unique_lock<std::mutex> lock(state_mu_);
+  while (!stopping_) {
+    if (index_ != nullptr) {
+      state_cv_.wait(lock);
+      continue;
+    }
+    if (Clock::now() < next_rebuild_) {
+      state_cv_.wait_until(lock, next_rebuild_);
+      continue;
+    }
+    lock.unlock();
+    StatusOr<std::shared_ptr<BinaryIndex>> built = Status::Internal("not run");
+    {
+      // Writes wait while the index is rebuilt, so none is missed by it.
+      std::lock_guard<std::mutex> write(write_mu_);
+      try {
+        built = BuildIndex();
+      } catch (const std::exception& e) {
+        built = Status::Internal(std::string("rebuild threw: ") + e.what());
+      }
+      lock.lock();
+      if (built.ok()) {
+        index_ = std::move(built).value();
+        degraded_reason_.clear();
+        failed_rebuilds_ = 0;
+      }
+    }
+    if (built.ok()) {
+      state_cv_.notify_all();
+      spdlog::info("collection '{}': index {} rebuilt, {} items, healthy again", info_.name,
+                   spec_.spec, index_->size());
+      continue;
+    }
+    ++failed_rebuilds_;
+    const auto wait = std::min<std::chrono::milliseconds>(
+        options_.max_rebuild_delay,
+        options_.rebuild_delay * (int64_t{1} << std::min(failed_rebuilds_, 20)));
+    next_rebuild_ = Clock::now() + wait;
+    degraded_reason_ = built.status().WithContext("index rebuild failed").ToString();
+    spdlog::warn("collection '{}': index rebuild {} failed, next try in {} ms: {}", info_.name,
+                 failed_rebuilds_, wait.count(), built.status().ToString());
+  }
+}
+
+bool LiveCollection::WaitHealthy(std::chrono::milliseconds timeout) const {
+  std::unique_lock<std::mutex> lock(state_mu_);
+  return state_cv_.wait_for(lock, timeout, [this] { return index_ != nullptr; });
+}
+
+Status LiveCollection::Put(const std::vector<ItemInput>& items, const StoreWriteOptions& wo,
+                           std::vector<uint64_t>* assigned_ids, std::string* warning) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  StoreWriteOptions checked = wo;
+  checked.max_id = std::min(wo.max_id, spec_.max_id);
+  std::vector<uint64_t> ids;
+  HAMDB_RETURN_IF_ERROR(store_->Put(info_.name, items, checked, &ids));
+  std::shared_ptr<BinaryIndex> index = CurrentIndex();
+  Status s;
+  if (index) {
+    // The store validated every code; gather them for one index call. A
+    // repeated id in one batch ends with its last code, in both places.
+    try {
+      const size_t nb = code_bytes(bits());
+      std::vector<uint8_t> codes(items.size() * nb);
+      for (size_t i = 0; i < items.size(); ++i) {
+        std::copy(items[i].code.begin(), items[i].code.end(), codes.begin() + i * nb);
+      }
+      s = index->Add(ids.data(), codes.data(), ids.size());
+    } catch (const std::bad_alloc&) {
+      s = Status::ResourceExhausted("out of memory");
+    }
+  }
+  if (assigned_ids) *assigned_ids = std::move(ids);
+  if (!s.ok()) {
+    std::string w = IndexFailureWarning(s, "write");
+    if (warning) *warning = std::move(w);
+  }
+  return Status::OK();
+}
+
+Status LiveCollection::PutCodes(const uint64_t* ids, const uint8_t* codes, size_t n,
+                                const StoreWriteOptions& wo, std::vector<uint64_t>* assigned_ids,
+                                std::string* warning) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  StoreWriteOptions checked = wo;
+  checked.max_id = std::min(wo.max_id, spec_.max_id);
+  std::vector<uint64_t> out_ids;
+  HAMDB_RETURN_IF_ERROR(store_->PutCodes(info_.name, ids, codes, n, checked, &out_ids));
+  std::shared_ptr<BinaryIndex> index = CurrentIndex();
+  Status s;
+  if (index) {
+    try {
+      s = index->Add(out_ids.data(), codes, n);
+    } catch (const std::bad_alloc&) {
+      s = Status::ResourceExhausted("out of memory");
+    }
+  }
+  if (assigned_ids) *assigned_ids = std::move(out_ids);
+  if (!s.ok()) {
+    std::string w = IndexFailureWarning(s, "write");
+    if (warning) *warning = std::move(w);
+  }
+  return Status::OK();
+}
+
+Status LiveCollection::Delete(const std::vector<uint64_t>& ids, const StoreWriteOptions& wo,
+                              size_t* deleted, std::string* warning) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  HAMDB_RETURN_IF_ERROR(store_->Delete(info_.name, ids, wo, deleted));
+  std::shared_ptr<BinaryIndex> index = CurrentIndex();
+  Status s;
+  if (index) {
+    try {
+      s = index->Remove(ids.data(), ids.size(), nullptr);
+    } catch (const std::bad_alloc&) {
+      s = Status::ResourceExhausted("out of memory");
+    }
+  }
+  if (!s.ok()) {
+    std::string w = IndexFailureWarning(s, "delete");
+    if (warning) *warning = std::move(w);
+  }
+  return Status::OK();
+}
+
+StatusOr<Item> LiveCollection::Get(uint64_t id) const { return store_->Get(info_.name, id); }
+
+StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k, uint32_t radius,
+                                                 bool is_range) const {
+  if (!is_range && k == 0) return Status::InvalidArgument("k must be >= 1");
+  const size_t nb = code_bytes(bits());
+  const HammingKernel kernel = SelectHammingKernel(nb);
+  // k-NN: a max-heap of the k best (distance, id) pairs seen so far.
+  std::priority_queue<Neighbor, std::vector<Neighbor>, decltype(&NeighborLess)> heap(NeighborLess);
+  std::vector<Neighbor> found;
+  std::vector<uint16_t> dist;
+  HAMDB_RETURN_IF_ERROR(store_->ScanCodes(
+      info_.name,
+      [&](const uint64_t* ids, const uint8_t* codes, size_t n) {
+        dist.resize(n);
+        kernel.distances(query, codes, n, nb, dist.data());
+        for (size_t i = 0; i < n; ++i) {
+          const Neighbor nbr{ids[i], dist[i]};
+          if (is_range) {
+            if (nbr.distance <= radius) found.push_back(nbr);
+          } else if (heap.size() < k) {
+            heap.push(nbr);
+          } else if (NeighborLess(nbr, heap.top())) {
+            heap.pop();
+            heap.push(nbr);
+          }
+        }
+        return true;
+      },
+      options_.scan_chunk));
+  SearchResult r;
+  if (!is_range) {
+    while (!heap.empty()) {
+      found.push_back(heap.top());
+      heap.pop();
+    }
+  }
+  std::sort(found.begin(), found.end(), NeighborLess);
+  r.neighbors = std::move(found);
+  r.exact = true;
+  return r;
+}
+
+StatusOr<SearchResult> LiveCollection::Search(const uint8_t* query, size_t k,
+                                              const SearchParams& p, bool* from_store_scan) const {
+  std::shared_ptr<const BinaryIndex> index = CurrentIndex();
+  if (from_store_scan) *from_store_scan = index == nullptr;
+  if (!index) return ScanStore(query, k, 0, false);
+  return index->Search(query, k, p);
+}
+
+StatusOr<SearchResult> LiveCollection::RangeSearch(const uint8_t* query, uint32_t radius,
+                                                   const SearchParams& p,
+                                                   bool* from_store_scan) const {
+  std::shared_ptr<const BinaryIndex> index = CurrentIndex();
+  if (from_store_scan) *from_store_scan = index == nullptr;
+  if (!index) return ScanStore(query, 0, radius, true);
+  return index->RangeSearch(query, radius, p);
+}
+
+Status LiveCollection::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
+                                   const SearchParams& p, std::vector<SearchResult>* out,
+                                   bool* from_store_scan) const {
+  std::shared_ptr<const BinaryIndex> index = CurrentIndex();
+  if (from_store_scan) *from_store_scan = index == nullptr;
+  if (index) return index->SearchBatch(queries, nq, k, p, out);
+  out->clear();
+  const size_t nb = code_bytes(bits());
+  for (size_t q = 0; q < nq; ++q) {
+    HAMDB_ASSIGN_OR_RETURN(SearchResult r, ScanStore(queries + q * nb, k, 0, false));
+    out->push_back(std::move(r));
+  }
+  return Status::OK();
+}
+
+}  // namespace hamdb

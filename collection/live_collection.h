@@ -1,0 +1,186 @@
+// LiveCollection: the one owner of a collection's state. It opens a
+// collection (settings, encoder binding, spec to index, index built from the
+// store), writes to the store first and the index second, answers searches
+// and the metadata lookups for hits, and owns the collection's health.
+//
+// Consistency contract (docs/storage.md):
+//  - Everything an index can refuse that is known before a write (ids above
+//    the spec's max_id, code lengths, padding) is checked by the store's
+//    atomic batch before anything is written: a refused batch stores nothing.
+//  - A write is acknowledged only once it is durable in the store. If the
+//    index update then fails (out of memory, a FAISS exception), the write
+//    still succeeds, with *warning set: the collection turns degraded, drops
+//    its index and rebuilds it from the store on a background thread, with
+//    exponential back-off between failed attempts (never a hot loop).
+//  - While degraded, gets, writes and deletes work as usual, and every search
+//    is answered by an exact scan of the store (slower, but exact), flagged by
+//    *from_store_scan.
+//  - Open never fails because of data the collection accepted: if the index
+//    cannot be built at start the collection opens degraded, with the reason
+//    in health(), and the background rebuild takes over.
+//
+// Thread safety: every method may be called from many threads at once.
+// Writes (and rebuilds) are serialised by an internal mutex; searches run
+// concurrently with them. The CodeStore must outlive the LiveCollection.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "collection/settings.h"
+#include "db/code_store.h"
+#include "encoder/encoder.h"
+#include "index/binary_index.h"
+#include "index/index_factory.h"
+
+namespace hamdb {
+
+// Loads an encoder artifact (`hamdb serve` passes Encoder::Load; torch-free
+// callers and tests pass their own).
+using EncoderLoader =
+    std::function<StatusOr<std::shared_ptr<const Encoder>>(const std::string& path)>;
+
+// Builds an empty index; MakeIndex unless a test injects another.
+using IndexMaker = std::function<StatusOr<std::unique_ptr<BinaryIndex>>(
+    std::string_view spec, int bits, const IndexOptions& options)>;
+
+struct LiveCollectionOptions {
+  // Index spec; empty means the collection's own (CollectionInfo::index_spec).
+  // A bad spec given here is an error of Open; the stored one never is.
+  std::string index_spec;
+  // Loads the encoder named in the settings. Unset: no encoder is loaded and
+  // encoder_error() says why.
+  EncoderLoader encoder_loader;
+  // An encoder already loaded for this collection (a create that just loaded
+  // it); used instead of calling encoder_loader.
+  std::shared_ptr<const Encoder> encoder;
+  // Called during the build with (codes read from the store so far, codes in
+  // total); the index is then built from them in one bulk Add.
+  std::function<void(uint64_t done, uint64_t total)> progress;
+  // Items per scan chunk during the build and the store-scan searches.
+  size_t scan_chunk = 65536;
+  IndexMaker index_maker;
+  // Back-off of the background rebuild: the first retry waits rebuild_delay,
+  // each failure doubles the wait, up to max_rebuild_delay.
+  std::chrono::milliseconds rebuild_delay{1000};
+  std::chrono::milliseconds max_rebuild_delay{std::chrono::minutes(5)};
+};
+
+// What GET /collections/{name} shows of a collection's state.
+struct CollectionHealth {
+  bool degraded = false;
+  std::string reason;            // why it is degraded; empty when healthy
+  int failed_rebuilds = 0;       // since it turned degraded
+  double next_rebuild_in_s = 0;  // when degraded: until the next attempt
+};
+
+class LiveCollection {
+ public:
+  // Checks, then creates a collection in the store: the name, bits, the
+  // index spec against the table (a codebook is needed for bucket specs and
+  // taken from settings.codebook), the settings. Nothing is written when a
+  // check fails. InvalidArgument, FailedPrecondition, AlreadyExists.
+  static Status Create(CodeStore* store, const std::string& name, int bits,
+                       const std::string& index_spec, const CollectionSettings& settings,
+                       const StoreWriteOptions& wo = {});
+
+  // Opens a collection and builds its index from the store. Errors: NotFound
+  // (no such collection), InvalidArgument or FailedPrecondition for a bad
+  // options.index_spec, a store read error. Anything else that prevents the
+  // index from being built opens the collection degraded (see above).
+  static StatusOr<std::unique_ptr<LiveCollection>> Open(CodeStore* store, std::string_view name,
+                                                        const LiveCollectionOptions& options = {});
+  ~LiveCollection();
+  LiveCollection(const LiveCollection&) = delete;
+  LiveCollection& operator=(const LiveCollection&) = delete;
+
+  const CollectionInfo& info() const { return info_; }
+  int bits() const { return info_.bits; }
+  // The spec in use (options.index_spec or the stored one) and its table row.
+  const IndexSpecInfo& spec() const { return spec_; }
+  const CollectionSettings& settings() const { return settings_; }
+  // Null when the collection has no encoder or it failed to load.
+  const std::shared_ptr<const Encoder>& encoder() const { return encoder_; }
+  // Why encoder() is null although the settings name an encoder.
+  const Status& encoder_error() const { return encoder_error_; }
+
+  CollectionHealth health() const;
+  bool degraded() const { return health().degraded; }
+  // Items and heap bytes of the index (0 while degraded: there is none).
+  size_t index_size() const;
+  size_t index_memory_bytes() const;
+
+  // Store first (durable, atomic), then the index. Same contracts as
+  // CodeStore::Put / PutCodes / Delete, with ids above spec().max_id refused
+  // before anything is written. *warning (optional) is set when the write is
+  // durable but the index update failed (the collection is then degraded).
+  Status Put(const std::vector<ItemInput>& items, const StoreWriteOptions& wo = {},
+             std::vector<uint64_t>* assigned_ids = nullptr, std::string* warning = nullptr);
+  Status PutCodes(const uint64_t* ids, const uint8_t* codes, size_t n,
+                  const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr,
+                  std::string* warning = nullptr);
+  Status Delete(const std::vector<uint64_t>& ids, const StoreWriteOptions& wo = {},
+                size_t* deleted = nullptr, std::string* warning = nullptr);
+
+  // A stored item (the metadata lookup for hits). NotFound when absent.
+  StatusOr<Item> Get(uint64_t id) const;
+
+  // Searches (see BinaryIndex); queries are code_bytes(bits) bytes each.
+  // *from_store_scan (optional) tells whether a degraded collection answered
+  // by an exact scan of the store.
+  StatusOr<SearchResult> Search(const uint8_t* query, size_t k, const SearchParams& p = {},
+                                bool* from_store_scan = nullptr) const;
+  StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
+                                     const SearchParams& p = {},
+                                     bool* from_store_scan = nullptr) const;
+  Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& p,
+                     std::vector<SearchResult>* out, bool* from_store_scan = nullptr) const;
+
+  // Blocks until the collection is healthy or `timeout` passes; true when
+  // healthy. For tests and tools that need the rebuilt index.
+  bool WaitHealthy(std::chrono::milliseconds timeout) const;
+
+ private:
+  LiveCollection(CodeStore* store, CollectionInfo info, IndexSpecInfo spec,
+                 LiveCollectionOptions options);
+
+  // Builds a fresh index from the store. Caller holds write_mu_.
+  StatusOr<std::shared_ptr<BinaryIndex>> BuildIndex() const;
+  std::shared_ptr<BinaryIndex> CurrentIndex() const;
+  // Drops the index, records why and wakes the rebuild thread.
+  void MarkDegraded(const Status& why);
+  std::string IndexFailureWarning(const Status& why, const char* what);
+  void RebuildLoop();
+  StatusOr<SearchResult> ScanStore(const uint8_t* query, size_t k, uint32_t radius,
+                                   bool is_range) const;
+
+  CodeStore* store_;
+  CollectionInfo info_;
+  IndexSpecInfo spec_;
+  LiveCollectionOptions options_;
+  CollectionSettings settings_;
+  IndexOptions index_options_;
+  std::shared_ptr<const Encoder> encoder_;
+  Status encoder_error_;
+
+  std::mutex write_mu_;  // serialises store + index writes and rebuilds
+
+  mutable std::mutex state_mu_;  // guards the fields below
+  mutable std::condition_variable state_cv_;
+  std::shared_ptr<BinaryIndex> index_;  // null while degraded
+  std::string degraded_reason_;
+  int failed_rebuilds_ = 0;
+  std::chrono::steady_clock::time_point next_rebuild_;
+  bool stopping_ = false;
+  std::thread rebuild_thread_;
+};
+
+}  // namespace hamdb

@@ -1,0 +1,90 @@
+#include "collection/settings.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/binary_code.h"
+
+namespace hamdb {
+
+using nlohmann::json;
+
+namespace {
+
+StatusOr<Codebook> ParseCodebook(const json& cb, int bits) {
+  if (!cb.is_object()) return Status::InvalidArgument("settings.codebook is not an object");
+  auto k = cb.find("bits");
+  if (k == cb.end() || !k->is_number_integer() || k->get<int64_t>() != bits) {
+    return Status::InvalidArgument("settings.codebook.bits must equal the collection's " +
+                                   std::to_string(bits) + " bits");
+  }
+  auto codes = cb.find("codes");
+  if (codes == cb.end() || !codes->is_array() || codes->empty()) {
+    return Status::InvalidArgument("settings.codebook.codes must be a non-empty array of codes");
+  }
+  std::vector<uint8_t> packed;
+  packed.reserve(codes->size() * code_bytes(bits));
+  for (size_t i = 0; i < codes->size(); ++i) {
+    const json& c = (*codes)[i];
+    const std::string where = "settings.codebook.codes[" + std::to_string(i) + "]";
+    if (!c.is_string()) return Status::InvalidArgument(where + " is not a string");
+    StatusOr<std::vector<uint8_t>> code = ParseCode(c.get_ref<const std::string&>(), bits);
+    if (!code.ok()) return code.status().WithContext(where);
+    packed.insert(packed.end(), code->begin(), code->end());
+  }
+  std::vector<std::string> names;
+  if (auto n = cb.find("class_names"); n != cb.end() && !n->is_null()) {
+    if (!n->is_array()) {
+      return Status::InvalidArgument("settings.codebook.class_names must be an array");
+    }
+    for (const json& s : *n) {
+      if (!s.is_string()) {
+        return Status::InvalidArgument("settings.codebook.class_names must hold strings");
+      }
+      names.push_back(s.get<std::string>());
+    }
+  }
+  return Codebook::Create(bits, std::move(packed), std::move(names));
+}
+
+}  // namespace
+
+StatusOr<CollectionSettings> ParseCollectionSettings(std::string_view settings_json, int bits) {
+  const json j = json::parse(settings_json.begin(), settings_json.end(), nullptr,
+                             /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::InvalidArgument("collection settings are not a JSON object");
+  }
+  CollectionSettings settings;
+  if (auto it = j.find("encoder"); it != j.end() && !it->is_null()) {
+    if (!it->is_string() || it->get_ref<const std::string&>().empty()) {
+      return Status::InvalidArgument("settings.encoder must be a non-empty path");
+    }
+    settings.encoder_path = it->get<std::string>();
+  }
+  if (auto it = j.find("codebook"); it != j.end() && !it->is_null()) {
+    HAMDB_ASSIGN_OR_RETURN(Codebook codebook, ParseCodebook(*it, bits));
+    settings.codebook = std::move(codebook);
+  }
+  return settings;
+}
+
+std::string CollectionSettingsJson(const CollectionSettings& settings) {
+  json j = json::object();
+  if (!settings.encoder_path.empty()) j["encoder"] = settings.encoder_path;
+  if (settings.codebook) {
+    const Codebook& cb = *settings.codebook;
+    json codes = json::array();
+    for (size_t c = 0; c < cb.num_classes(); ++c) {
+      codes.push_back(FormatHex(cb.class_code(c), cb.bits()));
+    }
+    j["codebook"] = {{"bits", cb.bits()}, {"codes", codes}, {"class_names", cb.class_names()}};
+  }
+  return j.dump();
+}
+
+std::vector<uint8_t> PackedClassCodes(const Codebook& codebook) {
+  const uint8_t* first = codebook.class_code(0);
+  return std::vector<uint8_t>(first, first + codebook.num_classes() * codebook.code_bytes());
+}
+
+}  // namespace hamdb

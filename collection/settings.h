@@ -1,0 +1,42 @@
+// CollectionSettings: what a collection keeps beside its codes in the
+// store's free-form settings JSON (CollectionInfo::settings_json), and the
+// one reader and the one writer of that JSON (docs/storage.md).
+//
+// Layout, a JSON object; every field is optional:
+//   {"encoder": "<artifact path>",
+//    "codebook": {"bits": K, "codes": ["<hex>", ...], "class_names": [...]}}
+// The codebook is copied from the encoder into the settings so that a
+// collection can still be decoded and bucketed when the artifact is moved or
+// lost. Fields this build does not know are ignored by the reader.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "encoder/codebook.h"
+
+namespace hamdb {
+
+struct CollectionSettings {
+  std::string encoder_path;          // empty: the collection has no encoder
+  std::optional<Codebook> codebook;  // the encoder's class codes, when known
+};
+
+// Reads the settings of a collection of `bits`-bit codes. InvalidArgument
+// when the JSON is not an object or a field is malformed: a codebook whose
+// bits differ from `bits`, an empty or bad code list, non-string names, an
+// encoder path that is not a non-empty string.
+StatusOr<CollectionSettings> ParseCollectionSettings(std::string_view settings_json, int bits);
+
+// The settings JSON for `settings` (the layout above).
+std::string CollectionSettingsJson(const CollectionSettings& settings);
+
+// The codebook's class codes packed back to back, class i at offset
+// i * code_bytes (IndexOptions::codebook).
+std::vector<uint8_t> PackedClassCodes(const Codebook& codebook);
+
+}  // namespace hamdb

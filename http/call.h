@@ -1,0 +1,109 @@
+// Private to http/: one request in flight. The route table (service.cc)
+// picks a handler; the handlers live one file per resource
+// (collections_routes.cc, items_routes.cc, search_routes.cc) and share the
+// parsing helpers declared here.
+//
+// Inside http/ a failed request is an ApiError thrown from the depth of the
+// parsing code and caught in Service::Handle, the only entry point; it never
+// crosses the Service API.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "collection/live_collection.h"
+#include "http/http_util.h"
+#include "http/service.h"
+
+namespace hamdb::http {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct ApiError {
+  int status;
+  std::string code;
+  std::string message;
+};
+
+[[noreturn]] void Fail(int status, std::string code, std::string message);
+// The HTTP status for a Status from the layers below.
+[[noreturn]] void FailStatus(const Status& s);
+inline void Check(const Status& s) {
+  if (!s.ok()) FailStatus(s);
+}
+template <typename T>
+T ValueOr(StatusOr<T> s) {
+  if (!s.ok()) FailStatus(s.status());
+  return std::move(s).value();
+}
+
+double MsSince(Clock::time_point t0);
+Response JsonResponse(int status, const json& body);
+bool IsImageType(const std::string& media);
+
+// A collection as the service holds it.
+struct Service::Collection {
+  std::string name;
+  std::unique_ptr<LiveCollection> live;  // null only when the store failed
+  Status open_error;
+  // Writers hold it shared; a drop takes it exclusively and sets `dropped`,
+  // so no write lands in the store after (or during) the collection's drop.
+  std::shared_mutex life_mu;
+  bool dropped = false;
+};
+
+class Service::Call {
+ public:
+  Call(Service* s, const Request& r) : svc_(s), req_(r) {}
+
+  enum class Access { kPublic, kRead, kAdmin };
+
+  Response Run(std::string* route);
+
+  // Handlers, one per route (see the route table in service.cc).
+  // service.cc
+  Response Healthz();
+  Response Readyz();
+  Response MetricsText();
+  // collections_routes.cc
+  Response ListCollections();
+  Response CreateCollection();
+  Response DescribeCollection();
+  Response DropCollection();
+  // items_routes.cc
+  Response InsertItems();
+  Response GetItem();
+  Response DeleteItem();
+  Response DeleteItems();
+  // search_routes.cc
+  Response Search();
+  Response SearchBatch();
+
+ private:
+  void CheckHost() const;
+  void Authorize(Access level) const;
+  void RequireReady() const;
+
+  // Body helpers.
+  json ParseJsonBody() const;
+  // The collection named by the route; 404 / 503 when missing or unusable.
+  std::shared_ptr<Collection> GetCollection() const;
+  std::vector<uint8_t> ParseCodeField(const json& v, int bits, const std::string& what) const;
+  EncodedImage EncodeImage(const LiveCollection& c, const uint8_t* data, size_t n) const;
+  json Describe(const Collection& c) const;
+  // The route's {name} and {id} segments.
+  const std::string& name() const { return target_.segments[1]; }
+  const std::string& item_id() const { return target_.segments[3]; }
+
+  Service* svc_;
+  const Request& req_;
+  Target target_;
+};
+
+}  // namespace hamdb::http

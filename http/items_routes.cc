@@ -1,0 +1,215 @@
+// /collections/{name}/items: insert (codes or images), get, delete.
+#include <algorithm>
+
+#include "collection/image_items.h"
+#include "core/binary_code.h"
+#include "http/call.h"
+
+namespace hamdb::http {
+
+namespace {
+
+// The query-string parameters of a raw image upload.
+void ParseImageQuery(const std::map<std::string, std::string>& query, std::optional<uint64_t>* id,
+                     std::optional<int64_t>* label) {
+  if (auto it = query.find("id"); it != query.end()) {
+    uint64_t v = 0;
+    if (!ParseUint64(it->second, &v)) Fail(400, "bad_request", "'id' must be an unsigned integer");
+    *id = v;
+  }
+  if (auto it = query.find("label"); it != query.end()) {
+    int64_t v = 0;
+    if (!ParseInt64(it->second, &v)) Fail(400, "bad_request", "'label' must be an integer");
+    *label = v;
+  }
+}
+
+}  // namespace
+
+Response Service::Call::InsertItems() {
+  std::shared_ptr<Collection> c = GetCollection();
+  LiveCollection& live = *c->live;
+  const int bits = live.bits();
+  const std::string media = MediaType(req_.content_type);
+  std::vector<ItemInput> items;
+  bool bare_codes = true;  // only codes (and ids): the store's fast path
+
+  auto add_image = [&](const uint8_t* data, size_t n, std::optional<uint64_t> id,
+                       std::optional<int64_t> label, const std::string& extra_meta) {
+    EncodedImage e = EncodeImage(live, data, n);
+    const Codebook& book =
+        live.settings().codebook ? *live.settings().codebook : live.encoder()->codebook();
+    StatusOr<ItemInput> item = MakeImageItem(e, book, id, label, "", extra_meta);
+    if (!item.ok()) Fail(422, "invalid_argument", item.status().message());
+    items.push_back(std::move(item).value());
+    bare_codes = false;
+  };
+
+  if (IsImageType(media)) {
+    std::optional<uint64_t> id;
+    std::optional<int64_t> label;
+    ParseImageQuery(target_.query, &id, &label);
+    add_image(reinterpret_cast<const uint8_t*>(req_.body.data()), req_.body.size(), id, label, "");
+  } else {
+    const json j = ParseJsonBody();
+    auto it = j.find("items");
+    if (it == j.end() || !it->is_array()) {
+      Fail(400, "bad_request", "'items' (an array of item objects) is required");
+    }
+    if (it->empty()) Fail(422, "invalid_argument", "'items' is empty");
+    items.reserve(it->size());
+    for (size_t i = 0; i < it->size(); ++i) {
+      const json& v = (*it)[i];
+      const std::string where = "items[" + std::to_string(i) + "]";
+      if (!v.is_object()) Fail(400, "bad_request", where + " must be an object");
+      std::optional<uint64_t> id;
+      std::optional<int64_t> label;
+      std::string meta;
+      if (auto f = v.find("id"); f != v.end() && !f->is_null()) {
+        if (!f->is_number_integer()) Fail(400, "bad_request", where + ".id must be an integer");
+        if (!f->is_number_unsigned()) Fail(422, "invalid_argument", where + ".id must be >= 0");
+        id = f->get<uint64_t>();
+      }
+      if (auto f = v.find("label"); f != v.end() && !f->is_null()) {
+        if (!f->is_number_integer()) Fail(400, "bad_request", where + ".label must be an integer");
+        if (f->is_number_unsigned() && f->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+          Fail(422, "invalid_argument", where + ".label is out of range");
+        }
+        label = f->get<int64_t>();
+      }
+      if (auto f = v.find("metadata"); f != v.end() && !f->is_null()) meta = f->dump();
+      const bool has_code = v.contains("code"), has_image = v.contains("image");
+      if (has_code == has_image) {
+        Fail(422, "invalid_argument", where + " needs exactly one of 'code' and 'image'");
+      }
+      if (has_code) {
+        ItemInput item;
+        item.id = id;
+        item.label = label;
+        item.metadata_json = std::move(meta);
+        item.code = ParseCodeField(v["code"], bits, where + ".code");
+        if (auto f = v.find("class_code"); f != v.end() && !f->is_null()) {
+          item.class_code = ParseCodeField(*f, bits, where + ".class_code");
+        }
+        if (item.label || item.class_code || !item.metadata_json.empty()) bare_codes = false;
+        items.push_back(std::move(item));
+      } else {
+        const json& img = v["image"];
+        if (!img.is_string()) Fail(400, "bad_request", where + ".image must be a base64 string");
+        std::vector<uint8_t> bytes;
+        if (!Base64Decode(img.get_ref<const std::string&>(), &bytes)) {
+          Fail(400, "bad_request", where + ".image is not valid base64");
+        }
+        if (!meta.empty() && meta.front() != '{') {
+          Fail(422, "invalid_argument", where + ".metadata of an image item must be an object");
+        }
+        add_image(bytes.data(), bytes.size(), id, label, meta);
+      }
+    }
+    if (bare_codes) {
+      const bool all_ids = std::all_of(items.begin(), items.end(),
+                                       [](const ItemInput& x) { return x.id.has_value(); });
+      const bool no_ids = std::none_of(items.begin(), items.end(),
+                                       [](const ItemInput& x) { return x.id.has_value(); });
+      bare_codes = all_ids || no_ids;
+    }
+  }
+
+  std::shared_lock<std::shared_mutex> life(c->life_mu);
+  if (c->dropped) Fail(404, "not_found", "no collection '" + name() + "'");
+  const StoreWriteOptions wo{svc_->options_.sync_writes};
+  std::vector<uint64_t> ids;
+  std::string warning;
+  const Clock::time_point t0 = Clock::now();
+  if (bare_codes) {
+    const size_t nb = code_bytes(bits);
+    std::vector<uint8_t> codes(items.size() * nb);
+    std::vector<uint64_t> given;
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::copy(items[i].code.begin(), items[i].code.end(), codes.begin() + i * nb);
+      if (items[i].id) given.push_back(*items[i].id);
+    }
+    Check(live.PutCodes(given.empty() ? nullptr : given.data(), codes.data(), items.size(), wo,
+                        &ids, &warning));
+  } else {
+    Check(live.Put(items, wo, &ids, &warning));
+  }
+  json out = {{"ids", ids}, {"count", ids.size()}, {"took_ms", MsSince(t0)}};
+  if (!warning.empty()) out["warning"] = warning;
+  // Say what the encoder made of image items.
+  json decoded = json::array();
+  bool any_image = false;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!items[i].class_code) continue;
+    json m = json::parse(items[i].metadata_json, nullptr, false);
+    if (m.is_discarded() || !m.is_object() || !m.contains("class")) continue;
+    any_image = true;
+    m.erase("path");
+    m["id"] = ids[i];
+    m["code"] = FormatHex(items[i].code.data(), bits);
+    decoded.push_back(std::move(m));
+  }
+  if (any_image) out["images"] = std::move(decoded);
+  return JsonResponse(200, out);
+}
+
+Response Service::Call::GetItem() {
+  std::shared_ptr<Collection> c = GetCollection();
+  uint64_t id = 0;
+  if (!ParseUint64(item_id(), &id)) Fail(400, "bad_request", "item id must be an unsigned integer");
+  StatusOr<Item> item = c->live->Get(id);
+  if (!item.ok()) {
+    if (item.status().code() == Status::Code::kNotFound) {
+      Fail(404, "not_found", "no item " + item_id() + " in collection '" + name() + "'");
+    }
+    FailStatus(item.status());
+  }
+  const int bits = c->live->bits();
+  json j = {{"id", item->id}, {"code", FormatHex(item->code.data(), bits)}};
+  if (item->label) j["label"] = *item->label;
+  if (item->class_code) j["class_code"] = FormatHex(item->class_code->data(), bits);
+  if (!item->metadata_json.empty()) {
+    json m = json::parse(item->metadata_json, nullptr, false);
+    j["metadata"] = m.is_discarded() ? json(item->metadata_json) : m;
+  }
+  return JsonResponse(200, j);
+}
+
+Response Service::Call::DeleteItem() {
+  std::shared_ptr<Collection> c = GetCollection();
+  uint64_t id = 0;
+  if (!ParseUint64(item_id(), &id)) Fail(400, "bad_request", "item id must be an unsigned integer");
+  std::shared_lock<std::shared_mutex> life(c->life_mu);
+  if (c->dropped) Fail(404, "not_found", "no collection '" + name() + "'");
+  size_t deleted = 0;
+  std::string warning;
+  Check(c->live->Delete({id}, StoreWriteOptions{svc_->options_.sync_writes}, &deleted, &warning));
+  if (deleted == 0) {
+    Fail(404, "not_found", "no item " + item_id() + " in collection '" + name() + "'");
+  }
+  json out = {{"deleted", deleted}};
+  if (!warning.empty()) out["warning"] = warning;
+  return JsonResponse(200, out);
+}
+
+Response Service::Call::DeleteItems() {
+  std::shared_ptr<Collection> c = GetCollection();
+  const json j = ParseJsonBody();
+  auto it = j.find("ids");
+  if (it == j.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array) is required");
+  std::vector<uint64_t> ids;
+  for (const json& v : *it) {
+    if (!v.is_number_unsigned()) Fail(400, "bad_request", "'ids' must hold unsigned integers");
+    ids.push_back(v.get<uint64_t>());
+  }
+  std::shared_lock<std::shared_mutex> life(c->life_mu);
+  if (c->dropped) Fail(404, "not_found", "no collection '" + name() + "'");
+  size_t deleted = 0;
+  std::string warning;
+  Check(c->live->Delete(ids, StoreWriteOptions{svc_->options_.sync_writes}, &deleted, &warning));
+  json out = {{"deleted", deleted}};
+  if (!warning.empty()) out["warning"] = warning;
+  return JsonResponse(200, out);
+}
+
+}  // namespace hamdb::http

@@ -1,5 +1,0 @@
-// Hamming kernels for HammingIsa::kAvx2; see hamming_impl.inc. Compiler flags
-// for this file are set in index/core/CMakeLists.txt.
-#define HAMDB_ISA_NS isa_avx2
-#define HAMDB_ISA_ENUM HammingIsa::kAvx2
-#include "index/core/hamming_impl.inc"

@@ -1,5 +1,0 @@
-// Hamming kernels for HammingIsa::kGeneric; see hamming_impl.inc. Compiler flags
-// for this file are set in index/core/CMakeLists.txt.
-#define HAMDB_ISA_NS isa_generic
-#define HAMDB_ISA_ENUM HammingIsa::kGeneric
-#include "index/core/hamming_impl.inc"

@@ -1,5 +1,0 @@
-// Hamming kernels for HammingIsa::kPopcnt; see hamming_impl.inc. Compiler flags
-// for this file are set in index/core/CMakeLists.txt.
-#define HAMDB_ISA_NS isa_popcnt
-#define HAMDB_ISA_ENUM HammingIsa::kPopcnt
-#include "index/core/hamming_impl.inc"

@@ -1,0 +1,187 @@
+// The conformance suite: every row of the index factory's spec table
+// (ExampleIndexSpecs) against the Flat oracle, on LLC-like clustered data,
+// before and after upserts and removes. Exact specs must give identical
+// (distance, id) lists; approximate ones report their recall and must never
+// claim exactness (SearchResult::exact) for a wrong answer. A new index type
+// joins by adding its row to the table; this suite then covers it.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <random>
+#include <set>
+
+#include "core/binary_code.h"
+#include "index/index_factory.h"
+#include "index/synthetic.h"
+
+namespace hamdb {
+namespace {
+
+constexpr int kBits = 64;
+
+class IndexConformance : public ::testing::TestWithParam<std::string> {};
+
+struct Data {
+  std::vector<uint8_t> codes, codebook;
+  std::vector<uint64_t> ids;
+};
+
+Data MakeData(size_t n, uint64_t seed) {
+  SyntheticSpec spec;
+  spec.kind = "clustered";
+  spec.num_centres = 16;
+  spec.flip_prob = 0.08;
+  spec.seed = seed;
+  auto gen = GenerateCodes(spec, n, kBits);
+  EXPECT_TRUE(gen.ok()) << gen.status().ToString();
+  Data d;
+  d.codes = gen->codes;
+  d.codebook = gen->centre_codes;
+  std::mt19937_64 rng(seed);
+  std::set<uint64_t> seen;
+  // Ids spread over the range the spec takes.
+  while (d.ids.size() < n) {
+    const uint64_t id = rng() >> 1;
+    if (seen.insert(id).second) d.ids.push_back(id);
+  }
+  return d;
+}
+
+// Compares one spec with Flat on `queries`; returns recall of the k-NN lists.
+double Compare(const BinaryIndex& index, const BinaryIndex& flat, const IndexSpecInfo& info,
+               const std::vector<uint8_t>& queries, size_t nq, const char* phase) {
+  const size_t cb = code_bytes(kBits);
+  const size_t k = 10;
+  size_t hits = 0, total = 0;
+  for (size_t q = 0; q < nq; ++q) {
+    const uint8_t* query = queries.data() + q * cb;
+    auto want = flat.Search(query, k, {});
+    auto got = index.Search(query, k, {});
+    EXPECT_TRUE(want.ok() && got.ok());
+    if (!want.ok() || !got.ok()) return 0;
+    if (info.exact) {
+      EXPECT_TRUE(got->exact) << info.spec;
+      EXPECT_EQ(got->neighbors, want->neighbors) << info.spec << " " << phase << " query " << q;
+    } else if (got->exact) {
+      EXPECT_EQ(got->neighbors, want->neighbors)
+          << info.spec << " claims an exact answer that is not, " << phase << " query " << q;
+    }
+    std::set<uint64_t> truth;
+    for (const Neighbor& n : want->neighbors) truth.insert(n.id);
+    for (const Neighbor& n : got->neighbors) hits += truth.count(n.id);
+    total += want->neighbors.size();
+
+    auto want_range = flat.RangeSearch(query, 8, {});
+    auto got_range = index.RangeSearch(query, 8, {});
+    EXPECT_TRUE(want_range.ok() && got_range.ok());
+    if (!want_range.ok() || !got_range.ok()) return 0;
+    if (info.exact || got_range->exact) {
+      EXPECT_EQ(got_range->neighbors, want_range->neighbors)
+          << info.spec << " range, " << phase << " query " << q;
+    }
+    // Approximate or not, every hit is a true one at its true distance.
+    for (const Neighbor& n : got_range->neighbors) {
+      EXPECT_LE(n.distance, 8u) << info.spec;
+    }
+    if (info.exact_on_request) {
+      SearchParams until_exact;
+      until_exact.nprobe = -1;
+      auto exact = index.Search(query, k, until_exact);
+      EXPECT_TRUE(exact.ok());
+      if (!exact.ok()) return 0;
+      EXPECT_TRUE(exact->exact) << info.spec;
+      EXPECT_EQ(exact->neighbors, want->neighbors) << info.spec << " nprobe -1, " << phase;
+    }
+  }
+  return total ? static_cast<double>(hits) / total : 1.0;
+}
+
+TEST_P(IndexConformance, MatchesFlat) {
+  const std::string spec = GetParam();
+  auto info = DescribeIndexSpec(spec);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  const size_t n = 2000, cb = code_bytes(kBits);
+  Data d = MakeData(n, 11);
+  IndexOptions options;
+  options.codebook = d.codebook;
+  auto made = MakeIndex(spec, kBits, options);
+  ASSERT_TRUE(made.ok()) << made.status().ToString();
+  std::unique_ptr<BinaryIndex> index = std::move(made).value();
+  std::unique_ptr<BinaryIndex> flat = std::move(MakeIndex("Flat", kBits)).value();
+  EXPECT_EQ(index->spec(), spec);
+
+  // Two batches, so that trained indexes (IVF) also take incremental adds.
+  ASSERT_TRUE(index->Add(d.ids.data(), d.codes.data(), n / 2).ok());
+  ASSERT_TRUE(index->Add(d.ids.data() + n / 2, d.codes.data() + n / 2 * cb, n - n / 2).ok());
+  ASSERT_TRUE(flat->Add(d.ids.data(), d.codes.data(), n).ok());
+  EXPECT_EQ(index->size(), n);
+
+  Data qd = MakeData(40, 12);
+  const double recall_before = Compare(*index, *flat, *info, qd.codes, 40, "after adds");
+
+  // Upsert a tenth with new codes, remove another tenth.
+  Data moved = MakeData(n / 10, 13);
+  std::vector<uint64_t> upsert_ids(d.ids.begin(), d.ids.begin() + n / 10);
+  ASSERT_TRUE(index->Add(upsert_ids.data(), moved.codes.data(), upsert_ids.size()).ok());
+  ASSERT_TRUE(flat->Add(upsert_ids.data(), moved.codes.data(), upsert_ids.size()).ok());
+  std::vector<uint64_t> gone(d.ids.begin() + n / 10, d.ids.begin() + n / 5);
+  size_t removed_index = 0, removed_flat = 0;
+  ASSERT_TRUE(index->Remove(gone.data(), gone.size(), &removed_index).ok());
+  ASSERT_TRUE(flat->Remove(gone.data(), gone.size(), &removed_flat).ok());
+  EXPECT_EQ(removed_index, removed_flat);
+  EXPECT_EQ(index->size(), flat->size());
+  const double recall_after = Compare(*index, *flat, *info, qd.codes, 40, "after upserts");
+
+  std::printf("conformance: %-10s family %-6s %-11s recall@10 %.3f, after upserts %.3f\n",
+              spec.c_str(), info->family.c_str(), info->exact ? "exact" : "approximate",
+              recall_before, recall_after);
+  if (info->exact) {
+    EXPECT_EQ(recall_before, 1.0);
+    EXPECT_EQ(recall_after, 1.0);
+  }
+}
+
+TEST_P(IndexConformance, RefusesWhatItsRowRefuses) {
+  const std::string spec = GetParam();
+  auto info = DescribeIndexSpec(spec);
+  ASSERT_TRUE(info.ok());
+  if (info->needs_codebook) {
+    EXPECT_EQ(MakeIndex(spec, kBits).status().code(), Status::Code::kFailedPrecondition);
+    EXPECT_EQ(CheckIndexSpec(spec, kBits, false).code(), Status::Code::kFailedPrecondition);
+  }
+  if (info->bits_multiple > 1) {
+    EXPECT_EQ(CheckIndexSpec(spec, kBits + 1, true).code(), Status::Code::kInvalidArgument);
+  }
+  if (info->max_id < UINT64_MAX) {
+    Data d = MakeData(1, 3);
+    IndexOptions options;
+    options.codebook = d.codebook;
+    auto index = std::move(MakeIndex(spec, kBits, options)).value();
+    const uint64_t too_big = info->max_id + 1;
+    EXPECT_EQ(index->Add(&too_big, d.codes.data(), 1).code(), Status::Code::kInvalidArgument);
+    EXPECT_EQ(index->size(), 0u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EverySpec, IndexConformance, ::testing::ValuesIn(ExampleIndexSpecs()),
+                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+
+TEST(IndexSpecTable, FamiliesAndErrors) {
+  EXPECT_EQ(DescribeIndexSpec("GPUIVF16")->family, "ivf");
+  EXPECT_FALSE(DescribeIndexSpec("GPUIVF16")->exact);
+  EXPECT_FALSE(DescribeIndexSpec("GPUIVF16")->exact_on_request);
+  EXPECT_EQ(DescribeIndexSpec("GPUIVF16")->max_id, static_cast<uint64_t>(INT64_MAX));
+  EXPECT_EQ(DescribeIndexSpec("GPUBucket")->family, "bucket");
+  EXPECT_TRUE(DescribeIndexSpec("GPUBucket")->needs_codebook);
+  EXPECT_EQ(DescribeIndexSpec("GPUFlat")->family, "gpu");
+  EXPECT_TRUE(DescribeIndexSpec("GPUFlat")->exact);
+  EXPECT_EQ(DescribeIndexSpec("MIH4")->family, "exact");
+  EXPECT_EQ(DescribeIndexSpec("IVF1024_8")->family, "ivf");
+  for (const char* bad : {"", "Flat2", "MIH0", "MIH-1", "IVF", "IVF16_", "IVF_4", "Bucket01",
+                          "GPUMIH", "GPU", "HNSW32", "flat"}) {
+    EXPECT_EQ(DescribeIndexSpec(bad).status().code(), Status::Code::kInvalidArgument) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace hamdb

@@ -1,0 +1,581 @@
+// hamdb bench map: retrieval quality (MAP@k and friends) of binary codes.
+//
+// Scores query codes against database codes with labels (eval/
+// retrieval_metrics.h): corrected MAP@k, the HashNet-copied formula labelled
+// as such, precision@k, precision within a Hamming radius and the PR curve.
+// Codes may come from anywhere (for example the reference HashNet or
+// GreedyHash implementations): .npy files of packed uint8 codes
+// (numpy.packbits(bitorder='little')) or of float codes (+-1, or any real
+// values: bit = value > 0). Labels: 1-D integer .npy, or 2-D one-hot.
+//
+// --ranker index runs the ranking through an exact MIH index instead of a
+// full sort, and --ranker both checks that the two give identical numbers.
+//
+// Training mode (--dataset fashion-mnist): trains every (method, bits, seed)
+// of --methods (llc, hashnet, greedyhash, dsnc, float; see
+// eval/hashing_methods.h) on the same backbone, optimiser, batch size and
+// epoch budget (--epochs = LLC phase 1 + phase 2 = every other method's
+// epochs), encodes the database (train split) and the queries (test split),
+// scores them as above (the float baseline by cosine over its real-valued
+// features) and prints mean +- std over seeds. --out-json / --out-csv keep
+// every run.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "encoder/dataset.h"
+#include "eval/hashing_methods.h"
+#include "encoder/trainer.h"
+#include "core/binary_code.h"
+#include "eval/retrieval_metrics.h"
+#include "tools/cli_common.h"
+#include "tools/codes_io.h"
+#include "tools/commands.h"
+
+namespace hamdb::tools {
+
+namespace {
+
+struct NpyArray {
+  NpyHeader header;
+  std::vector<char> data;
+};
+
+StatusOr<NpyArray> ReadNpy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open '" + path + "'");
+  NpyArray a;
+  HAMDB_ASSIGN_OR_RETURN(a.header, ReadNpyHeader(in, path));
+  if (a.header.fortran_order) return Status::InvalidArgument("'" + path + "' must be C-ordered");
+  uint64_t count = 1;
+  for (uint64_t d : a.header.shape) count *= d;
+  static const std::regex kType("[<|]([uif])([1248])|\\|b1");
+  std::smatch m;
+  if (!std::regex_match(a.header.dtype, m, kType))
+    return Status::InvalidArgument("'" + path + "': unsupported dtype " + a.header.dtype);
+  const uint64_t width = m[2].matched ? std::stoi(m[2].str()) : 1;
+  a.data.resize(count * width);
+  if (!in.read(a.data.data(), a.data.size()))
+    return Status::InvalidArgument("'" + path + "' is truncated");
+  return a;
+}
+
+double ElementAsDouble(const NpyArray& a, uint64_t i) {
+  const std::string& t = a.header.dtype;
+  const char kind = t == "|b1" ? 'u' : t[1];
+  const int w = t == "|b1" ? 1 : t[2] - '0';
+  const char* p = a.data.data() + i * w;
+  if (kind == 'f') {
+    if (w == 4) { float v; std::memcpy(&v, p, 4); return v; }
+    if (w == 8) { double v; std::memcpy(&v, p, 8); return v; }
+    return NAN;
+  }
+  uint64_t u = 0;
+  std::memcpy(&u, p, w);
+  if (kind == 'i' && w < 8 && ((u >> (8 * w - 1)) & 1)) u |= ~uint64_t{0} << (8 * w);
+  return kind == 'i' ? static_cast<double>(static_cast<int64_t>(u)) : static_cast<double>(u);
+}
+
+// Packed codes from uint8 (already packed) or float (one column per bit).
+StatusOr<std::vector<uint8_t>> LoadCodes(const std::string& path, int* bits, size_t* n) {
+  HAMDB_ASSIGN_OR_RETURN(NpyArray a, ReadNpy(path));
+  if (a.header.shape.size() != 2) return Status::InvalidArgument("'" + path + "' must be 2-D");
+  *n = a.header.shape[0];
+  const uint64_t cols = a.header.shape[1];
+  const std::string& t = a.header.dtype;
+  std::vector<uint8_t> out;
+  if (t == "|u1" || t == "<u1") {
+    if (*bits == 0) *bits = static_cast<int>(cols * 8);
+    if (code_bytes(*bits) != cols)
+      return Status::InvalidArgument("'" + path + "': " + std::to_string(cols) +
+                                     " bytes per row do not hold " + std::to_string(*bits) + " bits");
+    out.assign(a.data.begin(), a.data.end());
+    for (size_t i = 0; i < *n; ++i) {
+      Status s = CheckPadding(out.data() + i * cols, *bits);
+      if (!s.ok()) return s.WithContext(path + " row " + std::to_string(i));
+    }
+    return out;
+  }
+  if (t[1] != 'f' && t[1] != 'i')
+    return Status::InvalidArgument("'" + path + "': codes must be uint8 (packed) or float/int (one column per bit)");
+  if (*bits != 0 && static_cast<uint64_t>(*bits) != cols)
+    return Status::InvalidArgument("'" + path + "' has " + std::to_string(cols) + " columns, not " +
+                                   std::to_string(*bits));
+  *bits = static_cast<int>(cols);
+  HAMDB_RETURN_IF_ERROR(ValidateCodeBits(*bits));
+  const size_t cb = code_bytes(*bits);
+  out.assign(*n * cb, 0);
+  for (size_t i = 0; i < *n; ++i)
+    for (uint64_t b = 0; b < cols; ++b)
+      if (ElementAsDouble(a, i * cols + b) > 0) SetBit(out.data() + i * cb, static_cast<int>(b), true);
+  return out;
+}
+
+StatusOr<std::vector<int64_t>> LoadLabels(const std::string& path, size_t n) {
+  HAMDB_ASSIGN_OR_RETURN(NpyArray a, ReadNpy(path));
+  const auto& shape = a.header.shape;
+  std::vector<int64_t> labels;
+  if (shape.size() == 1) {
+    for (uint64_t i = 0; i < shape[0]; ++i) labels.push_back(static_cast<int64_t>(ElementAsDouble(a, i)));
+  } else if (shape.size() == 2) {  // one-hot
+    for (uint64_t i = 0; i < shape[0]; ++i) {
+      int64_t arg = -1, ones = 0;
+      for (uint64_t c = 0; c < shape[1]; ++c)
+        if (ElementAsDouble(a, i * shape[1] + c) > 0) { arg = static_cast<int64_t>(c); ++ones; }
+      if (ones != 1)
+        return Status::InvalidArgument("'" + path + "' row " + std::to_string(i) +
+                                       " is not one-hot (multi-label relevance is not supported)");
+      labels.push_back(arg);
+    }
+  } else {
+    return Status::InvalidArgument("'" + path + "' must be 1-D labels or 2-D one-hot");
+  }
+  if (labels.size() != n)
+    return Status::InvalidArgument("'" + path + "' has " + std::to_string(labels.size()) +
+                                   " labels for " + std::to_string(n) + " codes");
+  return labels;
+}
+
+struct MapArgs {
+  std::string query_codes, db_codes, query_labels, db_labels, name = "external", ranker = "full";
+  std::string out_json;
+  std::vector<int> bits_list;  // external mode: at most one value (0/empty: from the data)
+  int bits = 0;
+  size_t map_at = 1000;
+  uint32_t radius = 2;
+  int threads = 0;
+
+  // Training mode.
+  std::string dataset;  // "fashion-mnist"; empty: external codes
+  std::string data_dir = kDefaultFashionMnistDir;
+  std::string methods = "llc,hashnet,greedyhash,dsnc,float";
+  int seeds = 1;
+  uint64_t first_seed = 1;
+  int epochs = 4;
+  size_t limit_train = 0, limit_db = 0, limit_queries = 0;
+  int cnn_width = 16, feature_dim = 128, batch_size = 128;
+  double lr = 2e-3;
+  std::string out_csv;
+};
+
+nlohmann::json MetricsJson(const RetrievalMetrics& m) {
+  nlohmann::json j = {{"num_queries", m.num_queries},
+                      {"num_database", m.num_database},
+                      {"map_at", m.map_at},
+                      {"map_corrected", m.map_corrected},
+                      {"map_hashnet_formula", m.map_hashnet},
+                      {"zero_hit_queries", m.zero_hit_queries},
+                      {"precision_radius", m.precision_radius},
+                      {"precision_within_radius", m.precision_within_radius},
+                      {"queries_empty_within_radius", m.queries_empty_within_radius}};
+  for (const auto& [k, p] : m.precision_at) j["precision_at"][std::to_string(k)] = p;
+  for (const PrPoint& p : m.pr_curve)
+    j["pr_curve"].push_back({{"radius", p.radius}, {"precision", p.precision}, {"recall", p.recall}});
+  return j;
+}
+
+int RunBenchMap(const MapArgs& a) {
+  int bits = a.bits, qbits = a.bits;
+  size_t nq = 0, ndb = 0;
+  auto db = LoadCodes(a.db_codes, &bits, &ndb);
+  if (!db.ok()) return Fail(db.status());
+  qbits = bits;
+  auto q = LoadCodes(a.query_codes, &qbits, &nq);
+  if (!q.ok()) return Fail(q.status());
+  auto dbl = LoadLabels(a.db_labels, ndb);
+  if (!dbl.ok()) return Fail(dbl.status());
+  auto ql = LoadLabels(a.query_labels, nq);
+  if (!ql.ok()) return Fail(ql.status());
+
+  RetrievalEvalOptions o;
+  o.map_at = a.map_at;
+  o.precision_radius = a.radius;
+  o.num_threads = a.threads;
+  std::vector<std::pair<std::string, HammingRanker>> rankers;
+  if (a.ranker == "full" || a.ranker == "both") rankers.emplace_back("full-sort", HammingRanker::kFullSort);
+  if (a.ranker == "index" || a.ranker == "both") rankers.emplace_back("mih-index", HammingRanker::kIndex);
+  if (rankers.empty()) return Fail(Status::InvalidArgument("--ranker must be full, index or both"));
+
+  std::printf("# %s: %zu queries x %zu database codes, %d bits. Ties ordered by (distance, database index).\n",
+              a.name.c_str(), nq, ndb, bits);
+  std::printf("| ranker | MAP@%zu (corrected) | MAP@%zu (HashNet formula) | P@10 | P@100 | P@r<=%u | zero-hit queries | s |\n",
+              a.map_at, a.map_at, a.radius);
+  std::printf("|---|---|---|---|---|---|---|---|\n");
+  nlohmann::json out = {{"name", a.name}, {"bits", bits}, {"tie_policy", "(distance, database index)"}};
+  std::vector<RetrievalMetrics> results;
+  for (const auto& [rname, ranker] : rankers) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto m = EvaluateHamming(q->data(), *ql, db->data(), *dbl, bits, o, ranker);
+    if (!m.ok()) return Fail(m.status());
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto p_at = [&](size_t k) -> double {
+      for (const auto& [kk, p] : m->precision_at) if (kk == k) return p;
+      return NAN;
+    };
+    std::printf("| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %zu | %.1f |\n", rname.c_str(), m->map_corrected,
+                m->map_hashnet, p_at(10), p_at(100), m->precision_within_radius, m->zero_hit_queries, s);
+    out["rankers"][rname] = MetricsJson(*m);
+    results.push_back(*m);
+  }
+  if (results.size() == 2) {
+    const bool same = results[0].map_corrected == results[1].map_corrected &&
+                      results[0].map_hashnet == results[1].map_hashnet;
+    std::printf("full-sort and MIH-index MAP %s\n", same ? "are identical" : "DIFFER");
+    out["rankers_identical"] = same;
+    if (!same) return 2;
+  }
+  if (!a.out_json.empty()) {
+    std::ofstream f(a.out_json);
+    f << out.dump(2) << "\n";
+    if (!f) return Fail(Status::IOError("cannot write " + a.out_json));
+  }
+  return 0;
+}
+
+// ------------------------------------------------------------ training mode
+
+std::vector<std::string> SplitCommas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t b = 0;
+  while (b <= s.size()) {
+    const size_t e = std::min(s.find(',', b), s.size());
+    if (e > b) out.push_back(s.substr(b, e - b));
+    b = e + 1;
+  }
+  return out;
+}
+
+LabeledImages Slice(const LabeledImages& d, size_t n) {
+  LabeledImages out;
+  n = std::min(n, d.size());
+  out.images.assign(d.images.begin(), d.images.begin() + n);
+  out.labels.assign(d.labels.begin(), d.labels.begin() + n);
+  out.class_names = d.class_names;
+  return out;
+}
+
+struct RunResult {
+  std::string method;
+  int bits = 0;
+  uint64_t seed = 0;
+  std::string error;  // non-empty: training or scoring failed
+  RetrievalMetrics m;
+  double train_seconds = 0, encode_seconds = 0, eval_seconds = 0;
+  double train_accuracy = -1;
+  std::vector<double> epoch_loss;
+  bool rankers_checked = false, rankers_identical = true;
+};
+
+double PrecisionAt(const RetrievalMetrics& m, size_t k) {
+  for (const auto& [kk, p] : m.precision_at)
+    if (kk == k) return p;
+  return NAN;
+}
+
+StatusOr<std::vector<uint8_t>> LlcCodes(const Encoder& enc, const std::vector<Image>& images) {
+  std::vector<uint8_t> out;
+  out.reserve(images.size() * code_bytes(enc.bits()));
+  for (size_t s = 0; s < images.size(); s += 1024) {
+    const std::vector<Image> batch(images.begin() + s, images.begin() + std::min(images.size(), s + 1024));
+    HAMDB_ASSIGN_OR_RETURN(std::vector<EncodedImage> r, enc.Encode(batch));
+    for (const EncodedImage& e : r) out.insert(out.end(), e.code.begin(), e.code.end());
+  }
+  return out;
+}
+
+// Trains and scores one (method, bits, seed).
+Status RunOne(const MapArgs& a, const std::string& method, int bits, uint64_t seed, const LabeledImages& train,
+              const LabeledImages& db, const LabeledImages& queries, const std::vector<int64_t>& dbl,
+              const std::vector<int64_t>& ql, RunResult* r) {
+  TrainConfig c;
+  c.bits = bits;
+  c.cnn_width = a.cnn_width;
+  c.feature_dim = a.feature_dim;
+  c.batch_size = a.batch_size;
+  c.lr = a.lr;
+  c.seed = seed;
+  c.threads = a.threads;
+  c.phase1_epochs = std::max(1, (a.epochs + 1) / 2);
+  c.phase2_epochs = a.epochs - c.phase1_epochs;
+  c.progress = [&](const std::string& line) {
+    std::fprintf(stderr, "  [%s %d bits seed %llu] %s\n", method.c_str(), bits, static_cast<unsigned long long>(seed),
+                 line.c_str());
+  };
+  c.progress_every = 0;
+  RetrievalEvalOptions o;
+  o.map_at = a.map_at;
+  o.precision_radius = a.radius;
+  o.num_threads = a.threads;
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
+
+  std::vector<uint8_t> dbc, qc;
+  if (method == "llc") {
+    TrainReport rep;
+    HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<Encoder> enc, TrainLlc(train, nullptr, c, &rep));
+    r->train_seconds = rep.seconds;
+    r->epoch_loss = rep.epoch_loss;
+    r->train_accuracy = rep.phase1_train_accuracy;
+    const auto t0 = Clock::now();
+    HAMDB_ASSIGN_OR_RETURN(dbc, LlcCodes(*enc, db.images));
+    HAMDB_ASSIGN_OR_RETURN(qc, LlcCodes(*enc, queries.images));
+    r->encode_seconds = since(t0);
+  } else {
+    HAMDB_ASSIGN_OR_RETURN(HashingMethod hm, ParseHashingMethod(method));
+    HashingReport rep;
+    HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<HashingModel> model, TrainHashingMethod(hm, train, c, &rep));
+    r->train_seconds = rep.seconds;
+    r->epoch_loss = rep.epoch_loss;
+    r->train_accuracy = rep.train_accuracy;
+    const auto t0 = Clock::now();
+    if (hm == HashingMethod::kFloat) {
+      HAMDB_ASSIGN_OR_RETURN(std::vector<float> dbf, model->Features(db.images));
+      HAMDB_ASSIGN_OR_RETURN(std::vector<float> qf, model->Features(queries.images));
+      r->encode_seconds = since(t0);
+      const auto t1 = Clock::now();
+      HAMDB_ASSIGN_OR_RETURN(auto ranked, CosineTopK(qf, dbf, bits, a.map_at));
+      HAMDB_ASSIGN_OR_RETURN(r->m, EvaluateRankedLists(ranked, ql, dbl, o));
+      r->eval_seconds = since(t1);
+      return Status::OK();
+    }
+    HAMDB_ASSIGN_OR_RETURN(dbc, model->Codes(db.images));
+    HAMDB_ASSIGN_OR_RETURN(qc, model->Codes(queries.images));
+    r->encode_seconds = since(t0);
+  }
+  const auto t1 = Clock::now();
+  if (a.ranker != "index") {
+    HAMDB_ASSIGN_OR_RETURN(r->m, EvaluateHamming(qc.data(), ql, dbc.data(), dbl, bits, o, HammingRanker::kFullSort));
+  }
+  if (a.ranker != "full") {
+    HAMDB_ASSIGN_OR_RETURN(RetrievalMetrics mi,
+                           EvaluateHamming(qc.data(), ql, dbc.data(), dbl, bits, o, HammingRanker::kIndex));
+    if (a.ranker == "both") {
+      r->rankers_checked = true;
+      r->rankers_identical = mi.map_corrected == r->m.map_corrected && mi.map_hashnet == r->m.map_hashnet;
+    } else {
+      r->m = mi;
+    }
+  }
+  r->eval_seconds = since(t1);
+  return Status::OK();
+}
+
+std::string MeanStd(const std::vector<double>& v, const char* fmt = "%.4f") {
+  if (v.empty()) return "-";
+  double mean = 0;
+  for (double x : v) mean += x;
+  mean /= v.size();
+  double var = 0;
+  for (double x : v) var += (x - mean) * (x - mean);
+  const double sd = v.size() > 1 ? std::sqrt(var / (v.size() - 1)) : 0;
+  char m[64], s[64];
+  std::snprintf(m, sizeof(m), fmt, mean);
+  std::snprintf(s, sizeof(s), fmt, sd);
+  return v.size() > 1 ? std::string(m) + " ± " + s : std::string(m);
+}
+
+int RunTrainedBenchMap(const MapArgs& a) {
+  if (a.dataset != "fashion-mnist") return Fail(Status::InvalidArgument("--dataset must be fashion-mnist"));
+  if (a.ranker != "full" && a.ranker != "index" && a.ranker != "both")
+    return Fail(Status::InvalidArgument("--ranker must be full, index or both"));
+  if (a.seeds < 1 || a.epochs < 1) return Fail(Status::InvalidArgument("--seeds and --epochs must be >= 1"));
+  const std::vector<std::string> methods = SplitCommas(a.methods);
+  if (methods.empty()) return Fail(Status::InvalidArgument("--methods is empty"));
+  for (const std::string& m : methods)
+    if (m != "llc" && !ParseHashingMethod(m).ok())
+      return Fail(Status::InvalidArgument("unknown method '" + m + "' (llc, hashnet, greedyhash, dsnc, float)"));
+  std::vector<int> bits_list = a.bits_list.empty() ? std::vector<int>{16, 32} : a.bits_list;
+  for (int b : bits_list)
+    if (b < 1 || b > 4096) return Fail(Status::InvalidArgument("--bits values must be in [1, 4096]"));
+
+  // Database = the train split (--limit-db), training set = its first
+  // --limit-train images, queries = the test split (--limit-queries).
+  const size_t load = a.limit_db == 0 || a.limit_train == 0 ? 0 : std::max(a.limit_db, a.limit_train);
+  auto all_train = LoadFashionMnist(a.data_dir, "train", load);
+  if (!all_train.ok()) return Fail(all_train.status());
+  auto queries = LoadFashionMnist(a.data_dir, "test", a.limit_queries);
+  if (!queries.ok()) return Fail(queries.status());
+  const LabeledImages train = Slice(*all_train, a.limit_train == 0 ? all_train->size() : a.limit_train);
+  const LabeledImages db = Slice(*all_train, a.limit_db == 0 ? all_train->size() : a.limit_db);
+  const std::vector<int64_t> dbl(db.labels.begin(), db.labels.end());
+  const std::vector<int64_t> ql(queries->labels.begin(), queries->labels.end());
+  const int p1 = std::max(1, (a.epochs + 1) / 2);
+
+  std::printf("# hamdb bench map (training mode): Fashion-MNIST, database %zu train-split images, %zu test-split "
+              "queries, trained on the first %zu train images\n",
+              db.size(), queries->size(), train.size());
+  std::printf("# backbone: built-in CNN (width %d, feature_dim %d) + linear projection to `bits`, the same for every "
+              "method; Adam lr %g, cosine decay, batch %d, %d epochs each (LLC: %d phase 1 + %d phase 2); seeds %llu..%llu\n",
+              a.cnn_width, a.feature_dim, a.lr, a.batch_size, a.epochs, p1, a.epochs - p1,
+              static_cast<unsigned long long>(a.first_seed),
+              static_cast<unsigned long long>(a.first_seed + a.seeds - 1));
+  std::printf("# Hamming ties ordered by (distance, database index); float baseline: cosine over the %s, ties by "
+              "(similarity, index); ranker: %s\n",
+              "projection output", a.ranker.c_str());
+  std::fflush(stdout);
+
+  std::vector<RunResult> runs;
+  bool mismatch = false;
+  for (int bits : bits_list) {
+    for (const std::string& method : methods) {
+      for (int s = 0; s < a.seeds; ++s) {
+        RunResult r;
+        r.method = method;
+        r.bits = bits;
+        r.seed = a.first_seed + s;
+        Status st = RunOne(a, method, bits, r.seed, train, db, *queries, dbl, ql, &r);
+        if (!st.ok()) r.error = st.ToString();
+        std::fprintf(stderr, "%s %d bits seed %llu: %s\n", method.c_str(), bits,
+                     static_cast<unsigned long long>(r.seed),
+                     r.error.empty() ? ("MAP@" + std::to_string(a.map_at) + " " + std::to_string(r.m.map_corrected) +
+                                        (r.rankers_checked ? (r.rankers_identical ? " (MIH = full sort)" : " (MIH DIFFERS)") : ""))
+                                           .c_str()
+                                     : r.error.c_str());
+        if (r.rankers_checked && !r.rankers_identical) mismatch = true;
+        runs.push_back(std::move(r));
+      }
+    }
+  }
+
+  std::printf("| method | bits | seeds ok | MAP@%zu (corrected) | MAP@%zu (HashNet formula) | P@10 | P@100 | P@r<=%u | "
+              "train s |\n|---|---|---|---|---|---|---|---|---|\n",
+              a.map_at, a.map_at, a.radius);
+  nlohmann::json summary = nlohmann::json::array();
+  for (int bits : bits_list) {
+    for (const std::string& method : methods) {
+      std::vector<double> map, maph, p10, p100, prad, secs;
+      std::vector<std::string> errors;
+      for (const RunResult& r : runs) {
+        if (r.method != method || r.bits != bits) continue;
+        if (!r.error.empty()) { errors.push_back(r.error); continue; }
+        map.push_back(r.m.map_corrected);
+        maph.push_back(r.m.map_hashnet);
+        p10.push_back(PrecisionAt(r.m, 10));
+        p100.push_back(PrecisionAt(r.m, 100));
+        if (method != "float") prad.push_back(r.m.precision_within_radius);
+        secs.push_back(r.train_seconds);
+      }
+      std::printf("| %s | %d | %zu/%d | %s | %s | %s | %s | %s | %s |\n", method.c_str(), bits, map.size(), a.seeds,
+                  MeanStd(map).c_str(), MeanStd(maph).c_str(), MeanStd(p10).c_str(), MeanStd(p100).c_str(),
+                  method == "float" ? "n/a" : MeanStd(prad).c_str(), MeanStd(secs, "%.1f").c_str());
+      for (const std::string& e : errors) std::printf("  - %s %d bits failed: %s\n", method.c_str(), bits, e.c_str());
+      summary.push_back({{"method", method}, {"bits", bits}, {"map_corrected", map}, {"map_hashnet_formula", maph},
+                         {"errors", errors}});
+    }
+  }
+  if (a.ranker == "both")
+    std::printf("full-sort and MIH-index MAP %s\n", mismatch ? "DIFFER" : "are identical for every binary run");
+
+  if (!a.out_json.empty()) {
+    nlohmann::json out = {
+        {"dataset", a.dataset},
+        {"database_size", db.size()},
+        {"num_queries", queries->size()},
+        {"train_size", train.size()},
+        {"backbone", {{"type", "cnn"}, {"cnn_width", a.cnn_width}, {"feature_dim", a.feature_dim}}},
+        {"budget", {{"epochs", a.epochs}, {"llc_phase1_epochs", p1}, {"llc_phase2_epochs", a.epochs - p1},
+                    {"batch_size", a.batch_size}, {"optimizer", "adam"}, {"lr", a.lr}, {"lr_schedule", "cosine"}}},
+        {"tie_policy", "(distance, database index); float: (cosine similarity desc, index)"},
+        {"map_at", a.map_at},
+        {"ranker", a.ranker},
+        {"summary", summary}};
+    for (const RunResult& r : runs) {
+      nlohmann::json j = {{"method", r.method}, {"bits", r.bits}, {"seed", r.seed}};
+      if (!r.error.empty()) {
+        j["error"] = r.error;
+      } else {
+        j["metrics"] = MetricsJson(r.m);
+        j["train_seconds"] = r.train_seconds;
+        j["encode_seconds"] = r.encode_seconds;
+        j["eval_seconds"] = r.eval_seconds;
+        j["epoch_loss"] = r.epoch_loss;
+        j["train_accuracy"] = r.train_accuracy;
+        if (r.rankers_checked) j["rankers_identical"] = r.rankers_identical;
+      }
+      out["runs"].push_back(j);
+    }
+    std::ofstream f(a.out_json);
+    f << out.dump(2) << "\n";
+    if (!f) return Fail(Status::IOError("cannot write " + a.out_json));
+  }
+  if (!a.out_csv.empty()) {
+    std::ofstream f(a.out_csv);
+    f << "method,bits,seed,map_corrected,map_hashnet_formula,p_at_1,p_at_10,p_at_100,p_at_1000,"
+         "precision_within_radius,train_seconds,error\n";
+    for (const RunResult& r : runs) {
+      char buf[512];
+      std::snprintf(buf, sizeof(buf), "%s,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,", r.method.c_str(), r.bits,
+                    static_cast<unsigned long long>(r.seed), r.error.empty() ? r.m.map_corrected : NAN,
+                    r.error.empty() ? r.m.map_hashnet : NAN, PrecisionAt(r.m, 1), PrecisionAt(r.m, 10),
+                    PrecisionAt(r.m, 100), PrecisionAt(r.m, 1000),
+                    r.error.empty() && r.method != "float" ? r.m.precision_within_radius : NAN, r.train_seconds);
+      std::string err = r.error;
+      std::replace(err.begin(), err.end(), ',', ';');
+      std::replace(err.begin(), err.end(), '\n', ' ');
+      f << buf << err << "\n";
+    }
+    if (!f) return Fail(Status::IOError("cannot write " + a.out_csv));
+  }
+  return mismatch ? 2 : 0;
+}
+
+}  // namespace
+
+void AddBenchMapCommand(CLI::App* bench, int* exit_code) {
+  auto a = std::make_shared<MapArgs>();
+  CLI::App* cmd = bench->add_subcommand(
+      "map", "MAP@k of binary codes (.npy) against labels, or of methods trained here (--dataset)");
+  cmd->add_option("--query-codes", a->query_codes, "Query codes (.npy: packed uint8 or float +-1)");
+  cmd->add_option("--db-codes", a->db_codes, "Database codes (.npy)");
+  cmd->add_option("--query-labels", a->query_labels, "Query labels (.npy, 1-D ints or one-hot)");
+  cmd->add_option("--db-labels", a->db_labels, "Database labels (.npy)");
+  cmd->add_option("--bits", a->bits_list,
+                  "External codes: code length of packed codes (default 8 x bytes). Training mode: comma-separated "
+                  "list (default 16,32)")
+      ->delimiter(',');
+  cmd->add_option("--map-at", a->map_at, "k of MAP@k")->capture_default_str();
+  cmd->add_option("--radius", a->radius, "Hamming radius for precision within radius")->capture_default_str();
+  cmd->add_option("--ranker", a->ranker, "full | index | both")->capture_default_str();
+  cmd->add_option("--name", a->name, "Label for the output")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Threads (0 = all)");
+  cmd->add_option("--json,--out-json", a->out_json, "Write the metrics as JSON here");
+  // Training mode.
+  cmd->add_option("--dataset", a->dataset, "Train and score methods on this dataset (fashion-mnist)");
+  cmd->add_option("--data-dir", a->data_dir, "Fashion-MNIST directory")->capture_default_str();
+  cmd->add_option("--methods", a->methods, "Comma-separated: llc,hashnet,greedyhash,dsnc,float")->capture_default_str();
+  cmd->add_option("--seeds", a->seeds, "Seeds per (method, bits): first-seed, first-seed+1, ...")->capture_default_str();
+  cmd->add_option("--first-seed", a->first_seed, "First seed")->capture_default_str();
+  cmd->add_option("--epochs", a->epochs, "Epoch budget of every method (LLC: ceil(N/2) phase 1 + rest phase 2)")
+      ->capture_default_str();
+  cmd->add_option("--limit-train", a->limit_train, "Train on the first N train images (0 = all)");
+  cmd->add_option("--limit-db", a->limit_db, "Database = the first N train images (0 = all 60,000)");
+  cmd->add_option("--limit-queries", a->limit_queries, "Queries = the first N test images (0 = all 10,000)");
+  cmd->add_option("--cnn-width", a->cnn_width, "Backbone CNN width")->capture_default_str();
+  cmd->add_option("--feature-dim", a->feature_dim, "Backbone feature dimension")->capture_default_str();
+  cmd->add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str();
+  cmd->add_option("--lr", a->lr, "Adam learning rate")->capture_default_str();
+  cmd->add_option("--out-csv", a->out_csv, "Training mode: write one CSV row per run here");
+  cmd->callback([a, exit_code] {
+    if (!a->dataset.empty()) {
+      *exit_code = RunTrainedBenchMap(*a);
+      return;
+    }
+    if (a->query_codes.empty() || a->db_codes.empty() || a->query_labels.empty() || a->db_labels.empty()) {
+      *exit_code = Fail(Status::InvalidArgument(
+          "give --query-codes, --db-codes, --query-labels and --db-labels, or --dataset to train methods"));
+      return;
+    }
+    if (a->bits_list.size() > 1) {
+      *exit_code = Fail(Status::InvalidArgument("--bits takes one value for external codes"));
+      return;
+    }
+    a->bits = a->bits_list.empty() ? 0 : a->bits_list[0];
+    *exit_code = RunBenchMap(*a);
+  });
+}
+
+}  // namespace hamdb::tools
