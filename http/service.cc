@@ -97,6 +97,7 @@ std::shared_ptr<Service::Collection> Service::OpenCollection(
   lo.encoder_loader = options_.encoder_loader;
   lo.encoder = std::move(encoder);
   lo.rebuild_delay = options_.rebuild_delay;
+  lo.index_maker = options_.index_maker;
   const Clock::time_point t0 = Clock::now();
   int last_decile = -1;
   lo.progress = [&](uint64_t done, uint64_t total) {

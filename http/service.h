@@ -73,6 +73,9 @@ struct ServiceOptions {
   size_t max_image_pixels = 16u << 20;
   // Background rebuild back-off of degraded collections (LiveCollectionOptions).
   std::chrono::milliseconds rebuild_delay{1000};
+  // Builds the collections' indexes; unset means MakeIndex. A test hook (an
+  // index that fails on demand).
+  IndexMaker index_maker;
 };
 
 struct Request {

@@ -247,7 +247,7 @@ class ServerHarness {
     }
     if (so.models_dir.empty()) {
       // The models directory beside the store: fake-model and fake-m.
-      so.models_dir = dir + ".models";
+      so.models_dir = models_dir_ = dir + ".models";
       std::filesystem::create_directories(so.models_dir);
       for (const char* f : {"fake-model", "fake-m"}) {
         std::ofstream(so.models_dir + "/" + f) << "fake";
@@ -265,6 +265,8 @@ class ServerHarness {
   ~ServerHarness() {
     server_.reset();
     service_.reset();
+    std::error_code ec;
+    if (!models_dir_.empty()) std::filesystem::remove_all(models_dir_, ec);
   }
   void Load() {
     Status s = service_->LoadCollections();
@@ -280,6 +282,7 @@ class ServerHarness {
   std::unique_ptr<CodeStore> store_;
   std::unique_ptr<Service> service_;
   std::unique_ptr<HttpServer> server_;
+  std::string models_dir_;  // made by the harness, removed with it
 };
 
 }  // namespace hamdb::http::testing

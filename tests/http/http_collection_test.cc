@@ -1,0 +1,267 @@
+// The collection layer seen over HTTP: ids an index cannot take, spec
+// families, a collection degraded by an index failure, the Host check,
+// encoder paths confined to --models-dir, and bounded responses.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "tests/http/http_test_util.h"
+#include "index/index_factory.h"
+
+namespace hamdb::http {
+namespace {
+
+using namespace hamdb::http::testing;
+
+std::string Hex(const std::vector<uint8_t>& code, int bits) { return FormatHex(code.data(), bits); }
+
+// The reproduction: an IVF16 collection takes id 1, refuses
+// 9223372036854775809 with nothing stored, keeps assigning small ids, and
+// after a restart still serves every route.
+TEST(HttpCollection, OutOfRangeIvfIdIsRefusedAndTheCollectionServesAfterRestart) {
+  TempDir dir;
+  std::mt19937_64 rng(1);
+  const std::string code = Hex(RandomCode(rng, 64), 64);
+  {
+    ServerHarness h(dir.path());
+    ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "v"}, {"bits", 64}, {"index", "IVF16"}})
+                  .status,
+              201);
+    ASSERT_EQ(PostJson(h.port(), "/collections/v/items", {{"items", {{{"id", 1}, {"code", code}}}}})
+                  .status,
+              200);
+    HttpReply bad = PostJson(h.port(), "/collections/v/items",
+                             json::parse(R"({"items": [{"id": 9223372036854775809, "code": ")" +
+                                         code + R"("}]})"));
+    EXPECT_EQ(bad.status, 422) << bad.body;
+    EXPECT_EQ(bad.Json()["error"]["code"], "invalid_argument");
+    EXPECT_EQ(Call(h.port(), "GET", "/collections/v/items/9223372036854775809").status, 404);
+    HttpReply next = PostJson(h.port(), "/collections/v/items", {{"items", {{{"code", code}}}}});
+    ASSERT_EQ(next.status, 200) << next.body;
+    EXPECT_EQ(next.Json()["ids"][0], 2);
+    EXPECT_FALSE(next.Json().contains("warning"));
+  }
+  ServerHarness h(dir.path());  // restart
+  HttpReply d = Call(h.port(), "GET", "/collections/v");
+  ASSERT_EQ(d.status, 200);
+  EXPECT_EQ(d.Json()["status"], "ready") << d.body;
+  EXPECT_EQ(d.Json()["items"], 2);
+  HttpReply s = PostJson(h.port(), "/collections/v/search", {{"code", code}, {"k", 5}});
+  ASSERT_EQ(s.status, 200) << s.body;
+  EXPECT_EQ(Call(h.port(), "DELETE", "/collections/v/items/1").status, 200);
+}
+
+// GPUIVF is an IVF family spec: mode ivf runs, mode exact is refused (the
+// index cannot prove exactness). GPUBucket can be created from an encoder
+// and answers mode exact exactly.
+TEST(HttpCollection, GpuSpecsBelongToTheirFamilies) {
+  TempDir dir;
+  ServerHarness h(dir.path());
+  ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "g"}, {"bits", 64}, {"index", "GPUIVF16"}})
+                .status,
+            201);
+  std::mt19937_64 rng(2);
+  json items = json::array();
+  for (int i = 0; i < 700; ++i) items.push_back({{"code", Hex(RandomCode(rng, 64), 64)}});
+  ASSERT_EQ(PostJson(h.port(), "/collections/g/items", {{"items", items}}).status, 200);
+  const std::string q = Hex(RandomCode(rng, 64), 64);
+  HttpReply exact = PostJson(h.port(), "/collections/g/search", {{"code", q}, {"mode", "exact"}});
+  EXPECT_EQ(exact.status, 422) << exact.body;
+  EXPECT_EQ(exact.Json()["error"]["code"], "mode_unavailable");
+  HttpReply ivf = PostJson(h.port(), "/collections/g/search", {{"code", q}, {"mode", "ivf"}});
+  ASSERT_EQ(ivf.status, 200) << ivf.body;
+  EXPECT_EQ(ivf.Json()["mode"], "ivf");
+  EXPECT_EQ(Call(h.port(), "GET", "/collections/g").Json()["search_mode"], "ivf");
+
+  HttpReply gb = PostJson(h.port(), "/collections",
+                          {{"name", "gb"}, {"encoder", "fake-model"}, {"index", "GPUBucket"}});
+  ASSERT_EQ(gb.status, 201) << gb.body;
+  EXPECT_EQ(gb.Json()["search_mode"], "bucket");
+  ASSERT_EQ(PostJson(h.port(), "/collections/gb/items", {{"items", items}}).status, 200);
+  HttpReply gbe = PostJson(h.port(), "/collections/gb/search", {{"code", q}, {"mode", "exact"}});
+  ASSERT_EQ(gbe.status, 200) << gbe.body;
+  EXPECT_TRUE(gbe.Json()["exact"].get<bool>());
+}
+
+// An index that fails on demand after the durable write.
+struct Faults {
+  std::atomic<bool> fail{false};
+};
+
+class FlakyIndex : public BinaryIndex {
+ public:
+  FlakyIndex(int bits, Faults* f)
+      : BinaryIndex(bits), inner_(std::move(MakeIndex("Flat", bits)).value()), f_(f) {}
+  std::string spec() const override { return "Flat"; }
+  size_t size() const override { return inner_->size(); }
+  size_t memory_bytes() const override { return inner_->memory_bytes(); }
+  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override {
+    if (f_->fail) return Status::ResourceExhausted("injected: out of memory");
+    return inner_->Add(ids, codes, n);
+  }
+  Status Remove(const uint64_t* ids, size_t n, size_t* removed) override {
+    return inner_->Remove(ids, n, removed);
+  }
+  StatusOr<SearchResult> Search(const uint8_t* q, size_t k, const SearchParams& p) const override {
+    return inner_->Search(q, k, p);
+  }
+  StatusOr<SearchResult> RangeSearch(const uint8_t* q, uint32_t r,
+                                     const SearchParams& p) const override {
+    return inner_->RangeSearch(q, r, p);
+  }
+
+ private:
+  std::unique_ptr<BinaryIndex> inner_;
+  Faults* f_;
+};
+
+TEST(HttpCollection, IndexFailureAnswersWithAWarningServesDegradedAndRebuilds) {
+  TempDir dir;
+  Faults faults;
+  ServiceOptions so;
+  so.index_maker = [&faults](std::string_view, int bits, const IndexOptions&)
+      -> StatusOr<std::unique_ptr<BinaryIndex>> {
+    return std::unique_ptr<BinaryIndex>(new FlakyIndex(bits, &faults));
+  };
+  so.rebuild_delay = std::chrono::milliseconds(50);
+  ServerHarness h(dir.path(), so);
+  ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "f"}, {"bits", 32}}).status, 201);
+  ASSERT_EQ(PostJson(h.port(), "/collections/f/items",
+                     {{"items", {{{"id", 1}, {"code", "0000000f"}}, {{"id", 2}, {"code", "000000ff"}}}}})
+                .status,
+            200);
+
+  faults.fail = true;  // also every rebuild, until released
+  HttpReply w = PostJson(h.port(), "/collections/f/items", {{"items", {{{"id", 3}, {"code", "00000000"}}}}});
+  ASSERT_EQ(w.status, 200) << w.body;
+  ASSERT_TRUE(w.Json().contains("warning")) << w.body;
+  HttpReply d = Call(h.port(), "GET", "/collections/f");
+  EXPECT_EQ(d.Json()["status"], "degraded") << d.body;
+  EXPECT_NE(d.Json()["reason"].get<std::string>().find("injected"), std::string::npos);
+  // Reads during the degraded state: the item, and exact searches by a scan
+  // of the store that include it.
+  EXPECT_EQ(Call(h.port(), "GET", "/collections/f/items/3").status, 200);
+  HttpReply s = PostJson(h.port(), "/collections/f/search", {{"code", "00000000"}, {"k", 3}});
+  ASSERT_EQ(s.status, 200) << s.body;
+  EXPECT_TRUE(s.Json()["degraded"].get<bool>());
+  EXPECT_TRUE(s.Json()["exact"].get<bool>());
+  EXPECT_EQ(s.Json()["results"][0]["id"], 3);
+  EXPECT_EQ(s.Json()["results"][1]["id"], 1);
+  EXPECT_EQ(s.Json()["results"][2]["id"], 2);
+  EXPECT_EQ(Call(h.port(), "DELETE", "/collections/f/items/2").status, 200);
+
+  faults.fail = false;  // the background rebuild now succeeds
+  json desc;
+  for (int i = 0; i < 200; ++i) {
+    desc = Call(h.port(), "GET", "/collections/f").Json();
+    if (desc["status"] == "ready") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(desc["status"], "ready") << desc.dump();
+  EXPECT_EQ(desc["items"], 2);
+  HttpReply after = PostJson(h.port(), "/collections/f/search", {{"code", "00000000"}, {"k", 3}});
+  EXPECT_FALSE(after.Json().contains("degraded")) << after.body;
+  EXPECT_EQ(after.Json()["results"].size(), 2u);
+}
+
+TEST(HttpCollection, ForeignHostIsForbiddenWithoutAKey) {
+  TempDir dir;
+  ServerHarness h(dir.path());
+  const std::string port = std::to_string(h.port());
+  HttpReply evil = Call(h.port(), "GET", "/collections", "", "", {{"Host", "evil.example:" + port}});
+  EXPECT_EQ(evil.status, 403);
+  EXPECT_EQ(evil.Json()["error"]["code"], "forbidden");
+  EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", "localhost:" + port}}).status,
+            200);
+  EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", "127.0.0.1:" + port}}).status,
+            200);
+  EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", "localhost:1"}}).status, 403);
+  // With an API key the key is the guard, not the Host.
+  TempDir keyed;
+  ServiceOptions so;
+  so.admin_key = "k";
+  ServerHarness hk(keyed.path(), so);
+  EXPECT_EQ(Call(hk.port(), "GET", "/collections", "", "",
+                 {{"Host", "evil.example"}, {"Authorization", "Bearer k"}})
+                .status,
+            200);
+}
+
+TEST(HttpCollection, EncoderPathsStayInsideModelsDir) {
+  TempDir dir;
+  ServerHarness h(dir.path());
+  auto create = [&](const std::string& path) {
+    return PostJson(h.port(), "/collections", {{"name", "e"}, {"encoder", path}});
+  };
+  // Outside the directory, whether the file exists or not: the same answer.
+  HttpReply exists = create("/etc/passwd");
+  HttpReply missing = create("/etc/no-such-file-here");
+  HttpReply up = create("../../../etc/passwd");
+  EXPECT_EQ(exists.status, 422);
+  EXPECT_EQ(missing.status, 422);
+  EXPECT_EQ(up.status, 422);
+  auto without_path = [](HttpReply& r, const std::string& path) {
+    std::string m = r.Json()["error"]["message"].get<std::string>();
+    return m.replace(m.find(path), path.size(), "P");
+  };
+  EXPECT_EQ(without_path(exists, "/etc/passwd"), without_path(missing, "/etc/no-such-file-here"));
+  EXPECT_EQ(Call(h.port(), "GET", "/collections/e").status, 404);
+  EXPECT_EQ(create("fake-model").status, 201);
+
+  // A server without --models-dir takes no encoder paths at all.
+  TempDir bare;
+  auto store = std::move(CodeStore::Open(bare.path())).value();
+  ServiceOptions so;
+  so.encoder_loader = [](const std::string&) -> StatusOr<std::shared_ptr<const Encoder>> {
+    return std::shared_ptr<const Encoder>(std::make_shared<FakeEncoder>());
+  };
+  Service svc(store.get(), so);
+  ASSERT_TRUE(svc.LoadCollections().ok());
+  Request r;
+  r.method = "POST";
+  r.target = "/collections";
+  r.content_type = "application/json";
+  r.body = R"({"name": "e", "encoder": "/models/m.hdbe"})";
+  Response resp = svc.Handle(r);
+  EXPECT_EQ(resp.status, 422);
+  EXPECT_NE(resp.body.find("--models-dir"), std::string::npos) << resp.body;
+}
+
+TEST(HttpCollection, ResponsesAreBoundedByMaxResults) {
+  TempDir dir;
+  ServiceOptions so;
+  so.max_results = 5;
+  ServerHarness h(dir.path(), so);
+  ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "b"}, {"bits", 16}, {"index", "Flat"}})
+                .status,
+            201);
+  json items = json::array();
+  for (int i = 0; i < 20; ++i) items.push_back({{"id", 100 - i}, {"code", i < 10 ? "0000" : "0001"}});
+  ASSERT_EQ(PostJson(h.port(), "/collections/b/items", {{"items", items}}).status, 200);
+  HttpReply r = PostJson(h.port(), "/collections/b/search", {{"code", "0000"}, {"radius", 3}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(r.Json()["truncated"].get<bool>());
+  ASSERT_EQ(r.Json()["results"].size(), 5u);
+  // The first five in (distance, id) order: distance 0, ids 91..95.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(r.Json()["results"][i]["id"], 91 + i);
+    EXPECT_EQ(r.Json()["results"][i]["distance"], 0);
+  }
+  HttpReply small = PostJson(h.port(), "/collections/b/search", {{"code", "0000"}, {"k", 5}});
+  EXPECT_FALSE(small.Json().contains("truncated"));
+  HttpReply b = PostJson(h.port(), "/collections/b/search/batch",
+                         {{"codes", {"0000", "0001", "0000"}}, {"k", 3}});
+  ASSERT_EQ(b.status, 200) << b.body;
+  EXPECT_TRUE(b.Json()["truncated"].get<bool>());
+  const json batches = b.Json()["batches"];
+  size_t total = 0;
+  for (const json& q : batches) total += q["results"].size();
+  EXPECT_EQ(total, 5u);
+  EXPECT_EQ(b.Json()["batches"][0]["results"].size(), 3u);
+  EXPECT_EQ(b.Json()["batches"][1]["results"].size(), 2u);
+  EXPECT_EQ(b.Json()["batches"][2]["results"].size(), 0u);
+}
+
+}  // namespace
+}  // namespace hamdb::http
