@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds http_test with ThreadSanitizer in its own build directory and runs
 # the HTTP concurrency tests under it (concurrent inserts, searches, metrics,
-# collection create/drop, keep-alive, graceful shutdown). The http_test target
+# collection create/drop, keep-alive, graceful shutdown, a degraded
+# collection's background rebuild). The http_test target
 # is torch-free, so only the store, the indexes and the service are built.
 #   bash scripts/test-tsan.sh                 # build dir: build-tsan/
 #   BUILD_DIR=/tmp/tsan JOBS=1 bash scripts/test-tsan.sh
@@ -10,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 BUILD_DIR=${BUILD_DIR:-build-tsan}
 JOBS=${JOBS:-$(nproc)}
-FILTER=${FILTER:-'HttpServer.*:HttpApi.SearchMatchesBruteForce:HttpApi.ErrorPathsLeaveServerAndDataIntact'}
+FILTER=${FILTER:-'HttpServer.*:HttpApi.SearchMatchesBruteForce:HttpApi.ErrorPathsLeaveServerAndDataIntact:HttpCollection.IndexFailureAnswersWithAWarningServesDegradedAndRebuilds'}
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAMDB_SANITIZE=thread \
   -DHAMDB_WITH_CUDA=OFF

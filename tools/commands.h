@@ -15,9 +15,9 @@ void AddSearchCommands(CLI::App* app, int* exit_code);
 void AddBenchIngestCommand(CLI::App* bench, int* exit_code);
 // bench hamming
 void AddBenchHammingCommand(CLI::App* bench, int* exit_code);
-// bench index (tools/bench_index.cc)
+// bench index (tools/bench/bench_index.cc)
 void AddBenchIndexCommand(CLI::App* bench, int* exit_code);
-// bench map (tools/bench_map.cc)
+// bench map (tools/bench/bench_map.cc)
 void AddBenchMapCommand(CLI::App* bench, int* exit_code);
 // ingest (tools/cmd_ingest.cc)
 void AddIngestCommand(CLI::App* app, int* exit_code);
