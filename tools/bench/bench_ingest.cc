@@ -4,6 +4,7 @@
 #include <fstream>
 #include <random>
 
+#include "collection/live_collection.h"
 #include "core/binary_code.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -51,7 +52,7 @@ int RunBenchIngest(const BenchIngestArgs& a, const std::string& cmdline) {
       std::filesystem::remove_all(base);
       auto store = OpenStore(base);
       if (!store.ok()) return Fail(store.status());
-      Status s = (*store)->CreateCollection({"bench", a.bits});
+      Status s = LiveCollection::Create(store->get(), "bench", a.bits, "MIH", {});
       if (!s.ok()) return Fail(s);
       StoreWriteOptions wo;
       wo.sync = sync == "on";
