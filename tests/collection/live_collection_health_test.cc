@@ -11,76 +11,21 @@
 #include <thread>
 
 #include "collection/live_collection.h"
-#include "core/hamming.h"
+#include "tests/collection/collection_test_util.h"
 #include "tests/db/test_util.h"
 
 namespace hamdb {
 namespace {
 
+using testing_util::FaultSwitch;
+using testing_util::FaultyIndexMaker;
+using testing_util::Oracle;
 using testing_util::RandomCode;
 using testing_util::TempDir;
 
-std::vector<Neighbor> Oracle(const std::map<uint64_t, std::vector<uint8_t>>& model,
-                             const std::vector<uint8_t>& q, size_t k) {
-  std::vector<Neighbor> all;
-  for (const auto& [id, code] : model) {
-    all.push_back({id, HammingDistance(q.data(), code.data(), code.size())});
-  }
-  std::sort(all.begin(), all.end(), NeighborLess);
-  if (all.size() > k) all.resize(k);
-  return all;
-}
-
-// A Flat index whose Add / Remove fail while `fail` is set, and whose build
-// (the first Add of an empty index) fails while `fail_build` is set.
-struct FaultSwitch {
-  std::atomic<bool> fail{false};
-  std::atomic<bool> fail_build{false};
-  std::atomic<int> builds{0};
-};
-
-class FailingIndex : public BinaryIndex {
- public:
-  FailingIndex(int bits, FaultSwitch* sw)
-      : BinaryIndex(bits), inner_(std::move(MakeIndex("Flat", bits)).value()), sw_(sw) {}
-  std::string spec() const override { return "Flat"; }
-  size_t size() const override { return inner_->size(); }
-  size_t memory_bytes() const override { return inner_->memory_bytes(); }
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override {
-    if (!built_) {
-      built_ = true;
-      sw_->builds++;
-      if (sw_->fail_build) return Status::ResourceExhausted("injected build failure");
-    } else if (sw_->fail) {
-      return Status::ResourceExhausted("injected index failure");
-    }
-    return inner_->Add(ids, codes, n);
-  }
-  Status Remove(const uint64_t* ids, size_t n, size_t* removed) override {
-    if (sw_->fail) return Status::Internal("injected index failure");
-    return inner_->Remove(ids, n, removed);
-  }
-  StatusOr<SearchResult> Search(const uint8_t* q, size_t k,
-                                const SearchParams& p) const override {
-    return inner_->Search(q, k, p);
-  }
-  StatusOr<SearchResult> RangeSearch(const uint8_t* q, uint32_t r,
-                                     const SearchParams& p) const override {
-    return inner_->RangeSearch(q, r, p);
-  }
-
- private:
-  std::unique_ptr<BinaryIndex> inner_;
-  FaultSwitch* sw_;
-  bool built_ = false;
-};
-
 LiveCollectionOptions FailingOptions(FaultSwitch* sw) {
   LiveCollectionOptions o;
-  o.index_maker = [sw](std::string_view, int bits, const IndexOptions&)
-      -> StatusOr<std::unique_ptr<BinaryIndex>> {
-    return std::unique_ptr<BinaryIndex>(new FailingIndex(bits, sw));
-  };
+  o.index_maker = FaultyIndexMaker(sw);
   o.rebuild_delay = std::chrono::milliseconds(20);
   o.max_rebuild_delay = std::chrono::milliseconds(200);
   return o;

@@ -6,25 +6,15 @@
 #include <random>
 
 #include "core/hamming.h"
+#include "tests/collection/collection_test_util.h"
 #include "tests/db/test_util.h"
 
 namespace hamdb {
 namespace {
 
+using testing_util::Oracle;
 using testing_util::RandomCode;
 using testing_util::TempDir;
-
-// Brute force over a model map: the k smallest (distance, id) pairs.
-std::vector<Neighbor> Oracle(const std::map<uint64_t, std::vector<uint8_t>>& model,
-                             const std::vector<uint8_t>& q, size_t k) {
-  std::vector<Neighbor> all;
-  for (const auto& [id, code] : model) {
-    all.push_back({id, HammingDistance(q.data(), code.data(), code.size())});
-  }
-  std::sort(all.begin(), all.end(), NeighborLess);
-  if (all.size() > k) all.resize(k);
-  return all;
-}
 
 TEST(LiveCollection, IndexFollowsStoreAndRebuildsOnOpen) {
   TempDir tmp;

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "tests/http/http_test_util.h"
-#include "index/index_factory.h"
+#include "tests/collection/collection_test_util.h"
 
 namespace hamdb::http {
 namespace {
@@ -84,46 +84,12 @@ TEST(HttpCollection, GpuSpecsBelongToTheirFamilies) {
   EXPECT_TRUE(gbe.Json()["exact"].get<bool>());
 }
 
-// An index that fails on demand after the durable write.
-struct Faults {
-  std::atomic<bool> fail{false};
-};
-
-class FlakyIndex : public BinaryIndex {
- public:
-  FlakyIndex(int bits, Faults* f)
-      : BinaryIndex(bits), inner_(std::move(MakeIndex("Flat", bits)).value()), f_(f) {}
-  std::string spec() const override { return "Flat"; }
-  size_t size() const override { return inner_->size(); }
-  size_t memory_bytes() const override { return inner_->memory_bytes(); }
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override {
-    if (f_->fail) return Status::ResourceExhausted("injected: out of memory");
-    return inner_->Add(ids, codes, n);
-  }
-  Status Remove(const uint64_t* ids, size_t n, size_t* removed) override {
-    return inner_->Remove(ids, n, removed);
-  }
-  StatusOr<SearchResult> Search(const uint8_t* q, size_t k, const SearchParams& p) const override {
-    return inner_->Search(q, k, p);
-  }
-  StatusOr<SearchResult> RangeSearch(const uint8_t* q, uint32_t r,
-                                     const SearchParams& p) const override {
-    return inner_->RangeSearch(q, r, p);
-  }
-
- private:
-  std::unique_ptr<BinaryIndex> inner_;
-  Faults* f_;
-};
-
 TEST(HttpCollection, IndexFailureAnswersWithAWarningServesDegradedAndRebuilds) {
   TempDir dir;
-  Faults faults;
+  // An index that fails on demand after the durable write.
+  testing_util::FaultSwitch faults;
   ServiceOptions so;
-  so.index_maker = [&faults](std::string_view, int bits, const IndexOptions&)
-      -> StatusOr<std::unique_ptr<BinaryIndex>> {
-    return std::unique_ptr<BinaryIndex>(new FlakyIndex(bits, &faults));
-  };
+  so.index_maker = testing_util::FaultyIndexMaker(&faults);
   so.rebuild_delay = std::chrono::milliseconds(50);
   ServerHarness h(dir.path(), so);
   ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "f"}, {"bits", 32}}).status, 201);
@@ -132,7 +98,8 @@ TEST(HttpCollection, IndexFailureAnswersWithAWarningServesDegradedAndRebuilds) {
                 .status,
             200);
 
-  faults.fail = true;  // also every rebuild, until released
+  faults.fail = true;
+  faults.fail_build = true;  // and every rebuild, until released
   HttpReply w = PostJson(h.port(), "/collections/f/items", {{"items", {{{"id", 3}, {"code", "00000000"}}}}});
   ASSERT_EQ(w.status, 200) << w.body;
   ASSERT_TRUE(w.Json().contains("warning")) << w.body;
@@ -152,6 +119,7 @@ TEST(HttpCollection, IndexFailureAnswersWithAWarningServesDegradedAndRebuilds) {
   EXPECT_EQ(Call(h.port(), "DELETE", "/collections/f/items/2").status, 200);
 
   faults.fail = false;  // the background rebuild now succeeds
+  faults.fail_build = false;
   json desc;
   for (int i = 0; i < 200; ++i) {
     desc = Call(h.port(), "GET", "/collections/f").Json();

@@ -1,0 +1,81 @@
+// Helpers shared by the collection-layer tests (and the HTTP tests that
+// drive a collection into its degraded state).
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/hamming.h"
+#include "index/binary_index.h"
+#include "index/index_factory.h"
+
+namespace hamdb::testing_util {
+
+// Brute force over a model map: the k smallest (distance, id) pairs.
+inline std::vector<Neighbor> Oracle(const std::map<uint64_t, std::vector<uint8_t>>& model,
+                                    const std::vector<uint8_t>& q, size_t k) {
+  std::vector<Neighbor> all;
+  for (const auto& [id, code] : model) {
+    all.push_back({id, HammingDistance(q.data(), code.data(), code.size())});
+  }
+  std::sort(all.begin(), all.end(), NeighborLess);
+  if (all.size() > k) all.resize(k);
+  return all;
+}
+
+// Switches of a FaultyIndex, shared with the test that flips them.
+struct FaultSwitch {
+  std::atomic<bool> fail{false};        // Add / Remove fail
+  std::atomic<bool> fail_build{false};  // the first Add of a fresh index (the build) fails
+  std::atomic<int> builds{0};           // builds attempted
+};
+
+// A Flat index that fails on demand.
+class FaultyIndex : public BinaryIndex {
+ public:
+  FaultyIndex(int bits, FaultSwitch* sw)
+      : BinaryIndex(bits), inner_(std::move(MakeIndex("Flat", bits)).value()), sw_(sw) {}
+  std::string spec() const override { return "Flat"; }
+  size_t size() const override { return inner_->size(); }
+  size_t memory_bytes() const override { return inner_->memory_bytes(); }
+  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override {
+    if (!built_) {
+      built_ = true;
+      sw_->builds++;
+      if (sw_->fail_build) return Status::ResourceExhausted("injected build failure");
+    } else if (sw_->fail) {
+      return Status::ResourceExhausted("injected index failure");
+    }
+    return inner_->Add(ids, codes, n);
+  }
+  Status Remove(const uint64_t* ids, size_t n, size_t* removed) override {
+    if (sw_->fail) return Status::Internal("injected index failure");
+    return inner_->Remove(ids, n, removed);
+  }
+  StatusOr<SearchResult> Search(const uint8_t* q, size_t k, const SearchParams& p) const override {
+    return inner_->Search(q, k, p);
+  }
+  StatusOr<SearchResult> RangeSearch(const uint8_t* q, uint32_t r,
+                                     const SearchParams& p) const override {
+    return inner_->RangeSearch(q, r, p);
+  }
+
+ private:
+  std::unique_ptr<BinaryIndex> inner_;
+  FaultSwitch* sw_;
+  bool built_ = false;
+};
+
+// An IndexMaker (collection/live_collection.h) that builds FaultyIndexes.
+inline auto FaultyIndexMaker(FaultSwitch* sw) {
+  return [sw](std::string_view, int bits,
+              const IndexOptions&) -> StatusOr<std::unique_ptr<BinaryIndex>> {
+    return std::unique_ptr<BinaryIndex>(new FaultyIndex(bits, sw));
+  };
+}
+
+}  // namespace hamdb::testing_util
