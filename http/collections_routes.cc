@@ -102,7 +102,7 @@ Response Service::Call::CreateCollection() {
   }
   const std::string name = name_it->get<std::string>();
   Check(ValidateCollectionName(name));
-  std::string index_spec = "MIH";
+  std::string index_spec = kDefaultIndexSpec;
   if (auto it = j.find("index"); it != j.end() && !it->is_null()) {
     if (!it->is_string()) Fail(400, "bad_request", "'index' must be a string such as \"MIH\"");
     index_spec = it->get<std::string>();

@@ -275,7 +275,7 @@ void Service::Call::CheckHost() const {
   Fail(403, "forbidden",
        "Host '" + req_.host +
            "' is not this server's address; without an API key only the listen address, "
-           "localhost, 127.0.0.1 and [::1] with the port are served");
+           "localhost, 127.0.0.1 and [::1] (bare or with the port) are served");
 }
 
 void Service::Call::Authorize(Access level) const {

@@ -30,6 +30,9 @@
 
 namespace hamdb {
 
+// The spec of a collection created without one.
+inline constexpr const char* kDefaultIndexSpec = "MIH";
+
 // What some index types need beyond the spec string.
 struct IndexOptions {
   // The collection's codebook: num_classes packed class codes of `bits` bits

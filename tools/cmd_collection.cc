@@ -13,7 +13,7 @@ namespace hamdb::tools {
 namespace {
 
 struct CollectionArgs {
-  std::string db, name, index_spec = "MIH", settings = "{}";
+  std::string db, name, index_spec = kDefaultIndexSpec, settings = "{}";
   int bits = 0;
 };
 

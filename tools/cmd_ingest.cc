@@ -51,7 +51,7 @@ uint64_t PathKeyId(std::string_view key_path) {
 namespace {
 
 struct IngestArgs {
-  std::string db, collection, model, images, list, labels = "folder", index_spec = "MIH";
+  std::string db, collection, model, images, list, labels = "folder", index_spec = kDefaultIndexSpec;
   size_t batch = 512;
   int threads = 0;
   bool no_sync = false;

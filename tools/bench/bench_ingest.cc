@@ -52,7 +52,7 @@ int RunBenchIngest(const BenchIngestArgs& a, const std::string& cmdline) {
       std::filesystem::remove_all(base);
       auto store = OpenStore(base);
       if (!store.ok()) return Fail(store.status());
-      Status s = LiveCollection::Create(store->get(), "bench", a.bits, "MIH", {});
+      Status s = LiveCollection::Create(store->get(), "bench", a.bits, kDefaultIndexSpec, {});
       if (!s.ok()) return Fail(s);
       StoreWriteOptions wo;
       wo.sync = sync == "on";
