@@ -218,9 +218,9 @@ Status ClassBucketIndex::AddLocked(const uint64_t* ids, const uint8_t* codes,
   }
   const size_t cb = code_bytes();
   try {
-    ids_.reserve(ids_.size() + n);
-    bucket_of_.reserve(ids_.size() + n);
-    pos_.reserve(ids_.size() + n);
+    ReserveForAppend(&ids_, n);
+    ReserveForAppend(&bucket_of_, n);
+    ReserveForAppend(&pos_, n);
     for (size_t i = 0; i < n; ++i) {
       const uint32_t old = slot_of_.Find(ids[i], ids_.data());
       if (old != IdSlotMap::kNoSlot) RemoveSlotLocked(old);  // upsert: remove, then add

@@ -126,8 +126,8 @@ Status FaissIvfIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
 Status FaissIvfIndex::AddPendingLocked(const uint64_t* ids, const uint8_t* codes, size_t n) {
   const size_t cb = code_bytes();
   try {
-    ids_.reserve(ids_.size() + n);
-    pending_codes_.reserve(pending_codes_.size() + n * cb);
+    ReserveForAppend(&ids_, n);
+    ReserveForAppend(&pending_codes_, n * cb);
     for (size_t i = 0; i < n; ++i) {
       const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
       if (slot != IdSlotMap::kNoSlot) {
@@ -216,10 +216,10 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
     for (FaissId l : list_nos) per_list[static_cast<size_t>(l)]++;
     for (size_t l = 0; l < per_list.size(); ++l) {
       if (per_list[l] == 0) continue;
-      lists->ids[l].reserve(lists->ids[l].size() + per_list[l]);
-      lists->codes[l].reserve(lists->codes[l].size() + per_list[l] * cb);
+      ReserveForAppend(&lists->ids[l], per_list[l]);
+      ReserveForAppend(&lists->codes[l], per_list[l] * cb);
     }
-    ids_.reserve(ids_.size() + keep.size());
+    ReserveForAppend(&ids_, keep.size());
     slot_of_.Reserve(ids_.size() + keep.size(), ids_.data());
     if (!stale.empty()) {
       stale_sel = std::make_unique<faiss::IDSelectorBatch>(stale.size(), stale.data());

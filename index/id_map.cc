@@ -112,8 +112,8 @@ Status DenseSlots::Upsert(const uint64_t* ids, const uint8_t* codes, size_t n, c
   }
   const size_t cb = code_bytes_;
   try {
-    ids_.reserve(ids_.size() + n);
-    codes_.reserve(codes_.size() + n * cb);
+    ReserveForAppend(&ids_, n);
+    ReserveForAppend(&codes_, n * cb);
     for (size_t i = 0; i < n; ++i) {
       const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
       if (slot != IdSlotMap::kNoSlot) {

@@ -12,6 +12,7 @@
 // exclusion (the owning index's writer lock).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -19,6 +20,17 @@
 #include "core/status.h"
 
 namespace hamdb {
+
+// Makes room in *v for `extra` more elements by at least 1.5x growth, so that
+// a stream of small batches costs amortised O(batch) each. An exact-fit
+// reserve (size() + extra) would reallocate and copy the whole vector on every
+// batch: O(n) per write. A first bulk load reserves exactly what it needs.
+template <typename T>
+void ReserveForAppend(std::vector<T>* v, size_t extra) {
+  const size_t need = v->size() + extra;
+  if (need <= v->capacity()) return;
+  v->reserve(std::max(need, v->capacity() + v->capacity() / 2));
+}
 
 class IdSlotMap {
  public:

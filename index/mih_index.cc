@@ -472,8 +472,8 @@ Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
   const bool bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
   RebuildPlan plan;
   try {
-    ids_.reserve(ids_.size() + n);
-    codes_.reserve(codes_.size() + n * cb);
+    ReserveForAppend(&ids_, n);
+    ReserveForAppend(&codes_, n * cb);
     for (size_t i = 0; i < n; ++i) {
       const uint8_t* code = codes + i * cb;
       uint32_t slot = slot_of_.Find(ids[i], ids_.data());
