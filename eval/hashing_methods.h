@@ -1,4 +1,4 @@
-// Deep hashing baselines for the MAP@k benchmark (issue 8), trained on the
+// Deep hashing baselines for the MAP@k benchmark, trained on the
 // same backbone, optimiser, epoch budget and batch order as LLC
 // (encoder/trainer.h) so that only the hashing objective differs.
 //

@@ -4,6 +4,12 @@
 # codes drawn from the data with a few bits flipped), then GET /healthz.
 #   bash scripts/bench-http.sh
 #   N=1000000 THREADS=2 CONNS=32 DURATION=20 WRK_THREADS=1 bash scripts/bench-http.sh
+#   MIXED=1 INSERTERS=1 BATCH=100 bash scripts/bench-http.sh   # plus a search run beside inserters
+# MIXED=1 runs the search load twice: alone, then beside INSERTERS wrk
+# connections each posting BATCH random codes per request, and prints one
+# table (search req/s, p50, p99; insert items/s, batch p50, p99). The
+# collection is copied from a pristine store before the runs, so that two
+# binaries (HAMDB=...) can be compared on the same data.
 # Needs a built `hamdb` (BUILD_DIR, default build), wrk and python3-numpy (Debian packages;
 # /usr/bin/python3 is used so that a pyenv python without numpy is not picked up).
 set -euo pipefail
@@ -20,6 +26,9 @@ PORT=${PORT:-18080}
 WORK=${WORK:-$(mktemp -d /tmp/hamdb-bench-http.XXXXXX)}
 mkdir -p "$WORK"
 DB=$WORK/db
+MIXED=${MIXED:-0}
+INSERTERS=${INSERTERS:-1}
+BATCH=${BATCH:-100}
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 [ -x "$HAMDB" ] || { echo "no hamdb binary at $HAMDB (build it first)"; exit 1; }
@@ -29,6 +38,13 @@ if [ ! -d "$DB" ]; then
     --out "$WORK/codes.npy"
   "$HAMDB" collection create bench --bits 64 --index MIH --db "$DB"
   "$HAMDB" put -c bench "$WORK/codes.npy" --db "$DB"
+fi
+
+# The inserts of a run must not leak into the next one: serve a copy.
+if [ "$MIXED" = 1 ]; then
+  rm -rf "$WORK/db-run"
+  cp -r "$DB" "$WORK/db-run"
+  DB=$WORK/db-run
 fi
 
 # 1000 query codes: stored codes with 2 random bits flipped, as hex.
@@ -71,7 +87,55 @@ curl -s -X POST -H 'Content-Type: application/json' \
   "http://127.0.0.1:$PORT/collections/bench/search"; echo
 
 echo "== search k=10: server threads $THREADS, wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s"
-wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "http://127.0.0.1:$PORT"
+wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "http://127.0.0.1:$PORT" \
+  | tee "$WORK/search-only.txt"
+
+if [ "$MIXED" = 1 ]; then
+  cat > "$WORK/insert.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local hex = "0123456789abcdef"
+local batch = $BATCH
+request = function()
+  local items = {}
+  for i = 1, batch do
+    local t = {}
+    for j = 1, 16 do local r = math.random(1, 16); t[j] = hex:sub(r, r) end
+    items[i] = '{"code":"' .. table.concat(t) .. '"}'
+  end
+  return wrk.format(nil, "/collections/bench/items", nil, '{"items":[' .. table.concat(items, ",") .. ']}')
+end
+LUA
+  echo "== search k=10 beside $INSERTERS inserter(s) of $BATCH-item batches"
+  wrk -t1 -c"$INSERTERS" -d"${DURATION}s" --latency -s "$WORK/insert.lua" "http://127.0.0.1:$PORT" \
+    > "$WORK/insert.txt" &
+  INSERT_WRK=$!
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "http://127.0.0.1:$PORT" \
+    > "$WORK/search-mixed.txt"
+  wait $INSERT_WRK
+  cat "$WORK/insert.txt"
+  /usr/bin/python3 - "$WORK" "$BATCH" "$INSERTERS" <<'PY'
+import re, sys
+work, batch, inserters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def parse(name):
+    t = open(f"{work}/{name}").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+    def pct(p):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, t, re.M)
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
+so, sm, ins = parse("search-only.txt"), parse("search-mixed.txt"), parse("insert.txt")
+print("| load | search req/s | search p50 ms | search p99 ms | insert items/s | batch p50 ms | batch p99 ms |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+print(f"| searches only | {so[0]:,.0f} | {so[1]:.2f} | {so[2]:.2f} | | | |")
+print(f"| searches + {inserters} inserter(s), {batch}-item batches | {sm[0]:,.0f} | {sm[1]:.2f} | {sm[2]:.2f} | "
+      f"{ins[0] * batch:,.0f} | {ins[1]:.2f} | {ins[2]:.2f} |")
+print(f"mixed / search-only throughput: {sm[0] / so[0]:.2f}; p99 ratio {sm[2] / so[2]:.2f}"
+      + (f"; non-2xx: search {sm[3]}, insert {ins[3]}" if sm[3] or ins[3] else ""))
+PY
+fi
 echo "== GET /healthz"
 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/healthz"
 echo "== server metrics (search route)"
