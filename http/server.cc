@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <condition_variable>
@@ -30,7 +31,10 @@ class Session;
 class HttpServer::Impl {
  public:
   Impl(Service* service, ServerOptions options)
-      : service_(service), options_(std::move(options)), ioc_(std::max(1, options_.threads)) {}
+      : service_(service),
+        options_(std::move(options)),
+        ioc_(std::max(1, options_.threads)),
+        writers_(static_cast<size_t>(std::max(1, options_.write_threads))) {}
 
   Status Start();
   void Shutdown();
@@ -43,6 +47,17 @@ class HttpServer::Impl {
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   Service* service() const { return service_; }
   const ServerOptions& options() const { return options_; }
+  asio::thread_pool& writers() { return writers_; }
+  // Takes a place in the write queue; false when all write_queue places are
+  // taken (the request is then refused with 503 and Retry-After).
+  bool TryQueueWrite() {
+    size_t n = queued_writes_.load(std::memory_order_relaxed);
+    do {
+      if (n >= options_.write_queue) return false;
+    } while (!queued_writes_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+    return true;
+  }
+  void WriteDone() { queued_writes_.fetch_sub(1, std::memory_order_relaxed); }
 
  private:
   void DoAccept();
@@ -63,6 +78,11 @@ class HttpServer::Impl {
   // posts to idle sessions.
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::vector<std::thread> threads_;
+  // Runs the write requests, so that the I/O threads keep answering searches
+  // while writes wait on the disk. Declared after ioc_: destroyed (joined)
+  // first, while the sessions' executors its handlers post to still exist.
+  asio::thread_pool writers_;
+  std::atomic<size_t> queued_writes_{0};
   std::atomic<uint16_t> port_{0};
   std::atomic<bool> stopping_{false};
   bool started_ = false;
@@ -158,9 +178,34 @@ class Session : public std::enable_shared_from_this<Session> {
     r.api_key = std::string(req["api-key"]);
     r.host = std::string(req[bhttp::field::host]);
     r.body = std::move(req.body());
-    Response resp = server_->service()->Handle(r);
-    const bool keep_alive = req.keep_alive() && !server_->stopping();
-    Send(std::move(resp), req.version(), keep_alive, r.method == "HEAD");
+    const unsigned version = req.version();
+    const bool wants_keep_alive = req.keep_alive();
+    const bool head = r.method == "HEAD";
+    if (!server_->service()->IsWrite(r.method, r.target)) {
+      Response resp = server_->service()->Handle(r);
+      Send(std::move(resp), version, wants_keep_alive && !server_->stopping(), head);
+      return;
+    }
+    // Writes run on the writer pool; this connection reads its next request
+    // only after the answer is sent, so responses stay in request order.
+    if (!server_->TryQueueWrite()) {
+      Response busy = Service::Error(
+          503, "write_queue_full",
+          "the write queue is full (" + std::to_string(server_->options().write_queue) +
+              " writes waiting); retry shortly");
+      busy.retry_after_s = 1;
+      Send(std::move(busy), version, wants_keep_alive && !server_->stopping(), head);
+      return;
+    }
+    asio::post(server_->writers(), [self = shared_from_this(), r = std::move(r), version,
+                                    wants_keep_alive, head]() mutable {
+      Response resp = self->server_->service()->Handle(r);
+      self->server_->WriteDone();
+      asio::post(self->stream_.get_executor(), [self, resp = std::move(resp), version,
+                                                 wants_keep_alive, head]() mutable {
+        self->Send(std::move(resp), version, wants_keep_alive && !self->server_->stopping(), head);
+      });
+    });
   }
 
   void SendError(int status, const std::string& code, const std::string& message) {
@@ -174,6 +219,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(bhttp::field::server, "hamdb");
     res->set(bhttp::field::content_type, resp.content_type);
     if (resp.status == 401) res->set(bhttp::field::www_authenticate, "Bearer");
+    if (resp.retry_after_s > 0) res->set(bhttp::field::retry_after, std::to_string(resp.retry_after_s));
     res->keep_alive(keep_alive);
     if (head) {
       res->content_length(resp.body.size());
@@ -234,6 +280,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
 Status HttpServer::Impl::Start() {
   if (options_.threads < 1) return Status::InvalidArgument("threads must be >= 1");
+  if (options_.write_threads < 1) return Status::InvalidArgument("write_threads must be >= 1");
   beast::error_code ec;
   const asio::ip::address addr = asio::ip::make_address(options_.address, ec);
   if (ec) return Status::InvalidArgument("bad listen address '" + options_.address + "'");
@@ -341,6 +388,7 @@ void HttpServer::Impl::Wait() {
     cv_.wait(lock, [this] { return stop_requested_; });
     cv_.wait_for(lock, options_.drain_timeout, [this] { return sessions_.empty(); });
   }
+  writers_.join();  // writes in flight finish (their answers may be dropped)
   ioc_.stop();
   for (std::thread& t : threads_) t.join();
   threads_.clear();

@@ -4,8 +4,12 @@
 // strand, so its requests are handled one after another in arrival order
 // (HTTP/1.1 keep-alive and pipelining are safe: pipelined requests are read
 // from the connection buffer and answered in order), while different
-// connections run in parallel. Requests are handled on the I/O threads
-// (searches take microseconds; a durable write waits for its fsync).
+// connections run in parallel. Reads and searches are handled on the I/O
+// threads (they take microseconds); writes (the admin routes: inserts,
+// deletes, creates, drops) run on a pool of write_threads, so that an I/O
+// thread never waits on an fsync. At most write_queue writes wait or run at
+// once; beyond that a write is refused with 503 write_queue_full and
+// Retry-After: 1.
 //
 // Limits: the request header and body sizes are capped (431 / 413, then the
 // connection is closed); a client that takes longer than read_timeout to send
@@ -39,6 +43,9 @@ struct ServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 8080;  // 0: an ephemeral port (see HttpServer::port)
   int threads = 2;
+  // Threads that run write requests, and how many writes may wait or run.
+  int write_threads = 2;
+  size_t write_queue = 64;
   // Bind a non-loopback address although no API key is configured.
   bool allow_remote_without_key = false;
   size_t body_limit = 32u << 20;    // bytes

@@ -261,6 +261,18 @@ Response Service::Call::Run(std::string* route) {
   Fail(404, "not_found", "no route for " + req_.method + " " + req_.target);
 }
 
+bool Service::IsWrite(const std::string& method, const std::string& target) {
+  if (method == "GET" || method == "HEAD") return false;
+  StatusOr<Target> t = ParseTarget(target);
+  if (!t.ok()) return false;
+  for (const Route& r : RouteTable()) {
+    if (r.method == method && PatternMatches(r.pattern, t->segments)) {
+      return r.access == Access::kAdmin;
+    }
+  }
+  return false;
+}
+
 void Service::Call::CheckHost() const {
   const ServiceOptions& o = svc_->options_;
   if (!o.admin_key.empty() || !o.read_key.empty() || req_.host.empty()) return;

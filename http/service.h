@@ -92,6 +92,7 @@ struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  int retry_after_s = 0;  // > 0: sent as a Retry-After header
 };
 
 class Service {
@@ -110,6 +111,11 @@ class Service {
 
   // Answers one request. Never throws; every failure is an error response.
   Response Handle(const Request& request);
+
+  // Whether (method, target) is a write: a route that changes data (the
+  // admin routes of the route table). The server runs those off its I/O
+  // threads.
+  static bool IsWrite(const std::string& method, const std::string& target);
 
   // An error response in the common shape (also used by the server for
   // transport errors such as 413 and 408).

@@ -27,6 +27,8 @@ struct ServeArgs {
   std::string host = "127.0.0.1";
   int port = 8080;
   int threads = 0;
+  int write_threads = 2;
+  size_t write_queue = 64;
   std::string api_key;
   std::string read_api_key;
   bool allow_remote_without_key = false;
@@ -79,6 +81,8 @@ int RunServe(const ServeArgs& a) {
   o.address = a.host;
   o.port = static_cast<uint16_t>(a.port);
   o.threads = a.threads > 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
+  o.write_threads = a.write_threads;
+  o.write_queue = a.write_queue;
   o.allow_remote_without_key = a.allow_remote_without_key;
   o.has_api_key = !a.api_key.empty();
   o.body_limit = a.body_limit_mb << 20;
@@ -113,6 +117,15 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--threads", a->threads, "I/O and request threads (0: one per core)")
       ->check(CLI::Range(0, 1024))
+      ->capture_default_str();
+  cmd->add_option("--write-threads", a->write_threads,
+                  "Threads that run write requests (inserts, deletes, creates, drops), so that the "
+                  "I/O threads keep answering searches while writes wait on the disk")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--write-queue", a->write_queue,
+                  "Writes that may wait or run at once; beyond it a write is 503 with Retry-After")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
       ->capture_default_str();
   cmd->add_option("--api-key", a->api_key,
                   "Admin API key: required for every route but /healthz and /readyz")

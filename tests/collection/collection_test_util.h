@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <map>
 #include <memory>
 #include <string>
@@ -32,9 +34,11 @@ struct FaultSwitch {
   std::atomic<bool> fail{false};        // Add / Remove fail
   std::atomic<bool> fail_build{false};  // the first Add of a fresh index (the build) fails
   std::atomic<int> builds{0};           // builds attempted
+  std::atomic<bool> hold{false};        // Add (after the build) waits while set
+  std::atomic<int> held{0};             // Adds waiting on `hold` now
 };
 
-// A Flat index that fails on demand.
+// A Flat index that fails, or holds its writers, on demand.
 class FaultyIndex : public BinaryIndex {
  public:
   FaultyIndex(int bits, FaultSwitch* sw)
@@ -47,8 +51,13 @@ class FaultyIndex : public BinaryIndex {
       built_ = true;
       sw_->builds++;
       if (sw_->fail_build) return Status::ResourceExhausted("injected build failure");
-    } else if (sw_->fail) {
-      return Status::ResourceExhausted("injected index failure");
+    } else {
+      if (sw_->hold) {
+        sw_->held++;
+        while (sw_->hold) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        sw_->held--;
+      }
+      if (sw_->fail) return Status::ResourceExhausted("injected index failure");
     }
     return inner_->Add(ids, codes, n);
   }

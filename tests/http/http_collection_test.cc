@@ -133,6 +133,53 @@ TEST(HttpCollection, IndexFailureAnswersWithAWarningServesDegradedAndRebuilds) {
   EXPECT_EQ(after.Json()["results"].size(), 2u);
 }
 
+// Writes run on the writer pool: a write stuck in its index update leaves
+// the single I/O thread free for searches, and once write_queue writes are
+// waiting, the next one is refused with 503 and Retry-After.
+TEST(HttpCollection, WritesRunOffTheIoThreadsAndTheQueueIsBounded) {
+  TempDir dir;
+  testing_util::FaultSwitch sw;
+  ServiceOptions so;
+  so.index_maker = testing_util::FaultyIndexMaker(&sw);
+  ServerOptions o;
+  o.threads = 1;
+  o.write_threads = 1;
+  o.write_queue = 1;
+  ServerHarness h(dir.path(), so, o);
+  ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "w"}, {"bits", 16}}).status, 201);
+  ASSERT_EQ(PostJson(h.port(), "/collections/w/items", {{"items", {{{"id", 1}, {"code", "00ff"}}}}})
+                .status,
+            200);
+  EXPECT_TRUE(Service::IsWrite("POST", "/collections/w/items"));
+  EXPECT_TRUE(Service::IsWrite("DELETE", "/collections/w/items/1"));
+  EXPECT_TRUE(Service::IsWrite("POST", "/collections"));
+  EXPECT_FALSE(Service::IsWrite("POST", "/collections/w/search"));
+  EXPECT_FALSE(Service::IsWrite("GET", "/collections/w/items/1"));
+
+  sw.hold = true;
+  HttpReply first;
+  std::thread writer([&] {
+    first = PostJson(h.port(), "/collections/w/items", {{"items", {{{"id", 2}, {"code", "0f0f"}}}}});
+  });
+  for (int i = 0; i < 2000 && sw.held.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(sw.held.load(), 1);  // the first write is inside its index update
+  HttpReply second =
+      PostJson(h.port(), "/collections/w/items", {{"items", {{{"id", 3}, {"code", "0001"}}}}});
+  EXPECT_EQ(second.status, 503) << second.body;
+  EXPECT_EQ(second.ErrorCode(), "write_queue_full");
+  EXPECT_EQ(second.headers["Retry-After"], "1");
+  HttpReply search = PostJson(h.port(), "/collections/w/search", {{"code", "00ff"}, {"k", 1}});
+  EXPECT_EQ(search.status, 200) << search.body;  // the one I/O thread is free
+  EXPECT_EQ(Call(h.port(), "GET", "/collections/w/items/1").status, 200);
+  sw.hold = false;
+  writer.join();
+  EXPECT_EQ(first.status, 200) << first.body;
+  EXPECT_EQ(Call(h.port(), "GET", "/collections/w/items/3").status, 404);  // refused: not stored
+  EXPECT_EQ(Call(h.port(), "GET", "/collections/w/items/2").status, 200);
+}
+
 TEST(HttpCollection, ForeignHostIsForbiddenWithoutAKey) {
   TempDir dir;
   ServerHarness h(dir.path());
