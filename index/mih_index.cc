@@ -6,6 +6,7 @@
 #include <limits>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -219,6 +220,11 @@ struct MihIndex::Table {
     auto it = overflow.find(key);
     return it == overflow.end() ? nullptr : &it->second;
   }
+  // Adds `slot` under `key` (in the overflow until the next rebuild).
+  void Insert(uint64_t key, uint32_t slot) {
+    overflow[key].push_back(slot);
+    ++overflow_entries;
+  }
   // Points the entry `from` under `key` at `to` (kHole to erase). The entry
   // must exist.
   void Replace(uint64_t key, uint32_t from, uint32_t to) {
@@ -265,7 +271,9 @@ MihIndex::MihIndex(int bits, int fixed_m)
   if (fixed_m_ > 0) Configure(fixed_m_);
 }
 
-MihIndex::~MihIndex() = default;
+MihIndex::~MihIndex() {
+  if (rebuild_thread_.joinable()) rebuild_thread_.join();
+}
 
 StatusOr<std::unique_ptr<MihIndex>> MihIndex::Create(int bits, int num_substrings) {
   HAMDB_RETURN_IF_ERROR(ValidateCodeBits(bits));
@@ -317,10 +325,10 @@ uint64_t MihIndex::SubstringOf(const uint8_t* code, const Table& t) const {
 }
 
 void MihIndex::Configure(int m) {
-  tables_ = BuildTables(m);
+  tables_ = BuildTables(m, codes_.data(), ids_.size());
 }
 
-std::vector<MihIndex::Table> MihIndex::BuildTables(int m) const {
+std::vector<MihIndex::Table> MihIndex::BuildTables(int m, const uint8_t* codes, size_t n) const {
   std::vector<Table> tables(m);
   const int base = bits() / m;
   const int wider = bits() % m;  // the first `wider` substrings get one more bit
@@ -329,17 +337,16 @@ std::vector<MihIndex::Table> MihIndex::BuildTables(int m) const {
     tables[j].offset = offset;
     tables[j].width = base + (j < wider ? 1 : 0);
     offset += tables[j].width;
-    RebuildTable(&tables[j]);
+    RebuildTable(&tables[j], codes, n);
   }
   return tables;
 }
 
 void MihIndex::RebuildAll() {
-  for (Table& t : tables_) RebuildTable(&t);
+  for (Table& t : tables_) RebuildTable(&t, codes_.data(), ids_.size());
 }
 
-void MihIndex::RebuildTable(Table* t) const {
-  const size_t n = ids_.size();
+void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
   const size_t cb = code_bytes();
   t->overflow = {};
   t->overflow_entries = 0;
@@ -355,7 +362,7 @@ void MihIndex::RebuildTable(Table* t) const {
     // bucket b, shifted back by one place to become its beginning.
     const size_t nb = size_t{1} << t->width;
     t->starts.assign(nb + 1, 0);
-    for (size_t s = 0; s < n; ++s) ++t->starts[SubstringOf(&codes_[s * cb], *t)];
+    for (size_t s = 0; s < n; ++s) ++t->starts[SubstringOf(codes + s * cb, *t)];
     uint32_t sum = 0;
     for (size_t b = 0; b < nb; ++b) {
       const uint32_t c = t->starts[b];
@@ -363,7 +370,7 @@ void MihIndex::RebuildTable(Table* t) const {
       sum += c;
     }
     for (size_t s = 0; s < n; ++s) {
-      t->entries[t->starts[SubstringOf(&codes_[s * cb], *t)]++] = static_cast<uint32_t>(s);
+      t->entries[t->starts[SubstringOf(codes + s * cb, *t)]++] = static_cast<uint32_t>(s);
     }
     for (size_t b = nb; b > 0; --b) t->starts[b] = t->starts[b - 1];
     t->starts[0] = 0;
@@ -371,7 +378,7 @@ void MihIndex::RebuildTable(Table* t) const {
   }
   std::vector<std::pair<uint64_t, uint32_t>> pairs(n);
   for (size_t s = 0; s < n; ++s) {
-    pairs[s] = {SubstringOf(&codes_[s * cb], *t), static_cast<uint32_t>(s)};
+    pairs[s] = {SubstringOf(codes + s * cb, *t), static_cast<uint32_t>(s)};
   }
   std::sort(pairs.begin(), pairs.end());
   std::vector<uint64_t> distinct;
@@ -389,25 +396,52 @@ void MihIndex::RebuildTable(Table* t) const {
 
 void MihIndex::InsertSlot(uint32_t slot) {
   const uint8_t* code = &codes_[static_cast<size_t>(slot) * code_bytes()];
-  for (Table& t : tables_) {
-    t.overflow[SubstringOf(code, t)].push_back(slot);
-    ++t.overflow_entries;
-  }
+  for (Table& t : tables_) t.Insert(SubstringOf(code, t), slot);
+  LogTableOp(kHole, slot, code);
 }
 
 void MihIndex::EraseSlot(uint32_t slot) {
   const uint8_t* code = &codes_[static_cast<size_t>(slot) * code_bytes()];
   for (Table& t : tables_) t.Replace(SubstringOf(code, t), slot, kHole);
+  LogTableOp(slot, kHole, code);
 }
 
 void MihIndex::RelabelSlot(uint32_t from, uint32_t to) {
   const uint8_t* code = &codes_[static_cast<size_t>(from) * code_bytes()];
   for (Table& t : tables_) t.Replace(SubstringOf(code, t), from, to);
+  LogTableOp(from, to, code);
+}
+
+void MihIndex::LogTableOp(uint32_t from, uint32_t to, const uint8_t* code) {
+  if (!logging_) return;
+  log_.push_back({from, to});
+  log_codes_.insert(log_codes_.end(), code, code + code_bytes());
+}
+
+void MihIndex::ReplayLog(std::vector<Table>* built) const {
+  const size_t cb = code_bytes();
+  for (size_t i = 0; i < log_.size(); ++i) {
+    const uint8_t* code = log_codes_.data() + i * cb;
+    for (Table& t : *built) {
+      const uint64_t key = SubstringOf(code, t);
+      if (log_[i].from == kHole) {
+        t.Insert(key, log_[i].to);
+      } else {
+        t.Replace(key, log_[i].from, log_[i].to);
+      }
+    }
+  }
 }
 
 MihIndex::RebuildPlan MihIndex::AfterWrite(bool bulk) {
   RebuildPlan plan;
   const size_t n = ids_.size();
+  // A full in-place rebuild makes the tables being built in the background
+  // (and their log) stale: they are discarded at the swap.
+  if (bulk) ++table_generation_;
+  // One background rebuild at a time; the tables stay correct meanwhile
+  // (overflow and holes only cost search time), and a later write plans again.
+  if (!bulk && rebuilding_) return plan;
   if (fixed_m_ == 0 &&
       (tables_.empty() || n > 4 * n_at_choice_ || n * 4 < n_at_choice_)) {
     n_at_choice_ = n;
@@ -425,7 +459,7 @@ MihIndex::RebuildPlan MihIndex::AfterWrite(bool bulk) {
   for (size_t j = 0; j < tables_.size(); ++j) {
     Table& t = tables_[j];
     if (bulk) {
-      RebuildTable(&t);
+      RebuildTable(&t, codes_.data(), n);
     } else if (t.overflow_entries + t.holes > limit) {
       plan.tables.push_back(j);
     }
@@ -435,28 +469,75 @@ MihIndex::RebuildPlan MihIndex::AfterWrite(bool bulk) {
 
 void MihIndex::FinishWrite(const RebuildPlan& plan) {
   if (plan.empty()) return;
+  // Called by the writer with write_mu_ held and mu_ free; only one plan is
+  // in flight (AfterWrite makes none while rebuilding_).
+  if (rebuild_thread_.joinable()) rebuild_thread_.join();
+  {
+    std::unique_lock<WriterPriorityMutex> lock(mu_);
+    rebuilding_ = true;
+  }
+  rebuild_thread_ = std::thread([this, plan] { RunRebuild(plan); });
+}
+
+void MihIndex::RunRebuild(const RebuildPlan& plan) {
+  // 1. Under a shared lock (searches go on, writers wait a moment): copy the
+  //    slots' codes and the geometry of the planned tables, and start logging
+  //    every table change writers make from now on.
+  std::vector<uint8_t> codes;
+  size_t n = 0;
+  uint64_t generation = 0;
   std::vector<Table> built;
   try {
     std::shared_lock<WriterPriorityMutex> lock(mu_);
-    if (plan.m > 0) {
-      built = BuildTables(plan.m);
-    } else {
+    codes = codes_;
+    n = ids_.size();
+    generation = table_generation_;
+    if (plan.m == 0) {
       built.resize(plan.tables.size());
       for (size_t i = 0; i < plan.tables.size(); ++i) {
+        if (plan.tables[i] >= tables_.size()) throw std::bad_alloc();  // tables replaced
         built[i].offset = tables_[plan.tables[i]].offset;
         built[i].width = tables_[plan.tables[i]].width;
-        RebuildTable(&built[i]);
+      }
+    }
+    logging_ = true;
+  } catch (const std::bad_alloc&) {
+    std::unique_lock<WriterPriorityMutex> lock(mu_);
+    rebuilding_ = false;
+    return;
+  }
+  // 2. Without any lock: build the tables from the copy.
+  bool ok = true;
+  try {
+    if (plan.m > 0) {
+      built = BuildTables(plan.m, codes.data(), n);
+    } else {
+      for (Table& t : built) RebuildTable(&t, codes.data(), n);
+    }
+  } catch (const std::bad_alloc&) {
+    ok = false;
+  }
+  std::vector<uint8_t>().swap(codes);
+  // 3. Under a short exclusive lock: apply what writers did meanwhile, swap.
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  try {
+    if (ok && generation == table_generation_) {
+      ReplayLog(&built);
+      if (plan.m > 0) {
+        tables_.swap(built);
+      } else {
+        for (size_t i = 0; i < plan.tables.size(); ++i) {
+          std::swap(tables_[plan.tables[i]], built[i]);
+        }
       }
     }
   } catch (const std::bad_alloc&) {
-    return;  // the current tables are consistent; a later write retries
+    // The live tables were not touched; they stay correct.
   }
-  std::unique_lock<WriterPriorityMutex> lock(mu_);
-  if (plan.m > 0) {
-    tables_.swap(built);
-  } else {
-    for (size_t i = 0; i < plan.tables.size(); ++i) std::swap(tables_[plan.tables[i]], built[i]);
-  }
+  logging_ = false;
+  std::vector<TableOp>().swap(log_);
+  std::vector<uint8_t>().swap(log_codes_);
+  rebuilding_ = false;
 }
 
 Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
@@ -492,6 +573,7 @@ Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
     plan = AfterWrite(bulk);
   } catch (const std::bad_alloc&) {
     // Slots are consistent; rebuild the tables from them if memory allows.
+    ++table_generation_;
     try {
       RebuildAll();
     } catch (const std::bad_alloc&) {
@@ -532,6 +614,7 @@ Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
     }
     plan = AfterWrite(bulk);
   } catch (const std::bad_alloc&) {
+    ++table_generation_;
     try {
       RebuildAll();
     } catch (const std::bad_alloc&) {

@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "index/binary_index.h"
@@ -91,10 +92,11 @@ class MihIndex : public BinaryIndex {
   uint64_t SubstringOf(const uint8_t* code, const Table& t) const;
   // Sets up m empty tables (substring bit ranges) and rebuilds them.
   void Configure(int m);
-  // m tables over the current slots, built without touching tables_.
-  std::vector<Table> BuildTables(int m) const;
-  // Rebuilds *t from the current slots (reads only codes_ and ids_).
-  void RebuildTable(Table* t) const;
+  // m tables over the n codes at `codes` (slot s at s * code_bytes()),
+  // built without touching tables_.
+  std::vector<Table> BuildTables(int m, const uint8_t* codes, size_t n) const;
+  // Rebuilds *t over the n codes at `codes`.
+  void RebuildTable(Table* t, const uint8_t* codes, size_t n) const;
   void RebuildAll();
 
   // Table work a write leaves behind: a new m, or tables to compact.
@@ -109,15 +111,27 @@ class MihIndex : public BinaryIndex {
   // incremental write leaves the tables consistent and returns the plan,
   // which FinishWrite carries out while searches go on.
   RebuildPlan AfterWrite(bool bulk);
-  // Builds the planned tables under a shared lock (searches keep running on
-  // the old, still consistent tables), then swaps them in under a short
-  // exclusive lock. Requires the caller to be the only writer (the
-  // BinaryIndex contract) and to hold no lock. Out of memory keeps the old
-  // tables, which stay correct.
+  // Starts the planned rebuild on a background thread and returns: writes
+  // and searches go on. The thread copies the slots' codes under a shared
+  // lock, builds the new tables without a lock while writers log every
+  // table change they make, then, under a short exclusive lock, replays the
+  // log into the new tables and swaps them in. Requires the caller to be the
+  // only writer (write_mu_) and to hold mu_ not at all. Out of memory, or a
+  // bulk write meanwhile (which rebuilds the live tables in place), discards
+  // the result; the live tables stay correct throughout.
   void FinishWrite(const RebuildPlan& plan);
+  void RunRebuild(const RebuildPlan& plan);
   void InsertSlot(uint32_t slot);
   void EraseSlot(uint32_t slot);
   void RelabelSlot(uint32_t from, uint32_t to);
+  // While a background rebuild runs: one table change, replayed at its swap.
+  // from == kHole: insert `to`; else point `from` at `to` (kHole: erase).
+  struct TableOp {
+    uint32_t from;
+    uint32_t to;
+  };
+  void LogTableOp(uint32_t from, uint32_t to, const uint8_t* code);
+  void ReplayLog(std::vector<Table>* built) const;
 
   // Probing k-NN; returns false (out untouched) when `budget` work units
   // were exceeded and the caller should scan instead.
@@ -138,6 +152,14 @@ class MihIndex : public BinaryIndex {
   IdSlotMap slot_of_;
   std::vector<Table> tables_;  // m tables, substring j = bits [offset, offset + width)
   size_t n_at_choice_ = 0;     // size when m was last chosen
+  // The background rebuild (FinishWrite). Guarded by mu_, except
+  // rebuild_thread_, which only the writer (write_mu_) starts and joins.
+  bool rebuilding_ = false;
+  bool logging_ = false;
+  uint64_t table_generation_ = 0;  // bumped by every in-place full rebuild
+  std::vector<TableOp> log_;
+  std::vector<uint8_t> log_codes_;  // code_bytes() per op: the slot's code then
+  std::thread rebuild_thread_;
 };
 
 }  // namespace hamdb
