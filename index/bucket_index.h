@@ -36,7 +36,9 @@
 // the bucket (and the last global slot) into the hole.
 //
 // Thread safety: as BinaryIndex: searches share a reader lock, writers take
-// the writer lock. A single search runs on the calling thread; SearchBatch
+// the writer lock. Insert cost: a write of b items is amortised O(b * L) for
+// decoding against L class codes, plus amortised O(b) appends to the global
+// and bucket arrays (geometric growth). A single search runs on the calling thread; SearchBatch
 // (inherited) spreads queries over threads.
 #pragma once
 

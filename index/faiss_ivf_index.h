@@ -34,6 +34,14 @@
 // (code_bytes + 8 + 8 + 5..11 bytes per item).
 //
 // Thread safety: as BinaryIndex (reader/writer lock around FAISS).
+//
+// Insert cost: a write of b items, once trained, is O(b * nlist) for the
+// quantizer assignment plus amortised O(b) appends to the lists and the id
+// array (geometric growth); an upsert also removes the old entries, which
+// FAISS does by a pass over every list (O(n)). An upsert batch is atomic:
+// list capacity is reserved and lists assigned before the first change.
+// Before training, writes append to a buffer; the one training run (at
+// train_threshold() items) holds the writer lock for its k-means.
 #pragma once
 
 #include <cstdint>

@@ -13,7 +13,9 @@
 // is the oracle every other index is tested against.
 //
 // Thread safety: as BinaryIndex: searches share a reader lock, Add / Remove
-// take the writer lock.
+// take the writer lock. Insert cost: a write of b items is amortised O(b)
+// (dense slots that grow geometrically, an open-addressing id map); a remove
+// is O(1) per item (the last slot moves into the hole).
 #pragma once
 
 #include <string>

@@ -30,12 +30,15 @@
 //
 // Thread safety: as BinaryIndex (reader/writer lock). A single query probes
 // on the calling thread; its scan fallback uses SearchParams::num_threads.
-// Writes are serialised. A write holds the exclusive lock only for its own
-// slot and table updates: a rebuild it triggers (m re-chosen, or a table
-// compacted) is built under the shared lock while searches go on, then
-// swapped in. Only a bulk write (the first load, or a batch larger than an
-// eighth of the index) rebuilds under the exclusive lock, for a time
-// proportional to the batch.
+// Writes are serialised. Insert cost: a write of b items holds the exclusive
+// lock for O(b * m) table updates plus amortised O(b) slot appends (the slot
+// arrays grow geometrically). A rebuild it triggers (m re-chosen, or a
+// table compacted) runs on a background thread: it copies the codes under
+// the shared lock, builds without a lock while later writes log their table
+// changes, and replays the log and swaps under a short exclusive lock
+// (proportional to the writes made meanwhile, not to n). Only a bulk write
+// (the first load, or a batch larger than an eighth of the index) rebuilds
+// under the exclusive lock, for a time proportional to the batch.
 #pragma once
 
 #include <memory>
