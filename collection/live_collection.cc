@@ -183,12 +183,24 @@ void LiveCollection::MarkDegraded(const Status& why) {
                info_.name, why.ToString());
 }
 
-std::string LiveCollection::IndexFailureWarning(const Status& why, const char* what) {
-  MarkDegraded(why.WithContext(std::string("index update after a durable ") + what + " failed"));
-  return std::string(what) +
-         " is durable, but the index update failed; the collection is degraded and its index "
-         "is being rebuilt in the background: " +
-         why.ToString();
+void LiveCollection::UpdateIndex(const char* what, std::string* warning,
+                                 const std::function<Status(BinaryIndex&)>& update) {
+  std::shared_ptr<BinaryIndex> index = CurrentIndex();
+  if (!index) return;  // degraded: the rebuild reads the store
+  Status s;
+  try {
+    s = update(*index);
+  } catch (const std::bad_alloc&) {
+    s = Status::ResourceExhausted("out of memory");
+  }
+  if (s.ok()) return;
+  MarkDegraded(s.WithContext(std::string("index update after a durable ") + what + " failed"));
+  if (warning) {
+    *warning = std::string(what) +
+               " is durable, but the index update failed; the collection is degraded and its "
+               "index is being rebuilt in the background: " +
+               s.ToString();
+  }
 }
 
 void LiveCollection::RebuildLoop() {
@@ -248,27 +260,17 @@ Status LiveCollection::Put(const std::vector<ItemInput>& items, const StoreWrite
   checked.max_id = std::min(wo.max_id, spec_.max_id);
   std::vector<uint64_t> ids;
   HAMDB_RETURN_IF_ERROR(store_->Put(info_.name, items, checked, &ids));
-  std::shared_ptr<BinaryIndex> index = CurrentIndex();
-  Status s;
-  if (index) {
+  UpdateIndex("write", warning, [&](BinaryIndex& index) {
     // The store validated every code; gather them for one index call. A
     // repeated id in one batch ends with its last code, in both places.
-    try {
-      const size_t nb = code_bytes(bits());
-      std::vector<uint8_t> codes(items.size() * nb);
-      for (size_t i = 0; i < items.size(); ++i) {
-        std::copy(items[i].code.begin(), items[i].code.end(), codes.begin() + i * nb);
-      }
-      s = index->Add(ids.data(), codes.data(), ids.size());
-    } catch (const std::bad_alloc&) {
-      s = Status::ResourceExhausted("out of memory");
+    const size_t nb = code_bytes(bits());
+    std::vector<uint8_t> codes(items.size() * nb);
+    for (size_t i = 0; i < items.size(); ++i) {
+      std::copy(items[i].code.begin(), items[i].code.end(), codes.begin() + i * nb);
     }
-  }
+    return index.Add(ids.data(), codes.data(), ids.size());
+  });
   if (assigned_ids) *assigned_ids = std::move(ids);
-  if (!s.ok()) {
-    std::string w = IndexFailureWarning(s, "write");
-    if (warning) *warning = std::move(w);
-  }
   return Status::OK();
 }
 
@@ -280,20 +282,9 @@ Status LiveCollection::PutCodes(const uint64_t* ids, const uint8_t* codes, size_
   checked.max_id = std::min(wo.max_id, spec_.max_id);
   std::vector<uint64_t> out_ids;
   HAMDB_RETURN_IF_ERROR(store_->PutCodes(info_.name, ids, codes, n, checked, &out_ids));
-  std::shared_ptr<BinaryIndex> index = CurrentIndex();
-  Status s;
-  if (index) {
-    try {
-      s = index->Add(out_ids.data(), codes, n);
-    } catch (const std::bad_alloc&) {
-      s = Status::ResourceExhausted("out of memory");
-    }
-  }
+  UpdateIndex("write", warning,
+              [&](BinaryIndex& index) { return index.Add(out_ids.data(), codes, n); });
   if (assigned_ids) *assigned_ids = std::move(out_ids);
-  if (!s.ok()) {
-    std::string w = IndexFailureWarning(s, "write");
-    if (warning) *warning = std::move(w);
-  }
   return Status::OK();
 }
 
@@ -301,19 +292,8 @@ Status LiveCollection::Delete(const std::vector<uint64_t>& ids, const StoreWrite
                               size_t* deleted, std::string* warning) {
   std::lock_guard<std::mutex> lock(write_mu_);
   HAMDB_RETURN_IF_ERROR(store_->Delete(info_.name, ids, wo, deleted));
-  std::shared_ptr<BinaryIndex> index = CurrentIndex();
-  Status s;
-  if (index) {
-    try {
-      s = index->Remove(ids.data(), ids.size(), nullptr);
-    } catch (const std::bad_alloc&) {
-      s = Status::ResourceExhausted("out of memory");
-    }
-  }
-  if (!s.ok()) {
-    std::string w = IndexFailureWarning(s, "delete");
-    if (warning) *warning = std::move(w);
-  }
+  UpdateIndex("delete", warning,
+              [&](BinaryIndex& index) { return index.Remove(ids.data(), ids.size(), nullptr); });
   return Status::OK();
 }
 

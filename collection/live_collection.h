@@ -157,7 +157,11 @@ class LiveCollection {
   std::shared_ptr<BinaryIndex> CurrentIndex() const;
   // Drops the index, records why and wakes the rebuild thread.
   void MarkDegraded(const Status& why);
-  std::string IndexFailureWarning(const Status& why, const char* what);
+  // Applies a durable write (`what`: "write" or "delete") to the index, if
+  // there is one. A failure degrades the collection and sets *warning.
+  // Caller holds write_mu_.
+  void UpdateIndex(const char* what, std::string* warning,
+                   const std::function<Status(BinaryIndex&)>& update);
   void RebuildLoop();
   StatusOr<SearchResult> ScanStore(const uint8_t* query, size_t k, uint32_t radius,
                                    bool is_range) const;
