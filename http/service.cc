@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cctype>
 #include <exception>
 #include <string_view>
 #include <utility>
@@ -69,18 +70,11 @@ Response Service::Error(int status, const std::string& code, const std::string& 
 }
 
 void Service::SetListenEndpoint(const std::string& address, uint16_t port) {
-  // Each name with the port, and bare: a bare name cannot come from a page on
-  // another origin's port, and is what many non-browser clients send.
-  const bool v6 = address.find(':') != std::string::npos;
-  std::vector<std::string> hosts;
-  for (const std::string& name :
-       {std::string("localhost"), std::string("127.0.0.1"), std::string("[::1]"),
-        v6 ? "[" + address + "]" : address}) {
-    hosts.push_back(name);
-    hosts.push_back(name + ":" + std::to_string(port));
-  }
   std::lock_guard<std::mutex> lock(listen_mu_);
-  allowed_hosts_ = std::move(hosts);
+  listen_address_ = address;
+  std::transform(listen_address_.begin(), listen_address_.end(), listen_address_.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  listen_port_ = port;
 }
 
 std::shared_ptr<Service::Collection> Service::FindCollection(const std::string& name) const {
@@ -273,21 +267,73 @@ bool Service::IsWrite(const std::string& method, const std::string& target) {
   return false;
 }
 
+namespace {
+
+// A dotted IPv4 address: four decimal octets.
+bool IsIpv4Literal(std::string_view s) {
+  int parts = 0;
+  while (true) {
+    size_t digits = 0;
+    int value = 0;
+    while (digits < s.size() && std::isdigit(static_cast<unsigned char>(s[digits]))) {
+      value = value * 10 + (s[digits] - '0');
+      if (++digits > 3) return false;
+    }
+    if (digits == 0 || value > 255) return false;
+    ++parts;
+    s.remove_prefix(digits);
+    if (s.empty()) return parts == 4;
+    if (s[0] != '.' || parts == 4) return false;
+    s.remove_prefix(1);
+  }
+}
+
+// A bracketed IPv6 address as in a Host header: "[" hex digits, ':' and '.' "]".
+bool IsIpv6Literal(std::string_view s) {
+  if (s.size() < 4 || s.front() != '[' || s.back() != ']') return false;
+  for (char c : s.substr(1, s.size() - 2)) {
+    if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 void Service::Call::CheckHost() const {
   const ServiceOptions& o = svc_->options_;
   if (!o.admin_key.empty() || !o.read_key.empty() || req_.host.empty()) return;
-  std::lock_guard<std::mutex> lock(svc_->listen_mu_);
-  if (svc_->allowed_hosts_.empty()) return;
+  std::string address;
+  uint16_t port = 0;
+  {
+    std::lock_guard<std::mutex> lock(svc_->listen_mu_);
+    if (svc_->listen_port_ == 0) return;  // not on a socket (tests of Handle alone)
+    address = svc_->listen_address_;
+    port = svc_->listen_port_;
+  }
   std::string host = req_.host;
   std::transform(host.begin(), host.end(), host.begin(),
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  for (const std::string& h : svc_->allowed_hosts_) {
-    if (host == h) return;
+  // Split "name[:port]"; an IPv6 name is bracketed.
+  std::string_view name = host;
+  std::string_view port_text;
+  const size_t colon = host.rfind(':');
+  if (colon != std::string::npos && host.find(']', colon) == std::string::npos) {
+    name = std::string_view(host).substr(0, colon);
+    port_text = std::string_view(host).substr(colon + 1);
   }
+  uint64_t given_port = 0;
+  const bool port_ok = port_text.empty() ||
+                       (ParseUint64(port_text, &given_port) && given_port == port);
+  // DNS rebinding reaches the server under the attacker's host name; an IP
+  // literal or a loopback name cannot be rebound.
+  const bool v6_listen = address.find(':') != std::string::npos;
+  const bool name_ok = name == "localhost" || IsIpv4Literal(name) || IsIpv6Literal(name) ||
+                       name == (v6_listen ? "[" + address + "]" : address);
+  if (name_ok && port_ok) return;
   Fail(403, "forbidden",
        "Host '" + req_.host +
-           "' is not this server's address; without an API key only the listen address, "
-           "localhost, 127.0.0.1 and [::1] (bare or with the port) are served");
+           "' is not this server: without an API key only localhost, the listen address and IP "
+           "addresses (bare or with the port " + std::to_string(port) + ") are served");
 }
 
 void Service::Call::Authorize(Access level) const {

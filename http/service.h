@@ -124,10 +124,10 @@ class Service {
   Metrics& metrics() { return metrics_; }
 
   // The address and port the server listens on. Once set, and only when the
-  // service has no API key, a request whose Host header names neither the
-  // address nor localhost / 127.0.0.1 / [::1] (bare or with that port) is
-  // refused (403
-  // forbidden), so that a web page cannot reach the API by DNS rebinding.
+  // service has no API key, a request is refused (403 forbidden) unless its
+  // Host header names localhost, the listen address or an IP address, bare
+  // or with that port: a web page that reaches the API by DNS rebinding
+  // sends its own host name, which never passes.
   void SetListenEndpoint(const std::string& address, uint16_t port);
 
   // Implementation types, defined in http/call.h (private to http/).
@@ -150,7 +150,8 @@ class Service {
   std::map<std::string, std::shared_ptr<Collection>> collections_;
   std::mutex admin_mu_;  // serialises create / drop
   mutable std::mutex listen_mu_;
-  std::vector<std::string> allowed_hosts_;  // empty: no Host check
+  std::string listen_address_;  // lower case
+  uint16_t listen_port_ = 0;    // 0: no Host check
 };
 
 }  // namespace hamdb::http

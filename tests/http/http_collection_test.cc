@@ -192,6 +192,17 @@ TEST(HttpCollection, ForeignHostIsForbiddenWithoutAKey) {
   EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", "127.0.0.1:" + port}}).status,
             200);
   EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", "localhost:1"}}).status, 403);
+  // IP literals cannot be rebound: a LAN address of the machine is served.
+  EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", "10.1.2.3:" + port}}).status,
+            200);
+  EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", "[fe80::1]:" + port}}).status,
+            200);
+  EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", "LocalHost"}}).status, 200);
+  for (const std::string& bad : std::vector<std::string>{"10.1.2.3:1", "10.1.2:" + port, "1.2.3.4.5", "256.1.1.1",
+                                "evil.example", "127.0.0.1.evil.example:" + port,
+                                "localhost.evil.example"}) {
+    EXPECT_EQ(Call(h.port(), "GET", "/collections", "", "", {{"Host", bad}}).status, 403) << bad;
+  }
   // With an API key the key is the guard, not the Host.
   TempDir keyed;
   ServiceOptions so;

@@ -130,28 +130,19 @@ TEST_P(MihVsFlatTest, SameResultsAsFlat) {
 
 INSTANTIATE_TEST_SUITE_P(AllLengths, MihVsFlatTest, ::testing::ValuesIn(AllCases()), CaseName);
 
-// Incremental writes: small batches go through the overflow tables, deletes
-// leave holes and relabel the moved slot, large batches rebuild, and an
-// automatic m is re-chosen as the size grows and shrinks 4x.
-void RunWriteSequence(const std::string& spec, int bits, DataKind kind, uint64_t seed) {
-  auto flat = Make("Flat", bits);
-  auto mih = Make(spec, bits);
-  ASSERT_TRUE(flat && mih);
-  std::mt19937_64 rng(seed);
-  const std::vector<uint64_t> pool = MakeIds(20000, seed);
-  size_t next_new = 0;
-  std::vector<uint64_t> live;
-  auto queries = MakeCodes(kind, 3, bits, seed + 1);
-  const uint32_t b = static_cast<uint32_t>(bits);
-  const auto check = [&](const std::string& step) {
-    ASSERT_EQ(mih->size(), flat->size()) << step;
-    ExpectSameAsFlat(*flat, *mih, queries.data(), 3, {1, 10, 57}, {0, 3, b / 4}, true,
-                     spec + " after " + step);
-  };
-  const auto add = [&](size_t n, bool upserts) {
+// A Flat oracle and an index under test, written the same way: new ids from
+// a pool, upserts of live ids, removes of live ids plus one absent id.
+struct WriteModel {
+  WriteModel(const std::string& spec, int bits, uint64_t seed, size_t pool_size, DataKind kind)
+      : bits(bits), kind(kind), flat(Make("Flat", bits)), index(Make(spec, bits)), rng(seed),
+        pool(MakeIds(pool_size, seed)) {}
+
+  // n items; each is an upsert of a live id with probability 1/upsert_one_in
+  // (0: never).
+  void Add(size_t n, unsigned upsert_one_in) {
     std::vector<uint64_t> ids;
     for (size_t i = 0; i < n; ++i) {
-      if (upserts && !live.empty() && rng() % 3 == 0) {
+      if (upsert_one_in > 0 && !live.empty() && rng() % upsert_one_in == 0) {
         ids.push_back(live[rng() % live.size()]);
       } else {
         ids.push_back(pool[next_new++]);
@@ -160,9 +151,9 @@ void RunWriteSequence(const std::string& spec, int bits, DataKind kind, uint64_t
     }
     auto codes = MakeCodes(kind, n, bits, rng());
     ASSERT_TRUE(flat->Add(ids.data(), codes.data(), n).ok());
-    ASSERT_TRUE(mih->Add(ids.data(), codes.data(), n).ok());
-  };
-  const auto remove = [&](size_t n) {
+    ASSERT_TRUE(index->Add(ids.data(), codes.data(), n).ok());
+  }
+  void Remove(size_t n) {
     std::vector<uint64_t> ids;
     for (size_t i = 0; i < n && !live.empty(); ++i) {
       const size_t at = rng() % live.size();
@@ -171,12 +162,41 @@ void RunWriteSequence(const std::string& spec, int bits, DataKind kind, uint64_t
       live.pop_back();
     }
     ids.push_back(~uint64_t{0});  // absent
-    size_t removed_flat = 0, removed_mih = 0;
+    size_t removed_flat = 0, removed_index = 0;
     ASSERT_TRUE(flat->Remove(ids.data(), ids.size(), &removed_flat).ok());
-    ASSERT_TRUE(mih->Remove(ids.data(), ids.size(), &removed_mih).ok());
-    EXPECT_EQ(removed_mih, removed_flat);
-    EXPECT_EQ(removed_mih, ids.size() - 1);
+    ASSERT_TRUE(index->Remove(ids.data(), ids.size(), &removed_index).ok());
+    EXPECT_EQ(removed_index, removed_flat);
+    EXPECT_EQ(removed_index, ids.size() - 1);
+  }
+
+  int bits;
+  DataKind kind;
+  std::unique_ptr<BinaryIndex> flat, index;
+  std::mt19937_64 rng;
+  std::vector<uint64_t> pool;
+  size_t next_new = 0;
+  std::vector<uint64_t> live;
+};
+
+// Incremental writes: small batches go through the overflow tables, deletes
+// leave holes and relabel the moved slot, large batches rebuild, and an
+// automatic m is re-chosen as the size grows and shrinks 4x.
+void RunWriteSequence(const std::string& spec, int bits, DataKind kind, uint64_t seed) {
+  WriteModel w(spec, bits, seed, 20000, kind);
+  ASSERT_TRUE(w.flat && w.index);
+  auto& flat = w.flat;
+  auto& mih = w.index;
+  auto& rng = w.rng;
+  auto& live = w.live;
+  auto queries = MakeCodes(kind, 3, bits, seed + 1);
+  const uint32_t b = static_cast<uint32_t>(bits);
+  const auto check = [&](const std::string& step) {
+    ASSERT_EQ(mih->size(), flat->size()) << step;
+    ExpectSameAsFlat(*flat, *mih, queries.data(), 3, {1, 10, 57}, {0, 3, b / 4}, true,
+                     spec + " after " + step);
   };
+  const auto add = [&](size_t n, bool upserts) { w.Add(n, upserts ? 3 : 0); };
+  const auto remove = [&](size_t n) { w.Remove(n); };
 
   add(600, false);
   check("first load");
@@ -218,39 +238,14 @@ void RunWriteSequence(const std::string& spec, int bits, DataKind kind, uint64_t
 // not.
 void RunWritesDuringCompactions(const std::string& spec, uint64_t seed) {
   const int bits = 64;
-  auto flat = Make("Flat", bits);
-  auto mih = Make(spec, bits);
-  ASSERT_TRUE(flat && mih);
-  std::mt19937_64 rng(seed);
-  const std::vector<uint64_t> pool = MakeIds(60000, seed);
-  size_t next_new = 0;
-  std::vector<uint64_t> live;
+  WriteModel w(spec, bits, seed, 60000, DataKind::kClustered);
+  ASSERT_TRUE(w.flat && w.index);
+  auto& flat = w.flat;
+  auto& mih = w.index;
+  auto& rng = w.rng;
   auto queries = MakeCodes(DataKind::kClustered, 4, bits, seed + 1);
-  auto add = [&](size_t n) {
-    std::vector<uint64_t> ids;
-    for (size_t i = 0; i < n; ++i) {
-      if (!live.empty() && rng() % 4 == 0) {
-        ids.push_back(live[rng() % live.size()]);  // upsert: erase + insert
-      } else {
-        ids.push_back(pool[next_new++]);
-        live.push_back(ids.back());
-      }
-    }
-    auto codes = MakeCodes(DataKind::kClustered, n, bits, rng());
-    ASSERT_TRUE(flat->Add(ids.data(), codes.data(), n).ok());
-    ASSERT_TRUE(mih->Add(ids.data(), codes.data(), n).ok());
-  };
-  auto remove = [&](size_t n) {
-    std::vector<uint64_t> ids;
-    for (size_t i = 0; i < n && !live.empty(); ++i) {
-      const size_t at = rng() % live.size();
-      ids.push_back(live[at]);
-      live[at] = live.back();
-      live.pop_back();
-    }
-    ASSERT_TRUE(flat->Remove(ids.data(), ids.size(), nullptr).ok());
-    ASSERT_TRUE(mih->Remove(ids.data(), ids.size(), nullptr).ok());
-  };
+  const auto add = [&](size_t n) { w.Add(n, 4); };  // a quarter are upserts: erase + insert
+  const auto remove = [&](size_t n) { w.Remove(n); };
   add(20000);  // bulk build
   for (int round = 0; round < 400; ++round) {
     add(1 + rng() % 60);
