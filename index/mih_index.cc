@@ -438,7 +438,12 @@ MihIndex::RebuildPlan MihIndex::AfterWrite(bool bulk) {
   const size_t n = ids_.size();
   // A full in-place rebuild makes the tables being built in the background
   // (and their log) stale: they are discarded at the swap.
-  if (bulk) ++table_generation_;
+  if (bulk) {
+    ++table_generation_;
+    // A background rebuild may carry an m chosen for an earlier size; it is
+    // discarded now, so choose m afresh for this one.
+    if (rebuilding_) n_at_choice_ = 0;
+  }
   // One background rebuild at a time; the tables stay correct meanwhile
   // (overflow and holes only cost search time), and a later write plans again.
   if (!bulk && rebuilding_) return plan;
@@ -503,6 +508,8 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
     logging_ = true;
   } catch (const std::bad_alloc&) {
     std::unique_lock<WriterPriorityMutex> lock(mu_);
+    logging_ = false;
+    if (plan.m > 0) n_at_choice_ = 0;
     rebuilding_ = false;
     return;
   }
@@ -520,8 +527,11 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
   std::vector<uint8_t>().swap(codes);
   // 3. Under a short exclusive lock: apply what writers did meanwhile, swap.
   std::unique_lock<WriterPriorityMutex> lock(mu_);
+  const bool current = ok && generation == table_generation_;
+  // A discarded new m must be chosen again by a later write.
+  if (!current && plan.m > 0) n_at_choice_ = 0;
   try {
-    if (ok && generation == table_generation_) {
+    if (current) {
       ReplayLog(&built);
       if (plan.m > 0) {
         tables_.swap(built);
@@ -533,6 +543,7 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
     }
   } catch (const std::bad_alloc&) {
     // The live tables were not touched; they stay correct.
+    if (plan.m > 0) n_at_choice_ = 0;
   }
   logging_ = false;
   std::vector<TableOp>().swap(log_);
