@@ -1,12 +1,12 @@
 #include "collection/live_collection.h"
 
 #include <algorithm>
-#include <queue>
 
 #include <spdlog/spdlog.h>
 
 #include "core/binary_code.h"
 #include "core/hamming.h"
+#include "index/scan.h"
 
 namespace hamdb {
 
@@ -79,11 +79,12 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
   // The encoder binding: failures are kept and reported, never fatal.
   if (!c->settings_.encoder_path.empty()) {
     StatusOr<std::shared_ptr<const Encoder>> enc =
-        options.encoder ? StatusOr<std::shared_ptr<const Encoder>>(options.encoder)
-        : options.encoder_loader
-            ? options.encoder_loader(c->settings_.encoder_path)
-            : StatusOr<std::shared_ptr<const Encoder>>(
-                  Status::NotSupported("this process was started without encoder support"));
+        Status::NotSupported("this process was started without encoder support");
+    if (options.encoder) {
+      enc = options.encoder;
+    } else if (options.encoder_loader) {
+      enc = options.encoder_loader(c->settings_.encoder_path);
+    }
     if (enc.ok() && *enc && (*enc)->bits() == c->bits()) {
       c->encoder_ = std::move(enc).value();
     } else {
@@ -301,12 +302,13 @@ StatusOr<Item> LiveCollection::Get(uint64_t id) const { return store_->Get(info_
 
 StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k, uint32_t radius,
                                                  bool is_range) const {
-  if (!is_range && k == 0) return Status::InvalidArgument("k must be >= 1");
+  // The same argument checks and the same top-k selection as the exact scans
+  // of index/, so a degraded collection answers exactly what Flat would.
+  HAMDB_RETURN_IF_ERROR(is_range ? CheckRangeArgs(query, bits()) : CheckSearchArgs(query, k, bits()));
   const size_t nb = code_bytes(bits());
   const HammingKernel kernel = SelectHammingKernel(nb);
-  // k-NN: a max-heap of the k best (distance, id) pairs seen so far.
-  std::priority_queue<Neighbor, std::vector<Neighbor>, decltype(&NeighborLess)> heap(NeighborLess);
-  std::vector<Neighbor> found;
+  TopKCollector top(is_range ? 1 : k, bits());
+  std::vector<Neighbor> in_range;
   std::vector<uint16_t> dist;
   HAMDB_RETURN_IF_ERROR(store_->ScanCodes(
       info_.name,
@@ -314,28 +316,22 @@ StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k,
         dist.resize(n);
         kernel.distances(query, codes, n, nb, dist.data());
         for (size_t i = 0; i < n; ++i) {
-          const Neighbor nbr{ids[i], dist[i]};
           if (is_range) {
-            if (nbr.distance <= radius) found.push_back(nbr);
-          } else if (heap.size() < k) {
-            heap.push(nbr);
-          } else if (NeighborLess(nbr, heap.top())) {
-            heap.pop();
-            heap.push(nbr);
+            if (dist[i] <= radius) in_range.push_back({ids[i], dist[i]});
+          } else if (dist[i] <= top.threshold()) {
+            top.Offer(dist[i], ids[i]);
           }
         }
         return true;
       },
       options_.scan_chunk));
   SearchResult r;
-  if (!is_range) {
-    while (!heap.empty()) {
-      found.push_back(heap.top());
-      heap.pop();
-    }
+  if (is_range) {
+    std::sort(in_range.begin(), in_range.end(), NeighborLess);
+    r.neighbors = std::move(in_range);
+  } else {
+    r.neighbors = top.Finish();
   }
-  std::sort(found.begin(), found.end(), NeighborLess);
-  r.neighbors = std::move(found);
   r.exact = true;
   return r;
 }

@@ -1,7 +1,8 @@
-// Exhaustive-scan building blocks shared by FlatIndex and the scan fallback
-// of MihIndex, plus the argument checks every index applies.
+// Exhaustive-scan building blocks shared by FlatIndex, the scan fallback of
+// MihIndex and the store-scan fallback of a degraded LiveCollection, plus the
+// argument checks every index applies.
 //
-// Internal to index/: not part of the BinaryIndex interface.
+// Not part of the BinaryIndex interface.
 #pragma once
 
 #include <cstddef>
