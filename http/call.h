@@ -46,6 +46,10 @@ T ValueOr(StatusOr<T> s) {
 double MsSince(Clock::time_point t0);
 Response JsonResponse(int status, const json& body);
 bool IsImageType(const std::string& media);
+// The parameters of a raw image body, from the query string: k, radius,
+// nprobe, label (integers), id (unsigned), mode, with_metadata. 400 for a
+// malformed value.
+json QueryToJson(const std::map<std::string, std::string>& query);
 
 // A collection as the service holds it.
 struct Service::Collection {

@@ -7,25 +7,6 @@
 
 namespace hamdb::http {
 
-namespace {
-
-// The query-string parameters of a raw image upload.
-void ParseImageQuery(const std::map<std::string, std::string>& query, std::optional<uint64_t>* id,
-                     std::optional<int64_t>* label) {
-  if (auto it = query.find("id"); it != query.end()) {
-    uint64_t v = 0;
-    if (!ParseUint64(it->second, &v)) Fail(400, "bad_request", "'id' must be an unsigned integer");
-    *id = v;
-  }
-  if (auto it = query.find("label"); it != query.end()) {
-    int64_t v = 0;
-    if (!ParseInt64(it->second, &v)) Fail(400, "bad_request", "'label' must be an integer");
-    *label = v;
-  }
-}
-
-}  // namespace
-
 Response Service::Call::InsertItems() {
   std::shared_ptr<Collection> c = GetCollection();
   LiveCollection& live = *c->live;
@@ -46,9 +27,11 @@ Response Service::Call::InsertItems() {
   };
 
   if (IsImageType(media)) {
+    const json q = QueryToJson(target_.query);
     std::optional<uint64_t> id;
     std::optional<int64_t> label;
-    ParseImageQuery(target_.query, &id, &label);
+    if (q.contains("id")) id = q["id"].get<uint64_t>();
+    if (q.contains("label")) label = q["label"].get<int64_t>();
     add_image(reinterpret_cast<const uint8_t*>(req_.body.data()), req_.body.size(), id, label, "");
   } else {
     const json j = ParseJsonBody();

@@ -59,26 +59,6 @@ SearchOptions ParseSearchOptions(const json& j, int64_t max_k) {
   return o;
 }
 
-// The same parameters from a query string (raw image bodies).
-json QueryToJson(const std::map<std::string, std::string>& query) {
-  json j = json::object();
-  for (const auto& [key, value] : query) {
-    if (key == "mode") {
-      j[key] = value;
-    } else if (key == "with_metadata") {
-      if (value != "true" && value != "false" && value != "1" && value != "0") {
-        Fail(400, "bad_request", "'with_metadata' must be true or false");
-      }
-      j[key] = value == "true" || value == "1";
-    } else if (key == "k" || key == "radius" || key == "nprobe") {
-      int64_t v = 0;
-      if (!ParseInt64(value, &v)) Fail(400, "bad_request", "'" + key + "' must be an integer");
-      j[key] = v;
-    }
-  }
-  return j;
-}
-
 // Resolves `mode` against the index's table row (IndexSpecInfo): "" or
 // "auto" takes the index as it is; a family name must match it, except that
 // "exact" also runs an exact index of any family, and an index that can be

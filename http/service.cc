@@ -57,6 +57,29 @@ bool IsImageType(const std::string& media) {
   return media == "image/png" || media == "image/jpeg" || media == "image/jpg";
 }
 
+json QueryToJson(const std::map<std::string, std::string>& query) {
+  json j = json::object();
+  for (const auto& [key, value] : query) {
+    if (key == "mode") {
+      j[key] = value;
+    } else if (key == "with_metadata") {
+      if (value != "true" && value != "false" && value != "1" && value != "0") {
+        Fail(400, "bad_request", "'with_metadata' must be true or false");
+      }
+      j[key] = value == "true" || value == "1";
+    } else if (key == "k" || key == "radius" || key == "nprobe" || key == "label") {
+      int64_t v = 0;
+      if (!ParseInt64(value, &v)) Fail(400, "bad_request", "'" + key + "' must be an integer");
+      j[key] = v;
+    } else if (key == "id") {
+      uint64_t v = 0;
+      if (!ParseUint64(value, &v)) Fail(400, "bad_request", "'id' must be an unsigned integer");
+      j[key] = v;
+    }
+  }
+  return j;
+}
+
 // ---------------------------------------------------------------------------
 // Life cycle
 
