@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -346,7 +347,13 @@ void RunConcurrent(const std::string& spec, size_t nbase = 4000, size_t nextra =
       present.pop_back();
     }
     ASSERT_TRUE(index->Remove(gone.data(), gone.size(), nullptr).ok());
-    std::this_thread::yield();
+    // Writes are fast (amortised O(batch)); let the readers search between
+    // rounds, so that reads really interleave with writes even on a loaded
+    // machine (bounded, so a stuck reader still fails the checks below).
+    const long seen = searches.load();
+    for (int spin = 0; spin < 1000 && searches.load() == seen; ++spin) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
   }
   stop = true;
   for (auto& t : readers) t.join();
