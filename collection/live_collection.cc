@@ -256,46 +256,117 @@ bool LiveCollection::WaitHealthy(std::chrono::milliseconds timeout) const {
 
 Status LiveCollection::Put(const std::vector<ItemInput>& items, const StoreWriteOptions& wo,
                            std::vector<uint64_t>* assigned_ids, std::string* warning) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  StoreWriteOptions checked = wo;
-  checked.max_id = std::min(wo.max_id, spec_.max_id);
-  std::vector<uint64_t> ids;
-  HAMDB_RETURN_IF_ERROR(store_->Put(info_.name, items, checked, &ids));
-  UpdateIndex("write", warning, [&](BinaryIndex& index) {
-    // The store validated every code; gather them for one index call. A
-    // repeated id in one batch ends with its last code, in both places.
-    const size_t nb = code_bytes(bits());
-    std::vector<uint8_t> codes(items.size() * nb);
-    for (size_t i = 0; i < items.size(); ++i) {
-      std::copy(items[i].code.begin(), items[i].code.end(), codes.begin() + i * nb);
-    }
-    return index.Add(ids.data(), codes.data(), ids.size());
-  });
-  if (assigned_ids) *assigned_ids = std::move(ids);
+  PendingWrite w;
+  w.op.kind = GroupedWrite::Kind::kPut;
+  w.op.items = &items;
+  w.op.max_id = std::min(wo.max_id, spec_.max_id);
+  w.sync = wo.sync;
+  w.warning = warning;
+  HAMDB_RETURN_IF_ERROR(Commit(&w));
+  if (assigned_ids) *assigned_ids = std::move(w.op.assigned_ids);
   return Status::OK();
 }
 
 Status LiveCollection::PutCodes(const uint64_t* ids, const uint8_t* codes, size_t n,
                                 const StoreWriteOptions& wo, std::vector<uint64_t>* assigned_ids,
                                 std::string* warning) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  StoreWriteOptions checked = wo;
-  checked.max_id = std::min(wo.max_id, spec_.max_id);
-  std::vector<uint64_t> out_ids;
-  HAMDB_RETURN_IF_ERROR(store_->PutCodes(info_.name, ids, codes, n, checked, &out_ids));
-  UpdateIndex("write", warning,
-              [&](BinaryIndex& index) { return index.Add(out_ids.data(), codes, n); });
-  if (assigned_ids) *assigned_ids = std::move(out_ids);
+  PendingWrite w;
+  w.op.kind = GroupedWrite::Kind::kPutCodes;
+  w.op.ids = ids;
+  w.op.codes = codes;
+  w.op.n = n;
+  w.op.max_id = std::min(wo.max_id, spec_.max_id);
+  w.sync = wo.sync;
+  w.warning = warning;
+  HAMDB_RETURN_IF_ERROR(Commit(&w));
+  if (assigned_ids) *assigned_ids = std::move(w.op.assigned_ids);
   return Status::OK();
 }
 
 Status LiveCollection::Delete(const std::vector<uint64_t>& ids, const StoreWriteOptions& wo,
                               size_t* deleted, std::string* warning) {
-  std::lock_guard<std::mutex> lock(write_mu_);
-  HAMDB_RETURN_IF_ERROR(store_->Delete(info_.name, ids, wo, deleted));
-  UpdateIndex("delete", warning,
-              [&](BinaryIndex& index) { return index.Remove(ids.data(), ids.size(), nullptr); });
+  PendingWrite w;
+  w.op.kind = GroupedWrite::Kind::kDelete;
+  w.op.ids = ids.data();
+  w.op.n = ids.size();
+  w.sync = wo.sync;
+  w.warning = warning;
+  HAMDB_RETURN_IF_ERROR(Commit(&w));
+  if (deleted) *deleted = w.op.deleted;
   return Status::OK();
+}
+
+Status LiveCollection::Commit(PendingWrite* w) {
+  std::unique_lock<std::mutex> queue_lock(queue_mu_);
+  queue_.push_back(w);
+  w->cv.wait(queue_lock, [&] { return w->done || queue_.front() == w; });
+  if (w->done) return w->op.status;
+
+  // This writer leads a group: itself and the writers queued behind it.
+  std::vector<PendingWrite*> group;
+  std::vector<GroupedWrite*> ops;
+  size_t items = 0;
+  bool sync = false;
+  for (PendingWrite* p : queue_) {
+    if (!group.empty() && items + p->op.size() > kMaxGroupItems) break;
+    group.push_back(p);
+    ops.push_back(&p->op);
+    items += p->op.size();
+    sync = sync || p->sync;
+  }
+  queue_lock.unlock();
+  {
+    std::lock_guard<std::mutex> write(write_mu_);
+    // Each request's own status says what became of it.
+    (void)store_->WriteGroup(info_.name, ops, sync);
+    const size_t nb = code_bytes(bits());
+    for (PendingWrite* p : group) {
+      GroupedWrite& op = p->op;
+      if (!op.status.ok()) continue;
+      if (op.kind == GroupedWrite::Kind::kDelete) {
+        UpdateIndex("delete", p->warning, [&](BinaryIndex& index) {
+          return index.Remove(op.ids, op.n, nullptr);
+        });
+      } else if (op.kind == GroupedWrite::Kind::kPutCodes) {
+        UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
+          return index.Add(op.assigned_ids.data(), op.codes, op.n);
+        });
+      } else {
+        UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
+          // The store validated every code; gather them for one index call. A
+          // repeated id in one request ends with its last code, in both places.
+          std::vector<uint8_t> codes(op.items->size() * nb);
+          for (size_t i = 0; i < op.items->size(); ++i) {
+            const std::vector<uint8_t>& c = (*op.items)[i].code;
+            std::copy(c.begin(), c.end(), codes.begin() + i * nb);
+          }
+          return index.Add(op.assigned_ids.data(), codes.data(), op.assigned_ids.size());
+        });
+      }
+    }
+  }
+  queue_lock.lock();
+  write_stats_.groups++;
+  write_stats_.writes += group.size();
+  for (PendingWrite* p : group) {
+    queue_.pop_front();
+    if (p != w) {
+      p->done = true;
+      p->cv.notify_one();  // under queue_mu_: p stays alive until it is released
+    }
+  }
+  if (!queue_.empty()) queue_.front()->cv.notify_one();
+  return w->op.status;
+}
+
+LiveCollection::WriteStats LiveCollection::write_stats() const {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return write_stats_;
+}
+
+size_t LiveCollection::pending_writes() const {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return queue_.size();
 }
 
 StatusOr<Item> LiveCollection::Get(uint64_t id) const { return store_->Get(info_.name, id); }

@@ -19,14 +19,22 @@
 //    cannot be built at start the collection opens degraded, with the reason
 //    in health(), and the background rebuild takes over.
 //
+// Group commit: writes queue in arrival order. The writer at the head of the
+// queue takes everything queued behind it (up to kMaxGroupItems items),
+// writes it to the store as one batch with one fsync (CodeStore::WriteGroup),
+// applies each request to the index in that same order, and then answers
+// every writer of the group. So concurrent writers share fsyncs, the index
+// sees writes in commit order, and each is acknowledged only once durable.
+//
 // Thread safety: every method may be called from many threads at once.
-// Writes (and rebuilds) are serialised by an internal mutex; searches run
-// concurrently with them. The CodeStore must outlive the LiveCollection.
+// Write groups (and rebuilds) are serialised; searches run concurrently with
+// them. The CodeStore must outlive the LiveCollection.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -130,6 +138,19 @@ class LiveCollection {
   Status Delete(const std::vector<uint64_t>& ids, const StoreWriteOptions& wo = {},
                 size_t* deleted = nullptr, std::string* warning = nullptr);
 
+  // Write groups committed, and the write requests they carried.
+  struct WriteStats {
+    uint64_t groups = 0;
+    uint64_t writes = 0;
+  };
+  WriteStats write_stats() const;
+  // Write requests queued or being committed now.
+  size_t pending_writes() const;
+
+  // A group takes at most this many items, unless its first request alone
+  // has more.
+  static constexpr size_t kMaxGroupItems = 65536;
+
   // A stored item (the metadata lookup for hits). NotFound when absent.
   StatusOr<Item> Get(uint64_t id) const;
 
@@ -151,6 +172,18 @@ class LiveCollection {
  private:
   LiveCollection(CodeStore* store, CollectionInfo info, IndexSpecInfo spec,
                  LiveCollectionOptions options);
+
+  // A write request waiting in the queue for its group to commit.
+  struct PendingWrite {
+    GroupedWrite op;
+    bool sync = true;
+    std::string* warning = nullptr;
+    bool done = false;  // committed by another writer's group; op.status is final
+    std::condition_variable cv;
+  };
+  // Queues w and returns once it is committed (by this thread as the group's
+  // leader, or by another).
+  Status Commit(PendingWrite* w);
 
   // Builds a fresh index from the store. Caller holds write_mu_.
   StatusOr<std::shared_ptr<BinaryIndex>> BuildIndex() const;
@@ -175,7 +208,11 @@ class LiveCollection {
   std::shared_ptr<const Encoder> encoder_;
   Status encoder_error_;
 
-  std::mutex write_mu_;  // serialises store + index writes and rebuilds
+  std::mutex write_mu_;  // serialises write groups and rebuilds
+
+  mutable std::mutex queue_mu_;  // guards the write queue and stats
+  std::deque<PendingWrite*> queue_;
+  WriteStats write_stats_;
 
   mutable std::mutex state_mu_;  // guards the fields below
   mutable std::condition_variable state_cv_;

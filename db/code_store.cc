@@ -218,46 +218,53 @@ struct CodeStore::Impl {
     return FromRocks(it->status(), "read collection registry");
   }
 
-  // Builds the batch for n items; ids resolved (assigned where missing).
-  // Caller holds write_mu.
-  Status AppendItems(const CollectionInfo& info, size_t n,
-                     const std::function<const ItemInput*(size_t)>& item_at,
-                     const uint64_t* ids, const uint8_t* codes, uint64_t max_id,
-                     rocksdb::WriteBatch* batch, std::vector<uint64_t>* out_ids) {
+  // What a grouped write has done so far to one collection: the id counter
+  // and the presence of the ids it wrote or deleted, which later requests of
+  // the group must see instead of the database.
+  struct GroupState {
+    uint64_t next = 0;
+    bool records = false;  // the collection may hold item records
+    std::unordered_map<uint64_t, bool> present;
+  };
+
+  // Appends one put request to the batch; ids resolved (assigned where
+  // missing). On error the caller rolls the batch and *state back.
+  Status AppendItems(const CollectionInfo& info, GroupedWrite* w, rocksdb::WriteBatch* batch,
+                     GroupState* state) {
     const size_t nb = code_bytes(info.bits);
-    uint64_t next = next_ids[info.internal_id];
-    const uint64_t start_next = next;
-    const bool had_records = may_have_records.count(info.internal_id) > 0;
-    pending_records = had_records;
-    out_ids->resize(n);
+    const size_t n = w->size();
+    auto item_at = [w](size_t i) -> const ItemInput* {
+      return w->kind == GroupedWrite::Kind::kPut ? &(*w->items)[i] : nullptr;
+    };
+    auto given_id = [&](size_t i) -> std::optional<uint64_t> {
+      if (const ItemInput* in = item_at(i)) return in->id;
+      return w->ids ? std::optional<uint64_t>(w->ids[i]) : std::nullopt;
+    };
+    uint64_t next = state->next;
+    w->assigned_ids.resize(n);
     // Explicit ids first: an id assigned to an earlier item of this batch must
     // not collide with an explicit id that comes later in it.
     for (size_t i = 0; i < n; ++i) {
-      const ItemInput* in = item_at ? item_at(i) : nullptr;
-      std::optional<uint64_t> id = in ? in->id : (ids ? std::optional<uint64_t>(ids[i]) : std::nullopt);
+      std::optional<uint64_t> id = given_id(i);
       if (id && *id >= next) next = *id == std::numeric_limits<uint64_t>::max() ? *id : *id + 1;
     }
     for (size_t i = 0; i < n; ++i) {
-      const ItemInput* in = item_at ? item_at(i) : nullptr;
-      std::optional<uint64_t> id;
-      if (in) id = in->id;
-      else if (ids) id = ids[i];
+      const ItemInput* in = item_at(i);
+      std::optional<uint64_t> id = given_id(i);
       const bool assigned = !id;
       if (!id) {
         if (next == std::numeric_limits<uint64_t>::max()) {
           return Status::ResourceExhausted("collection '" + info.name + "' has no ids left");
         }
         id = next++;
-      } else if (*id >= next) {
-        next = *id == std::numeric_limits<uint64_t>::max() ? *id : *id + 1;
       }
-      if (*id > max_id) {
+      if (*id > w->max_id) {
         return Status::InvalidArgument(
             "item " + std::to_string(i) + ": id " + std::to_string(*id) +
             (assigned ? " (assigned)" : "") +
-            " is above " + std::to_string(max_id) + ", the largest id this collection's index takes");
+            " is above " + std::to_string(w->max_id) + ", the largest id this collection's index takes");
       }
-      (*out_ids)[i] = *id;
+      w->assigned_ids[i] = *id;
       const std::string key = sf::ItemKey(info.internal_id, *id);
       if (in) {
         HAMDB_RETURN_IF_ERROR(ValidateItemCode(in->code, info.bits, i, "code"));
@@ -271,25 +278,107 @@ struct CodeStore::Impl {
                    rocksdb::Slice(reinterpret_cast<const char*>(in->code.data()), nb));
         if (in->label || in->class_code || !in->metadata_json.empty()) {
           batch->Put(items_cf, key, EncodeItemRecord(in->label, in->class_code, in->metadata_json));
-          pending_records = true;
-        } else if (pending_records) {
+          state->records = true;
+        } else if (state->records) {
           batch->Delete(items_cf, key);
         }
       } else {
-        const uint8_t* c = codes + i * nb;
+        const uint8_t* c = w->codes + i * nb;
         HAMDB_RETURN_IF_ERROR(CheckPadding(c, info.bits).WithContext("item " + std::to_string(i)));
         batch->Put(codes_cf, key, rocksdb::Slice(reinterpret_cast<const char*>(c), nb));
-        if (pending_records) batch->Delete(items_cf, key);
+        if (state->records) batch->Delete(items_cf, key);
       }
     }
-    if (next != start_next) {
-      batch->Put(meta_cf, sf::NextIdKey(info.internal_id), sf::EncodeFixed64(next));
-    }
-    pending_next = next;
+    for (uint64_t id : w->assigned_ids) state->present[id] = true;
+    state->next = next;
     return Status::OK();
   }
-  uint64_t pending_next = 0;
-  bool pending_records = false;
+
+  // Appends one delete request: the ids present in the store, or written by
+  // an earlier request of the group, are deleted and counted once each.
+  Status AppendDelete(const CollectionInfo& info, GroupedWrite* w, rocksdb::WriteBatch* batch,
+                      GroupState* state) {
+    std::string unused;
+    w->deleted = 0;
+    for (size_t i = 0; i < w->n; ++i) {
+      const uint64_t id = w->ids[i];
+      const std::string key = sf::ItemKey(info.internal_id, id);
+      auto it = state->present.find(id);
+      bool present;
+      if (it != state->present.end()) {
+        present = it->second;
+      } else {
+        rocksdb::Status s = db->Get(rocksdb::ReadOptions(), codes_cf, key, &unused);
+        if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "delete lookup");
+        present = s.ok();
+      }
+      state->present[id] = false;
+      if (!present) continue;
+      ++w->deleted;
+      batch->Delete(codes_cf, key);
+      batch->Delete(items_cf, key);
+    }
+    return Status::OK();
+  }
+
+  Status WriteGroup(std::string_view collection, const std::vector<GroupedWrite*>& writes,
+                    bool sync) {
+    std::lock_guard<std::mutex> lock(write_mu);
+    auto it = collections.find(std::string(collection));
+    if (it == collections.end()) {
+      Status missing =
+          Status::NotFound("collection '" + std::string(collection) + "' does not exist");
+      for (GroupedWrite* w : writes) w->status = missing;
+      return missing;
+    }
+    const CollectionInfo& info = it->second;
+    GroupState state;
+    state.next = next_ids[info.internal_id];
+    state.records = may_have_records.count(info.internal_id) > 0;
+    rocksdb::WriteBatch batch;
+    for (GroupedWrite* w : writes) {
+      const GroupState before = state;
+      batch.SetSavePoint();
+      if (w->kind == GroupedWrite::Kind::kPutCodes && w->n > 0 && w->codes == nullptr) {
+        w->status = Status::InvalidArgument("codes must not be null");
+      } else if (w->kind == GroupedWrite::Kind::kDelete && w->n > 0 && w->ids == nullptr) {
+        w->status = Status::InvalidArgument("ids must not be null");
+      } else {
+        w->status = w->kind == GroupedWrite::Kind::kDelete ? AppendDelete(info, w, &batch, &state)
+                                                          : AppendItems(info, w, &batch, &state);
+      }
+      if (w->status.ok()) {
+        batch.PopSavePoint().PermitUncheckedError();
+      } else {
+        batch.RollbackToSavePoint().PermitUncheckedError();
+        state = before;
+        w->assigned_ids.clear();
+        w->deleted = 0;
+      }
+    }
+    const uint64_t start_next = next_ids[info.internal_id];
+    if (state.next != start_next) {
+      batch.Put(meta_cf, sf::NextIdKey(info.internal_id), sf::EncodeFixed64(state.next));
+    }
+    if (batch.Count() > 0) {
+      StoreWriteOptions wo;
+      wo.sync = sync;
+      Status s = FromRocks(db->Write(Wo(wo), &batch), "write batch");
+      if (!s.ok()) {
+        for (GroupedWrite* w : writes) {
+          if (w->status.ok()) {
+            w->status = s;
+            w->assigned_ids.clear();
+            w->deleted = 0;
+          }
+        }
+        return s;
+      }
+    }
+    next_ids[info.internal_id] = state.next;
+    if (state.records) may_have_records.insert(info.internal_id);
+    return Status::OK();
+  }
 
   // A bulk-read iterator over one collection's range of the codes column
   // family, positioned at its first key. Owns the upper bound the iterator
@@ -307,26 +396,6 @@ struct CodeStore::Impl {
     rocksdb::Slice upper;
     std::unique_ptr<rocksdb::Iterator> it;
   };
-
-  Status WriteItems(std::string_view collection, size_t n,
-                    const std::function<const ItemInput*(size_t)>& item_at, const uint64_t* ids,
-                    const uint8_t* codes, const StoreWriteOptions& wo,
-                    std::vector<uint64_t>* assigned) {
-    std::lock_guard<std::mutex> lock(write_mu);
-    auto it = collections.find(std::string(collection));
-    if (it == collections.end()) {
-      return Status::NotFound("collection '" + std::string(collection) + "' does not exist");
-    }
-    const CollectionInfo& info = it->second;
-    rocksdb::WriteBatch batch;
-    std::vector<uint64_t> local_ids;
-    HAMDB_RETURN_IF_ERROR(AppendItems(info, n, item_at, ids, codes, wo.max_id, &batch, &local_ids));
-    HAMDB_RETURN_IF_ERROR(FromRocks(db->Write(Wo(wo), &batch), "write batch"));
-    next_ids[info.internal_id] = pending_next;
-    if (pending_records) may_have_records.insert(info.internal_id);
-    if (assigned) *assigned = std::move(local_ids);
-    return Status::OK();
-  }
 };
 
 CodeStore::CodeStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -533,16 +602,32 @@ Status CodeStore::UpdateCollectionSettings(std::string_view name, std::string_vi
 
 Status CodeStore::Put(std::string_view collection, const std::vector<ItemInput>& items,
                       const StoreWriteOptions& wo, std::vector<uint64_t>* assigned_ids) {
-  return impl_->WriteItems(
-      collection, items.size(), [&items](size_t i) { return &items[i]; }, nullptr, nullptr, wo,
-      assigned_ids);
+  GroupedWrite w;
+  w.kind = GroupedWrite::Kind::kPut;
+  w.items = &items;
+  w.max_id = wo.max_id;
+  (void)impl_->WriteGroup(collection, {&w}, wo.sync);  // its error is also w.status
+  if (w.status.ok() && assigned_ids) *assigned_ids = std::move(w.assigned_ids);
+  return w.status;
 }
 
 Status CodeStore::PutCodes(std::string_view collection, const uint64_t* ids, const uint8_t* codes,
                            size_t n, const StoreWriteOptions& wo,
                            std::vector<uint64_t>* assigned_ids) {
-  if (n > 0 && codes == nullptr) return Status::InvalidArgument("codes must not be null");
-  return impl_->WriteItems(collection, n, nullptr, ids, codes, wo, assigned_ids);
+  GroupedWrite w;
+  w.kind = GroupedWrite::Kind::kPutCodes;
+  w.ids = ids;
+  w.codes = codes;
+  w.n = n;
+  w.max_id = wo.max_id;
+  (void)impl_->WriteGroup(collection, {&w}, wo.sync);  // its error is also w.status
+  if (w.status.ok() && assigned_ids) *assigned_ids = std::move(w.assigned_ids);
+  return w.status;
+}
+
+Status CodeStore::WriteGroup(std::string_view collection, const std::vector<GroupedWrite*>& writes,
+                             bool sync) {
+  return impl_->WriteGroup(collection, writes, sync);
 }
 
 StatusOr<Item> CodeStore::Get(std::string_view collection, uint64_t id) const {
@@ -576,29 +661,13 @@ StatusOr<Item> CodeStore::Get(std::string_view collection, uint64_t id) const {
 
 Status CodeStore::Delete(std::string_view collection, const std::vector<uint64_t>& ids,
                          const StoreWriteOptions& wo, size_t* deleted) {
-  std::lock_guard<std::mutex> lock(impl_->write_mu);
-  auto it = impl_->collections.find(std::string(collection));
-  if (it == impl_->collections.end()) {
-    return Status::NotFound("collection '" + std::string(collection) + "' does not exist");
-  }
-  const uint32_t cid = it->second.internal_id;
-  rocksdb::WriteBatch batch;
-  size_t present = 0;
-  std::string unused;
-  for (uint64_t id : ids) {
-    const std::string key = sf::ItemKey(cid, id);
-    rocksdb::Status s = impl_->db->Get(rocksdb::ReadOptions(), impl_->codes_cf, key, &unused);
-    if (s.IsNotFound()) continue;
-    HAMDB_RETURN_IF_ERROR(FromRocks(s, "delete lookup"));
-    ++present;
-    batch.Delete(impl_->codes_cf, key);
-    batch.Delete(impl_->items_cf, key);
-  }
-  if (present > 0) {
-    HAMDB_RETURN_IF_ERROR(FromRocks(impl_->db->Write(impl_->Wo(wo), &batch), "delete batch"));
-  }
-  if (deleted) *deleted = present;
-  return Status::OK();
+  GroupedWrite w;
+  w.kind = GroupedWrite::Kind::kDelete;
+  w.ids = ids.data();
+  w.n = ids.size();
+  (void)impl_->WriteGroup(collection, {&w}, wo.sync);  // its error is also w.status
+  if (w.status.ok() && deleted) *deleted = w.deleted;
+  return w.status;
 }
 
 Status CodeStore::ScanCodes(std::string_view collection, const ScanFn& fn, size_t chunk) const {

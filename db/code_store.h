@@ -25,9 +25,14 @@
 // length that does not match the collection, a missing collection or item,
 // corrupt stored values and I/O failures such as a full disk.
 //
+// Group commit: WriteGroup writes several independent requests as one
+// RocksDB batch, so they share one WAL write and one fsync; each request is
+// validated on its own and a bad one is refused without touching the rest.
+//
 // Thread safety: all methods may be called concurrently. Writes (Put,
-// Delete, collection create/drop) are serialised by an internal mutex;
-// reads run in parallel with them and see each batch whole or not at all.
+// Delete, WriteGroup, collection create/drop) are serialised by an internal
+// mutex; reads run in parallel with them and see each batch whole or not at
+// all.
 #pragma once
 
 #include <cstddef>
@@ -93,6 +98,25 @@ struct StoreOpenOptions {
   size_t block_cache_bytes = 64u << 20;
 };
 
+// One request of a grouped write (CodeStore::WriteGroup): the inputs of a
+// Put, a PutCodes or a Delete, and what that call would return.
+struct GroupedWrite {
+  enum class Kind { kPut, kPutCodes, kDelete };
+  Kind kind = Kind::kPut;
+  const std::vector<ItemInput>* items = nullptr;  // kPut
+  const uint64_t* ids = nullptr;    // kPutCodes (null: all assigned) and kDelete
+  const uint8_t* codes = nullptr;   // kPutCodes: n * code_bytes bytes
+  size_t n = 0;                     // kPutCodes and kDelete
+  uint64_t max_id = UINT64_MAX;     // as StoreWriteOptions::max_id
+  // Outputs.
+  Status status;
+  std::vector<uint64_t> assigned_ids;  // puts: the id of every item, in order
+  size_t deleted = 0;                  // deletes: how many of the ids existed
+
+  // Items the request writes or deletes.
+  size_t size() const { return kind == Kind::kPut ? items->size() : n; }
+};
+
 class CodeStore {
  public:
   // Opens (or creates) the store in `dir`. Errors: NotSupported for an
@@ -138,6 +162,15 @@ class CodeStore {
   // did. Missing ids are not an error.
   Status Delete(std::string_view collection, const std::vector<uint64_t>& ids,
                 const StoreWriteOptions& wo = {}, size_t* deleted = nullptr);
+
+  // Writes the requests that pass validation as one atomic batch, in order:
+  // a later request sees the earlier ones (an upsert then a delete of the
+  // same id in one group leaves it deleted, and the delete counts it). A
+  // request that fails validation gets its error in its status and writes
+  // nothing; the others go on. The return value is the batch write's status;
+  // when it fails, no request was written and each carries that error.
+  Status WriteGroup(std::string_view collection, const std::vector<GroupedWrite*>& writes,
+                    bool sync = true);
 
   // Streams every (id, code) pair in ascending id order, in chunks of up to
   // `chunk` items: fn(ids, codes, n) gets n ids and n * code_bytes code bytes,

@@ -83,6 +83,19 @@ std::string Metrics::Render(const std::vector<CollectionGauge>& collections, boo
   }
 
   std::shared_lock<std::shared_mutex> lock(mu_);
+  out += "# HELP hamdb_write_requests_total Write requests committed (inserts and deletes).\n";
+  out += "# TYPE hamdb_write_requests_total counter\n";
+  for (const CollectionGauge& c : collections) {
+    out += "hamdb_write_requests_total{collection=\"" + Escape(c.name) + "\"} " +
+           std::to_string(c.write_requests) + "\n";
+  }
+  out += "# HELP hamdb_write_groups_total Group commits (one store batch and fsync each) that "
+         "carried the write requests.\n";
+  out += "# TYPE hamdb_write_groups_total counter\n";
+  for (const CollectionGauge& c : collections) {
+    out += "hamdb_write_groups_total{collection=\"" + Escape(c.name) + "\"} " +
+           std::to_string(c.write_groups) + "\n";
+  }
   out += "# HELP hamdb_http_requests_total HTTP requests answered, by route, method and status.\n";
   out += "# TYPE hamdb_http_requests_total counter\n";
   for (const auto& [key, s] : series_) {

@@ -32,6 +32,8 @@ struct CollectionGauge {
   std::string index_spec;
   uint64_t items = 0;
   uint64_t index_memory_bytes = 0;
+  uint64_t write_requests = 0;  // committed write requests (LiveCollection::WriteStats)
+  uint64_t write_groups = 0;    // the group commits that carried them
 };
 
 class Metrics {

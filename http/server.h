@@ -44,7 +44,10 @@ struct ServerOptions {
   uint16_t port = 8080;  // 0: an ephemeral port (see HttpServer::port)
   int threads = 2;
   // Threads that run write requests, and how many writes may wait or run.
-  int write_threads = 2;
+  // Writes to one collection that wait together share one group commit
+  // (LiveCollection), so more threads than cores let concurrent clients
+  // share fsyncs.
+  int write_threads = 8;
   size_t write_queue = 64;
   // Bind a non-loopback address although no API key is configured.
   bool allow_remote_without_key = false;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds http_test with ThreadSanitizer in its own build directory and runs
-# the HTTP concurrency tests under it (concurrent inserts, searches, metrics,
-# collection create/drop, keep-alive, graceful shutdown, a degraded
-# collection's background rebuild). The http_test target
-# is torch-free, so only the store, the indexes and the service are built.
+# Builds http_test and collection_test with ThreadSanitizer in their own
+# build directory and runs the concurrency tests under it: the collection's
+# group commit with searches checked against brute force while four writers
+# run, and over HTTP concurrent inserts, searches, metrics, collection
+# create/drop, keep-alive, graceful shutdown and a degraded collection's
+# background rebuild. Both targets are torch-free, so only the store, the
+# indexes, the collection layer and the service are built.
 #   bash scripts/test-tsan.sh                 # build dir: build-tsan/
 #   BUILD_DIR=/tmp/tsan JOBS=1 bash scripts/test-tsan.sh
 set -euo pipefail
@@ -15,8 +17,9 @@ FILTER=${FILTER:-'HttpServer.*:HttpApi.SearchMatchesBruteForce:HttpApi.ErrorPath
 
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAMDB_SANITIZE=thread \
   -DHAMDB_WITH_CUDA=OFF
-cmake --build "$BUILD_DIR" --target http_test -j "$JOBS"
+cmake --build "$BUILD_DIR" --target http_test collection_test -j "$JOBS"
 # halt_on_error: any data race fails the run with a non-zero exit status.
-TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
-  "$BUILD_DIR/tests/http_test" --gtest_filter="$FILTER"
+export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
+"$BUILD_DIR/tests/collection_test" --gtest_filter="${COLLECTION_FILTER:-LiveCollectionWrite.*}"
+"$BUILD_DIR/tests/http_test" --gtest_filter="$FILTER"
 echo "test-tsan: no data races reported"

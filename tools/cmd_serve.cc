@@ -27,8 +27,8 @@ struct ServeArgs {
   std::string host = "127.0.0.1";
   int port = 8080;
   int threads = 0;
-  int write_threads = 2;
-  size_t write_queue = 64;
+  int write_threads = http::ServerOptions{}.write_threads;
+  size_t write_queue = http::ServerOptions{}.write_queue;
   std::string api_key;
   std::string read_api_key;
   bool allow_remote_without_key = false;
@@ -120,7 +120,8 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--write-threads", a->write_threads,
                   "Threads that run write requests (inserts, deletes, creates, drops), so that the "
-                  "I/O threads keep answering searches while writes wait on the disk")
+                  "I/O threads keep answering searches while writes wait on the disk; writes "
+                  "waiting together share one fsync")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
   cmd->add_option("--write-queue", a->write_queue,

@@ -184,6 +184,74 @@ TEST(CodeStore, AssignedIdsSkipExplicitIdsLaterInTheBatch) {
   EXPECT_EQ(ids, (std::vector<uint64_t>{52}));
 }
 
+// A grouped write: the valid requests land as one batch, in order, and a
+// bad one is refused alone.
+TEST(CodeStore, WriteGroupWritesValidRequestsInOrderAndRefusesBadOnesAlone) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+  const uint64_t seven = 7;
+  std::vector<uint8_t> old_code = {9};
+  ASSERT_TRUE(store->PutCodes("c", &seven, old_code.data(), 1).ok());
+
+  std::vector<ItemInput> items(2);
+  items[0].code = {1};  // assigned
+  items[1].id = 5;
+  items[1].code = {2};
+  items[1].label = 3;
+  GroupedWrite put;
+  put.items = &items;
+
+  std::vector<ItemInput> bad(1);
+  bad[0].id = 6;
+  bad[0].code = {1, 2};  // two bytes for an 8-bit code
+  GroupedWrite refused;
+  refused.items = &bad;
+
+  // Deletes 5 (written by the first request), 7 (stored), 8 (absent) and 5 again.
+  const uint64_t del_ids[] = {5, 7, 8, 5};
+  GroupedWrite del;
+  del.kind = GroupedWrite::Kind::kDelete;
+  del.ids = del_ids;
+  del.n = 4;
+
+  const uint64_t five = 5;
+  std::vector<uint8_t> new_code = {4};
+  GroupedWrite put_again;
+  put_again.kind = GroupedWrite::Kind::kPutCodes;
+  put_again.ids = &five;
+  put_again.codes = new_code.data();
+  put_again.n = 1;
+
+  ASSERT_TRUE(store->WriteGroup("c", {&put, &refused, &del, &put_again}).ok());
+  ASSERT_TRUE(put.status.ok()) << put.status.ToString();
+  EXPECT_EQ(put.assigned_ids, (std::vector<uint64_t>{8, 5}));
+  EXPECT_EQ(refused.status.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(refused.status.message().find("item 0"), std::string::npos) << refused.status.ToString();
+  EXPECT_TRUE(refused.assigned_ids.empty());
+  ASSERT_TRUE(del.status.ok());
+  EXPECT_EQ(del.deleted, 3u);  // 5, 7 and 8 (assigned by the first request), each once
+  ASSERT_TRUE(put_again.status.ok());
+
+  EXPECT_EQ(*store->Count("c"), 1u);
+  StatusOr<Item> five_item = store->Get("c", 5);
+  ASSERT_TRUE(five_item.ok());
+  EXPECT_EQ(five_item->code, new_code);
+  EXPECT_FALSE(five_item->label.has_value());  // the bare-code upsert replaced the record
+  EXPECT_EQ(store->Get("c", 6).status().code(), Status::Code::kNotFound);
+  // The counter moved past the ids the group assigned, and stays there on reopen.
+  store.reset();
+  store = MustOpen(tmp.path());
+  std::vector<uint64_t> ids;
+  ASSERT_TRUE(store->PutCodes("c", nullptr, new_code.data(), 1, {}, &ids).ok());
+  EXPECT_EQ(ids, (std::vector<uint64_t>{9}));
+  // An unknown collection fails every request.
+  GroupedWrite lost;
+  lost.items = &items;
+  EXPECT_EQ(store->WriteGroup("nope", {&lost}).code(), Status::Code::kNotFound);
+  EXPECT_EQ(lost.status.code(), Status::Code::kNotFound);
+}
+
 // The store against a std::map model, with random operations and reopens.
 TEST(CodeStore, RandomisedModelTestWithReopen) {
   TempDir tmp;
