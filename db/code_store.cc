@@ -8,6 +8,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -135,11 +136,13 @@ struct CodeStore::Impl {
   rocksdb::ColumnFamilyHandle* meta_cf = nullptr;
   rocksdb::ColumnFamilyHandle* codes_cf = nullptr;
   rocksdb::ColumnFamilyHandle* items_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* changes_cf = nullptr;
 
   // Serialises writers; guards the caches below.
   mutable std::mutex write_mu;
   std::unordered_map<std::string, CollectionInfo> collections;  // by name
   std::unordered_map<uint32_t, uint64_t> next_ids;               // by internal id
+  std::unordered_map<uint32_t, uint64_t> change_seqs;            // by internal id
   // Internal ids of collections that may hold item records. A bare-code
   // upsert must delete an old record only there; skipping the tombstone
   // elsewhere halves the cost of bulk code ingest.
@@ -169,6 +172,19 @@ struct CodeStore::Impl {
       return Status::NotFound("collection '" + std::string(name) + "' does not exist");
     }
     return it->second;
+  }
+
+  // A u64 counter in the meta column family; 0 when absent.
+  StatusOr<uint64_t> ReadCounter(const std::string& key,
+                                 const rocksdb::ReadOptions& ro = {}) const {
+    std::string v;
+    rocksdb::Status s = db->Get(ro, meta_cf, key, &v);
+    if (s.IsNotFound()) return uint64_t{0};
+    HAMDB_RETURN_IF_ERROR(FromRocks(s, "read counter"));
+    if (v.size() != 8) return Status::Corruption("counter record '" + key + "' is bad");
+    uint64_t x;
+    std::memcpy(&x, v.data(), 8);
+    return x;
   }
 
   Status LoadRegistry() {
@@ -207,6 +223,8 @@ struct CodeStore::Impl {
         if (max_id != std::numeric_limits<uint64_t>::max()) next = std::max(next, max_id + 1);
       }
       next_ids[info.internal_id] = next;
+      HAMDB_ASSIGN_OR_RETURN(change_seqs[info.internal_id],
+                             ReadCounter(sf::ChangeSeqKey(info.internal_id)));
       std::unique_ptr<rocksdb::Iterator> ri(db->NewIterator(rocksdb::ReadOptions(), items_cf));
       ri->Seek(sf::CollectionPrefix(info.internal_id));
       if (ri->Valid() && ri->key().starts_with(sf::CollectionPrefix(info.internal_id))) {
@@ -225,6 +243,7 @@ struct CodeStore::Impl {
     uint64_t next = 0;
     bool records = false;  // the collection may hold item records
     std::unordered_map<uint64_t, bool> present;
+    std::vector<uint64_t> touched;  // for the change log
   };
 
   // Appends one put request to the batch; ids resolved (assigned where
@@ -290,6 +309,7 @@ struct CodeStore::Impl {
       }
     }
     for (uint64_t id : w->assigned_ids) state->present[id] = true;
+    state->touched.insert(state->touched.end(), w->assigned_ids.begin(), w->assigned_ids.end());
     state->next = next;
     return Status::OK();
   }
@@ -315,6 +335,7 @@ struct CodeStore::Impl {
       state->present[id] = false;
       if (!present) continue;
       ++w->deleted;
+      state->touched.push_back(id);
       batch->Delete(codes_cf, key);
       batch->Delete(items_cf, key);
     }
@@ -360,6 +381,12 @@ struct CodeStore::Impl {
     if (state.next != start_next) {
       batch.Put(meta_cf, sf::NextIdKey(info.internal_id), sf::EncodeFixed64(state.next));
     }
+    const uint64_t change_seq = change_seqs[info.internal_id] + (state.touched.empty() ? 0 : 1);
+    if (!state.touched.empty()) {
+      batch.Put(changes_cf, sf::ChangeKey(info.internal_id, change_seq),
+                EncodeChange(state.touched));
+      batch.Put(meta_cf, sf::ChangeSeqKey(info.internal_id), sf::EncodeFixed64(change_seq));
+    }
     if (batch.Count() > 0) {
       StoreWriteOptions wo;
       wo.sync = sync;
@@ -376,8 +403,23 @@ struct CodeStore::Impl {
       }
     }
     next_ids[info.internal_id] = state.next;
+    change_seqs[info.internal_id] = change_seq;
     if (state.records) may_have_records.insert(info.internal_id);
     return Status::OK();
+  }
+
+  // A change record: a run of consecutive ids as a range, else the list.
+  static std::string EncodeChange(const std::vector<uint64_t>& ids) {
+    bool run = true;
+    for (size_t i = 1; i < ids.size() && run; ++i) run = ids[i] == ids[0] + i;
+    std::string v(1, static_cast<char>(run ? sf::kChangeIdRange : sf::kChangeIdList));
+    if (run) {
+      v += sf::EncodeFixed64(ids[0]);
+      v += sf::EncodeFixed64(ids.size());
+    } else {
+      v.append(reinterpret_cast<const char*>(ids.data()), ids.size() * 8);
+    }
+    return v;
   }
 
   // A bulk-read iterator over one collection's range of the codes column
@@ -444,9 +486,11 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, meta_opts},
       {sf::kCodesCf, codes_opts},
-      {sf::kItemsCf, items_opts}};
+      {sf::kItemsCf, items_opts},
+      {sf::kChangesCf, meta_opts}};
   for (const std::string& name : existing) {
-    if (name != rocksdb::kDefaultColumnFamilyName && name != sf::kCodesCf && name != sf::kItemsCf) {
+    if (name != rocksdb::kDefaultColumnFamilyName && name != sf::kCodesCf && name != sf::kItemsCf &&
+        name != sf::kChangesCf) {
       cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
   }
@@ -483,6 +527,7 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
   impl->meta_cf = impl->handles[0];
   impl->codes_cf = impl->handles[1];
   impl->items_cf = impl->handles[2];
+  impl->changes_cf = impl->handles[3];
 
   std::string version;
   s = impl->db->Get(rocksdb::ReadOptions(), impl->meta_cf, sf::kVersionKey, &version);
@@ -499,9 +544,17 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
         "write format version"));
   } else if (!s.ok()) {
     return FromRocks(s, "read format version");
+  } else if (version == "1") {
+    // Version 1 had no change log; the column family now exists, so the
+    // store is version 2 (and no longer opens with builds that read only 1).
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    HAMDB_RETURN_IF_ERROR(FromRocks(
+        impl->db->Put(wo, impl->meta_cf, sf::kVersionKey, std::to_string(kStoreFormatVersion)),
+        "upgrade format version"));
   } else if (version != std::to_string(kStoreFormatVersion)) {
     return Status::NotSupported("store '" + dir + "' has format version " + version +
-                                "; this build of hamdb reads version " +
+                                "; this build of hamdb reads versions 1 and " +
                                 std::to_string(kStoreFormatVersion));
   }
 
@@ -557,10 +610,16 @@ Status CodeStore::DropCollection(std::string_view name, const StoreWriteOptions&
   batch.DeleteRange(impl_->items_cf, begin, end);
   batch.Delete(impl_->meta_cf, sf::kCollectionPrefix + std::string(name));
   batch.Delete(impl_->meta_cf, sf::NextIdKey(cid));
+  batch.DeleteRange(impl_->changes_cf, begin, end);
+  batch.Delete(impl_->meta_cf, sf::ChangeSeqKey(cid));
+  batch.Delete(impl_->meta_cf, sf::ChangeTrimmedKey(cid));
   HAMDB_RETURN_IF_ERROR(FromRocks(impl_->db->Write(impl_->Wo(wo), &batch),
                                   "drop collection '" + std::string(name) + "'"));
+  std::error_code ec;
+  std::filesystem::remove(SnapshotPath(it->second), ec);  // a leftover is ignored: ids are not reused
   impl_->collections.erase(it);
   impl_->next_ids.erase(cid);
+  impl_->change_seqs.erase(cid);
   return Status::OK();
 }
 
@@ -712,6 +771,106 @@ StatusOr<uint64_t> CodeStore::Count(std::string_view collection) const {
 Status CodeStore::Flush() {
   rocksdb::FlushOptions fo;
   return FromRocks(impl_->db->Flush(fo, impl_->handles), "flush");
+}
+
+StatusOr<uint64_t> CodeStore::ChangeSequence(std::string_view collection) const {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto it = impl_->collections.find(std::string(collection));
+  if (it == impl_->collections.end()) {
+    return Status::NotFound("collection '" + std::string(collection) + "' does not exist");
+  }
+  return impl_->change_seqs[it->second.internal_id];
+}
+
+Status CodeStore::ChangesSince(std::string_view collection, uint64_t after, const ChangeFn& fn,
+                               uint64_t* last) const {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
+  const uint32_t cid = info.internal_id;
+  // One RocksDB snapshot for the counters and the log.
+  const rocksdb::Snapshot* snap = impl_->db->GetSnapshot();
+  struct Release {
+    rocksdb::DB* db;
+    const rocksdb::Snapshot* s;
+    ~Release() { db->ReleaseSnapshot(s); }
+  } release{impl_->db.get(), snap};
+  rocksdb::ReadOptions ro;
+  ro.snapshot = snap;
+  HAMDB_ASSIGN_OR_RETURN(uint64_t current, impl_->ReadCounter(sf::ChangeSeqKey(cid), ro));
+  HAMDB_ASSIGN_OR_RETURN(uint64_t trimmed, impl_->ReadCounter(sf::ChangeTrimmedKey(cid), ro));
+  if (after > current) {
+    return Status::FailedPrecondition("change " + std::to_string(after) + " of '" + info.name +
+                                      "' is ahead of the store's log, which ends at " +
+                                      std::to_string(current));
+  }
+  if (after < trimmed) {
+    return Status::FailedPrecondition("the changes of '" + info.name + "' after " +
+                                      std::to_string(after) + " were trimmed (up to " +
+                                      std::to_string(trimmed) + ")");
+  }
+  const std::string end = sf::CollectionPrefix(cid + 1);
+  rocksdb::Slice upper(end);
+  ro.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->changes_cf));
+  uint64_t expect = after + 1;
+  std::vector<uint64_t> ids;
+  for (it->Seek(sf::ChangeKey(cid, after + 1)); it->Valid(); it->Next()) {
+    const uint64_t seq = sf::GetBigEndian64(it->key().data() + 4);
+    if (it->key().size() != sf::kItemKeySize || seq != expect) {
+      return Status::Corruption("change log of '" + info.name + "' has a gap at " +
+                                std::to_string(expect));
+    }
+    const rocksdb::Slice v = it->value();
+    const uint8_t kind = v.size() > 0 ? static_cast<uint8_t>(v[0]) : 0xff;
+    if (kind == sf::kChangeIdRange && v.size() == 17) {
+      uint64_t first, count;
+      std::memcpy(&first, v.data() + 1, 8);
+      std::memcpy(&count, v.data() + 9, 8);
+      ids.resize(count);
+      for (uint64_t i = 0; i < count; ++i) ids[i] = first + i;
+    } else if (kind == sf::kChangeIdList && (v.size() - 1) % 8 == 0) {
+      ids.resize((v.size() - 1) / 8);
+      std::memcpy(ids.data(), v.data() + 1, v.size() - 1);
+    } else {
+      return Status::Corruption("change " + std::to_string(seq) + " of '" + info.name +
+                                "' does not decode");
+    }
+    fn(ids.data(), ids.size());
+    ++expect;
+  }
+  HAMDB_RETURN_IF_ERROR(FromRocks(it->status(), "read change log"));
+  if (expect != current + 1) {
+    return Status::Corruption("change log of '" + info.name + "' ends at " +
+                              std::to_string(expect - 1) + ", its counter at " +
+                              std::to_string(current));
+  }
+  if (last) *last = current;
+  return Status::OK();
+}
+
+Status CodeStore::TrimChanges(std::string_view collection, uint64_t upto) {
+  std::lock_guard<std::mutex> lock(impl_->write_mu);
+  auto it = impl_->collections.find(std::string(collection));
+  if (it == impl_->collections.end()) {
+    return Status::NotFound("collection '" + std::string(collection) + "' does not exist");
+  }
+  const uint32_t cid = it->second.internal_id;
+  if (upto > impl_->change_seqs[cid]) {
+    return Status::InvalidArgument("cannot trim changes beyond the last one");
+  }
+  HAMDB_ASSIGN_OR_RETURN(uint64_t trimmed, impl_->ReadCounter(sf::ChangeTrimmedKey(cid)));
+  if (upto <= trimmed) return Status::OK();
+  rocksdb::WriteBatch batch;
+  batch.DeleteRange(impl_->changes_cf, sf::ChangeKey(cid, 0), sf::ChangeKey(cid, upto + 1));
+  batch.Put(impl_->meta_cf, sf::ChangeTrimmedKey(cid), sf::EncodeFixed64(upto));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(impl_->db->Write(wo, &batch), "trim change log");
+}
+
+std::string CodeStore::SnapshotPath(const CollectionInfo& info) const {
+  return (std::filesystem::path(impl_->dir) / sf::kSnapshotDir /
+          sf::SnapshotFileName(info.internal_id))
+      .string();
 }
 
 }  // namespace hamdb

@@ -48,8 +48,9 @@
 
 namespace hamdb {
 
-// The layout version this build reads and writes (docs/storage.md).
-inline constexpr int kStoreFormatVersion = 1;
+// The layout version this build writes (docs/storage.md). Stores of version
+// 1 (no change log) are upgraded in place at open.
+inline constexpr int kStoreFormatVersion = 2;
 
 struct CollectionSpec {
   std::string name;        // [A-Za-z0-9][A-Za-z0-9_.-]{0,63}
@@ -185,6 +186,28 @@ class CodeStore {
 
   // Flushes memtables to SST files (WAL already makes writes durable).
   Status Flush();
+
+  // The change log. Every write that changes a collection's items (Put,
+  // PutCodes, Delete, WriteGroup) records the ids it touched under the
+  // collection's next change sequence number, in the same atomic batch. An
+  // index snapshot tagged with sequence number s is brought up to date by
+  // re-reading the items touched after s.
+  //
+  // The collection's last change sequence number (0 before any change).
+  StatusOr<uint64_t> ChangeSequence(std::string_view collection) const;
+  // Calls fn(ids, n) for each change after `after`, oldest first; *last
+  // (optional) gets the last sequence number read. FailedPrecondition when
+  // the log no longer reaches back to `after` (trimmed, or `after` is ahead
+  // of the log: a snapshot that does not belong to this store's history).
+  using ChangeFn = std::function<void(const uint64_t* ids, size_t n)>;
+  Status ChangesSince(std::string_view collection, uint64_t after, const ChangeFn& fn,
+                      uint64_t* last = nullptr) const;
+  // Drops the changes up to and including `upto`, once a snapshot that
+  // reflects them is durable.
+  Status TrimChanges(std::string_view collection, uint64_t upto);
+  // Where the collection's index snapshot lives: DIR/snapshots/c<id>.hidx.
+  // DropCollection removes it.
+  std::string SnapshotPath(const CollectionInfo& info) const;
 
  private:
   struct Impl;

@@ -7,9 +7,15 @@
 //                "hamdb/next_collection_id" -> u32 little-endian
 //                "collection/<name>"        -> JSON {"id","bits","index","settings"}
 //                "next_id/" + u32 BE cid    -> u64 little-endian
+//                "change_seq/" + u32 BE cid -> u64 LE: the collection's last change
+//                "change_trimmed/" + u32 BE cid -> u64 LE: changes up to it trimmed
 //   "codes"    item key -> packed code (exactly code_bytes(bits) bytes)
 //   "items"    item key -> item record (only for items with a label, class code
 //              or metadata)
+//   "changes"  u32 BE cid + u64 BE change seq -> the ids that change touched:
+//              [u8 0][u64 LE id]... or [u8 1][u64 LE first][u64 LE count] (a range)
+// Files beside RocksDB's: "snapshots/c<cid>.hidx", one index snapshot per
+// collection (collection/index_snapshot.h).
 // Item key: 4-byte big-endian collection id + 8-byte big-endian item id, so a
 // collection is one contiguous key range and iterates in id order.
 // Item record: [u8 version=1][u8 flags][i64 LE label if flags&1]
@@ -25,6 +31,12 @@ namespace hamdb::store_format {
 
 inline constexpr char kCodesCf[] = "codes";
 inline constexpr char kItemsCf[] = "items";
+inline constexpr char kChangesCf[] = "changes";
+inline constexpr char kSnapshotDir[] = "snapshots";
+inline constexpr char kChangeSeqPrefix[] = "change_seq/";
+inline constexpr char kChangeTrimmedPrefix[] = "change_trimmed/";
+inline constexpr uint8_t kChangeIdList = 0;
+inline constexpr uint8_t kChangeIdRange = 1;
 inline constexpr char kVersionKey[] = "hamdb/format_version";
 inline constexpr char kNextCollectionIdKey[] = "hamdb/next_collection_id";
 inline constexpr char kCollectionPrefix[] = "collection/";
@@ -67,6 +79,13 @@ inline std::string ItemKey(uint32_t cid, uint64_t id) {
 }
 
 inline std::string NextIdKey(uint32_t cid) { return kNextIdPrefix + CollectionPrefix(cid); }
+inline std::string ChangeSeqKey(uint32_t cid) { return kChangeSeqPrefix + CollectionPrefix(cid); }
+inline std::string ChangeTrimmedKey(uint32_t cid) {
+  return kChangeTrimmedPrefix + CollectionPrefix(cid);
+}
+// Same layout as an item key: a collection's changes are one key range.
+inline std::string ChangeKey(uint32_t cid, uint64_t seq) { return ItemKey(cid, seq); }
+inline std::string SnapshotFileName(uint32_t cid) { return "c" + std::to_string(cid) + ".hidx"; }
 
 inline std::string EncodeFixed64(uint64_t v) {
   std::string s(8, '\0');

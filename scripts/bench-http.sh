@@ -140,7 +140,8 @@ echo "== GET /healthz"
 wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/healthz"
 echo "== server metrics (search route)"
 curl -s "http://127.0.0.1:$PORT/metrics" > "$WORK/metrics.txt"
-grep -E '^hamdb_http_requests_total.*search|^hamdb_collection_items|^hamdb_index_memory' "$WORK/metrics.txt" || true
+grep -E '^hamdb_http_requests_total.*search|^hamdb_collection_items|^hamdb_index_memory|^hamdb_write_' \
+  "$WORK/metrics.txt" || true
 # Mean time inside the server per search request (parse, search, JSON), from the histogram.
 awk '/^hamdb_http_request_duration_seconds_sum.*search"/ {s=$2} /^hamdb_http_request_duration_seconds_count.*search"/ {c=$2}
      END {if (c > 0) printf "server-side mean per search request: %.1f us over %d requests\n", s / c * 1e6, c}' "$WORK/metrics.txt"

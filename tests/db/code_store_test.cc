@@ -356,7 +356,8 @@ TEST(CodeStore, RefusesUnknownFormatVersion) {
     rocksdb::Options o;
     std::vector<rocksdb::ColumnFamilyHandle*> hs;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}}};
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}},
+        {store_format::kChangesCf, {}}};
     ASSERT_TRUE(rocksdb::DB::Open(o, tmp.path(), cfs, &hs, &raw).ok());
     ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), hs[0], store_format::kVersionKey, "99").ok());
     for (auto* h : hs) ASSERT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
@@ -366,6 +367,88 @@ TEST(CodeStore, RefusesUnknownFormatVersion) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), Status::Code::kNotSupported);
   EXPECT_TRUE(Contains(s.status().message(), "format version 99")) << s.status().message();
+}
+
+// A version-1 store (no change log) opens and is upgraded to version 2.
+TEST(CodeStore, UpgradesAVersionOneStore) {
+  TempDir tmp;
+  {
+    auto store = MustOpen(tmp.path());
+    ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+    std::vector<uint8_t> codes = {1, 2};
+    ASSERT_TRUE(store->PutCodes("c", nullptr, codes.data(), 2).ok());
+  }
+  // Sets the version key (unless v is empty) and returns what it holds.
+  auto set_version = [&](const std::string& v) {
+    rocksdb::DB* raw = nullptr;
+    std::vector<rocksdb::ColumnFamilyHandle*> hs;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}},
+        {store_format::kChangesCf, {}}};
+    std::string got;
+    EXPECT_TRUE(rocksdb::DB::Open(rocksdb::Options(), tmp.path(), cfs, &hs, &raw).ok());
+    if (raw == nullptr) return got;
+    if (!v.empty()) {
+      EXPECT_TRUE(raw->Put({}, hs[0], store_format::kVersionKey, v).ok());
+    }
+    EXPECT_TRUE(raw->Get({}, hs[0], store_format::kVersionKey, &got).ok());
+    for (auto* h : hs) EXPECT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
+    delete raw;
+    return got;
+  };
+  set_version("1");
+  {
+    auto store = MustOpen(tmp.path());
+    EXPECT_EQ(*store->Count("c"), 2u);
+  }
+  EXPECT_EQ(set_version(""), std::to_string(kStoreFormatVersion));
+}
+
+// Every change is logged in its batch; the log replays from any point it
+// still holds and says clearly when it does not.
+TEST(CodeStore, ChangeLogRecordsEveryWriteAndKnowsWhatItNoLongerHolds) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+  EXPECT_EQ(*store->ChangeSequence("c"), 0u);
+  std::vector<uint8_t> codes = {1, 2, 3};
+  ASSERT_TRUE(store->PutCodes("c", nullptr, codes.data(), 3).ok());  // ids 0..2 (a range)
+  const uint64_t ids[] = {9, 4};
+  ASSERT_TRUE(store->PutCodes("c", ids, codes.data(), 2).ok());  // a list
+  ASSERT_TRUE(store->Delete("c", {4, 77}).ok());                  // 77 is absent: not logged
+  ASSERT_TRUE(store->Delete("c", {78}).ok());                     // nothing changed: no entry
+  EXPECT_EQ(*store->ChangeSequence("c"), 3u);
+
+  auto read = [&](uint64_t after) {
+    std::vector<std::vector<uint64_t>> out;
+    uint64_t last = 0;
+    Status s = store->ChangesSince(
+        "c", after, [&](const uint64_t* p, size_t n) { out.emplace_back(p, p + n); }, &last);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(last, 3u);
+    return out;
+  };
+  EXPECT_EQ(read(0), (std::vector<std::vector<uint64_t>>{{0, 1, 2}, {9, 4}, {4}}));
+  EXPECT_EQ(read(2), (std::vector<std::vector<uint64_t>>{{4}}));
+  EXPECT_TRUE(read(3).empty());
+  auto none = [](const uint64_t*, size_t) {};
+  EXPECT_EQ(store->ChangesSince("c", 4, none).code(), Status::Code::kFailedPrecondition);
+
+  ASSERT_TRUE(store->TrimChanges("c", 2).ok());
+  Status trimmed = store->ChangesSince("c", 1, none);
+  EXPECT_EQ(trimmed.code(), Status::Code::kFailedPrecondition);
+  EXPECT_TRUE(Contains(trimmed.message(), "trimmed")) << trimmed.ToString();
+  EXPECT_EQ(read(2), (std::vector<std::vector<uint64_t>>{{4}}));
+  EXPECT_FALSE(store->TrimChanges("c", 4).ok());
+
+  // The sequence survives a reopen; a dropped and re-created collection starts afresh.
+  store.reset();
+  store = MustOpen(tmp.path());
+  EXPECT_EQ(*store->ChangeSequence("c"), 3u);
+  ASSERT_TRUE(store->DropCollection("c").ok());
+  ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+  EXPECT_EQ(*store->ChangeSequence("c"), 0u);
+  EXPECT_TRUE(store->ChangesSince("c", 0, none).ok());
 }
 
 TEST(CodeStore, RefusesForeignRocksDbAndSecondOpener) {
@@ -406,7 +489,8 @@ TEST(CodeStore, CorruptValuesAreReportedNotCrashed) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> hs;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}}};
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}},
+        {store_format::kChangesCf, {}}};
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), tmp.path(), cfs, &hs, &raw).ok());
     // Collection ids start at 1.
     ASSERT_TRUE(raw->Put({}, hs[1], store_format::ItemKey(1, 1), "short").ok());
