@@ -6,6 +6,7 @@
 
 #include "core/binary_code.h"
 #include "core/hamming.h"
+#include "collection/index_snapshot.h"
 #include "index/scan.h"
 
 namespace hamdb {
@@ -96,9 +97,32 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
 
   if (broken.ok()) {
     std::lock_guard<std::mutex> write(c->write_mu_);
-    StatusOr<std::shared_ptr<BinaryIndex>> index = c->BuildIndex();
+    const auto t0 = Clock::now();
+    StatusOr<std::shared_ptr<BinaryIndex>> index = Status::NotFound("snapshots are off");
+    if (options.snapshots) {
+      index = c->LoadSnapshot();
+      if (index.ok()) {
+        c->open_info_.from_snapshot = true;
+      } else if (index.status().code() == Status::Code::kNotFound) {
+        spdlog::info("collection '{}': no index snapshot, building the index from the store",
+                     c->info_.name);
+      } else {
+        spdlog::warn("collection '{}': index snapshot not used, rebuilding from the store: {}",
+                     c->info_.name, index.status().ToString());
+      }
+    }
+    if (!index.ok()) {
+      c->open_info_.why_rebuilt = index.status().ToString();
+      index = c->BuildIndex();
+    }
+    c->open_info_.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     if (index.ok()) {
       c->index_ = std::move(index).value();
+      if (options.snapshots) {
+        std::lock_guard<std::mutex> lock(c->state_mu_);
+        c->last_snapshot_ = Clock::now();
+        c->rebuild_thread_ = std::thread([p = c.get()] { p->RebuildLoop(); });
+      }
       return c;
     }
     // A failed store read is the store's error, not the index's.
@@ -208,7 +232,25 @@ void LiveCollection::RebuildLoop() {
   std::unique_lock<std::mutex> lock(state_mu_);
   while (!stopping_) {
     if (index_ != nullptr) {
-      state_cv_.wait(lock);
+      if (SnapshotDue()) {
+        lock.unlock();
+        Status s = SaveSnapshot();
+        lock.lock();
+        if (!s.ok()) {
+          next_snapshot_try_ = Clock::now() + std::max<std::chrono::milliseconds>(
+                                                  options_.rebuild_delay, std::chrono::seconds(10));
+          spdlog::warn("collection '{}': index snapshot failed, next try in {} s: {}", info_.name,
+                       std::chrono::duration<double>(next_snapshot_try_ - Clock::now()).count(),
+                       s.ToString());
+        }
+        continue;
+      }
+      if (options_.snapshots) {
+        state_cv_.wait_until(lock, std::max(next_snapshot_try_,
+                                            last_snapshot_ + options_.snapshot_interval));
+      } else {
+        state_cv_.wait(lock);
+      }
       continue;
     }
     if (Clock::now() < next_rebuild_) {
@@ -247,6 +289,125 @@ void LiveCollection::RebuildLoop() {
     spdlog::warn("collection '{}': index rebuild {} failed, next try in {} ms: {}", info_.name,
                  failed_rebuilds_, wait.count(), built.status().ToString());
   }
+}
+
+bool LiveCollection::SnapshotDue() const {
+  if (!options_.snapshots || index_ == nullptr || stopping_) return false;
+  const auto now = Clock::now();
+  if (now < next_snapshot_try_) return false;
+  if (snapshot_missing_ && index_->size() > 0) return true;
+  if (items_since_snapshot_ >= options_.snapshot_after_items) return true;
+  return items_since_snapshot_ > 0 && now >= last_snapshot_ + options_.snapshot_interval;
+}
+
+Status LiveCollection::SaveSnapshot() {
+  std::lock_guard<std::mutex> one_at_a_time(snapshot_mu_);
+  const auto t0 = Clock::now();
+  std::string state;
+  IndexSnapshotHeader header;
+  uint64_t counted = 0;
+  {
+    // No write group is in flight: the index is the store at `seq`.
+    std::lock_guard<std::mutex> write(write_mu_);
+    std::shared_ptr<BinaryIndex> index = CurrentIndex();
+    if (!index) {
+      return Status::FailedPrecondition("collection '" + info_.name +
+                                        "' is degraded; no index to snapshot");
+    }
+    HAMDB_ASSIGN_OR_RETURN(header.change_seq, store_->ChangeSequence(info_.name));
+    bool missing;
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      counted = items_since_snapshot_;
+      missing = snapshot_missing_;
+    }
+    if (!missing && header.change_seq == snapshot_seq_) {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      items_since_snapshot_ -= std::min(counted, items_since_snapshot_);
+      last_snapshot_ = Clock::now();
+      return Status::OK();
+    }
+    HAMDB_RETURN_IF_ERROR(index->SaveState(&state));
+    header.items = index->size();
+  }
+  const double copy_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  header.collection_id = info_.internal_id;
+  header.collection = info_.name;
+  header.spec = spec_.spec;
+  header.bits = bits();
+  HAMDB_RETURN_IF_ERROR(
+      WriteIndexSnapshot(store_->file_system(), store_->SnapshotPath(info_), header, state));
+  HAMDB_RETURN_IF_ERROR(store_->TrimChanges(info_.name, header.change_seq));
+  snapshot_seq_ = header.change_seq;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    items_since_snapshot_ -= std::min(counted, items_since_snapshot_);
+    snapshot_missing_ = false;
+    last_snapshot_ = Clock::now();
+  }
+  spdlog::info("collection '{}': index snapshot at change {}: {} items, {:.1f} MiB in {:.2f} s "
+               "(writes paused {:.3f} s)",
+               info_.name, header.change_seq, header.items, state.size() / 1048576.0,
+               std::chrono::duration<double>(Clock::now() - t0).count(), copy_s);
+  return Status::OK();
+}
+
+StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
+  IndexSnapshotHeader h;
+  std::string state;
+  HAMDB_RETURN_IF_ERROR(
+      ReadIndexSnapshot(store_->file_system(), store_->SnapshotPath(info_), &h, &state));
+  if (h.collection_id != info_.internal_id || h.spec != spec_.spec || h.bits != bits()) {
+    return Status::FailedPrecondition("the snapshot is of index " + h.spec + " over " +
+                                      std::to_string(h.bits) + "-bit codes, not " + spec_.spec +
+                                      " over " + std::to_string(bits()));
+  }
+  HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> index,
+                         options_.index_maker(spec_.spec, bits(), index_options_));
+  HAMDB_RETURN_IF_ERROR(index->LoadState(state).WithContext("snapshot state"));
+  std::string().swap(state);
+  if (index->size() != h.items) {
+    return Status::Corruption("the snapshot holds " + std::to_string(index->size()) +
+                              " items, its header says " + std::to_string(h.items));
+  }
+  // Bring it up to date: every id touched after the snapshot is re-read.
+  std::vector<uint64_t> touched;
+  HAMDB_RETURN_IF_ERROR(store_->ChangesSince(info_.name, h.change_seq,
+                                             [&](const uint64_t* ids, size_t n) {
+                                               touched.insert(touched.end(), ids, ids + n);
+                                             }));
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  if (touched.size() > std::max<uint64_t>(100000, h.items / 2)) {
+    return Status::FailedPrecondition(std::to_string(touched.size()) +
+                                      " items changed since the snapshot; a rebuild is faster");
+  }
+  std::vector<uint64_t> add_ids, removed;
+  std::vector<uint8_t> add_codes;
+  for (uint64_t id : touched) {
+    StatusOr<Item> item = store_->Get(info_.name, id);
+    if (item.ok()) {
+      add_ids.push_back(id);
+      add_codes.insert(add_codes.end(), item->code.begin(), item->code.end());
+    } else if (item.status().code() == Status::Code::kNotFound) {
+      removed.push_back(id);
+    } else {
+      return item.status();
+    }
+  }
+  HAMDB_RETURN_IF_ERROR(index->Remove(removed.data(), removed.size(), nullptr));
+  HAMDB_RETURN_IF_ERROR(index->Add(add_ids.data(), add_codes.data(), add_ids.size()));
+  snapshot_seq_ = h.change_seq;
+  open_info_.replayed_ids = touched.size();
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    snapshot_missing_ = false;
+    items_since_snapshot_ = touched.size();
+  }
+  spdlog::info("collection '{}': index {} loaded from its snapshot at change {} ({} items), {} "
+               "changed ids replayed",
+               info_.name, spec_.spec, h.change_seq, h.items, touched.size());
+  return std::shared_ptr<BinaryIndex>(std::move(index));
 }
 
 bool LiveCollection::WaitHealthy(std::chrono::milliseconds timeout) const {
@@ -344,6 +505,15 @@ Status LiveCollection::Commit(PendingWrite* w) {
         });
       }
     }
+  }
+  if (options_.snapshots) {
+    bool due;
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      items_since_snapshot_ += items;
+      due = SnapshotDue();
+    }
+    if (due) state_cv_.notify_all();
   }
   queue_lock.lock();
   write_stats_.groups++;

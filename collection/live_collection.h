@@ -80,6 +80,23 @@ struct LiveCollectionOptions {
   // each failure doubles the wait, up to max_rebuild_delay.
   std::chrono::milliseconds rebuild_delay{1000};
   std::chrono::milliseconds max_rebuild_delay{std::chrono::minutes(5)};
+  // Index snapshots (collection/index_snapshot.h): when on, Open loads the
+  // snapshot and replays the changes after it instead of rebuilding, and a
+  // background thread writes a new snapshot once snapshot_after_items items
+  // were written or deleted since the last, or snapshot_interval has passed
+  // with any change (and SaveSnapshot writes one on demand, e.g. at a clean
+  // shutdown).
+  bool snapshots = false;
+  uint64_t snapshot_after_items = 1000000;
+  std::chrono::milliseconds snapshot_interval{std::chrono::minutes(10)};
+};
+
+// How Open obtained the index, for logs and the restart benchmark.
+struct IndexOpenInfo {
+  bool from_snapshot = false;
+  std::string why_rebuilt;    // when not from a snapshot: why (no file, corrupt, ...)
+  uint64_t replayed_ids = 0;  // ids re-read from the store after the snapshot
+  double seconds = 0;         // to obtain the index
 };
 
 // What GET /collections/{name} shows of a collection's state.
@@ -165,6 +182,13 @@ class LiveCollection {
   Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& p,
                      std::vector<SearchResult>* out, bool* from_store_scan = nullptr) const;
 
+  // Writes an index snapshot now if anything changed since the last one,
+  // then trims the store's change log up to it. Writes wait while the index
+  // state is copied (a memcpy of the items), not while the file is written.
+  // FailedPrecondition while degraded; IOError from the file system.
+  Status SaveSnapshot();
+  const IndexOpenInfo& open_info() const { return open_info_; }
+
   // Blocks until the collection is healthy or `timeout` passes; true when
   // healthy. For tests and tools that need the rebuilt index.
   bool WaitHealthy(std::chrono::milliseconds timeout) const;
@@ -196,6 +220,10 @@ class LiveCollection {
   void UpdateIndex(const char* what, std::string* warning,
                    const std::function<Status(BinaryIndex&)>& update);
   void RebuildLoop();
+  // Open's fast path: the snapshot plus the changes after it. Caller holds
+  // write_mu_. An error says why the index must be rebuilt instead.
+  StatusOr<std::shared_ptr<BinaryIndex>> LoadSnapshot();
+  bool SnapshotDue() const;  // requires state_mu_
   StatusOr<SearchResult> ScanStore(const uint8_t* query, size_t k, uint32_t radius,
                                    bool is_range) const;
 
@@ -221,7 +249,16 @@ class LiveCollection {
   int failed_rebuilds_ = 0;
   std::chrono::steady_clock::time_point next_rebuild_;
   bool stopping_ = false;
-  std::thread rebuild_thread_;
+  std::thread rebuild_thread_;  // the rebuild after degradation, and snapshots
+  // Snapshots: items written since the last one, when it was taken, and
+  // the change sequence number it reflects (guarded by state_mu_).
+  uint64_t items_since_snapshot_ = 0;
+  bool snapshot_missing_ = true;
+  std::chrono::steady_clock::time_point last_snapshot_;
+  std::chrono::steady_clock::time_point next_snapshot_try_;  // after a failure
+  std::mutex snapshot_mu_;  // one snapshot write at a time
+  uint64_t snapshot_seq_ = 0;  // guarded by snapshot_mu_
+  IndexOpenInfo open_info_;
 };
 
 }  // namespace hamdb

@@ -1,6 +1,8 @@
 #include "db/code_store.h"
 
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
@@ -137,6 +139,7 @@ struct CodeStore::Impl {
   rocksdb::ColumnFamilyHandle* codes_cf = nullptr;
   rocksdb::ColumnFamilyHandle* items_cf = nullptr;
   rocksdb::ColumnFamilyHandle* changes_cf = nullptr;
+  rocksdb::FileSystem* fs = nullptr;  // the env's; outlives the store
 
   // Serialises writers; guards the caches below.
   mutable std::mutex write_mu;
@@ -451,6 +454,8 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
 
   rocksdb::DBOptions db_opts;
   db_opts.create_if_missing = options.create_if_missing;
+  if (options.env != nullptr) db_opts.env = options.env;
+  impl->fs = db_opts.env->GetFileSystem().get();
   db_opts.create_missing_column_families = true;
   db_opts.paranoid_checks = true;
   db_opts.max_background_jobs = 2;
@@ -615,8 +620,9 @@ Status CodeStore::DropCollection(std::string_view name, const StoreWriteOptions&
   batch.Delete(impl_->meta_cf, sf::ChangeTrimmedKey(cid));
   HAMDB_RETURN_IF_ERROR(FromRocks(impl_->db->Write(impl_->Wo(wo), &batch),
                                   "drop collection '" + std::string(name) + "'"));
-  std::error_code ec;
-  std::filesystem::remove(SnapshotPath(it->second), ec);  // a leftover is ignored: ids are not reused
+  // A leftover file would be harmless (collection ids are never reused).
+  impl_->fs->DeleteFile(SnapshotPath(it->second), rocksdb::IOOptions(), nullptr)
+      .PermitUncheckedError();
   impl_->collections.erase(it);
   impl_->next_ids.erase(cid);
   impl_->change_seqs.erase(cid);
@@ -866,6 +872,8 @@ Status CodeStore::TrimChanges(std::string_view collection, uint64_t upto) {
   wo.sync = true;
   return FromRocks(impl_->db->Write(wo, &batch), "trim change log");
 }
+
+rocksdb::FileSystem* CodeStore::file_system() const { return impl_->fs; }
 
 std::string CodeStore::SnapshotPath(const CollectionInfo& info) const {
   return (std::filesystem::path(impl_->dir) / sf::kSnapshotDir /

@@ -46,6 +46,11 @@
 
 #include "core/status.h"
 
+namespace rocksdb {
+class Env;
+class FileSystem;
+}  // namespace rocksdb
+
 namespace hamdb {
 
 // The layout version this build writes (docs/storage.md). Stores of version
@@ -97,6 +102,9 @@ struct StoreOpenOptions {
   bool create_if_missing = true;
   // RocksDB block cache for item records, in bytes.
   size_t block_cache_bytes = 64u << 20;
+  // The environment every file of the store goes through (RocksDB's and the
+  // index snapshots'); null: the default. Tests pass a fault-injecting one.
+  rocksdb::Env* env = nullptr;
 };
 
 // One request of a grouped write (CodeStore::WriteGroup): the inputs of a
@@ -208,6 +216,9 @@ class CodeStore {
   // Where the collection's index snapshot lives: DIR/snapshots/c<id>.hidx.
   // DropCollection removes it.
   std::string SnapshotPath(const CollectionInfo& info) const;
+  // The file system of StoreOpenOptions::env, for files kept beside the
+  // store's (index snapshots).
+  rocksdb::FileSystem* file_system() const;
 
  private:
   struct Impl;

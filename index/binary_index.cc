@@ -1,12 +1,58 @@
 #include "index/binary_index.h"
 
 #include <algorithm>
+#include <cstring>
 #include <mutex>
 #include <string>
 
 #include "index/parallel.h"
 
 namespace hamdb {
+
+Status BinaryIndex::ExportItems(std::vector<uint64_t>*, std::vector<uint8_t>*) const {
+  return Status::NotSupported("index " + spec() + " cannot export its items");
+}
+
+Status BinaryIndex::SaveState(std::string* out) const {
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  HAMDB_RETURN_IF_ERROR(ExportItems(&ids, &codes));
+  AppendItemsState(ids, codes, out);
+  return Status::OK();
+}
+
+Status BinaryIndex::LoadState(std::string_view state) {
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  HAMDB_RETURN_IF_ERROR(ParseItemsState(&state, code_bytes(), &ids, &codes));
+  if (!state.empty()) return Status::Corruption("index state has trailing bytes");
+  return Add(ids.data(), codes.data(), ids.size());
+}
+
+void AppendItemsState(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
+                      std::string* out) {
+  const uint64_t n = ids.size();
+  out->append(reinterpret_cast<const char*>(&n), 8);
+  out->append(reinterpret_cast<const char*>(ids.data()), ids.size() * 8);
+  out->append(reinterpret_cast<const char*>(codes.data()), codes.size());
+}
+
+Status ParseItemsState(std::string_view* state, size_t code_bytes, std::vector<uint64_t>* ids,
+                       std::vector<uint8_t>* codes) {
+  uint64_t n = 0;
+  if (state->size() < 8) return Status::Corruption("index state is truncated (item count)");
+  std::memcpy(&n, state->data(), 8);
+  state->remove_prefix(8);
+  if (code_bytes == 0 || n > state->size() / (8 + code_bytes)) {
+    return Status::Corruption("index state is truncated (" + std::to_string(n) + " items)");
+  }
+  ids->resize(n);
+  std::memcpy(ids->data(), state->data(), n * 8);
+  state->remove_prefix(n * 8);
+  codes->assign(state->data(), state->data() + n * code_bytes);
+  state->remove_prefix(n * code_bytes);
+  return Status::OK();
+}
 
 Status BinaryIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                                 const SearchParams& params,

@@ -94,11 +94,31 @@ class BinaryIndex {
   virtual Status SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                              const SearchParams& params, std::vector<SearchResult>* out) const;
 
+  // Every item held: its id and code (ids->size() * code_bytes() bytes), in
+  // the index's own order. NotSupported where an index does not offer it.
+  virtual Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const;
+
+  // Snapshots (collection/index_snapshot.h). SaveState appends to *out what
+  // LoadState needs to restore this index's contents into a fresh, empty
+  // index of the same spec and bits. The default saves the items of
+  // ExportItems (a count, the ids, the codes) and LoadState adds them in one
+  // bulk Add; an index with trained state (FAISS IVF) adds that. LoadState:
+  // Corruption when the state does not decode.
+  virtual Status SaveState(std::string* out) const;
+  virtual Status LoadState(std::string_view state);
+
  protected:
   explicit BinaryIndex(int bits) : bits_(bits) {}
 
  private:
   int bits_;
 };
+
+// The default snapshot state: item count (u64 LE), the ids (u64 LE each),
+// then the codes. Parse consumes it from the front of *state.
+void AppendItemsState(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
+                      std::string* out);
+Status ParseItemsState(std::string_view* state, size_t code_bytes, std::vector<uint64_t>* ids,
+                       std::vector<uint8_t>* codes);
 
 }  // namespace hamdb

@@ -324,6 +324,20 @@ Status ClassBucketIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) 
   return Status::OK();
 }
 
+Status ClassBucketIndex::ExportItems(std::vector<uint64_t>* ids,
+                                     std::vector<uint8_t>* codes) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  ids->clear();
+  codes->clear();
+  ids->reserve(ids_.size());
+  codes->reserve(ids_.size() * code_bytes());
+  for (const Bucket& b : buckets_) {
+    ids->insert(ids->end(), b.ids.begin(), b.ids.end());
+    codes->insert(codes->end(), b.codes.begin(), b.codes.end());
+  }
+  return Status::OK();
+}
+
 StatusOr<SearchResult> ClassBucketIndex::Search(const uint8_t* query, size_t k,
                                                 const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));

@@ -94,6 +94,7 @@ class ClassBucketIndex : public BinaryIndex, public ListSource {
   Status AddWithClasses(const uint64_t* ids, const uint8_t* codes, const uint32_t* classes,
                         size_t n);
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,

@@ -334,6 +334,81 @@ Status FaissIvfIndex::PlanLists(const uint8_t* query, size_t k, const SearchPara
   return Status::OK();
 }
 
+Status FaissIvfIndex::ExportItemsLocked(std::vector<uint64_t>* ids,
+                                        std::vector<uint8_t>* codes) const {
+  if (ivf_ == nullptr) {
+    *ids = ids_;
+    *codes = pending_codes_;
+    return Status::OK();
+  }
+  std::vector<uint64_t> begin;
+  const size_t cb = code_bytes();
+  try {
+    codes->clear();
+    ids->clear();
+    for (int l = 0; l < nlist_; ++l) {
+      const ListView v = list(l);
+      codes->insert(codes->end(), v.codes, v.codes + v.size * cb);
+      for (size_t i = 0; i < v.size; ++i) ids->push_back(static_cast<uint64_t>(v.ids[i]));
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("FaissIvfIndex: out of memory exporting the items");
+  }
+  return Status::OK();
+}
+
+Status FaissIvfIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return ExportItemsLocked(ids, codes);
+}
+
+Status FaissIvfIndex::SaveState(std::string* out) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  out->push_back(ivf_ != nullptr ? 1 : 0);
+  if (ivf_ != nullptr) {
+    const std::vector<uint8_t>& centroids = quantizer_->xb;
+    out->append(reinterpret_cast<const char*>(centroids.data()), centroids.size());
+  }
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  HAMDB_RETURN_IF_ERROR(ExportItemsLocked(&ids, &codes));
+  AppendItemsState(ids, codes, out);
+  return Status::OK();
+}
+
+Status FaissIvfIndex::LoadState(std::string_view state) {
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (!ids_.empty() || ivf_ != nullptr) {
+    return Status::FailedPrecondition("LoadState needs an empty, untrained index");
+  }
+  if (state.empty() || static_cast<uint8_t>(state[0]) > 1) {
+    return Status::Corruption("IVF state has no valid trained flag");
+  }
+  const bool trained = state[0] == 1;
+  state.remove_prefix(1);
+  const size_t centroid_bytes = static_cast<size_t>(nlist_) * code_bytes();
+  std::unique_ptr<faiss::IndexBinaryIVF> ivf;
+  if (trained) {
+    if (state.size() < centroid_bytes) return Status::Corruption("IVF state is truncated (centroids)");
+    HAMDB_RETURN_IF_ERROR(CatchFaiss("IVF load", [&] {
+      auto quantizer = std::make_unique<faiss::IndexBinaryFlat>(bits());
+      quantizer->add(nlist_, reinterpret_cast<const uint8_t*>(state.data()));
+      ivf = std::make_unique<faiss::IndexBinaryIVF>(quantizer.get(), bits(), nlist_);
+      ivf->cp.verbose = false;
+      ivf->is_trained = true;
+      quantizer_ = std::move(quantizer);
+    }));
+    state.remove_prefix(centroid_bytes);
+  }
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  HAMDB_RETURN_IF_ERROR(ParseItemsState(&state, code_bytes(), &ids, &codes));
+  if (!state.empty()) return Status::Corruption("IVF state has trailing bytes");
+  if (!trained) return AddPendingLocked(ids.data(), codes.data(), ids.size());
+  ivf_ = std::move(ivf);
+  return AddTrainedLocked(ids.data(), codes.data(), ids.size());
+}
+
 FaissIvfIndex::ListView FaissIvfIndex::list(int l) const {
   ListView v;
   if (ivf_ == nullptr || l < 0 || l >= nlist_) return v;

@@ -88,6 +88,12 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
 
   Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
+  // The state holds whether the index is trained and its centroids, then
+  // the items; LoadState puts each item back in the list of its nearest
+  // centroid, so the lists are the same as when saved.
+  Status SaveState(std::string* out) const override;
+  Status LoadState(std::string_view state) override;
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
@@ -117,6 +123,7 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
   Status AddTrainedLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
   Status AddPendingLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
   Status TrainLocked();
+  Status ExportItemsLocked(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const;
   StatusOr<std::vector<int>> ProbeListsLocked(const uint8_t* query, int nprobe) const;
   int ResolveNprobe(int requested) const;
 

@@ -56,4 +56,11 @@ StatusOr<SearchResult> FlatIndex::RangeSearch(const uint8_t* query, uint32_t rad
   return result;
 }
 
+Status FlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  *ids = slots_.ids();
+  *codes = slots_.codes();
+  return Status::OK();
+}
+
 }  // namespace hamdb

@@ -46,6 +46,7 @@ class FlatIndex : public BinaryIndex {
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
                                      const SearchParams& params) const override;
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
 
  private:
   SlotView View() const;  // requires mu_ held

@@ -904,4 +904,11 @@ StatusOr<SearchResult> MihIndex::RangeSearch(const uint8_t* query, uint32_t radi
   return result;
 }
 
+Status MihIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  *ids = ids_;
+  codes->assign(codes_.begin(), codes_.begin() + ids_.size() * code_bytes());
+  return Status::OK();
+}
+
 }  // namespace hamdb

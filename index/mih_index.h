@@ -80,6 +80,7 @@ class MihIndex : public BinaryIndex {
   // ResourceExhausted (more than 2^32 - 2 items, or out of memory).
   Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,

@@ -41,6 +41,13 @@ Status GpuFlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   return Status::OK();
 }
 
+Status GpuFlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  *ids = slots_.ids();
+  *codes = slots_.codes();
+  return Status::OK();
+}
+
 Status GpuFlatIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
                                   std::vector<SearchResult>* out) const {
   auto upload = [this](gpu::DeviceCodeSet* set) {

@@ -38,6 +38,12 @@ Status GpuListIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
   return inner_->Add(ids, codes, n);
 }
 
+Status GpuListIndex::LoadState(std::string_view state) {
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  ++version_;
+  return inner_->LoadState(state);
+}
+
 Status GpuListIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   ++version_;

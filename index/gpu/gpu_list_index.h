@@ -50,6 +50,12 @@ class GpuListIndex : public BinaryIndex {
 
   Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  // The host index's items and state (the device side is rebuilt from them).
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override {
+    return inner_->ExportItems(ids, codes);
+  }
+  Status SaveState(std::string* out) const override { return inner_->SaveState(out); }
+  Status LoadState(std::string_view state) override;
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/binary_code.h"
 #include "core/hamming.h"
 #include "index/binary_index.h"
 #include "index/index_factory.h"
@@ -78,6 +79,18 @@ class FaultyIndex : public BinaryIndex {
   FaultSwitch* sw_;
   bool built_ = false;
 };
+
+// Collection settings JSON with an encoder path and a codebook of `classes`.
+inline std::string SettingsWithCodebook(const std::vector<std::vector<uint8_t>>& classes, int bits) {
+  std::string s =
+      "{\"encoder\": \"/nowhere/model.pt\", \"codebook\": {\"bits\": " + std::to_string(bits) +
+      ", \"codes\": [";
+  for (size_t i = 0; i < classes.size(); ++i) {
+    s += (i ? ", \"" : "\"") + FormatHex(classes[i].data(), bits) + "\"";
+  }
+  s += "], \"class_names\": []}}";
+  return s;
+}
 
 // An IndexMaker (collection/live_collection.h) that builds FaultyIndexes.
 inline auto FaultyIndexMaker(FaultSwitch* sw) {

@@ -9,24 +9,15 @@
 #include "index/bucket_index.h"
 #include "core/binary_code.h"
 #include "core/hamming.h"
+#include "tests/collection/collection_test_util.h"
 #include "tests/db/test_util.h"
 
 namespace hamdb {
 namespace {
 
 using testing_util::RandomCode;
+using testing_util::SettingsWithCodebook;
 using testing_util::TempDir;
-
-std::string SettingsWithCodebook(const std::vector<std::vector<uint8_t>>& classes, int bits) {
-  std::string s =
-      "{\"encoder\": \"/nowhere/model.pt\", \"codebook\": {\"bits\": " + std::to_string(bits) +
-      ", \"codes\": [";
-  for (size_t i = 0; i < classes.size(); ++i) {
-    s += (i ? ", \"" : "\"") + FormatHex(classes[i].data(), bits) + "\"";
-  }
-  s += "], \"class_names\": []}}";
-  return s;
-}
 
 TEST(CollectionSettings, ParsesTheAgreedLayout) {
   std::mt19937_64 rng(1);

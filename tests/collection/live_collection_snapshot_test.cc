@@ -1,0 +1,198 @@
+// Index snapshots: a reopened collection loads its snapshot, replays the
+// changes logged after it, and answers exactly what a rebuild would; a
+// snapshot that is corrupt, truncated, of another spec or older than the
+// change log reaches is refused with a logged reason and the index is
+// rebuilt from the store.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "collection/live_collection.h"
+#include "tests/collection/collection_test_util.h"
+#include "tests/db/test_util.h"
+
+namespace hamdb {
+namespace {
+
+using testing_util::Oracle;
+using testing_util::RandomCode;
+using testing_util::SettingsWithCodebook;
+using testing_util::TempDir;
+
+constexpr int kBits = 64;
+
+LiveCollectionOptions WithSnapshots() {
+  LiveCollectionOptions o;
+  o.snapshots = true;
+  o.snapshot_after_items = 1u << 30;  // only explicit snapshots, unless a test says otherwise
+  return o;
+}
+
+struct Fixture {
+  TempDir tmp;
+  std::unique_ptr<CodeStore> store = std::move(CodeStore::Open(tmp.path())).value();
+  std::mt19937_64 rng{5};
+  std::map<uint64_t, std::vector<uint8_t>> model;
+  std::vector<std::vector<uint8_t>> classes;
+
+  void Create(const std::string& spec) {
+    for (int c = 0; c < 8; ++c) classes.push_back(RandomCode(rng, kBits));
+    CollectionSpec cs{"c", kBits, spec, SettingsWithCodebook(classes, kBits)};
+    ASSERT_TRUE(store->CreateCollection(cs).ok());
+  }
+  // n items near the class codes (so buckets and IVF lists are meaningful).
+  void Write(LiveCollection* live, size_t n, uint64_t id_range) {
+    std::vector<ItemInput> batch(n);
+    for (auto& in : batch) {
+      in.id = rng() % id_range;
+      in.code = classes[rng() % classes.size()];
+      for (int f = 0; f < 6; ++f) {
+        const int b = static_cast<int>(rng() % kBits);
+        SetBit(in.code.data(), b, !GetBit(in.code.data(), b));
+      }
+    }
+    ASSERT_TRUE(live->Put(batch).ok());
+    for (auto& in : batch) model[*in.id] = in.code;
+  }
+  void Delete(LiveCollection* live, size_t n, uint64_t id_range) {
+    std::vector<uint64_t> ids;
+    for (size_t i = 0; i < n; ++i) ids.push_back(rng() % id_range);
+    ASSERT_TRUE(live->Delete(ids).ok());
+    for (uint64_t id : ids) model.erase(id);
+  }
+  std::string SnapshotPath() { return store->SnapshotPath(*store->GetCollection("c")); }
+};
+
+// For each exact spec: results after a snapshot restart equal the oracle.
+// For IVF (approximate): results equal those before the restart.
+class SnapshotSpecTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SnapshotSpecTest, ReopenLoadsTheSnapshotAndReplaysLaterChanges) {
+  Fixture f;
+  f.Create(GetParam());
+  std::vector<std::vector<uint8_t>> queries;
+  for (int q = 0; q < 20; ++q) queries.push_back(RandomCode(f.rng, kBits));
+  std::vector<SearchResult> before;
+  {
+    auto live = std::move(LiveCollection::Open(f.store.get(), "c", WithSnapshots())).value();
+    EXPECT_FALSE(live->open_info().from_snapshot);
+    f.Write(live.get(), 3000, 5000);
+    ASSERT_TRUE(live->SaveSnapshot().ok());
+    EXPECT_TRUE(std::filesystem::exists(f.SnapshotPath()));
+    // Changes after the snapshot: upserts, new items and deletes.
+    f.Write(live.get(), 200, 6000);
+    f.Delete(live.get(), 150, 6000);
+    for (const auto& q : queries) before.push_back(*live->Search(q.data(), 10));
+  }
+  auto live = std::move(LiveCollection::Open(f.store.get(), "c", WithSnapshots())).value();
+  ASSERT_TRUE(live->open_info().from_snapshot) << live->open_info().why_rebuilt;
+  EXPECT_GT(live->open_info().replayed_ids, 0u);
+  EXPECT_LE(live->open_info().replayed_ids, 350u);
+  EXPECT_EQ(live->index_size(), f.model.size());
+  for (size_t q = 0; q < queries.size(); ++q) {
+    auto r = live->Search(queries[q].data(), 10);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->neighbors, before[q].neighbors) << "query " << q;
+    if (r->exact) {
+      EXPECT_EQ(r->neighbors, Oracle(f.model, queries[q], 10)) << "query " << q;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Specs, SnapshotSpecTest,
+                         ::testing::Values("Flat", "MIH", "MIH4", "Bucket", "IVF8"),
+                         [](const auto& info) { return info.param; });
+
+// Damaged or foreign snapshots are never used; the rebuilt index is exact.
+TEST(LiveCollectionSnapshot, BadSnapshotsAreRefusedAndTheIndexRebuilt) {
+  Fixture f;
+  f.Create("MIH");
+  std::string good;
+  {
+    auto live = std::move(LiveCollection::Open(f.store.get(), "c", WithSnapshots())).value();
+    f.Write(live.get(), 2000, 4000);
+    ASSERT_TRUE(live->SaveSnapshot().ok());
+    std::ifstream in(f.SnapshotPath(), std::ios::binary);
+    good.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  ASSERT_GT(good.size(), 1000u);
+  auto reopen_with = [&](const std::string& bytes, const std::string& index_spec = "") {
+    std::ofstream(f.SnapshotPath(), std::ios::binary | std::ios::trunc) << bytes;
+    LiveCollectionOptions o = WithSnapshots();
+    o.index_spec = index_spec;
+    auto live = std::move(LiveCollection::Open(f.store.get(), "c", o)).value();
+    EXPECT_EQ(live->index_size(), f.model.size());
+    const std::vector<uint8_t> q = RandomCode(f.rng, kBits);
+    EXPECT_EQ(live->Search(q.data(), 10)->neighbors, Oracle(f.model, q, 10));
+    return live->open_info();
+  };
+  EXPECT_TRUE(reopen_with(good).from_snapshot);
+  std::string flipped = good;
+  flipped[good.size() / 2] ^= 0x10;
+  IndexOpenInfo info = reopen_with(flipped);
+  EXPECT_FALSE(info.from_snapshot);
+  EXPECT_NE(info.why_rebuilt.find("checksum"), std::string::npos) << info.why_rebuilt;
+  info = reopen_with(good.substr(0, good.size() - 100));
+  EXPECT_FALSE(info.from_snapshot);
+  EXPECT_NE(info.why_rebuilt.find("Corruption"), std::string::npos) << info.why_rebuilt;
+  info = reopen_with("");
+  EXPECT_FALSE(info.from_snapshot);
+  info = reopen_with(good, "Flat");  // a snapshot of another spec
+  EXPECT_FALSE(info.from_snapshot);
+  EXPECT_NE(info.why_rebuilt.find("not Flat"), std::string::npos) << info.why_rebuilt;
+  std::filesystem::remove(f.SnapshotPath());
+  LiveCollectionOptions o = WithSnapshots();
+  auto live = std::move(LiveCollection::Open(f.store.get(), "c", o)).value();
+  EXPECT_NE(live->open_info().why_rebuilt.find("NotFound"), std::string::npos)
+      << live->open_info().why_rebuilt;
+}
+
+// A snapshot older than what the change log still holds is refused.
+TEST(LiveCollectionSnapshot, ASnapshotOlderThanTheTrimmedLogIsRefused) {
+  Fixture f;
+  f.Create("Flat");
+  std::string old_bytes;
+  {
+    auto live = std::move(LiveCollection::Open(f.store.get(), "c", WithSnapshots())).value();
+    f.Write(live.get(), 500, 1000);
+    ASSERT_TRUE(live->SaveSnapshot().ok());
+    std::ifstream in(f.SnapshotPath(), std::ios::binary);
+    old_bytes.assign(std::istreambuf_iterator<char>(in), {});
+    f.Write(live.get(), 100, 1000);
+    ASSERT_TRUE(live->SaveSnapshot().ok());  // trims the log past the old snapshot
+  }
+  std::ofstream(f.SnapshotPath(), std::ios::binary | std::ios::trunc) << old_bytes;
+  auto live = std::move(LiveCollection::Open(f.store.get(), "c", WithSnapshots())).value();
+  EXPECT_FALSE(live->open_info().from_snapshot);
+  EXPECT_NE(live->open_info().why_rebuilt.find("trimmed"), std::string::npos)
+      << live->open_info().why_rebuilt;
+  EXPECT_EQ(live->index_size(), f.model.size());
+}
+
+// The background thread writes a snapshot once enough items changed, and a
+// dropped collection's snapshot goes with it.
+TEST(LiveCollectionSnapshot, WrittenInTheBackgroundAfterEnoughWritesAndDroppedWithTheCollection) {
+  Fixture f;
+  f.Create("MIH");
+  LiveCollectionOptions o = WithSnapshots();
+  o.snapshot_after_items = 500;
+  auto live = std::move(LiveCollection::Open(f.store.get(), "c", o)).value();
+  f.Write(live.get(), 300, 100000);
+  EXPECT_FALSE(std::filesystem::exists(f.SnapshotPath()));
+  f.Write(live.get(), 300, 100000);
+  const std::string path = f.SnapshotPath();
+  for (int i = 0; i < 5000 && !std::filesystem::exists(path); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_TRUE(std::filesystem::exists(path));
+  live.reset();
+  ASSERT_TRUE(f.store->DropCollection("c").ok());
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+}  // namespace
+}  // namespace hamdb
