@@ -115,6 +115,9 @@ std::shared_ptr<Service::Collection> Service::OpenCollection(
   lo.encoder = std::move(encoder);
   lo.rebuild_delay = options_.rebuild_delay;
   lo.index_maker = options_.index_maker;
+  lo.snapshots = options_.snapshots;
+  lo.snapshot_after_items = options_.snapshot_after_items;
+  lo.snapshot_interval = options_.snapshot_interval;
   const Clock::time_point t0 = Clock::now();
   int last_decile = -1;
   lo.progress = [&](uint64_t done, uint64_t total) {
@@ -138,11 +141,30 @@ std::shared_ptr<Service::Collection> Service::OpenCollection(
                  name, l.settings().encoder_path, l.encoder_error().ToString());
   }
   if (!l.degraded()) {
-    spdlog::info("collection '{}': index {} built, {} items, {:.1f} MiB, {:.2f} s", name,
-                 l.spec().spec, l.index_size(), l.index_memory_bytes() / 1048576.0,
-                 MsSince(t0) / 1000.0);
+    spdlog::info("collection '{}': index {} {}, {} items, {:.1f} MiB, {:.2f} s", name,
+                 l.spec().spec, l.open_info().from_snapshot ? "loaded from its snapshot" : "built",
+                 l.index_size(), l.index_memory_bytes() / 1048576.0, MsSince(t0) / 1000.0);
   }
   return c;
+}
+
+Status Service::SaveSnapshots() {
+  std::vector<std::shared_ptr<Collection>> open;
+  {
+    std::shared_lock<std::shared_mutex> lock(collections_mu_);
+    for (const auto& [name, c] : collections_) {
+      if (c->live && !c->live->degraded()) open.push_back(c);
+    }
+  }
+  Status first_error;
+  for (const auto& c : open) {
+    Status s = c->live->SaveSnapshot();
+    if (!s.ok()) {
+      spdlog::warn("collection '{}': index snapshot failed: {}", c->name, s.ToString());
+      if (first_error.ok()) first_error = s.WithContext(c->name);
+    }
+  }
+  return first_error;
 }
 
 Status Service::LoadCollections() {

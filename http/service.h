@@ -76,6 +76,10 @@ struct ServiceOptions {
   // Builds the collections' indexes; unset means MakeIndex. A test hook (an
   // index that fails on demand).
   IndexMaker index_maker;
+  // Index snapshots (LiveCollectionOptions::snapshots and its thresholds).
+  bool snapshots = false;
+  uint64_t snapshot_after_items = LiveCollectionOptions{}.snapshot_after_items;
+  std::chrono::milliseconds snapshot_interval = LiveCollectionOptions{}.snapshot_interval;
 };
 
 struct Request {
@@ -107,6 +111,10 @@ class Service {
   // is logged and answers 503 with the reason; the others serve. Returns the
   // first such error (the service is ready all the same), or a store error.
   Status LoadCollections();
+  // Writes an index snapshot of every healthy collection that changed since
+  // its last (at a clean shutdown, once requests have drained). The first
+  // error, after trying them all.
+  Status SaveSnapshots();
   bool ready() const { return ready_.load(std::memory_order_acquire); }
 
   // Answers one request. Never throws; every failure is an error response.

@@ -42,6 +42,10 @@ struct ServeArgs {
   uint64_t max_model_mb = 1024;
   std::string log_format = "text";
   std::string log_level = "info";
+  bool no_snapshots = false;
+  uint64_t snapshot_after_items = LiveCollectionOptions{}.snapshot_after_items;
+  double snapshot_interval_s =
+      std::chrono::duration<double>(LiveCollectionOptions{}.snapshot_interval).count();
 };
 
 int RunServe(const ServeArgs& a) {
@@ -58,6 +62,10 @@ int RunServe(const ServeArgs& a) {
   so.max_results = a.max_results;
   so.models_dir = a.models_dir;
   so.max_model_bytes = a.max_model_mb << 20;
+  so.snapshots = !a.no_snapshots;
+  so.snapshot_after_items = a.snapshot_after_items;
+  so.snapshot_interval =
+      std::chrono::milliseconds(static_cast<int64_t>(a.snapshot_interval_s * 1000));
   // Artifacts are loaded once per path and shared by the collections using them.
   auto cache = std::make_shared<std::map<std::string, std::shared_ptr<const Encoder>>>();
   auto cache_mu = std::make_shared<std::mutex>();
@@ -98,6 +106,10 @@ int RunServe(const ServeArgs& a) {
   Status load = service.LoadCollections();
   if (!load.ok()) spdlog::warn("some collections are degraded or failed to open: {}", load.ToString());
   server.Wait();
+  if (so.snapshots) {
+    spdlog::info("writing index snapshots");
+    (void)service.SaveSnapshots();  // each failure is logged; the next start rebuilds
+  }
   spdlog::info("shut down");
   return 0;
 }
@@ -164,6 +176,18 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
                   "encoder (without it, such creates are refused)");
   cmd->add_option("--max-model-mb", a->max_model_mb, "Largest encoder file a create may name, MiB")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_flag("--no-snapshots", a->no_snapshots,
+                "Do not load or write index snapshots: every start rebuilds each index from the "
+                "store");
+  cmd->add_option("--snapshot-after-items", a->snapshot_after_items,
+                  "Write a collection's index snapshot after this many items were written or "
+                  "deleted since its last one")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 50))
+      ->capture_default_str();
+  cmd->add_option("--snapshot-interval", a->snapshot_interval_s,
+                  "Seconds after which a changed collection's index is snapshotted anyway")
+      ->check(CLI::Range(1.0, 1e7))
       ->capture_default_str();
   cmd->add_option("--log-format", a->log_format, "Log lines as text or json (one object a line)")
       ->check(CLI::IsMember({"text", "json"}))

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (results go to docs/benchmarks.md)");
   bench->require_subcommand(1);
   hamdb::tools::AddBenchIngestCommand(bench, &exit_code);
+  hamdb::tools::AddBenchRestartCommand(bench, &exit_code);
   hamdb::tools::AddBenchHammingCommand(bench, &exit_code);
   hamdb::tools::AddBenchIndexCommand(bench, &exit_code);
   hamdb::tools::AddBenchMapCommand(bench, &exit_code);
