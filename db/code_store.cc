@@ -1,11 +1,14 @@
 #include "db/code_store.h"
 
+#include <unistd.h>
+
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
 #include <rocksdb/file_system.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
+#include <rocksdb/utilities/backup_engine.h>
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
 
@@ -141,6 +144,8 @@ struct CodeStore::Impl {
   rocksdb::ColumnFamilyHandle* changes_cf = nullptr;
   rocksdb::FileSystem* fs = nullptr;  // the env's; outlives the store
 
+  // Held by TrimChanges and by Backup while it copies the index snapshots.
+  std::mutex files_mu;
   // Serialises writers; guards the caches below.
   mutable std::mutex write_mu;
   std::unordered_map<std::string, CollectionInfo> collections;  // by name
@@ -854,6 +859,7 @@ Status CodeStore::ChangesSince(std::string_view collection, uint64_t after, cons
 }
 
 Status CodeStore::TrimChanges(std::string_view collection, uint64_t upto) {
+  std::lock_guard<std::mutex> files(impl_->files_mu);
   std::lock_guard<std::mutex> lock(impl_->write_mu);
   auto it = impl_->collections.find(std::string(collection));
   if (it == impl_->collections.end()) {
@@ -879,6 +885,188 @@ std::string CodeStore::SnapshotPath(const CollectionInfo& info) const {
   return (std::filesystem::path(impl_->dir) / sf::kSnapshotDir /
           sf::SnapshotFileName(info.internal_id))
       .string();
+}
+
+namespace {
+
+constexpr char kBackupSnapshotDir[] = "hamdb-snapshots";
+
+StatusOr<std::unique_ptr<rocksdb::BackupEngineReadOnly>> OpenBackups(const std::string& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(std::filesystem::path(dir) / "meta", ec)) {
+    return Status::NotFound("no backups in '" + dir + "'");
+  }
+  rocksdb::BackupEngineReadOnly* raw = nullptr;
+  HAMDB_RETURN_IF_ERROR(FromRocks(rocksdb::BackupEngineReadOnly::Open(
+                                      rocksdb::BackupEngineOptions(dir), rocksdb::Env::Default(), &raw),
+                                  "open backups in '" + dir + "'"));
+  return std::unique_ptr<rocksdb::BackupEngineReadOnly>(raw);
+}
+
+StoreBackupInfo ToInfo(const rocksdb::BackupInfo& b, const std::string& dir) {
+  StoreBackupInfo info;
+  info.id = b.backup_id;
+  info.timestamp = b.timestamp;
+  info.size_bytes = b.size;
+  info.files = b.number_files;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(
+           std::filesystem::path(dir) / kBackupSnapshotDir / std::to_string(b.backup_id), ec)) {
+    if (e.is_regular_file(ec)) ++info.snapshot_files;
+  }
+  return info;
+}
+
+Status CopyDirFiles(const std::filesystem::path& from, const std::filesystem::path& to,
+                    const std::string& suffix) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(to, ec);
+  if (ec) return Status::IOError("create '" + to.string() + "': " + ec.message());
+  if (!fs::is_directory(from, ec)) return Status::OK();
+  for (const auto& e : fs::directory_iterator(from, ec)) {
+    const std::string name = e.path().filename().string();
+    if (!e.is_regular_file() || name.size() < suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+      continue;
+    }
+    fs::copy_file(e.path(), to / name, fs::copy_options::overwrite_existing, ec);
+    if (ec) return Status::IOError("copy '" + e.path().string() + "': " + ec.message());
+  }
+  if (ec) return Status::IOError("list '" + from.string() + "': " + ec.message());
+  return Status::OK();
+}
+
+}  // namespace
+
+StatusOr<StoreBackupInfo> CodeStore::Backup(const std::string& backup_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(backup_dir, ec);
+  if (ec) return Status::IOError("create '" + backup_dir + "': " + ec.message());
+  std::lock_guard<std::mutex> files(impl_->files_mu);
+  const fs::path staging =
+      fs::path(backup_dir) / kBackupSnapshotDir / ("incoming-" + std::to_string(::getpid()));
+  fs::remove_all(staging, ec);
+  HAMDB_RETURN_IF_ERROR(
+      CopyDirFiles(fs::path(impl_->dir) / sf::kSnapshotDir, staging, ".hidx"));
+  rocksdb::BackupEngine* raw = nullptr;
+  Status s = FromRocks(rocksdb::BackupEngine::Open(rocksdb::BackupEngineOptions(backup_dir),
+                                                   rocksdb::Env::Default(), &raw),
+                       "open backups in '" + backup_dir + "'");
+  std::unique_ptr<rocksdb::BackupEngine> engine(raw);
+  rocksdb::BackupID id = 0;
+  if (s.ok()) {
+    rocksdb::CreateBackupOptions o;
+    o.flush_before_backup = false;  // the WAL is backed up with the SST files
+    const std::string meta = "{\"hamdb_format_version\": " + std::to_string(kStoreFormatVersion) + "}";
+    s = FromRocks(engine->CreateNewBackupWithMetadata(o, impl_->db.get(), meta, &id),
+                  "back up to '" + backup_dir + "'");
+  }
+  if (!s.ok()) {
+    fs::remove_all(staging, ec);
+    return s;
+  }
+  const fs::path final_dir = fs::path(backup_dir) / kBackupSnapshotDir / std::to_string(id);
+  fs::remove_all(final_dir, ec);
+  fs::rename(staging, final_dir, ec);
+  if (ec) return Status::IOError("place the snapshots of backup " + std::to_string(id) + ": " + ec.message());
+  rocksdb::BackupInfo b;
+  HAMDB_RETURN_IF_ERROR(FromRocks(engine->GetBackupInfo(id, &b), "backup info"));
+  return ToInfo(b, backup_dir);
+}
+
+StatusOr<std::vector<StoreBackupInfo>> CodeStore::ListBackups(const std::string& backup_dir) {
+  HAMDB_ASSIGN_OR_RETURN(auto engine, OpenBackups(backup_dir));
+  std::vector<rocksdb::BackupInfo> infos;
+  engine->GetBackupInfo(&infos);
+  if (infos.empty()) return Status::NotFound("no backups in '" + backup_dir + "'");
+  std::vector<StoreBackupInfo> out;
+  for (const auto& b : infos) out.push_back(ToInfo(b, backup_dir));
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+Status CodeStore::RestoreBackup(const std::string& backup_dir, uint32_t id,
+                                const std::string& db_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(db_dir, ec) && !fs::is_empty(db_dir, ec)) {
+    return Status::InvalidArgument("restore target '" + db_dir + "' is not empty");
+  }
+  HAMDB_ASSIGN_OR_RETURN(std::vector<StoreBackupInfo> backups, ListBackups(backup_dir));
+  if (id == 0) id = backups.back().id;
+  if (std::none_of(backups.begin(), backups.end(), [&](const auto& b) { return b.id == id; })) {
+    return Status::NotFound("no backup " + std::to_string(id) + " in '" + backup_dir + "'");
+  }
+  HAMDB_ASSIGN_OR_RETURN(auto engine, OpenBackups(backup_dir));
+  HAMDB_RETURN_IF_ERROR(FromRocks(
+      engine->RestoreDBFromBackup(rocksdb::RestoreOptions(), id, db_dir, db_dir),
+      "restore backup " + std::to_string(id)));
+  return CopyDirFiles(fs::path(backup_dir) / kBackupSnapshotDir / std::to_string(id),
+                      fs::path(db_dir) / sf::kSnapshotDir, ".hidx");
+}
+
+Status CodeStore::VerifyBackup(const std::string& backup_dir, uint32_t id) {
+  HAMDB_ASSIGN_OR_RETURN(std::vector<StoreBackupInfo> backups, ListBackups(backup_dir));
+  HAMDB_ASSIGN_OR_RETURN(auto engine, OpenBackups(backup_dir));
+  bool found = false;
+  for (const StoreBackupInfo& b : backups) {
+    if (id != 0 && b.id != id) continue;
+    found = true;
+    HAMDB_RETURN_IF_ERROR(FromRocks(engine->VerifyBackup(b.id, /*verify_with_checksum=*/true),
+                                    "backup " + std::to_string(b.id)));
+  }
+  if (!found) return Status::NotFound("no backup " + std::to_string(id) + " in '" + backup_dir + "'");
+  return Status::OK();
+}
+
+std::string CodeStore::BackupSnapshotDir(const std::string& backup_dir, uint32_t id) {
+  return (std::filesystem::path(backup_dir) / kBackupSnapshotDir / std::to_string(id)).string();
+}
+
+Status CodeStore::Check(uint64_t* items) const {
+  HAMDB_RETURN_IF_ERROR(FromRocks(impl_->db->VerifyChecksum(), "verify SST checksums"));
+  HAMDB_ASSIGN_OR_RETURN(std::vector<CollectionInfo> infos, ListCollections());
+  uint64_t n = 0;
+  for (const CollectionInfo& info : infos) {
+    const size_t nb = code_bytes(info.bits);
+    rocksdb::ReadOptions ro;
+    ro.verify_checksums = true;
+    ro.fill_cache = false;
+    const std::string begin = sf::CollectionPrefix(info.internal_id);
+    const std::string end = sf::CollectionPrefix(info.internal_id + 1);
+    rocksdb::Slice upper(end);
+    ro.iterate_upper_bound = &upper;
+    std::unique_ptr<rocksdb::Iterator> codes(impl_->db->NewIterator(ro, impl_->codes_cf));
+    for (codes->Seek(begin); codes->Valid(); codes->Next()) {
+      if (codes->key().size() != sf::kItemKeySize || codes->value().size() != nb) {
+        return Status::Corruption("collection '" + info.name + "': item " +
+                                  std::to_string(sf::GetBigEndian64(codes->key().data() + 4)) +
+                                  " has a " + std::to_string(codes->value().size()) +
+                                  "-byte code, expected " + std::to_string(nb));
+      }
+      HAMDB_RETURN_IF_ERROR(CheckPadding(reinterpret_cast<const uint8_t*>(codes->value().data()),
+                                         info.bits)
+                                .WithContext("collection '" + info.name + "'"));
+      ++n;
+    }
+    HAMDB_RETURN_IF_ERROR(FromRocks(codes->status(), "read codes of '" + info.name + "'"));
+    std::unique_ptr<rocksdb::Iterator> recs(impl_->db->NewIterator(ro, impl_->items_cf));
+    for (recs->Seek(begin); recs->Valid(); recs->Next()) {
+      Item item;
+      item.id = recs->key().size() == sf::kItemKeySize ? sf::GetBigEndian64(recs->key().data() + 4) : 0;
+      HAMDB_RETURN_IF_ERROR(DecodeItemRecord(std::string_view(recs->value().data(), recs->value().size()), info.bits, &item)
+                                .WithContext("collection '" + info.name + "'"));
+    }
+    HAMDB_RETURN_IF_ERROR(FromRocks(recs->status(), "read item records of '" + info.name + "'"));
+    HAMDB_ASSIGN_OR_RETURN(uint64_t trimmed,
+                           impl_->ReadCounter(sf::ChangeTrimmedKey(info.internal_id)));
+    HAMDB_RETURN_IF_ERROR(ChangesSince(info.name, trimmed, [](const uint64_t*, size_t) {})
+                              .WithContext("change log"));
+  }
+  if (items) *items = n;
+  return Status::OK();
 }
 
 }  // namespace hamdb

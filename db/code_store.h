@@ -126,6 +126,15 @@ struct GroupedWrite {
   size_t size() const { return kind == Kind::kPut ? items->size() : n; }
 };
 
+// One backup in a backup directory (CodeStore::Backup).
+struct StoreBackupInfo {
+  uint32_t id = 0;
+  int64_t timestamp = 0;         // seconds since the epoch
+  uint64_t size_bytes = 0;       // RocksDB files of this backup (shared ones included)
+  uint32_t files = 0;            // RocksDB files
+  uint32_t snapshot_files = 0;   // index snapshots copied with it
+};
+
 class CodeStore {
  public:
   // Opens (or creates) the store in `dir`. Errors: NotSupported for an
@@ -219,6 +228,34 @@ class CodeStore {
   // The file system of StoreOpenOptions::env, for files kept beside the
   // store's (index snapshots).
   rocksdb::FileSystem* file_system() const;
+
+  // Backup and restore (docs/storage.md). Backup copies the index snapshots,
+  // then takes a RocksDB backup (BackupEngine, incremental: files already in
+  // backup_dir are shared) of the whole store while writes go on; the
+  // backup holds every batch acknowledged before it began, each whole or
+  // absent. The change log is not trimmed while the snapshots are copied,
+  // so they always fit the backed-up log. IOError on file-system failures
+  // (a full disk leaves earlier backups intact).
+  StatusOr<StoreBackupInfo> Backup(const std::string& backup_dir);
+  // The backups in backup_dir, oldest first. NotFound when there are none.
+  static StatusOr<std::vector<StoreBackupInfo>> ListBackups(const std::string& backup_dir);
+  // Restores backup `id` (0: the latest) into db_dir, which must not exist
+  // or be empty: the store's files and its index snapshots. InvalidArgument
+  // for a non-empty db_dir, NotFound for an unknown id, Corruption when a
+  // file fails its checksum.
+  static Status RestoreBackup(const std::string& backup_dir, uint32_t id,
+                              const std::string& db_dir);
+  // Verifies backup `id` (0: every backup): each RocksDB file's size and
+  // checksum, and each index snapshot's checksum. Corruption names the
+  // first bad file.
+  static Status VerifyBackup(const std::string& backup_dir, uint32_t id);
+  // Where backup `id` keeps its copies of the index snapshots.
+  static std::string BackupSnapshotDir(const std::string& backup_dir, uint32_t id);
+
+  // Verifies a store: the checksum of every block of every SST file, and
+  // that every code and item record of every collection decodes. Corruption
+  // names what is wrong; *items (optional) gets the number checked.
+  Status Check(uint64_t* items = nullptr) const;
 
  private:
   struct Impl;
