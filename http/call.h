@@ -88,6 +88,8 @@ class Service::Call {
   // search_routes.cc
   Response Search();
   Response SearchBatch();
+  // admin_routes.cc
+  Response Backup();
 
  private:
   void CheckHost() const;

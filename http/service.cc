@@ -239,6 +239,7 @@ const std::vector<Route>& RouteTable() {
       {"GET", {"readyz"}, "/readyz", Access::kPublic, false, &C::Readyz},
       {"GET", {"metrics"}, "/metrics", Access::kRead, false, &C::MetricsText},
       {"GET", {"collections"}, "/collections", Access::kRead, true, &C::ListCollections},
+      {"POST", {"admin", "backup"}, "/admin/backup", Access::kAdmin, true, &C::Backup},
       {"POST", {"collections"}, "/collections", Access::kAdmin, true, &C::CreateCollection},
       {"GET", {"collections", "{}"}, "/collections/{name}", Access::kRead, true,
        &C::DescribeCollection},

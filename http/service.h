@@ -76,6 +76,9 @@ struct ServiceOptions {
   // Builds the collections' indexes; unset means MakeIndex. A test hook (an
   // index that fails on demand).
   IndexMaker index_maker;
+  // Where POST /admin/backup writes (CodeStore::Backup); empty: the route
+  // answers 422. Never a path a client chooses.
+  std::string backup_dir;
   // Index snapshots (LiveCollectionOptions::snapshots and its thresholds).
   bool snapshots = false;
   uint64_t snapshot_after_items = LiveCollectionOptions{}.snapshot_after_items;
@@ -156,6 +159,7 @@ class Service {
   std::atomic<bool> ready_{false};
   mutable std::shared_mutex collections_mu_;
   std::map<std::string, std::shared_ptr<Collection>> collections_;
+  std::mutex backup_mu_;  // one backup at a time
   std::mutex admin_mu_;  // serialises create / drop
   mutable std::mutex listen_mu_;
   std::string listen_address_;  // lower case

@@ -63,4 +63,18 @@ Status FlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* 
   return Status::OK();
 }
 
+Status FlatIndex::SaveState(std::string* out) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  slots_.AppendState(out);
+  return Status::OK();
+}
+
+Status FlatIndex::LoadState(std::string_view state) {
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (slots_.size() != 0) return Status::FailedPrecondition("LoadState needs an empty index");
+  HAMDB_RETURN_IF_ERROR(slots_.LoadState(&state));
+  if (!state.empty()) return Status::Corruption("index state has trailing bytes");
+  return Status::OK();
+}
+
 }  // namespace hamdb

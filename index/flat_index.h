@@ -47,6 +47,9 @@ class FlatIndex : public BinaryIndex {
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
                                      const SearchParams& params) const override;
   Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
+  // The dense slots and their id map as they are: loading is copies.
+  Status SaveState(std::string* out) const override;
+  Status LoadState(std::string_view state) override;
 
  private:
   SlotView View() const;  // requires mu_ held

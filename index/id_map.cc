@@ -6,6 +6,8 @@
 #include <new>
 #include <string>
 
+#include "index/state_io.h"
+
 namespace hamdb {
 
 uint64_t IdSlotMap::Hash(uint64_t x) {
@@ -150,6 +152,50 @@ void DenseSlots::Clear() {
   ids_.clear();
   codes_.clear();
   slot_of_.Clear();
+}
+
+void IdSlotMap::AppendState(std::string* out) const {
+  state_io::Put<uint64_t>(out, size_);
+  state_io::PutVector(out, cells_);
+}
+
+Status IdSlotMap::LoadState(std::string_view* in, size_t n) {
+  uint64_t size = 0;
+  std::vector<uint32_t> cells;
+  HAMDB_RETURN_IF_ERROR(state_io::Get(in, &size));
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &cells));
+  const bool pow2 = cells.empty() || (cells.size() & (cells.size() - 1)) == 0;
+  if (size != n || !pow2 || (n > 0 && cells.size() < n)) {
+    return Status::Corruption("index state: the id map does not match its items");
+  }
+  for (uint32_t c : cells) {
+    if (c > n) return Status::Corruption("index state: the id map points past its items");
+  }
+  cells_ = std::move(cells);
+  size_ = size;
+  return Status::OK();
+}
+
+void DenseSlots::AppendState(std::string* out) const {
+  state_io::PutVector(out, ids_);
+  state_io::PutVector(out, codes_);
+  slot_of_.AppendState(out);
+}
+
+Status DenseSlots::LoadState(std::string_view* in) {
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &ids));
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &codes));
+  if (codes.size() != ids.size() * code_bytes_) {
+    return Status::Corruption("index state: codes do not match ids");
+  }
+  IdSlotMap map;
+  HAMDB_RETURN_IF_ERROR(map.LoadState(in, ids.size()));
+  ids_ = std::move(ids);
+  codes_ = std::move(codes);
+  slot_of_ = std::move(map);
+  return Status::OK();
 }
 
 }  // namespace hamdb

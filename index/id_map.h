@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -51,6 +53,10 @@ class IdSlotMap {
   // Rebuilds the table for ids[0, n): slot i holds ids[i], all distinct.
   void Rebuild(const uint64_t* ids, size_t n);
   void Clear();
+  // Snapshots: the table as it is, so loading is a copy, not n inserts.
+  // LoadState takes a map saved over exactly ids[0, n).
+  void AppendState(std::string* out) const;
+  Status LoadState(std::string_view* in, size_t n);
 
   size_t size() const { return size_; }
   size_t memory_bytes() const { return cells_.capacity() * sizeof(uint32_t); }
@@ -85,6 +91,9 @@ class DenseSlots {
   // Removes `id` when present; returns whether it was.
   bool Erase(uint64_t id);
   void Clear();
+  // Snapshots: ids, codes and the id map, restored by copies.
+  void AppendState(std::string* out) const;
+  Status LoadState(std::string_view* in);
 
   uint32_t Find(uint64_t id) const { return slot_of_.Find(id, ids_.data()); }
   size_t size() const { return ids_.size(); }

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "index/state_io.h"
 #include "core/binary_code.h"
 #include "index/parallel.h"
 
@@ -153,6 +154,21 @@ class MihIndex::KeyMap {
   }
   size_t memory_bytes() const {
     return keys_.capacity() * sizeof(uint64_t) + buckets_.capacity() * sizeof(uint32_t);
+  }
+  void AppendState(std::string* out) const {
+    state_io::PutVector(out, keys_);
+    state_io::PutVector(out, buckets_);
+  }
+  Status LoadState(std::string_view* in, size_t num_buckets) {
+    HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &keys_));
+    HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &buckets_));
+    if (keys_.size() != buckets_.size() || (keys_.size() & (keys_.size() - 1)) != 0) {
+      return Status::Corruption("MIH state: a key map is malformed");
+    }
+    for (uint32_t b : buckets_) {
+      if (b != kHole && b >= num_buckets) return Status::Corruption("MIH state: a key map points past its buckets");
+    }
+    return Status::OK();
   }
 
  private:
@@ -908,6 +924,109 @@ Status MihIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* c
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   *ids = ids_;
   codes->assign(codes_.begin(), codes_.begin() + ids_.size() * code_bytes());
+  return Status::OK();
+}
+
+// State layout: version, n_at_choice, ids, codes, the id map, then each
+// table's geometry, CSR arrays, key map and overflow lists, as they are.
+Status MihIndex::SaveState(std::string* out) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  state_io::Put<uint32_t>(out, 1);
+  state_io::Put<uint64_t>(out, n_at_choice_);
+  state_io::PutVector(out, ids_);
+  state_io::PutVector(out, codes_.data(), ids_.size() * code_bytes());
+  slot_of_.AppendState(out);
+  state_io::Put<uint32_t>(out, static_cast<uint32_t>(tables_.size()));
+  for (const Table& t : tables_) {
+    state_io::Put<int32_t>(out, t.offset);
+    state_io::Put<int32_t>(out, t.width);
+    state_io::Put<uint8_t>(out, t.direct ? 1 : 0);
+    state_io::PutVector(out, t.starts);
+    state_io::PutVector(out, t.entries);
+    t.keys.AppendState(out);
+    state_io::Put<uint64_t>(out, t.overflow.size());
+    for (const auto& [key, slots] : t.overflow) {
+      state_io::Put<uint64_t>(out, key);
+      state_io::PutVector(out, slots);
+    }
+    state_io::Put<uint64_t>(out, t.overflow_entries);
+    state_io::Put<uint64_t>(out, t.holes);
+  }
+  return Status::OK();
+}
+
+Status MihIndex::LoadState(std::string_view in) {
+  std::lock_guard<std::mutex> writer(write_mu_);
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (!ids_.empty()) return Status::FailedPrecondition("LoadState needs an empty index");
+  uint32_t version = 0, m = 0;
+  uint64_t n_at_choice = 0;
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  IdSlotMap slot_of;
+  HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &version));
+  if (version != 1) return Status::Corruption("MIH state version " + std::to_string(version));
+  HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &n_at_choice));
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &ids));
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &codes));
+  const size_t n = ids.size();
+  if (codes.size() != n * code_bytes()) return Status::Corruption("MIH state: codes do not match ids");
+  HAMDB_RETURN_IF_ERROR(slot_of.LoadState(&in, n));
+  HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &m));
+  if (m > static_cast<uint32_t>(bits()) || (fixed_m_ != 0 && m != 0 && m != static_cast<uint32_t>(fixed_m_))) {
+    return Status::Corruption("MIH state has " + std::to_string(m) + " tables");
+  }
+  auto valid_slot = [n](uint32_t s) { return s == kHole || s < n; };
+  std::vector<Table> tables(m);
+  for (Table& t : tables) {
+    uint8_t direct = 0;
+    uint64_t overflow = 0;
+    HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &t.offset));
+    HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &t.width));
+    HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &direct));
+    t.direct = direct != 0;
+    if (t.width < 1 || t.width > 64 || t.offset < 0 || t.offset + t.width > bits()) {
+      return Status::Corruption("MIH state: a table's substring is out of range");
+    }
+    HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &t.starts));
+    HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &t.entries));
+    for (size_t b = 1; b < t.starts.size(); ++b) {
+      if (t.starts[b] < t.starts[b - 1]) return Status::Corruption("MIH state: bucket starts decrease");
+    }
+    if (!t.starts.empty() && t.starts.back() != t.entries.size()) {
+      return Status::Corruption("MIH state: bucket starts do not match the entries");
+    }
+    if (t.direct && !t.starts.empty() && t.width < 64 &&
+        t.starts.size() != (size_t{1} << t.width) + 1) {
+      return Status::Corruption("MIH state: a direct table has the wrong number of buckets");
+    }
+    for (uint32_t s : t.entries) {
+      if (!valid_slot(s)) return Status::Corruption("MIH state: an entry points past the items");
+    }
+    HAMDB_RETURN_IF_ERROR(t.keys.LoadState(&in, t.starts.empty() ? 0 : t.starts.size() - 1));
+    HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &overflow));
+    for (uint64_t i = 0; i < overflow; ++i) {
+      uint64_t key = 0;
+      std::vector<uint32_t> slots;
+      HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &key));
+      HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &slots));
+      for (uint32_t s : slots) {
+        if (!valid_slot(s)) return Status::Corruption("MIH state: an overflow entry points past the items");
+      }
+      t.overflow.emplace(key, std::move(slots));
+    }
+    uint64_t overflow_entries = 0, holes = 0;
+    HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &overflow_entries));
+    HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &holes));
+    t.overflow_entries = overflow_entries;
+    t.holes = holes;
+  }
+  if (!in.empty()) return Status::Corruption("MIH state has trailing bytes");
+  ids_ = std::move(ids);
+  codes_ = std::move(codes);
+  slot_of_ = std::move(slot_of);
+  tables_ = std::move(tables);
+  n_at_choice_ = n_at_choice;
   return Status::OK();
 }
 

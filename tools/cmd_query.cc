@@ -4,10 +4,6 @@
 // An image is sent as the raw request body (Content-Type image/png or
 // image/jpeg, sniffed from its bytes) to POST /collections/{name}/search with
 // the parameters in the query string; a code is sent as a JSON body.
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -15,14 +11,12 @@
 #include "encoder/image.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
+#include "tools/http_client.h"
 
 namespace hamdb::tools {
 
 namespace {
 
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = boost::asio::ip::tcp;
 using nlohmann::json;
 
 struct QueryArgs {
@@ -32,60 +26,6 @@ struct QueryArgs {
   int nprobe = 0;
   bool json_out = false;
 };
-
-struct Url {
-  std::string host, port, base_path;
-};
-
-StatusOr<Url> ParseUrl(const std::string& url) {
-  const std::string scheme = "http://";
-  if (url.rfind(scheme, 0) != 0) return Status::InvalidArgument("--url must start with http:// (got " + url + ")");
-  std::string rest = url.substr(scheme.size());
-  Url u;
-  const size_t slash = rest.find('/');
-  if (slash != std::string::npos) {
-    u.base_path = rest.substr(slash);
-    rest = rest.substr(0, slash);
-  }
-  while (!u.base_path.empty() && u.base_path.back() == '/') u.base_path.pop_back();
-  const size_t colon = rest.rfind(':');
-  u.host = colon == std::string::npos ? rest : rest.substr(0, colon);
-  u.port = colon == std::string::npos ? "80" : rest.substr(colon + 1);
-  if (u.host.empty()) return Status::InvalidArgument("--url has no host");
-  return u;
-}
-
-// One request/response on a fresh connection. Network errors become
-// IOError; any HTTP status is returned with its body.
-StatusOr<std::pair<int, std::string>> Post(const Url& u, const std::string& target,
-                                           const std::string& content_type, std::string body,
-                                           const std::string& api_key) {
-  try {
-    boost::asio::io_context ioc;
-    tcp::resolver resolver(ioc);
-    beast::tcp_stream stream(ioc);
-    stream.expires_after(std::chrono::seconds(60));
-    stream.connect(resolver.resolve(u.host, u.port));
-    bhttp::request<bhttp::string_body> req{bhttp::verb::post, u.base_path + target, 11};
-    req.set(bhttp::field::host, u.host);
-    req.set(bhttp::field::content_type, content_type);
-    req.set(bhttp::field::accept, "application/json");
-    if (!api_key.empty()) req.set(bhttp::field::authorization, "Bearer " + api_key);
-    req.body() = std::move(body);
-    req.prepare_payload();
-    bhttp::write(stream, req);
-    beast::flat_buffer buffer;
-    bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(256u << 20);
-    bhttp::read(stream, buffer, parser);
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return std::make_pair(static_cast<int>(parser.get().result_int()), parser.get().body());
-  } catch (const std::exception& e) {
-    return Status::IOError(std::string("cannot reach the server at http://") + u.host + ":" + u.port +
-                           ": " + e.what());
-  }
-}
 
 std::string UrlEncode(const std::string& s) {
   static const char* kHex = "0123456789ABCDEF";
@@ -146,14 +86,14 @@ int RunQuery(const QueryArgs& a) {
     qs += a.radius >= 0 ? "&radius=" + std::to_string(a.radius) : "&k=" + std::to_string(a.k);
     if (!a.mode.empty()) qs += "&mode=" + UrlEncode(a.mode);
     if (a.nprobe != 0) qs += "&nprobe=" + std::to_string(a.nprobe);
-    resp = Post(*url, path + qs, f == ImageFormat::kPng ? "image/png" : "image/jpeg", std::move(bytes),
+    resp = HttpPost(*url, path + qs, f == ImageFormat::kPng ? "image/png" : "image/jpeg", std::move(bytes),
                 a.api_key);
   } else {
     json body = {{"code", a.code}, {"with_metadata", true}};
     if (a.radius >= 0) body["radius"] = a.radius; else body["k"] = a.k;
     if (!a.mode.empty()) body["mode"] = a.mode;
     if (a.nprobe != 0) body["nprobe"] = a.nprobe;
-    resp = Post(*url, path, "application/json", body.dump(), a.api_key);
+    resp = HttpPost(*url, path, "application/json", body.dump(), a.api_key);
   }
   if (!resp.ok()) return Fail(resp.status());
   const auto& [status, text] = *resp;

@@ -42,6 +42,7 @@ struct ServeArgs {
   uint64_t max_model_mb = 1024;
   std::string log_format = "text";
   std::string log_level = "info";
+  std::string backup_dir;
   bool no_snapshots = false;
   uint64_t snapshot_after_items = LiveCollectionOptions{}.snapshot_after_items;
   double snapshot_interval_s =
@@ -62,6 +63,7 @@ int RunServe(const ServeArgs& a) {
   so.max_results = a.max_results;
   so.models_dir = a.models_dir;
   so.max_model_bytes = a.max_model_mb << 20;
+  so.backup_dir = a.backup_dir;
   so.snapshots = !a.no_snapshots;
   so.snapshot_after_items = a.snapshot_after_items;
   so.snapshot_interval =
@@ -177,6 +179,9 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--max-model-mb", a->max_model_mb, "Largest encoder file a create may name, MiB")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
       ->capture_default_str();
+  cmd->add_option("--backup-dir", a->backup_dir,
+                  "Directory that POST /admin/backup (hamdb backup --url) writes backups to; "
+                  "without it the route is refused");
   cmd->add_flag("--no-snapshots", a->no_snapshots,
                 "Do not load or write index snapshots: every start rebuilds each index from the "
                 "store");

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   hamdb::tools::AddExportCommand(&app, &exit_code);
   hamdb::tools::AddIngestCommand(&app, &exit_code);
   hamdb::tools::AddQueryCommand(&app, &exit_code);
+  hamdb::tools::AddBackupCommands(&app, &exit_code);
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks (results go to docs/benchmarks.md)");
   bench->require_subcommand(1);
   hamdb::tools::AddBenchIngestCommand(bench, &exit_code);

@@ -114,4 +114,19 @@ StatusOr<SearchResult> GpuFlatIndex::RangeSearch(const uint8_t* query, uint32_t 
   return result;
 }
 
+Status GpuFlatIndex::SaveState(std::string* out) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  slots_.AppendState(out);
+  return Status::OK();
+}
+
+Status GpuFlatIndex::LoadState(std::string_view state) {
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (slots_.size() != 0) return Status::FailedPrecondition("LoadState needs an empty index");
+  ++version_;
+  HAMDB_RETURN_IF_ERROR(slots_.LoadState(&state));
+  if (!state.empty()) return Status::Corruption("index state has trailing bytes");
+  return Status::OK();
+}
+
 }  // namespace hamdb

@@ -49,6 +49,9 @@ class GpuFlatIndex : public BinaryIndex {
   Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
   Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
+  // The dense slots and their id map as they are: loading is copies.
+  Status SaveState(std::string* out) const override;
+  Status LoadState(std::string_view state) override;
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,

@@ -291,3 +291,49 @@ TEST(HttpCollection, ResponsesAreBoundedByMaxResults) {
 
 }  // namespace
 }  // namespace hamdb::http
+
+namespace hamdb::http {
+namespace {
+
+// POST /admin/backup: admin only, only into --backup-dir, restorable with
+// the items written before it, and refused without a backup directory.
+TEST(HttpAdmin, BackupWritesOnlyIntoTheServersBackupDirAndRestores) {
+  testing::TempDir dir;
+  {
+    ServerHarness plain(dir.path() + "/plain");
+    HttpReply r = PostJson(plain.port(), "/admin/backup", json::object());
+    EXPECT_EQ(r.status, 422) << r.body;
+    EXPECT_NE(r.body.find("--backup-dir"), std::string::npos) << r.body;
+  }
+  ServiceOptions so;
+  so.admin_key = "admin";
+  so.read_key = "reader";
+  so.backup_dir = dir.path() + "/backups";
+  so.snapshots = true;
+  ServerHarness h(dir.path() + "/db", so);
+  const std::map<std::string, std::string> admin = {{"Authorization", "Bearer admin"}};
+  const std::map<std::string, std::string> reader = {{"Authorization", "Bearer reader"}};
+  ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "c"}, {"bits", 16}}, admin).status, 201);
+  json items = json::array();
+  for (int i = 0; i < 50; ++i) items.push_back({{"id", i}, {"code", "00ff"}});
+  ASSERT_EQ(PostJson(h.port(), "/collections/c/items", {{"items", items}}, admin).status, 200);
+  EXPECT_EQ(PostJson(h.port(), "/admin/backup", json::object(), reader).status, 401);
+  EXPECT_EQ(PostJson(h.port(), "/admin/backup", json::object()).status, 401);
+  HttpReply r = PostJson(h.port(), "/admin/backup", json::object(), admin);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.Json()["backup_id"], 1);
+  EXPECT_EQ(r.Json()["backup_dir"], so.backup_dir);
+  // Writes after the backup are not in it.
+  ASSERT_EQ(PostJson(h.port(), "/collections/c/items", {{"items", {{{"id", 99}, {"code", "0f0f"}}}}},
+                     admin)
+                .status,
+            200);
+  const std::string restored = dir.path() + "/restored";
+  ASSERT_TRUE(CodeStore::RestoreBackup(so.backup_dir, 1, restored).ok());
+  auto store = std::move(CodeStore::Open(restored)).value();
+  EXPECT_EQ(*store->Count("c"), 50u);
+  EXPECT_TRUE(store->Check().ok());
+}
+
+}  // namespace
+}  // namespace hamdb::http

@@ -141,6 +141,48 @@ TEST_P(IndexConformance, MatchesFlat) {
   }
 }
 
+// A snapshot state restores the same index: the same answers, and it keeps
+// taking writes. A truncated state is an error, never a crash.
+TEST_P(IndexConformance, SavedStateRestoresTheSameIndex) {
+  const std::string spec = GetParam();
+  const size_t n = 1500, cb = code_bytes(kBits);
+  Data d = MakeData(n, 21);
+  IndexOptions options;
+  options.codebook = d.codebook;
+  auto original = std::move(MakeIndex(spec, kBits, options)).value();
+  ASSERT_TRUE(original->Add(d.ids.data(), d.codes.data(), n).ok());
+  Data moved = MakeData(50, 22);
+  ASSERT_TRUE(original->Add(d.ids.data(), moved.codes.data(), 50).ok());  // upserts
+  ASSERT_TRUE(original->Remove(d.ids.data() + 100, 50, nullptr).ok());
+  std::string state;
+  ASSERT_TRUE(original->SaveState(&state).ok()) << spec;
+  auto loaded = std::move(MakeIndex(spec, kBits, options)).value();
+  Status s = loaded->LoadState(state);
+  ASSERT_TRUE(s.ok()) << spec << ": " << s.ToString();
+  EXPECT_EQ(loaded->size(), original->size());
+  Data qd = MakeData(30, 23);
+  auto same = [&](const char* phase) {
+    for (size_t q = 0; q < 30; ++q) {
+      auto a = original->Search(qd.codes.data() + q * cb, 10, {});
+      auto b = loaded->Search(qd.codes.data() + q * cb, 10, {});
+      ASSERT_TRUE(a.ok() && b.ok());
+      EXPECT_EQ(a->neighbors, b->neighbors) << spec << " " << phase << " query " << q;
+    }
+  };
+  same("after load");
+  Data more = MakeData(300, 24);
+  for (auto* index : {original.get(), loaded.get()}) {
+    ASSERT_TRUE(index->Add(more.ids.data(), more.codes.data(), 300).ok());
+    ASSERT_TRUE(index->Remove(d.ids.data() + 500, 200, nullptr).ok());
+  }
+  same("after more writes");
+  for (size_t cut : {size_t{0}, state.size() / 3, state.size() - 1}) {
+    auto fresh = std::move(MakeIndex(spec, kBits, options)).value();
+    EXPECT_FALSE(fresh->LoadState(std::string_view(state).substr(0, cut)).ok())
+        << spec << " took a state cut at " << cut;
+  }
+}
+
 TEST_P(IndexConformance, RefusesWhatItsRowRefuses) {
   const std::string spec = GetParam();
   auto info = DescribeIndexSpec(spec);

@@ -1,0 +1,66 @@
+#include "tools/http_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+namespace hamdb::tools {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = boost::asio::ip::tcp;
+
+StatusOr<Url> ParseUrl(const std::string& url) {
+  const std::string scheme = "http://";
+  if (url.rfind(scheme, 0) != 0) {
+    return Status::InvalidArgument("--url must start with http:// (got " + url + ")");
+  }
+  std::string rest = url.substr(scheme.size());
+  Url u;
+  const size_t slash = rest.find('/');
+  if (slash != std::string::npos) {
+    u.base_path = rest.substr(slash);
+    rest = rest.substr(0, slash);
+  }
+  while (!u.base_path.empty() && u.base_path.back() == '/') u.base_path.pop_back();
+  const size_t colon = rest.rfind(':');
+  u.host = colon == std::string::npos ? rest : rest.substr(0, colon);
+  u.port = colon == std::string::npos ? "80" : rest.substr(colon + 1);
+  if (u.host.empty()) return Status::InvalidArgument("--url has no host");
+  return u;
+}
+
+StatusOr<std::pair<int, std::string>> HttpPost(const Url& u, const std::string& target,
+                                               const std::string& content_type, std::string body,
+                                               const std::string& api_key,
+                                               std::chrono::seconds timeout) {
+  try {
+    boost::asio::io_context ioc;
+    tcp::resolver resolver(ioc);
+    beast::tcp_stream stream(ioc);
+    stream.expires_after(timeout);
+    stream.connect(resolver.resolve(u.host, u.port));
+    bhttp::request<bhttp::string_body> req{bhttp::verb::post, u.base_path + target, 11};
+    req.set(bhttp::field::host, u.host);
+    req.set(bhttp::field::content_type, content_type);
+    req.set(bhttp::field::accept, "application/json");
+    if (!api_key.empty()) req.set(bhttp::field::authorization, "Bearer " + api_key);
+    req.body() = std::move(body);
+    req.prepare_payload();
+    bhttp::write(stream, req);
+    beast::flat_buffer buffer;
+    bhttp::response_parser<bhttp::string_body> parser;
+    parser.body_limit(256u << 20);
+    stream.expires_after(timeout);
+    bhttp::read(stream, buffer, parser);
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    return std::make_pair(static_cast<int>(parser.get().result_int()), parser.get().body());
+  } catch (const std::exception& e) {
+    return Status::IOError(std::string("cannot reach the server at http://") + u.host + ":" +
+                           u.port + ": " + e.what());
+  }
+}
+
+}  // namespace hamdb::tools
