@@ -3,6 +3,7 @@
 #include <rocksdb/file_system.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -90,8 +91,27 @@ Status ReadIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   rocksdb::IOStatus exists = fs->FileExists(path, rocksdb::IOOptions(), nullptr);
   if (exists.IsNotFound()) return Status::NotFound("no index snapshot at '" + path + "'");
   HAMDB_RETURN_IF_ERROR(FromIO(exists, "look up " + path));
+  // One read into a buffer of the file's size (RocksDB's ReadFileToString
+  // reads in small pieces).
+  const rocksdb::IOOptions io;
+  uint64_t size = 0;
+  HAMDB_RETURN_IF_ERROR(FromIO(fs->GetFileSize(path, io, &size, nullptr), "size of " + path));
+  std::unique_ptr<rocksdb::FSSequentialFile> file;
+  HAMDB_RETURN_IF_ERROR(
+      FromIO(fs->NewSequentialFile(path, rocksdb::FileOptions(), &file, nullptr), "open " + path));
   std::string data;
-  HAMDB_RETURN_IF_ERROR(FromIO(rocksdb::ReadFileToString(fs, path, &data), "read " + path));
+  data.resize(size);
+  size_t got = 0;
+  while (got < size) {
+    rocksdb::Slice piece;
+    const size_t want = std::min<size_t>(size - got, 64u << 20);
+    HAMDB_RETURN_IF_ERROR(
+        FromIO(file->Read(want, io, &piece, data.data() + got, nullptr), "read " + path));
+    if (piece.empty()) break;
+    if (piece.data() != data.data() + got) std::memmove(data.data() + got, piece.data(), piece.size());
+    got += piece.size();
+  }
+  data.resize(got);
   const std::string where = "index snapshot '" + path + "'";
   if (data.size() < sizeof(kMagic) + 4 + 4 + 8 + 8 ||
       std::memcmp(data.data(), kMagic, sizeof(kMagic)) != 0) {
@@ -129,7 +149,11 @@ Status ReadIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption(where + " header: " + e.what());
   }
-  state->assign(in.data(), in.size());
+  // The state, in place: drop the trailing checksum and everything before it.
+  const size_t state_begin = static_cast<size_t>(in.data() - data.data());
+  data.resize(data.size() - 8);
+  data.erase(0, state_begin);
+  *state = std::move(data);
   return Status::OK();
 }
 

@@ -353,10 +353,18 @@ Status LiveCollection::SaveSnapshot() {
 }
 
 StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
+  auto t0 = Clock::now();
+  auto lap = [&t0] {
+    const auto now = Clock::now();
+    const double s = std::chrono::duration<double>(now - t0).count();
+    t0 = now;
+    return s;
+  };
   IndexSnapshotHeader h;
   std::string state;
   HAMDB_RETURN_IF_ERROR(
       ReadIndexSnapshot(store_->file_system(), store_->SnapshotPath(info_), &h, &state));
+  open_info_.read_seconds = lap();
   if (h.collection_id != info_.internal_id || h.spec != spec_.spec || h.bits != bits()) {
     return Status::FailedPrecondition("the snapshot is of index " + h.spec + " over " +
                                       std::to_string(h.bits) + "-bit codes, not " + spec_.spec +
@@ -366,6 +374,7 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
                          options_.index_maker(spec_.spec, bits(), index_options_));
   HAMDB_RETURN_IF_ERROR(index->LoadState(state).WithContext("snapshot state"));
   std::string().swap(state);
+  open_info_.load_seconds = lap();
   if (index->size() != h.items) {
     return Status::Corruption("the snapshot holds " + std::to_string(index->size()) +
                               " items, its header says " + std::to_string(h.items));
@@ -395,8 +404,13 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
       return item.status();
     }
   }
-  HAMDB_RETURN_IF_ERROR(index->Remove(removed.data(), removed.size(), nullptr));
-  HAMDB_RETURN_IF_ERROR(index->Add(add_ids.data(), add_codes.data(), add_ids.size()));
+  if (!removed.empty()) {
+    HAMDB_RETURN_IF_ERROR(index->Remove(removed.data(), removed.size(), nullptr));
+  }
+  if (!add_ids.empty()) {
+    HAMDB_RETURN_IF_ERROR(index->Add(add_ids.data(), add_codes.data(), add_ids.size()));
+  }
+  open_info_.replay_seconds = lap();
   snapshot_seq_ = h.change_seq;
   open_info_.replayed_ids = touched.size();
   {
@@ -404,9 +418,10 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
     snapshot_missing_ = false;
     items_since_snapshot_ = touched.size();
   }
-  spdlog::info("collection '{}': index {} loaded from its snapshot at change {} ({} items), {} "
-               "changed ids replayed",
-               info_.name, spec_.spec, h.change_seq, h.items, touched.size());
+  spdlog::info("collection '{}': index {} loaded from its snapshot at change {} ({} items; read "
+               "{:.3f} s, restore {:.3f} s), {} changed ids replayed in {:.3f} s",
+               info_.name, spec_.spec, h.change_seq, h.items, open_info_.read_seconds,
+               open_info_.load_seconds, touched.size(), open_info_.replay_seconds);
   return std::shared_ptr<BinaryIndex>(std::move(index));
 }
 

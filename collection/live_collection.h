@@ -97,6 +97,9 @@ struct IndexOpenInfo {
   std::string why_rebuilt;    // when not from a snapshot: why (no file, corrupt, ...)
   uint64_t replayed_ids = 0;  // ids re-read from the store after the snapshot
   double seconds = 0;         // to obtain the index
+  // From a snapshot: reading and verifying the file, restoring the index
+  // state, and replaying the changes after it.
+  double read_seconds = 0, load_seconds = 0, replay_seconds = 0;
 };
 
 // What GET /collections/{name} shows of a collection's state.
