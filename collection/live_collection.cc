@@ -327,6 +327,9 @@ Status LiveCollection::SaveSnapshot() {
       last_snapshot_ = Clock::now();
       return Status::OK();
     }
+    // The state is about the index's arrays: one allocation, no regrowth
+    // copies while writes wait.
+    state.reserve(index->memory_bytes() + (1u << 20));
     HAMDB_RETURN_IF_ERROR(index->SaveState(&state));
     header.items = index->size();
   }

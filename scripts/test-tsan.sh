@@ -2,10 +2,13 @@
 # Builds http_test and collection_test with ThreadSanitizer in their own
 # build directory and runs the concurrency tests under it: the collection's
 # group commit with searches checked against brute force while four writers
-# run, and over HTTP concurrent inserts, searches, metrics, collection
-# create/drop, keep-alive, graceful shutdown and a degraded collection's
-# background rebuild. Both targets are torch-free, so only the store, the
-# indexes, the collection layer and the service are built.
+# run, background index snapshots, and over HTTP concurrent inserts,
+# searches, metrics, collection create/drop, keep-alive, graceful shutdown
+# and a degraded collection's background rebuild. Both targets are torch-free, so only the store, the
+# indexes, the collection layer and the service are built. Backups are left
+# out: RocksDB's BackupEngine hands work to its own threads inside Debian's
+# librocksdb, which is not built for TSan, so TSan cannot see that
+# synchronisation and reports races inside the library.
 #   bash scripts/test-tsan.sh                 # build dir: build-tsan/
 #   BUILD_DIR=/tmp/tsan JOBS=1 bash scripts/test-tsan.sh
 set -euo pipefail
@@ -20,6 +23,7 @@ cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAMDB_SA
 cmake --build "$BUILD_DIR" --target http_test collection_test -j "$JOBS"
 # halt_on_error: any data race fails the run with a non-zero exit status.
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
-"$BUILD_DIR/tests/collection_test" --gtest_filter="${COLLECTION_FILTER:-LiveCollectionWrite.*}"
+"$BUILD_DIR/tests/collection_test" \
+  --gtest_filter="${COLLECTION_FILTER:-LiveCollectionWrite.*:LiveCollectionSnapshot.*}"
 "$BUILD_DIR/tests/http_test" --gtest_filter="$FILTER"
 echo "test-tsan: no data races reported"

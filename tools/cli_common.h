@@ -25,6 +25,18 @@ inline int Fail(const Status& s) {
   return 1;
 }
 
+// The command as given, for the tables a benchmark writes: `prefix` and
+// each option the user set, with its values.
+inline std::string CommandLine(const std::string& prefix, const CLI::App* cmd) {
+  std::string line = prefix;
+  for (const auto& r : cmd->get_options()) {
+    if (r->count() > 0 && r->get_name() != "--help") {
+      for (const auto& v : r->results()) line += " " + r->get_name() + " " + v;
+    }
+  }
+  return line;
+}
+
 inline StatusOr<std::unique_ptr<CodeStore>> OpenStore(const std::string& dir, bool create = true) {
   StoreOpenOptions o;
   o.create_if_missing = create;

@@ -21,6 +21,7 @@
 namespace hamdb {
 namespace {
 
+using testing_util::CodeOfId;
 using testing_util::Oracle;
 using testing_util::RandomCode;
 using testing_util::TempDir;
@@ -28,10 +29,7 @@ using testing_util::TempDir;
 constexpr int kBits = 64;
 constexpr uint64_t kBatch = 10;
 
-std::vector<uint8_t> CodeOf(uint64_t id) {
-  std::mt19937_64 rng(id * 0x9E3779B97F4A7C15ull + 3);
-  return RandomCode(rng, kBits);
-}
+std::vector<uint8_t> CodeOf(uint64_t id) { return CodeOfId(id, kBits); }
 
 std::map<uint64_t, std::vector<uint8_t>> ReadAll(CodeStore* store) {
   std::map<uint64_t, std::vector<uint8_t>> model;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <thread>
 #include <map>
+#include <random>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +29,15 @@ inline std::vector<Neighbor> Oracle(const std::map<uint64_t, std::vector<uint8_t
   std::sort(all.begin(), all.end(), NeighborLess);
   if (all.size() > k) all.resize(k);
   return all;
+}
+
+// A fixed code for each id, so that concurrent tests can check any hit
+// without sharing a model with the writers.
+inline std::vector<uint8_t> CodeOfId(uint64_t id, int bits) {
+  std::mt19937_64 rng(id * 0x9E3779B97F4A7C15ull + 1);
+  std::vector<uint8_t> c(code_bytes(bits), 0);
+  for (int i = 0; i < bits; ++i) SetBit(c.data(), i, rng() & 1);
+  return c;
 }
 
 // Switches of a FaultyIndex, shared with the test that flips them.

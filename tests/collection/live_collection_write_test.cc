@@ -17,6 +17,7 @@ namespace {
 
 using testing_util::FaultSwitch;
 using testing_util::FaultyIndexMaker;
+using testing_util::CodeOfId;
 using testing_util::Oracle;
 using testing_util::RandomCode;
 using testing_util::TempDir;
@@ -102,12 +103,6 @@ TEST(LiveCollectionWrite, WritersQueuedBehindACommitShareTheNextGroup) {
   }
 }
 
-// The code of an id: a fixed function, so readers can check any hit.
-std::vector<uint8_t> CodeOf(uint64_t id, int bits) {
-  std::mt19937_64 rng(id * 0x9E3779B97F4A7C15ull + 1);
-  return RandomCode(rng, bits);
-}
-
 // Four writers stream batches while readers search. Every search must be
 // exact against what was acknowledged before it started: no hit with a wrong
 // distance or an id never written, and no acknowledged item missing from the
@@ -135,7 +130,7 @@ TEST(LiveCollectionWrite, SearchesStayExactWhileFourWritersCommit) {
         for (int i = 0; i < kBatch; ++i) {
           const uint64_t id = w * kStride + b * kBatch + i;
           ids.push_back(id);
-          const std::vector<uint8_t> c = CodeOf(id, bits);
+          const std::vector<uint8_t> c = CodeOfId(id, bits);
           codes.insert(codes.end(), c.begin(), c.end());
         }
         ASSERT_TRUE(live->PutCodes(ids.data(), codes.data(), ids.size()).ok());
@@ -157,12 +152,12 @@ TEST(LiveCollectionWrite, SearchesStayExactWhileFourWritersCommit) {
         ASSERT_TRUE(std::is_sorted(got.begin(), got.end(), NeighborLess));
         for (const Neighbor& n : got) {
           ASSERT_LT(n.id % kStride, static_cast<uint64_t>(kBatches * kBatch));
-          EXPECT_EQ(n.distance, HammingDistance(query.data(), CodeOf(n.id, bits).data(), 8));
+          EXPECT_EQ(n.distance, HammingDistance(query.data(), CodeOfId(n.id, bits).data(), 8));
         }
         // Every acknowledged item that orders before the last hit is a hit.
         std::map<uint64_t, std::vector<uint8_t>> visible;
         for (int w = 0; w < kWriters; ++w) {
-          for (uint64_t i = 0; i < seen[w]; ++i) visible[w * kStride + i] = CodeOf(w * kStride + i, bits);
+          for (uint64_t i = 0; i < seen[w]; ++i) visible[w * kStride + i] = CodeOfId(w * kStride + i, bits);
         }
         for (const Neighbor& must : Oracle(visible, query, k)) {
           if (got.size() == k && NeighborLess(got.back(), must)) break;

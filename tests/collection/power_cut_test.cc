@@ -20,6 +20,7 @@
 namespace hamdb {
 namespace {
 
+using testing_util::CodeOfId;
 using testing_util::Oracle;
 using testing_util::PowerCutFileSystem;
 using testing_util::RandomCode;
@@ -28,10 +29,7 @@ using testing_util::TempDir;
 constexpr int kBits = 64;
 constexpr uint64_t kBatch = 8;
 
-std::vector<uint8_t> CodeOf(uint64_t id) {
-  std::mt19937_64 rng(id * 0x9E3779B97F4A7C15ull + 7);
-  return RandomCode(rng, kBits);
-}
+std::vector<uint8_t> CodeOf(uint64_t id) { return CodeOfId(id, kBits); }
 
 struct Totals {
   int cuts = 0;

@@ -140,13 +140,7 @@ void AddBenchRestartCommand(CLI::App* bench, int* exit_code) {
   cmd->add_option("--out", a->out, "Append the markdown table to this file");
   cmd->add_option("--seed", a->seed, "Random seed")->capture_default_str();
   cmd->callback([a, exit_code, cmd] {
-    std::string line = "hamdb bench restart";
-    for (const auto& r : cmd->get_options()) {
-      if (r->count() > 0 && r->get_name() != "--help") {
-        for (const auto& v : r->results()) line += " " + r->get_name() + " " + v;
-      }
-    }
-    *exit_code = RunBenchRestart(*a, line);
+    *exit_code = RunBenchRestart(*a, CommandLine("hamdb bench restart", cmd));
   });
 }
 
