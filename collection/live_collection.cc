@@ -120,6 +120,7 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
       c->index_ = std::move(index).value();
       if (options.snapshots) {
         std::lock_guard<std::mutex> lock(c->state_mu_);
+        c->snapshot_missing_ = !c->open_info_.from_snapshot && c->index_->size() > 0;
         c->last_snapshot_ = Clock::now();
         c->rebuild_thread_ = std::thread([p = c.get()] { p->RebuildLoop(); });
       }
@@ -245,9 +246,12 @@ void LiveCollection::RebuildLoop() {
         }
         continue;
       }
-      if (options_.snapshots) {
-        state_cv_.wait_until(lock, std::max(next_snapshot_try_,
-                                            last_snapshot_ + options_.snapshot_interval));
+      // Nothing due: sleep until the interval could make a snapshot due, or,
+      // once that time has passed (no change since), until a write wakes us.
+      const auto deadline =
+          std::max(next_snapshot_try_, last_snapshot_ + options_.snapshot_interval);
+      if (options_.snapshots && deadline > Clock::now()) {
+        state_cv_.wait_until(lock, deadline);
       } else {
         state_cv_.wait(lock);
       }

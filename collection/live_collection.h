@@ -256,7 +256,9 @@ class LiveCollection {
   // Snapshots: items written since the last one, when it was taken, and
   // the change sequence number it reflects (guarded by state_mu_).
   uint64_t items_since_snapshot_ = 0;
-  bool snapshot_missing_ = true;
+  // Set at open when the index was rebuilt from a non-empty store: the next
+  // start would rebuild again, so a snapshot is written soon.
+  bool snapshot_missing_ = false;
   std::chrono::steady_clock::time_point last_snapshot_;
   std::chrono::steady_clock::time_point next_snapshot_try_;  // after a failure
   std::mutex snapshot_mu_;  // one snapshot write at a time

@@ -5,6 +5,7 @@
 // rebuilt from the store.
 #include <gtest/gtest.h>
 
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -192,6 +193,28 @@ TEST(LiveCollectionSnapshot, WrittenInTheBackgroundAfterEnoughWritesAndDroppedWi
   live.reset();
   ASSERT_TRUE(f.store->DropCollection("c").ok());
   EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+// After snapshot_interval a changed collection is snapshotted even below
+// the item threshold; then, with nothing changed, the thread sleeps (it
+// does not spin: the process uses little CPU while idle).
+TEST(LiveCollectionSnapshot, WrittenAfterTheIntervalThenIdle) {
+  Fixture f;
+  f.Create("Flat");
+  LiveCollectionOptions o = WithSnapshots();
+  o.snapshot_interval = std::chrono::milliseconds(100);
+  auto live = std::move(LiveCollection::Open(f.store.get(), "c", o)).value();
+  f.Write(live.get(), 10, 1000);
+  const std::string path = f.SnapshotPath();
+  for (int i = 0; i < 2500 && !std::filesystem::exists(path); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_TRUE(std::filesystem::exists(path));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // past the next interval
+  const std::clock_t cpu0 = std::clock();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const double cpu_ms = 1000.0 * static_cast<double>(std::clock() - cpu0) / CLOCKS_PER_SEC;
+  EXPECT_LT(cpu_ms, 150.0) << "the snapshot thread spins while idle";
 }
 
 }  // namespace
