@@ -24,23 +24,13 @@ namespace {
 using testing_util::CodeOfId;
 using testing_util::Oracle;
 using testing_util::RandomCode;
+using testing_util::StoreContents;
 using testing_util::TempDir;
 
 constexpr int kBits = 64;
 constexpr uint64_t kBatch = 10;
 
 std::vector<uint8_t> CodeOf(uint64_t id) { return CodeOfId(id, kBits); }
-
-std::map<uint64_t, std::vector<uint8_t>> ReadAll(CodeStore* store) {
-  std::map<uint64_t, std::vector<uint8_t>> model;
-  EXPECT_TRUE(store->ScanCodes("c", [&](const uint64_t* ids, const uint8_t* codes, size_t n) {
-                       for (size_t i = 0; i < n; ++i) {
-                         model[ids[i]] = std::vector<uint8_t>(codes + i * 8, codes + i * 8 + 8);
-                       }
-                       return true;
-                     }).ok());
-  return model;
-}
 
 TEST(Backup, TakenDuringWritesRestoresExactlyTheAcknowledgedBatches) {
   TempDir tmp;
@@ -101,7 +91,7 @@ TEST(Backup, TakenDuringWritesRestoresExactlyTheAcknowledgedBatches) {
   auto restored = std::move(CodeStore::Open(restored_dir)).value();
   uint64_t checked = 0;
   EXPECT_TRUE(restored->Check(&checked).ok());
-  const auto model = ReadAll(restored.get());
+  const auto model = StoreContents(*restored, "c");
   EXPECT_EQ(checked, model.size());
   uint64_t whole = 0;
   for (int w = 0; w < kWriters; ++w) {

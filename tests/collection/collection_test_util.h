@@ -2,6 +2,8 @@
 // drive a collection into its degraded state).
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -14,6 +16,7 @@
 
 #include "core/binary_code.h"
 #include "core/hamming.h"
+#include "db/code_store.h"
 #include "index/binary_index.h"
 #include "index/index_factory.h"
 
@@ -38,6 +41,19 @@ inline std::vector<uint8_t> CodeOfId(uint64_t id, int bits) {
   std::vector<uint8_t> c(code_bytes(bits), 0);
   for (int i = 0; i < bits; ++i) SetBit(c.data(), i, rng() & 1);
   return c;
+}
+
+// Every (id, code) of a stored collection, read by ScanCodes.
+inline std::map<uint64_t, std::vector<uint8_t>> StoreContents(const CodeStore& store,
+                                                              const std::string& collection) {
+  std::map<uint64_t, std::vector<uint8_t>> model;
+  const size_t nb = code_bytes(store.GetCollection(collection)->bits);
+  Status s = store.ScanCodes(collection, [&](const uint64_t* ids, const uint8_t* codes, size_t n) {
+    for (size_t i = 0; i < n; ++i) model[ids[i]].assign(codes + i * nb, codes + (i + 1) * nb);
+    return true;
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return model;
 }
 
 // Switches of a FaultyIndex, shared with the test that flips them.

@@ -24,6 +24,7 @@ using testing_util::CodeOfId;
 using testing_util::Oracle;
 using testing_util::PowerCutFileSystem;
 using testing_util::RandomCode;
+using testing_util::StoreContents;
 using testing_util::TempDir;
 
 constexpr int kBits = 64;
@@ -95,13 +96,7 @@ void RunCuts(bool sync, int rounds, uint64_t seed, Totals* t) {
     auto reopened = CodeStore::Open(dir);
     ASSERT_TRUE(reopened.ok()) << "cut " << round << ": " << reopened.status().ToString();
     auto& store = *reopened;
-    std::map<uint64_t, std::vector<uint8_t>> model;
-    ASSERT_TRUE(store->ScanCodes("c", [&](const uint64_t* ids, const uint8_t* codes, size_t n) {
-                       for (size_t i = 0; i < n; ++i) {
-                         model[ids[i]] = std::vector<uint8_t>(codes + i * 8, codes + i * 8 + 8);
-                       }
-                       return true;
-                     }).ok());
+    const std::map<uint64_t, std::vector<uint8_t>> model = StoreContents(*store, "c");
     bool gap = false;
     for (uint64_t b = 0; b < attempted; ++b) {
       uint64_t here = 0;

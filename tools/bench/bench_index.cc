@@ -55,6 +55,7 @@
 #include "index/gpu/gpu_list_index.h"
 #include "index/mih_index.h"
 #include "index/synthetic.h"
+#include "tools/bench/bench_report.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 #include "index/index_factory.h"
@@ -622,10 +623,9 @@ int RunBenchIndex(const BenchIndexArgs& a) {
     }
   }
   if (!a.out.empty()) {
-    std::ofstream f(a.out, std::ios::app);
-    f << "\nCommand: `" << CommandLine(a) << "` (threads resolved to " << threads << ")\n\n"
-      << table;
-    if (!f) return Fail(Status::IOError("cannot append to " + a.out));
+    Status s = AppendBenchTable(a.out, CommandLine(a), table,
+                                " (threads resolved to " + std::to_string(threads) + ")");
+    if (!s.ok()) return Fail(s);
   }
   return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "collection/live_collection.h"
 #include "core/binary_code.h"
+#include "tools/bench/bench_report.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 #include "tools/progress.h"
@@ -84,8 +85,8 @@ int RunBenchIngest(const BenchIngestArgs& a, const std::string& cmdline) {
   std::filesystem::remove_all(base);
   std::printf("\n%s", table.c_str());
   if (!a.out.empty()) {
-    std::ofstream f(a.out, std::ios::app);
-    f << "\nCommand: `" << cmdline << "`\n\n" << table;
+    Status s = AppendBenchTable(a.out, cmdline, table);
+    if (!s.ok()) return Fail(s);
   }
   return 0;
 }
