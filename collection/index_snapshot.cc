@@ -9,6 +9,8 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "index/state_io.h"
+
 namespace hamdb {
 
 namespace {
@@ -19,19 +21,6 @@ Status FromIO(const rocksdb::IOStatus& s, const std::string& what) {
   if (s.ok()) return Status::OK();
   if (s.IsNotFound()) return Status::NotFound(what + ": " + s.ToString());
   return Status::IOError(what + ": " + s.ToString());
-}
-
-template <typename T>
-void AppendFixed(std::string* out, T v) {
-  out->append(reinterpret_cast<const char*>(&v), sizeof(v));
-}
-
-template <typename T>
-bool ReadFixed(std::string_view* in, T* v) {
-  if (in->size() < sizeof(T)) return false;
-  std::memcpy(v, in->data(), sizeof(T));
-  in->remove_prefix(sizeof(T));
-  return true;
 }
 
 }  // namespace
@@ -46,10 +35,10 @@ Status WriteIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
                             {"items", header.items}};
   const std::string head_json = h.dump();
   std::string head(kMagic, sizeof(kMagic));
-  AppendFixed<uint32_t>(&head, kIndexSnapshotVersion);
-  AppendFixed<uint32_t>(&head, static_cast<uint32_t>(head_json.size()));
+  state_io::Put<uint32_t>(&head, kIndexSnapshotVersion);
+  state_io::Put<uint32_t>(&head, static_cast<uint32_t>(head_json.size()));
   head += head_json;
-  AppendFixed<uint64_t>(&head, state.size());
+  state_io::Put<uint64_t>(&head, state.size());
   XXH3_state_t* xx = XXH3_createState();
   if (xx == nullptr) return Status::ResourceExhausted("snapshot checksum: out of memory");
   std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> xx_owner(xx, &XXH3_freeState);
@@ -57,7 +46,7 @@ Status WriteIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   XXH3_64bits_update(xx, head.data(), head.size());
   XXH3_64bits_update(xx, state.data(), state.size());
   std::string tail;
-  AppendFixed<uint64_t>(&tail, XXH3_64bits_digest(xx));
+  state_io::Put<uint64_t>(&tail, XXH3_64bits_digest(xx));
 
   const std::string dir = std::filesystem::path(path).parent_path().string();
   const std::string tmp = path + ".tmp";
@@ -124,19 +113,20 @@ Status ReadIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   }
   std::string_view in(data.data() + sizeof(kMagic), data.size() - sizeof(kMagic) - 8);
   uint32_t version = 0, head_len = 0;
-  ReadFixed(&in, &version);
+  if (!state_io::Get(&in, &version).ok()) return Status::Corruption(where + " is too short");
   if (version != kIndexSnapshotVersion) {
     return Status::NotSupported(where + " has format version " + std::to_string(version) +
                                 "; this build reads version " +
                                 std::to_string(kIndexSnapshotVersion));
   }
-  if (!ReadFixed(&in, &head_len) || in.size() < head_len) {
+  if (!state_io::Get(&in, &head_len).ok() || in.size() < head_len) {
     return Status::Corruption(where + " has a truncated header");
   }
   const nlohmann::json h = nlohmann::json::parse(in.substr(0, head_len), nullptr, false);
   in.remove_prefix(head_len);
   uint64_t state_len = 0;
-  if (h.is_discarded() || !h.is_object() || !ReadFixed(&in, &state_len) || in.size() != state_len) {
+  if (h.is_discarded() || !h.is_object() || !state_io::Get(&in, &state_len).ok() ||
+      in.size() != state_len) {
     return Status::Corruption(where + " has a header or length that does not decode");
   }
   try {

@@ -430,16 +430,17 @@ struct CodeStore::Impl {
     return v;
   }
 
-  // A bulk-read iterator over one collection's range of the codes column
-  // family, positioned at its first key. Owns the upper bound the iterator
-  // points to.
+  // A bulk-read iterator over one collection's range of a column family (the
+  // codes unless told), positioned at its first key. Block checksums are
+  // verified (RocksDB's default). Owns the upper bound the iterator points to.
   struct Cursor {
-    Cursor(const Impl* impl, uint32_t cid) : end(sf::CollectionPrefix(cid + 1)), upper(end) {
+    Cursor(const Impl* impl, uint32_t cid, rocksdb::ColumnFamilyHandle* cf = nullptr)
+        : end(sf::CollectionPrefix(cid + 1)), upper(end) {
       rocksdb::ReadOptions ro;
       ro.iterate_upper_bound = &upper;
       ro.fill_cache = false;
       ro.readahead_size = 4u << 20;
-      it.reset(impl->db->NewIterator(ro, impl->codes_cf));
+      it.reset(impl->db->NewIterator(ro, cf != nullptr ? cf : impl->codes_cf));
       it->Seek(sf::CollectionPrefix(cid));
     }
     std::string end;
@@ -1031,15 +1032,9 @@ Status CodeStore::Check(uint64_t* items) const {
   uint64_t n = 0;
   for (const CollectionInfo& info : infos) {
     const size_t nb = code_bytes(info.bits);
-    rocksdb::ReadOptions ro;
-    ro.verify_checksums = true;
-    ro.fill_cache = false;
-    const std::string begin = sf::CollectionPrefix(info.internal_id);
-    const std::string end = sf::CollectionPrefix(info.internal_id + 1);
-    rocksdb::Slice upper(end);
-    ro.iterate_upper_bound = &upper;
-    std::unique_ptr<rocksdb::Iterator> codes(impl_->db->NewIterator(ro, impl_->codes_cf));
-    for (codes->Seek(begin); codes->Valid(); codes->Next()) {
+    Impl::Cursor code_cursor(impl_.get(), info.internal_id);
+    rocksdb::Iterator* codes = code_cursor.it.get();
+    for (; codes->Valid(); codes->Next()) {
       if (codes->key().size() != sf::kItemKeySize || codes->value().size() != nb) {
         return Status::Corruption("collection '" + info.name + "': item " +
                                   std::to_string(sf::GetBigEndian64(codes->key().data() + 4)) +
@@ -1052,12 +1047,14 @@ Status CodeStore::Check(uint64_t* items) const {
       ++n;
     }
     HAMDB_RETURN_IF_ERROR(FromRocks(codes->status(), "read codes of '" + info.name + "'"));
-    std::unique_ptr<rocksdb::Iterator> recs(impl_->db->NewIterator(ro, impl_->items_cf));
-    for (recs->Seek(begin); recs->Valid(); recs->Next()) {
+    Impl::Cursor record_cursor(impl_.get(), info.internal_id, impl_->items_cf);
+    rocksdb::Iterator* recs = record_cursor.it.get();
+    for (; recs->Valid(); recs->Next()) {
       Item item;
       item.id = recs->key().size() == sf::kItemKeySize ? sf::GetBigEndian64(recs->key().data() + 4) : 0;
-      HAMDB_RETURN_IF_ERROR(DecodeItemRecord(std::string_view(recs->value().data(), recs->value().size()), info.bits, &item)
-                                .WithContext("collection '" + info.name + "'"));
+      const std::string_view rec(recs->value().data(), recs->value().size());
+      HAMDB_RETURN_IF_ERROR(
+          DecodeItemRecord(rec, info.bits, &item).WithContext("collection '" + info.name + "'"));
     }
     HAMDB_RETURN_IF_ERROR(FromRocks(recs->status(), "read item records of '" + info.name + "'"));
     HAMDB_ASSIGN_OR_RETURN(uint64_t trimmed,

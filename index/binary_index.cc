@@ -6,6 +6,7 @@
 #include <string>
 
 #include "index/parallel.h"
+#include "index/state_io.h"
 
 namespace hamdb {
 
@@ -31,26 +32,18 @@ Status BinaryIndex::LoadState(std::string_view state) {
 
 void AppendItemsState(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
                       std::string* out) {
-  const uint64_t n = ids.size();
-  out->append(reinterpret_cast<const char*>(&n), 8);
-  out->append(reinterpret_cast<const char*>(ids.data()), ids.size() * 8);
+  state_io::PutVector(out, ids);  // the count, then the ids
   out->append(reinterpret_cast<const char*>(codes.data()), codes.size());
 }
 
 Status ParseItemsState(std::string_view* state, size_t code_bytes, std::vector<uint64_t>* ids,
                        std::vector<uint8_t>* codes) {
-  uint64_t n = 0;
-  if (state->size() < 8) return Status::Corruption("index state is truncated (item count)");
-  std::memcpy(&n, state->data(), 8);
-  state->remove_prefix(8);
-  if (code_bytes == 0 || n > state->size() / (8 + code_bytes)) {
-    return Status::Corruption("index state is truncated (" + std::to_string(n) + " items)");
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(state, ids));
+  if (code_bytes == 0 || ids->size() > state->size() / code_bytes) {
+    return Status::Corruption("index state is truncated (" + std::to_string(ids->size()) + " codes)");
   }
-  ids->resize(n);
-  std::memcpy(ids->data(), state->data(), n * 8);
-  state->remove_prefix(n * 8);
-  codes->assign(state->data(), state->data() + n * code_bytes);
-  state->remove_prefix(n * code_bytes);
+  codes->assign(state->data(), state->data() + ids->size() * code_bytes);
+  state->remove_prefix(ids->size() * code_bytes);
   return Status::OK();
 }
 

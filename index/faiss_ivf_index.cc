@@ -306,19 +306,24 @@ Status FaissIvfIndex::ExportLists(std::vector<uint8_t>* codes, std::vector<uint6
                                   std::vector<uint64_t>* begin) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   if (ivf_ == nullptr) return Status::FailedPrecondition("the IVF index is not trained yet");
+  return ExportListsLocked(codes, ids, begin);
+}
+
+Status FaissIvfIndex::ExportListsLocked(std::vector<uint8_t>* codes, std::vector<uint64_t>* ids,
+                                        std::vector<uint64_t>* begin) const {
   const size_t cb = code_bytes();
   try {
     codes->clear();
     ids->clear();
-    begin->assign(1, 0);
+    if (begin != nullptr) begin->assign(1, 0);
     for (int l = 0; l < nlist_; ++l) {
       const ListView v = list(l);
       codes->insert(codes->end(), v.codes, v.codes + v.size * cb);
       for (size_t i = 0; i < v.size; ++i) ids->push_back(static_cast<uint64_t>(v.ids[i]));
-      begin->push_back(ids->size());
+      if (begin != nullptr) begin->push_back(ids->size());
     }
   } catch (const std::bad_alloc&) {
-    return Status::ResourceExhausted("FaissIvfIndex::ExportLists: out of memory");
+    return Status::ResourceExhausted("FaissIvfIndex: out of memory exporting the lists");
   }
   return Status::OK();
 }
@@ -336,24 +341,9 @@ Status FaissIvfIndex::PlanLists(const uint8_t* query, size_t k, const SearchPara
 
 Status FaissIvfIndex::ExportItemsLocked(std::vector<uint64_t>* ids,
                                         std::vector<uint8_t>* codes) const {
-  if (ivf_ == nullptr) {
-    *ids = ids_;
-    *codes = pending_codes_;
-    return Status::OK();
-  }
-  std::vector<uint64_t> begin;
-  const size_t cb = code_bytes();
-  try {
-    codes->clear();
-    ids->clear();
-    for (int l = 0; l < nlist_; ++l) {
-      const ListView v = list(l);
-      codes->insert(codes->end(), v.codes, v.codes + v.size * cb);
-      for (size_t i = 0; i < v.size; ++i) ids->push_back(static_cast<uint64_t>(v.ids[i]));
-    }
-  } catch (const std::bad_alloc&) {
-    return Status::ResourceExhausted("FaissIvfIndex: out of memory exporting the items");
-  }
+  if (ivf_ != nullptr) return ExportListsLocked(codes, ids, nullptr);
+  *ids = ids_;
+  *codes = pending_codes_;
   return Status::OK();
 }
 

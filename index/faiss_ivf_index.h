@@ -124,6 +124,10 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
   Status AddPendingLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
   Status TrainLocked();
   Status ExportItemsLocked(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const;
+  // Every list's codes and ids in list order; *begin (optional) gets each
+  // list's first position and the end. Requires mu_ held and a trained index.
+  Status ExportListsLocked(std::vector<uint8_t>* codes, std::vector<uint64_t>* ids,
+                           std::vector<uint64_t>* begin) const;
   StatusOr<std::vector<int>> ProbeListsLocked(const uint8_t* query, int nprobe) const;
   int ResolveNprobe(int requested) const;
 
