@@ -113,6 +113,8 @@ std::string CommandLine(const BenchIndexArgs& a) {
     << " --nflip " << Join(a.nflip) << " --nprobe " << Join(a.nprobe) << " --bucket-nprobe "
     << Join(a.bucket_nprobe) << " --nlist " << a.nlist << " --centres " << a.centres << " --flip "
     << a.flip << " --seed " << a.seed;
+  const bool gpu = std::count(a.methods.begin(), a.methods.end(), "gpu-flat") > 0;
+  if (gpu) s << " --gpu-bandwidth " << a.gpu_bandwidth_gbs;
   return s.str();
 }
 
