@@ -464,6 +464,10 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
   impl->fs = db_opts.env->GetFileSystem().get();
   db_opts.create_missing_column_families = true;
   db_opts.paranoid_checks = true;
+  // A torn last record (a write cut off by a crash before it was synced) is
+  // the only WAL damage replayed past; anything else fails the open.
+  db_opts.wal_recovery_mode = options.salvage_wal ? rocksdb::WALRecoveryMode::kPointInTimeRecovery
+                                                  : rocksdb::WALRecoveryMode::kTolerateCorruptedTailRecords;
   db_opts.max_background_jobs = 2;
   db_opts.bytes_per_sync = 1 << 20;
   db_opts.max_total_wal_size = 512u << 20;
@@ -531,6 +535,14 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
     }
     if (!options.create_if_missing && is_new) {
       return Status::NotFound("no hamdb store at '" + dir + "'");
+    }
+    if (s.IsCorruption()) {
+      return Status::Corruption(
+          "open store '" + dir + "': " + s.ToString() +
+          ". The store is damaged: restore it from a backup (hamdb restore)" +
+          (options.salvage_wal ? std::string()
+                               : std::string(", or, for a damaged write-ahead log, open it with "
+                                             "--salvage-wal to keep every batch before the damage")));
     }
     return FromRocks(s, "open store '" + dir + "'");
   }

@@ -105,6 +105,12 @@ struct StoreOpenOptions {
   // The environment every file of the store goes through (RocksDB's and the
   // index snapshots'); null: the default. Tests pass a fault-injecting one.
   rocksdb::Env* env = nullptr;
+  // Write-ahead-log damage at open. false (the default): a damaged record
+  // anywhere but a torn tail fails the open with Corruption, so no
+  // acknowledged batch after it is silently dropped. true: recover every
+  // batch before the first damaged record and drop the rest (RocksDB's
+  // point-in-time recovery), for a store with no backup to restore from.
+  bool salvage_wal = false;
 };
 
 // One request of a grouped write (CodeStore::WriteGroup): the inputs of a

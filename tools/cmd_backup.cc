@@ -27,6 +27,7 @@ struct RestoreArgs {
 struct CheckArgs {
   std::string db, backup;
   uint32_t id = 0;
+  bool salvage_wal = false;
 };
 
 void PrintBackup(const StoreBackupInfo& b) {
@@ -116,10 +117,12 @@ int RunCheck(const CheckArgs& a) {
       bad += CheckSnapshots(CodeStore::BackupSnapshotDir(a.backup, b.id));
     }
   } else {
-    auto store = OpenStore(a.db, /*create=*/false);
-    if (!store.ok()) return Fail(store.status());
+    StoreOpenOptions open;
+    open.create_if_missing = false;
+    open.salvage_wal = a.salvage_wal;
+    auto store = CodeStore::Open(a.db, open);
     uint64_t items = 0;
-    Status s = (*store)->Check(&items);
+    Status s = store.ok() ? (*store)->Check(&items) : store.status();
     if (s.ok()) {
       std::printf("ok    store %s: every SST block checksum, %llu items and records decode\n",
                   a.db.c_str(), static_cast<unsigned long long>(items));
@@ -163,6 +166,9 @@ void AddBackupCommands(CLI::App* app, int* exit_code) {
   check->add_option("--db", c->db, "A stopped store's directory");
   check->add_option("--backup", c->backup, "A backup directory");
   check->add_option("--backup-id", c->id, "Only this backup (default: all)");
+  check->add_flag("--salvage-wal", c->salvage_wal,
+                  "With --db: recover a store whose write-ahead log is damaged (keep every batch "
+                  "before the damage, drop the rest), then check it");
   check->callback([c, exit_code] { *exit_code = RunCheck(*c); });
 }
 

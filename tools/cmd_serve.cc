@@ -44,6 +44,7 @@ struct ServeArgs {
   std::string log_level = "info";
   std::string backup_dir;
   bool no_snapshots = false;
+  bool salvage_wal = false;
   uint64_t snapshot_after_items = LiveCollectionOptions{}.snapshot_after_items;
   double snapshot_interval_s =
       std::chrono::duration<double>(LiveCollectionOptions{}.snapshot_interval).count();
@@ -52,7 +53,9 @@ struct ServeArgs {
 int RunServe(const ServeArgs& a) {
   Status logging = ConfigureLogging(a.log_format, a.log_level);
   if (!logging.ok()) return Fail(logging);
-  auto store = OpenStore(a.db, true);
+  StoreOpenOptions open;
+  open.salvage_wal = a.salvage_wal;
+  auto store = CodeStore::Open(a.db, open);
   if (!store.ok()) return Fail(store.status());
 
   http::ServiceOptions so;
@@ -182,6 +185,9 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--backup-dir", a->backup_dir,
                   "Directory that POST /admin/backup (hamdb backup --url) writes backups to; "
                   "without it the route is refused");
+  cmd->add_flag("--salvage-wal", a->salvage_wal,
+                "Open a store whose write-ahead log is damaged: keep every batch before the "
+                "damage and drop the rest (without it such a store refuses to open)");
   cmd->add_flag("--no-snapshots", a->no_snapshots,
                 "Do not load or write index snapshots: every start rebuilds each index from the "
                 "store");

@@ -32,6 +32,17 @@ constexpr uint64_t kBatch = 10;
 
 std::vector<uint8_t> CodeOf(uint64_t id) { return CodeOfId(id, kBits); }
 
+// Flips the bits of the byte at `offset` of file `p`.
+void FlipByte(const std::filesystem::path& p, uint64_t offset) {
+  std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(offset));
+  char c;
+  f.read(&c, 1);
+  c ^= 0x5a;
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(&c, 1);
+}
+
 TEST(Backup, TakenDuringWritesRestoresExactlyTheAcknowledgedBatches) {
   TempDir tmp;
   const std::string backups = tmp.sub("backups");
@@ -147,15 +158,7 @@ TEST(Backup, DamagedFilesAreReported) {
     ASSERT_TRUE(store->Backup(backups).ok());
     EXPECT_TRUE(store->Check().ok());
   }
-  auto flip = [](const std::filesystem::path& p) {
-    std::fstream f(p, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(static_cast<std::streamoff>(std::filesystem::file_size(p) / 2));
-    char c;
-    f.read(&c, 1);
-    c ^= 0x5a;
-    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(p) / 2));
-    f.write(&c, 1);
-  };
+  auto flip = [](const std::filesystem::path& p) { FlipByte(p, std::filesystem::file_size(p) / 2); };
   // The backed-up snapshot.
   const std::filesystem::path snap_dir = CodeStore::BackupSnapshotDir(backups, 1);
   ASSERT_TRUE(std::filesystem::exists(snap_dir / "c1.hidx"));
@@ -186,6 +189,76 @@ TEST(Backup, DamagedFilesAreReported) {
   auto store = CodeStore::Open(db);
   Status c = store.ok() ? (*store)->Check() : store.status();
   EXPECT_EQ(c.code(), Status::Code::kCorruption) << c.ToString();
+}
+
+// A flipped byte inside the write-ahead log (not a torn tail) fails the open
+// with a clear Corruption rather than silently dropping the acknowledged
+// batches after it; a restore from a backup recovers every batch, and
+// salvage_wal opens the damaged store with a whole-batch prefix.
+TEST(Backup, DamagedWalFailsTheOpenAndRestoreRecoversIt) {
+  TempDir tmp;
+  const std::string db = tmp.sub("db"), backups = tmp.sub("backups"), restored = tmp.sub("restored");
+  constexpr uint64_t kBatches = 40;
+  std::map<uint64_t, std::vector<uint8_t>> written;
+  {
+    auto store = std::move(CodeStore::Open(db)).value();
+    ASSERT_TRUE(store->CreateCollection({"c", kBits, "Flat"}).ok());
+    for (uint64_t b = 0; b < kBatches; ++b) {
+      std::vector<uint64_t> ids;
+      std::vector<uint8_t> codes;
+      for (uint64_t i = 0; i < kBatch; ++i) {
+        ids.push_back(b * kBatch + i + 1);
+        const auto c = CodeOf(ids.back());
+        codes.insert(codes.end(), c.begin(), c.end());
+        written[ids.back()] = c;
+      }
+      ASSERT_TRUE(store->PutCodes("c", ids.data(), codes.data(), kBatch).ok());
+    }
+    ASSERT_TRUE(store->Backup(backups).ok());
+  }
+  std::filesystem::path wal;
+  for (const auto& e : std::filesystem::directory_iterator(db)) {
+    if (e.path().extension() == ".log" &&
+        (wal.empty() || std::filesystem::file_size(e.path()) > std::filesystem::file_size(wal))) {
+      wal = e.path();
+    }
+  }
+  ASSERT_FALSE(wal.empty());
+  const uint64_t wal_size = std::filesystem::file_size(wal);
+  ASSERT_GT(wal_size, kBatches * kBatch * 8) << "the batches should still be in the WAL";
+  FlipByte(wal, wal_size / 3);
+
+  auto damaged = CodeStore::Open(db);
+  ASSERT_FALSE(damaged.ok());
+  EXPECT_EQ(damaged.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(damaged.status().ToString().find("hamdb restore"), std::string::npos)
+      << damaged.status().ToString();
+  EXPECT_NE(damaged.status().ToString().find("--salvage-wal"), std::string::npos);
+
+  ASSERT_TRUE(CodeStore::RestoreBackup(backups, 0, restored).ok());
+  {
+    auto store = std::move(CodeStore::Open(restored)).value();
+    EXPECT_TRUE(store->Check().ok());
+    EXPECT_EQ(StoreContents(*store, "c"), written);
+  }
+
+  StoreOpenOptions salvage;
+  salvage.salvage_wal = true;
+  auto store = CodeStore::Open(db, salvage);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  const auto kept = StoreContents(**store, "c");
+  EXPECT_LT(kept.size(), written.size()) << "the batches after the damage are dropped";
+  // Whole batches, a prefix of the acknowledged ones, with their codes.
+  for (uint64_t b = 0; b < kBatches; ++b) {
+    const bool present = kept.count(b * kBatch + 1) > 0;
+    const bool expected = b * kBatch < kept.size();
+    EXPECT_EQ(present, expected) << "batch " << b;
+    for (uint64_t i = 0; i < kBatch; ++i) {
+      const uint64_t id = b * kBatch + i + 1;
+      EXPECT_EQ(kept.count(id) > 0, present) << "id " << id;
+      if (present && kept.count(id)) EXPECT_EQ(kept.at(id), written.at(id));
+    }
+  }
 }
 
 }  // namespace
