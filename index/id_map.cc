@@ -21,33 +21,37 @@ uint64_t IdSlotMap::Hash(uint64_t x) {
 }
 
 size_t IdSlotMap::FindCell(uint64_t id, const uint64_t* ids) const {
-  if (cells_.empty()) return 0;
-  const size_t mask = cells_.size() - 1;
+  const size_t n = cells_.size();
+  if (n == 0) return 0;
+  const size_t mask = n - 1;
   for (size_t c = Hash(id) & mask;; c = (c + 1) & mask) {
-    const uint32_t v = cells_[c];
-    if (v == 0) return cells_.size();
+    const uint32_t v = cells_.Get(c);
+    if (v == 0) return n;
     if (ids[v - 1] == id) return c;
   }
 }
 
 uint32_t IdSlotMap::Find(uint64_t id, const uint64_t* ids) const {
   const size_t c = FindCell(id, ids);
-  return c < cells_.size() ? cells_[c] - 1 : kNoSlot;
+  return c < cells_.size() ? cells_.Get(c) - 1 : kNoSlot;
 }
 
 void IdSlotMap::Grow(const uint64_t* ids) { Rehash(std::max<size_t>(16, cells_.size() * 2), ids); }
 
 void IdSlotMap::Rehash(size_t cells, const uint64_t* ids) {
-  // Allocate first: if that throws, the map is unchanged.
-  std::vector<uint32_t> fresh(cells, 0);
+  // Allocate first: if that throws, the map is unchanged. A cell holds
+  // slot + 1 <= size < cells, so log2(cells) bits suffice.
+  PackedInts fresh;
+  fresh.Assign(cells, std::max(PackedInts::WidthFor(cells - 1), cells_.width()));
   const size_t mask = cells - 1;
-  for (uint32_t v : cells_) {
+  for (size_t i = 0; i < cells_.size(); ++i) {
+    const uint32_t v = cells_.Get(i);
     if (v == 0) continue;
     size_t c = Hash(ids[v - 1]) & mask;
-    while (fresh[c] != 0) c = (c + 1) & mask;
-    fresh[c] = v;
+    while (fresh.Get(c) != 0) c = (c + 1) & mask;
+    fresh.Set(c, v);
   }
-  cells_.swap(fresh);
+  cells_ = std::move(fresh);
 }
 
 void IdSlotMap::Reserve(size_t n, const uint64_t* ids) {
@@ -57,53 +61,55 @@ void IdSlotMap::Reserve(size_t n, const uint64_t* ids) {
 }
 
 void IdSlotMap::Insert(uint64_t id, uint32_t slot, const uint64_t* ids) {
-  if ((size_ + 1) * 4 > cells_.size() * 3) Grow(ids);
+  while ((size_ + 1) * 4 > cells_.size() * 3 || slot + uint64_t{1} > cells_.max_value()) Grow(ids);
   const size_t mask = cells_.size() - 1;
   size_t c = Hash(id) & mask;
-  while (cells_[c] != 0) c = (c + 1) & mask;
-  cells_[c] = slot + 1;
+  while (cells_.Get(c) != 0) c = (c + 1) & mask;
+  cells_.Set(c, slot + 1);
   ++size_;
 }
 
 uint32_t IdSlotMap::Erase(uint64_t id, const uint64_t* ids) {
   size_t hole = FindCell(id, ids);
   assert(hole < cells_.size());
-  const uint32_t slot = cells_[hole] - 1;
+  const uint32_t slot = cells_.Get(hole) - 1;
   const size_t mask = cells_.size() - 1;
   // Backward-shift deletion: pull later members of the probe run into the
   // hole when their home position allows it, so lookups never need
   // tombstones.
-  for (size_t c = (hole + 1) & mask; cells_[c] != 0; c = (c + 1) & mask) {
-    const size_t home = Hash(ids[cells_[c] - 1]) & mask;
+  for (size_t c = (hole + 1) & mask; cells_.Get(c) != 0; c = (c + 1) & mask) {
+    const uint32_t v = cells_.Get(c);
+    const size_t home = Hash(ids[v - 1]) & mask;
     // The entry at c may move to `hole` iff home is not in (hole, c].
     const bool movable = hole <= c ? (home <= hole || home > c) : (home <= hole && home > c);
     if (movable) {
-      cells_[hole] = cells_[c];
+      cells_.Set(hole, v);
       hole = c;
     }
   }
-  cells_[hole] = 0;
+  cells_.Set(hole, 0);
   --size_;
   return slot;
 }
 
 void IdSlotMap::Move(uint64_t id, uint32_t old_slot, uint32_t new_slot, const uint64_t* ids) {
+  while (new_slot + uint64_t{1} > cells_.max_value()) Grow(ids);
   const size_t c = FindCell(id, ids);
-  assert(c < cells_.size() && cells_[c] == old_slot + 1);
+  assert(c < cells_.size() && cells_.Get(c) == old_slot + 1);
   (void)old_slot;
-  cells_[c] = new_slot + 1;
+  cells_.Set(c, new_slot + 1);
 }
 
 void IdSlotMap::Rebuild(const uint64_t* ids, size_t n) {
   size_t cap = 16;
   while (cap * 3 < n * 4) cap *= 2;
-  cells_.assign(cap, 0);
+  cells_.Assign(cap, PackedInts::WidthFor(cap - 1));
   size_ = 0;
   for (size_t i = 0; i < n; ++i) Insert(ids[i], static_cast<uint32_t>(i), ids);
 }
 
 void IdSlotMap::Clear() {
-  std::vector<uint32_t>().swap(cells_);
+  cells_.Clear();
   size_ = 0;
 }
 
@@ -156,21 +162,25 @@ void DenseSlots::Clear() {
 
 void IdSlotMap::AppendState(std::string* out) const {
   state_io::Put<uint64_t>(out, size_);
-  state_io::PutVector(out, cells_);
+  cells_.AppendState(out);
 }
 
 Status IdSlotMap::LoadState(std::string_view* in, size_t n) {
   uint64_t size = 0;
-  std::vector<uint32_t> cells;
+  PackedInts cells;
   HAMDB_RETURN_IF_ERROR(state_io::Get(in, &size));
-  HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &cells));
-  const bool pow2 = cells.empty() || (cells.size() & (cells.size() - 1)) == 0;
-  if (size != n || !pow2 || (n > 0 && cells.size() < n)) {
+  HAMDB_RETURN_IF_ERROR(cells.LoadState(in));
+  const bool pow2 = (cells.size() & (cells.size() - 1)) == 0;
+  if (size != n || !pow2 || (n > 0 && cells.size() * 3 < n * 4)) {
     return Status::Corruption("index state: the id map does not match its items");
   }
-  for (uint32_t c : cells) {
-    if (c > n) return Status::Corruption("index state: the id map points past its items");
+  size_t used = 0;
+  for (size_t c = 0; c < cells.size(); ++c) {
+    const uint32_t v = cells.Get(c);
+    if (v > n) return Status::Corruption("index state: the id map points past its items");
+    used += v != 0;
   }
+  if (used != n) return Status::Corruption("index state: the id map does not match its items");
   cells_ = std::move(cells);
   size_ = size;
   return Status::OK();

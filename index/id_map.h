@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "index/packed_ints.h"
 
 namespace hamdb {
 
@@ -59,7 +60,7 @@ class IdSlotMap {
   Status LoadState(std::string_view* in, size_t n);
 
   size_t size() const { return size_; }
-  size_t memory_bytes() const { return cells_.capacity() * sizeof(uint32_t); }
+  size_t memory_bytes() const { return cells_.memory_bytes(); }
 
  private:
   static uint64_t Hash(uint64_t id);
@@ -67,7 +68,9 @@ class IdSlotMap {
   void Grow(const uint64_t* ids);
   void Rehash(size_t cells, const uint64_t* ids);
 
-  std::vector<uint32_t> cells_;  // slot + 1; 0 = empty. Size is a power of two.
+  // slot + 1; 0 = empty. A power of two of cells, each log2(cells) bits wide
+  // (a cell's value is below the number of cells, at most 3/4 full).
+  PackedInts cells_;
   size_t size_ = 0;
 };
 

@@ -22,10 +22,10 @@ namespace hamdb {
 namespace {
 
 constexpr uint32_t kHole = UINT32_MAX;  // a CSR entry whose item was removed
-// Direct-addressed tables (an offset per possible substring value) up to this
+// Direct-addressed tables (a bucket per possible substring value) up to this
 // width, and only while 2^width is at most kDirectSlack * n (or
-// kMinDirectBuckets): 4 bytes per bucket beat the ~28 bytes per distinct
-// value of a hashed table up to about 7 buckets per item.
+// kMinDirectBuckets): an empty bucket costs 1.5 bits (BucketStarts), but
+// every possible value is a bucket.
 constexpr int kMaxDirectBits = 26;
 constexpr size_t kDirectSlack = 8;
 constexpr size_t kMinDirectBuckets = 1024;
@@ -46,6 +46,8 @@ constexpr double kCandidateCost = 10.0;
 constexpr size_t kFlushBatch = 256;
 // Substring values looked up together (see Table::ForEachSlot).
 constexpr size_t kKeyBatch = 32;
+// SaveState's layout (2: packed entries and unary bucket starts).
+constexpr uint32_t kStateVersion = 2;
 
 uint64_t MixKey(uint64_t x) {
   x ^= x >> 33;
@@ -180,51 +182,62 @@ struct MihIndex::Table {
   int offset = 0;  // first bit of the substring
   int width = 0;   // 1..64 bits
   bool direct = false;
-  // Bucket b holds entries[starts[b], starts[b + 1]); direct tables use the
-  // substring value as b, hashed ones look b up in `keys`.
-  std::vector<uint32_t> starts;
-  std::vector<uint32_t> entries;  // slots, kHole where removed
+  // Bucket b holds entries[starts.Range(b)]; direct tables use the substring
+  // value as b, hashed ones look b up in `keys`. Entries are slots, packed
+  // in bit_width(n at the last rebuild) bits (a slot only moves down), with
+  // entries.max_value() where one was removed.
+  BucketStarts starts;
+  PackedInts entries;
   KeyMap keys;
   // Slots inserted since the last rebuild, by substring value.
   std::unordered_map<uint64_t, std::vector<uint32_t>> overflow;
   size_t overflow_entries = 0;
   size_t holes = 0;
 
+  uint32_t hole() const { return entries.max_value(); }
+  // The bucket of `key`, or kHole when it has none.
+  uint32_t Bucket(uint64_t key) const {
+    if (starts.num_buckets() == 0) return kHole;
+    return direct ? static_cast<uint32_t>(key) : keys.Find(key);
+  }
   // The CSR range of `key` as [*begin, *end); empty when absent.
-  void Range(uint64_t key, const uint32_t** begin, const uint32_t** end) const {
-    uint32_t b = kHole;
-    if (direct) {
-      b = static_cast<uint32_t>(key);
-    } else {
-      b = keys.Find(key);
-    }
-    if (b == kHole || starts.empty()) {
-      *begin = *end = nullptr;
+  void Range(uint64_t key, size_t* begin, size_t* end) const {
+    const uint32_t b = Bucket(key);
+    if (b == kHole) {
+      *begin = *end = 0;
       return;
     }
-    *begin = entries.data() + starts[b];
-    *end = entries.data() + starts[b + 1];
+    starts.Range(b, begin, end);
   }
   // Calls emit(slot) for every live slot in the buckets of keys[0, nk)
-  // (nk <= kKeyBatch). The lookups are software-pipelined: all offsets are
-  // prefetched, then all bucket starts, then the buckets are read, so the
-  // cache misses of a batch overlap instead of queueing one by one.
+  // (nk <= kKeyBatch). The lookups are software-pipelined: the buckets'
+  // group bases (or hash cells) are prefetched, then their bit-vector words,
+  // then the entries, so the cache misses of a batch overlap instead
+  // of queueing one by one.
   template <typename Emit>
   void ForEachSlot(const uint64_t* keys, size_t nk, Emit&& emit) const {
-    const uint32_t* begin[kKeyBatch];
-    const uint32_t* end[kKeyBatch];
+    uint32_t bucket[kKeyBatch];
+    size_t begin[kKeyBatch];
+    size_t end[kKeyBatch];
     if (direct) {
-      for (size_t i = 0; i < nk; ++i) __builtin_prefetch(&starts[keys[i]]);
+      for (size_t i = 0; i < nk; ++i) starts.PrefetchBase(keys[i]);
     } else {
       for (size_t i = 0; i < nk; ++i) this->keys.Prefetch(keys[i]);
     }
     for (size_t i = 0; i < nk; ++i) {
-      Range(keys[i], &begin[i], &end[i]);
-      if (begin[i] != end[i]) __builtin_prefetch(begin[i]);
+      bucket[i] = Bucket(keys[i]);
+      if (bucket[i] != kHole) starts.PrefetchBits(bucket[i]);
     }
     for (size_t i = 0; i < nk; ++i) {
-      for (const uint32_t* p = begin[i]; p != end[i]; ++p) {
-        if (*p != kHole) emit(*p);
+      begin[i] = end[i] = 0;
+      if (bucket[i] != kHole) starts.Range(bucket[i], &begin[i], &end[i]);
+      if (begin[i] != end[i]) entries.Prefetch(begin[i]);
+    }
+    const uint32_t removed = hole();
+    for (size_t i = 0; i < nk; ++i) {
+      for (size_t p = begin[i]; p != end[i]; ++p) {
+        const uint32_t slot = entries.Get(p);
+        if (slot != removed) emit(slot);
       }
       if (const std::vector<uint32_t>* extra = Overflow(keys[i])) {
         for (uint32_t slot : *extra) emit(slot);
@@ -241,15 +254,14 @@ struct MihIndex::Table {
     overflow[key].push_back(slot);
     ++overflow_entries;
   }
-  // Points the entry `from` under `key` at `to` (kHole to erase). The entry
-  // must exist.
+  // Points the entry `from` under `key` at `to` (kHole to erase; else
+  // to < from). The entry must exist.
   void Replace(uint64_t key, uint32_t from, uint32_t to) {
-    const uint32_t* b;
-    const uint32_t* e;
+    size_t b, e;
     Range(key, &b, &e);
-    for (const uint32_t* p = b; p != e; ++p) {
-      if (*p == from) {
-        entries[p - entries.data()] = to;
+    for (size_t p = b; p != e; ++p) {
+      if (entries.Get(p) == from) {
+        entries.Set(p, to == kHole ? hole() : to);
         if (to == kHole) ++holes;
         return;
       }
@@ -277,8 +289,7 @@ struct MihIndex::Table {
     for (const auto& kv : overflow) {
       overflow_bytes += 48 + kv.second.capacity() * sizeof(uint32_t);
     }
-    return starts.capacity() * sizeof(uint32_t) + entries.capacity() * sizeof(uint32_t) +
-           keys.memory_bytes() + overflow_bytes;
+    return starts.memory_bytes() + entries.memory_bytes() + keys.memory_bytes() + overflow_bytes;
   }
 };
 
@@ -368,28 +379,31 @@ void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
   t->overflow_entries = 0;
   t->holes = 0;
   t->keys.Clear();
-  std::vector<uint32_t>().swap(t->starts);
-  t->entries.assign(n, 0);
-  t->entries.shrink_to_fit();
+  t->starts.Clear();
+  // Slots are below n, so n itself (all ones at this width) marks a hole.
+  t->entries.Assign(n, PackedInts::WidthFor(n));
   t->direct = t->width <= kMaxDirectBits &&
               (size_t{1} << t->width) <= std::max<size_t>(kMinDirectBuckets, kDirectSlack * n);
+  // CSR offsets, built in full here and then compressed into t->starts.
+  std::vector<uint32_t> starts;
   if (t->direct) {
     // Counting sort by substring value; afterwards starts[b] is the end of
     // bucket b, shifted back by one place to become its beginning.
     const size_t nb = size_t{1} << t->width;
-    t->starts.assign(nb + 1, 0);
-    for (size_t s = 0; s < n; ++s) ++t->starts[SubstringOf(codes + s * cb, *t)];
+    starts.assign(nb + 1, 0);
+    for (size_t s = 0; s < n; ++s) ++starts[SubstringOf(codes + s * cb, *t)];
     uint32_t sum = 0;
     for (size_t b = 0; b < nb; ++b) {
-      const uint32_t c = t->starts[b];
-      t->starts[b] = sum;
+      const uint32_t c = starts[b];
+      starts[b] = sum;
       sum += c;
     }
     for (size_t s = 0; s < n; ++s) {
-      t->entries[t->starts[SubstringOf(codes + s * cb, *t)]++] = static_cast<uint32_t>(s);
+      t->entries.Set(starts[SubstringOf(codes + s * cb, *t)]++, static_cast<uint32_t>(s));
     }
-    for (size_t b = nb; b > 0; --b) t->starts[b] = t->starts[b - 1];
-    t->starts[0] = 0;
+    for (size_t b = nb; b > 0; --b) starts[b] = starts[b - 1];
+    starts[0] = 0;
+    t->starts.Build(starts.data(), nb);
     return;
   }
   std::vector<std::pair<uint64_t, uint32_t>> pairs(n);
@@ -401,12 +415,12 @@ void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
   for (size_t i = 0; i < n; ++i) {
     if (i == 0 || pairs[i].first != pairs[i - 1].first) {
       distinct.push_back(pairs[i].first);
-      t->starts.push_back(static_cast<uint32_t>(i));
+      starts.push_back(static_cast<uint32_t>(i));
     }
-    t->entries[i] = pairs[i].second;
+    t->entries.Set(i, pairs[i].second);
   }
-  t->starts.push_back(static_cast<uint32_t>(n));
-  t->starts.shrink_to_fit();
+  starts.push_back(static_cast<uint32_t>(n));
+  t->starts.Build(starts.data(), distinct.size());
   t->keys.Build(distinct);
 }
 
@@ -931,7 +945,7 @@ Status MihIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* c
 // table's geometry, CSR arrays, key map and overflow lists, as they are.
 Status MihIndex::SaveState(std::string* out) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
-  state_io::Put<uint32_t>(out, 1);
+  state_io::Put<uint32_t>(out, kStateVersion);
   state_io::Put<uint64_t>(out, n_at_choice_);
   state_io::PutVector(out, ids_);
   state_io::PutVector(out, codes_.data(), ids_.size() * code_bytes());
@@ -941,8 +955,8 @@ Status MihIndex::SaveState(std::string* out) const {
     state_io::Put<int32_t>(out, t.offset);
     state_io::Put<int32_t>(out, t.width);
     state_io::Put<uint8_t>(out, t.direct ? 1 : 0);
-    state_io::PutVector(out, t.starts);
-    state_io::PutVector(out, t.entries);
+    t.starts.AppendState(out);
+    t.entries.AppendState(out);
     t.keys.AppendState(out);
     state_io::Put<uint64_t>(out, t.overflow.size());
     for (const auto& [key, slots] : t.overflow) {
@@ -965,7 +979,7 @@ Status MihIndex::LoadState(std::string_view in) {
   std::vector<uint8_t> codes;
   IdSlotMap slot_of;
   HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &version));
-  if (version != 1) return Status::Corruption("MIH state version " + std::to_string(version));
+  if (version != kStateVersion) return Status::Corruption("MIH state version " + std::to_string(version));
   HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &n_at_choice));
   HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &ids));
   HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &codes));
@@ -988,22 +1002,20 @@ Status MihIndex::LoadState(std::string_view in) {
     if (t.width < 1 || t.width > 64 || t.offset < 0 || t.offset + t.width > bits()) {
       return Status::Corruption("MIH state: a table's substring is out of range");
     }
-    HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &t.starts));
-    HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &t.entries));
-    for (size_t b = 1; b < t.starts.size(); ++b) {
-      if (t.starts[b] < t.starts[b - 1]) return Status::Corruption("MIH state: bucket starts decrease");
-    }
-    if (!t.starts.empty() && t.starts.back() != t.entries.size()) {
+    HAMDB_RETURN_IF_ERROR(t.starts.LoadState(&in));
+    HAMDB_RETURN_IF_ERROR(t.entries.LoadState(&in));
+    if (t.starts.num_entries() != t.entries.size()) {
       return Status::Corruption("MIH state: bucket starts do not match the entries");
     }
-    if (t.direct && !t.starts.empty() && t.width < 64 &&
-        t.starts.size() != (size_t{1} << t.width) + 1) {
+    if (t.direct && t.starts.num_buckets() != 0 &&
+        (t.width > kMaxDirectBits || t.starts.num_buckets() != (size_t{1} << t.width))) {
       return Status::Corruption("MIH state: a direct table has the wrong number of buckets");
     }
-    for (uint32_t s : t.entries) {
-      if (!valid_slot(s)) return Status::Corruption("MIH state: an entry points past the items");
+    for (size_t i = 0; i < t.entries.size(); ++i) {
+      const uint32_t s = t.entries.Get(i);
+      if (s != t.hole() && s >= n) return Status::Corruption("MIH state: an entry points past the items");
     }
-    HAMDB_RETURN_IF_ERROR(t.keys.LoadState(&in, t.starts.empty() ? 0 : t.starts.size() - 1));
+    HAMDB_RETURN_IF_ERROR(t.keys.LoadState(&in, t.direct ? 0 : t.starts.num_buckets()));
     HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &overflow));
     for (uint64_t i = 0; i < overflow; ++i) {
       uint64_t key = 0;

@@ -50,6 +50,7 @@
 #include "index/binary_index.h"
 #include "core/hamming.h"
 #include "index/id_map.h"
+#include "index/packed_ints.h"
 #include "index/rw_lock.h"
 #include "index/scan.h"
 

@@ -41,7 +41,9 @@
 #include <exception>
 #include <fstream>
 #include <functional>
+#include <malloc.h>
 #include <memory>
+#include <unistd.h>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -124,6 +126,9 @@ struct Method {
   std::string params;
   double build_s = 0;
   double bytes_per_item = 0;
+  // Growth of the process's resident set while the index was built, per
+  // item (Flat and MIH; 0 = not measured).
+  double rss_bytes_per_item = 0;
   bool memory_estimated = false;
   // A GPUFlat whose searches ran on the device (gets a scan-rate line).
   bool gpu_flat_on_device = false;
@@ -280,6 +285,33 @@ Method OurMethod(BinaryIndex* index, const std::string& name, int threads, int n
   return m;
 }
 
+// The process's resident set in bytes (/proc/self/statm), after returning
+// freed heap memory to the system; 0 where it cannot be read.
+size_t ResidentBytes() {
+  malloc_trim(0);
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  if (!(statm >> pages >> resident)) return 0;
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// One line per Flat or MIH index: memory_bytes() and the resident-set growth
+// while it was built, both per item.
+std::string MemoryLines(const Built& b, size_t n, int bits, const std::string& data) {
+  std::string out;
+  for (const Method& m : b.methods) {
+    if (m.rss_bytes_per_item <= 0) continue;
+    char buf[256];
+    std::snprintf(buf, sizeof buf,
+                  "%s%s, n=%zu bits=%d data=%s: memory_bytes() %.1f B/item, resident set grew "
+                  "%.1f B/item while it was built\n",
+                  out.empty() ? "\n" : "", m.name.c_str(), n, bits, data.c_str(), m.bytes_per_item,
+                  m.rss_bytes_per_item);
+    out += buf;
+  }
+  return out.empty() ? out : out + "\n";
+}
+
 // Builds every wanted index over `codes`. FAISS errors propagate as
 // exceptions to the caller, which reports them.
 Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* codes,
@@ -292,12 +324,17 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
     if (!Wanted(a, name)) continue;
     std::fprintf(stderr, "  build hamdb %s ...\n", spec);
     HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> index, MakeIndex(spec, bits));
+    const size_t rss0 = ResidentBytes();
     const auto t0 = Clock::now();
     HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), codes, n));
     const double build = Seconds(t0);
+    const size_t rss1 = ResidentBytes();
     b->ours.push_back(std::move(index));
     Method m = OurMethod(b->ours.back().get(), "hamdb " + std::string(spec), threads);
     m.build_s = build;
+    if (rss0 > 0 && rss1 > rss0) {
+      m.rss_bytes_per_item = static_cast<double>(rss1 - rss0) / static_cast<double>(std::max<size_t>(1, n));
+    }
     b->methods.push_back(std::move(m));
   }
   if (Wanted(a, "bucket")) {
@@ -577,6 +614,11 @@ int RunBenchIndex(const BenchIndexArgs& a) {
           if (!st.ok()) return Fail(st);
         } catch (const std::exception& e) {
           return Fail(Status::Internal(std::string("building FAISS indexes: ") + e.what()));
+        }
+        {
+          const std::string memory = MemoryLines(built, n, bits, data);
+          table += memory;
+          std::printf("%s", memory.c_str());
         }
         // The exact reference: our Flat, built if it is not benchmarked.
         BinaryIndex* oracle = nullptr;

@@ -1,0 +1,147 @@
+// Compact arrays for the in-memory indexes.
+//
+// PackedInts: n unsigned integers of one bit width (1..32), packed LSB-first
+// into 64-bit words. An index that holds slot numbers below n stores each in
+// bit_width(n) bits instead of 32.
+//
+// BucketStarts: the bucket boundaries of a CSR array (bucket b holds entries
+// [start(b), start(b + 1))) as a unary bit vector: for each bucket, one 1 per
+// entry, then a 0. Each group of 64 buckets keeps its start as a uint32, so
+// finding bucket b is a walk over its group's bits (64 0s and the group's
+// entries' 1s; a word or two when buckets hold a few items each). It takes
+// 1 bit per entry and 1.5 bits per bucket, against 32 bits per bucket for an
+// array of uint32 offsets: the difference that matters when a hash table has
+// more buckets than items.
+//
+// Both are plain values: not thread-safe for writers, any number of readers.
+// Builders throw std::bad_alloc when out of memory, leaving the object empty.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+
+namespace hamdb {
+
+class PackedInts {
+ public:
+  // The width that holds every value in [0, max_value] (at least 1).
+  static int WidthFor(uint64_t max_value);
+
+  // n zeros of `width` bits, 1 <= width <= 32.
+  void Assign(size_t n, int width);
+  void Clear();
+
+  size_t size() const { return n_; }
+  int width() const { return width_; }
+  // The largest value an element holds: 2^width - 1.
+  uint32_t max_value() const { return mask_; }
+
+  uint32_t Get(size_t i) const {
+    const size_t bit = i * static_cast<size_t>(width_);
+    const size_t w = bit >> 6;
+    const unsigned off = bit & 63;
+    uint64_t v = words_[w] >> off;
+    if (off + width_ > 64) v |= words_[w + 1] << (64 - off);
+    return static_cast<uint32_t>(v) & mask_;
+  }
+  // v <= max_value().
+  void Set(size_t i, uint32_t v) {
+    const size_t bit = i * static_cast<size_t>(width_);
+    const size_t w = bit >> 6;
+    const unsigned off = bit & 63;
+    const uint64_t m = mask_;
+    words_[w] = (words_[w] & ~(m << off)) | (uint64_t{v} << off);
+    if (off + width_ > 64) {
+      const unsigned hi = 64 - off;
+      words_[w + 1] = (words_[w + 1] & ~(m >> hi)) | (uint64_t{v} >> hi);
+    }
+  }
+  void Prefetch(size_t i) const {
+    __builtin_prefetch(&words_[(i * static_cast<size_t>(width_)) >> 6]);
+  }
+
+  size_t memory_bytes() const { return words_.capacity() * sizeof(uint64_t); }
+
+  // Snapshots: the words as they are. LoadState checks the shape (and that
+  // no bit beyond the last element is set), not the values.
+  void AppendState(std::string* out) const;
+  Status LoadState(std::string_view* in);
+
+ private:
+  std::vector<uint64_t> words_;
+  size_t n_ = 0;
+  int width_ = 1;
+  uint32_t mask_ = 1;
+};
+
+class BucketStarts {
+ public:
+  // From CSR offsets starts[0, nb]: starts[0] == 0, non-decreasing, and
+  // starts[nb] < 2^32.
+  void Build(const uint32_t* starts, size_t nb);
+  void Clear();
+
+  size_t num_buckets() const { return nb_; }
+  size_t num_entries() const { return entries_; }
+
+  // Bucket b (< num_buckets()) holds entries [*begin, *end).
+  void Range(size_t b, size_t* begin, size_t* end) const {
+    const size_t g = b >> kGroupShift;
+    const size_t j = b & (kGroup - 1);
+    // The group's first bit: the 1s of the buckets before it, plus their 0s.
+    size_t pos = base_[g] + (g << kGroupShift);
+    if (j > 0) pos = SelectZeroFrom(pos, static_cast<unsigned>(j - 1)) + 1;
+    *begin = pos - b;  // bits before pos: b 0s, the rest 1s
+    *end = *begin + RunOfOnes(pos);
+  }
+
+  // Two prefetch stages for a batch of lookups: the group's base, then
+  // (having it) the bit-vector word where the group starts.
+  void PrefetchBase(size_t b) const { __builtin_prefetch(&base_[b >> kGroupShift]); }
+  void PrefetchBits(size_t b) const {
+    const size_t g = b >> kGroupShift;
+    const size_t word = (base_[g] + (g << kGroupShift)) >> 6;
+    __builtin_prefetch(&bits_[word]);
+    __builtin_prefetch(&bits_[word] + 8);  // a group may run into the next line
+  }
+
+  size_t memory_bytes() const {
+    return bits_.capacity() * sizeof(uint64_t) + base_.capacity() * sizeof(uint32_t);
+  }
+
+  // Snapshots: the bit vector and its counts; the group bases are
+  // recomputed on load, after checking that the vector holds exactly nb 0s
+  // and `entries` 1s.
+  void AppendState(std::string* out) const;
+  Status LoadState(std::string_view* in);
+
+ private:
+  static constexpr int kGroupShift = 6;  // a base per 64 buckets
+  static constexpr size_t kGroup = size_t{1} << kGroupShift;
+
+  // Position of the r-th 0 (0-based) at or after bit `pos`; it exists.
+  size_t SelectZeroFrom(size_t pos, unsigned r) const;
+  // Number of consecutive 1s from bit `pos` (the vector ends in 1s after a
+  // final 0, so the run always ends inside it).
+  size_t RunOfOnes(size_t pos) const {
+    size_t w = pos >> 6;
+    uint64_t x = ~bits_[w] >> (pos & 63);
+    if (x != 0) return static_cast<size_t>(__builtin_ctzll(x));
+    size_t len = 64 - (pos & 63);
+    while ((x = ~bits_[++w]) == 0) len += 64;
+    return len + static_cast<size_t>(__builtin_ctzll(x));
+  }
+  void BuildBases();
+
+  std::vector<uint64_t> bits_;  // nb_ + entries_ bits, then 1s to the word's end, then a word of 1s
+  std::vector<uint32_t> base_;  // base_[g] = entries in the buckets before bucket g * 64
+  size_t nb_ = 0;
+  size_t entries_ = 0;
+};
+
+}  // namespace hamdb
