@@ -10,7 +10,10 @@
 //   kPopcnt   the POPCNT instruction (x86-64-v2)
 //   kAvx2     AVX2 nibble-lookup popcount for codes of 64 bytes and more,
 //             POPCNT below that
-// The environment variable HAMDB_HAMMING_ISA=generic|popcnt|avx2 caps the
+//   kAvx512   AVX-512 VPOPCNTDQ (with F, BW and VL) for 8, 16 and 32-byte
+//             codes and from 64 bytes up (a scan of 8-byte codes XORs and
+//             counts eight codes per instruction), POPCNT for other sizes
+// The environment variable HAMDB_HAMMING_ISA=generic|popcnt|avx2|avx512 caps the
 // choice (useful for benchmarks); an unsupported request falls back to the
 // best supported set below it. On non-x86 builds only kGeneric exists.
 //
@@ -24,7 +27,7 @@
 
 namespace hamdb {
 
-enum class HammingIsa { kGeneric = 0, kPopcnt = 1, kAvx2 = 2 };
+enum class HammingIsa { kGeneric = 0, kPopcnt = 1, kAvx2 = 2, kAvx512 = 3 };
 
 const char* HammingIsaName(HammingIsa isa);
 // True when this CPU (and this build) can run `isa`.
@@ -47,8 +50,9 @@ struct HammingKernel {
 };
 
 // The kernel for `code_bytes`-byte codes on `isa` (which must be supported).
-// For kAvx2 and codes under 64 bytes this is the kPopcnt kernel (its isa
-// field says so).
+// For kAvx2 and codes under 64 bytes, and for kAvx512 and other sizes under
+// 64 bytes than 8, 16 and 32, this is the kPopcnt kernel (its isa field says
+// so).
 HammingKernel SelectHammingKernel(size_t code_bytes, HammingIsa isa);
 // The kernel for `code_bytes`-byte codes on BestHammingIsa().
 HammingKernel SelectHammingKernel(size_t code_bytes);

@@ -32,7 +32,8 @@ int RunBenchHamming(const BenchHammingArgs& a) {
     for (auto& b : q) b = rng() & 0xff;
     std::vector<uint16_t> out(a.n);
     double generic_ns = 0;
-    for (HammingIsa isa : {HammingIsa::kGeneric, HammingIsa::kPopcnt, HammingIsa::kAvx2}) {
+    for (HammingIsa isa :
+         {HammingIsa::kGeneric, HammingIsa::kPopcnt, HammingIsa::kAvx2, HammingIsa::kAvx512}) {
       if (!HammingIsaSupported(isa)) continue;
       const HammingKernel k = SelectHammingKernel(nb, isa);
       if (k.isa != isa) continue;  // the same kernel as a row above
