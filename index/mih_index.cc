@@ -40,7 +40,7 @@ constexpr size_t kMinProbeSize = 512;
 // Calibrated from forced-probe and forced-scan timings at 64 bits and
 // 100k, 1M and 10M items, with the lookups prefetched in batches
 // (Table::ForEachSlot); MissCostScale adds the growth with n.
-constexpr double kKeyCost = 24.0;
+constexpr double kKeyCost = 16.0;
 constexpr double kCandidateCost = 10.0;
 // Candidates buffered before one distances_indexed call.
 constexpr size_t kFlushBatch = 256;

@@ -132,16 +132,25 @@ void BucketStarts::Clear() {
   entries_ = 0;
 }
 
+int BucketStarts::ChooseGroupShift(size_t nb, size_t entries) {
+  int shift = 6;
+  // Expected bits per group: (buckets per group) x (1 + entries per bucket).
+  while (shift > 3 && nb > 0 && (size_t{1} << shift) * (nb + entries) > 128 * nb) --shift;
+  return shift;
+}
+
 void BucketStarts::BuildBases() {
-  std::vector<uint32_t> base((nb_ + kGroup - 1) >> kGroupShift);
+  group_shift_ = ChooseGroupShift(nb_, entries_);
+  const size_t group = size_t{1} << group_shift_;
+  std::vector<uint32_t> base((nb_ + group - 1) >> group_shift_);
   size_t zeros = 0, last_zero = 0;
   for (size_t w = 0; w < bits_.size() && zeros < nb_; ++w) {
     uint64_t x = ~bits_[w];
     while (x != 0 && zeros < nb_) {
-      if ((zeros & (kGroup - 1)) == 0) {
+      if ((zeros & (group - 1)) == 0) {
         // The first bit of bucket `zeros` is just after the previous 0.
         const size_t pos = zeros == 0 ? 0 : last_zero + 1;
-        base[zeros >> kGroupShift] = static_cast<uint32_t>(pos - zeros);
+        base[zeros >> group_shift_] = static_cast<uint32_t>(pos - zeros);
       }
       last_zero = w * 64 + static_cast<unsigned>(__builtin_ctzll(x));
       x &= x - 1;

@@ -6,12 +6,12 @@
 //
 // BucketStarts: the bucket boundaries of a CSR array (bucket b holds entries
 // [start(b), start(b + 1))) as a unary bit vector: for each bucket, one 1 per
-// entry, then a 0. Each group of 64 buckets keeps its start as a uint32, so
-// finding bucket b is a walk over its group's bits (64 0s and the group's
-// entries' 1s; a word or two when buckets hold a few items each). It takes
-// 1 bit per entry and 1.5 bits per bucket, against 32 bits per bucket for an
-// array of uint32 offsets: the difference that matters when a hash table has
-// more buckets than items.
+// entry, then a 0. Each group of 64 buckets (fewer when buckets are full:
+// a group spans about 128 bits at most) keeps its start as a uint32, so
+// finding bucket b is a walk over a word or two of its group's bits. It
+// takes 1 bit per entry and 1.5-5 bits per bucket, against 32 bits per
+// bucket for an array of uint32 offsets: the difference that matters when a
+// hash table has more buckets than items.
 //
 // Both are plain values: not thread-safe for writers, any number of readers.
 // Builders throw std::bad_alloc when out of memory, leaving the object empty.
@@ -91,10 +91,10 @@ class BucketStarts {
 
   // Bucket b (< num_buckets()) holds entries [*begin, *end).
   void Range(size_t b, size_t* begin, size_t* end) const {
-    const size_t g = b >> kGroupShift;
-    const size_t j = b & (kGroup - 1);
+    const size_t g = b >> group_shift_;
+    const size_t j = b & ((size_t{1} << group_shift_) - 1);
     // The group's first bit: the 1s of the buckets before it, plus their 0s.
-    size_t pos = base_[g] + (g << kGroupShift);
+    size_t pos = base_[g] + (g << group_shift_);
     if (j > 0) pos = SelectZeroFrom(pos, static_cast<unsigned>(j - 1)) + 1;
     *begin = pos - b;  // bits before pos: b 0s, the rest 1s
     *end = *begin + RunOfOnes(pos);
@@ -102,10 +102,10 @@ class BucketStarts {
 
   // Two prefetch stages for a batch of lookups: the group's base, then
   // (having it) the bit-vector word where the group starts.
-  void PrefetchBase(size_t b) const { __builtin_prefetch(&base_[b >> kGroupShift]); }
+  void PrefetchBase(size_t b) const { __builtin_prefetch(&base_[b >> group_shift_]); }
   void PrefetchBits(size_t b) const {
-    const size_t g = b >> kGroupShift;
-    const size_t word = (base_[g] + (g << kGroupShift)) >> 6;
+    const size_t g = b >> group_shift_;
+    const size_t word = (base_[g] + (g << group_shift_)) >> 6;
     __builtin_prefetch(&bits_[word]);
     __builtin_prefetch(&bits_[word] + 8);  // a group may run into the next line
   }
@@ -121,8 +121,9 @@ class BucketStarts {
   Status LoadState(std::string_view* in);
 
  private:
-  static constexpr int kGroupShift = 6;  // a base per 64 buckets
-  static constexpr size_t kGroup = size_t{1} << kGroupShift;
+  // Buckets per group: 64, or fewer (down to 8) when buckets hold enough
+  // entries that a group would span more than about 128 bits.
+  static int ChooseGroupShift(size_t nb, size_t entries);
 
   // Position of the r-th 0 (0-based) at or after bit `pos`; it exists.
   size_t SelectZeroFrom(size_t pos, unsigned r) const;
@@ -139,7 +140,8 @@ class BucketStarts {
   void BuildBases();
 
   std::vector<uint64_t> bits_;  // nb_ + entries_ bits, then 1s to the word's end, then a word of 1s
-  std::vector<uint32_t> base_;  // base_[g] = entries in the buckets before bucket g * 64
+  std::vector<uint32_t> base_;  // base_[g] = entries in the buckets before group g
+  int group_shift_ = 6;         // log2(buckets per group), from nb_ and entries_
   size_t nb_ = 0;
   size_t entries_ = 0;
 };

@@ -114,6 +114,14 @@ TEST(BucketStarts, RangesEqualTheOffsets) {
     EXPECT_TRUE(in.empty());
     ExpectSameRanges(t, starts);
   }
+  // Full buckets (a few entries each, so groups of fewer than 64 buckets).
+  for (uint32_t mean : {2u, 5u, 12u, 40u}) {
+    std::vector<uint32_t> dense(3001, 0);
+    for (size_t b = 0; b < 3000; ++b) dense[b + 1] = dense[b] + static_cast<uint32_t>(rng() % (2 * mean + 1));
+    BucketStarts d;
+    d.Build(dense.data(), 3000);
+    ExpectSameRanges(d, dense);
+  }
   // All entries in one bucket; all buckets empty.
   const std::vector<uint32_t> one = {0, 0, 5000, 5000};
   BucketStarts s;

@@ -18,6 +18,10 @@
 //               FAISS estimated from the sizes of its stored arrays
 //   p50 / p99   single-query latency in ms (one query per call)
 //   QPS         batch throughput (all queries in one call)
+//   vs ceiling  bytes of codes one query (n codes in p50) and the batch
+//               (QPS x n query-code pairs) cover per second, as a share of
+//               the machine's streaming XOR + popcount rate over
+//               --ceiling-gib GiB with all threads (measured first)
 //   recall@k    tie-aware recall against our exact Flat answer
 //   exact       "ids+dists": identical (distance, id) lists; "dists":
 //               identical distance lists (ties may list other ids); "no"
@@ -35,6 +39,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -52,6 +57,7 @@
 #include "index/binary_index.h"
 #include "index/bucket_index.h"
 #include "core/binary_code.h"
+#include "core/hamming.h"
 #include "index/faiss_ivf_index.h"
 #include "index/gpu/gpu_flat_index.h"
 #include "index/gpu/gpu_list_index.h"
@@ -97,6 +103,8 @@ struct BenchIndexArgs {
   uint64_t seed = 1;
   // Device memory bandwidth in GB/s for the GPUFlat scan-rate line (H100 SXM: 3350).
   double gpu_bandwidth_gbs = 3350;
+  // Size of the streaming-ceiling buffer in GiB (0: not measured).
+  double ceiling_gib = 1.0;
   std::string out;
 };
 
@@ -115,6 +123,7 @@ std::string CommandLine(const BenchIndexArgs& a) {
     << " --nflip " << Join(a.nflip) << " --nprobe " << Join(a.nprobe) << " --bucket-nprobe "
     << Join(a.bucket_nprobe) << " --nlist " << a.nlist << " --centres " << a.centres << " --flip "
     << a.flip << " --seed " << a.seed;
+  if (a.ceiling_gib != 1.0) s << " --ceiling-gib " << a.ceiling_gib;
   const bool gpu = std::count(a.methods.begin(), a.methods.end(), "gpu-flat") > 0;
   if (gpu) s << " --gpu-bandwidth " << a.gpu_bandwidth_gbs;
   return s.str();
@@ -220,12 +229,21 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 std::string FormatRow(size_t n, int bits, const std::string& data, size_t k, const Row& r,
-                      double faiss_flat_qps, double faiss_flat_p50) {
-  char buf[512];
+                      double faiss_flat_qps, double faiss_flat_p50, double ceiling_gbs) {
+  char buf[640];
   if (!r.error.empty()) {
-    std::snprintf(buf, sizeof buf, "| %zu | %d | %s | %zu | %s | %s | error: %s |||||||||\n", n,
+    std::snprintf(buf, sizeof buf, "| %zu | %d | %s | %zu | %s | %s | error: %s ||||||||||\n", n,
                   bits, data.c_str(), k, r.name.c_str(), r.params.c_str(), r.error.c_str());
     return buf;
+  }
+  // The bytes of codes a search covers per second, against the ceiling: one
+  // query (n codes in p50) and the batch (QPS x n query-code pairs).
+  char ceiling[64] = "-";
+  if (ceiling_gbs > 0 && r.p50_ms > 0 && r.qps > 0) {
+    const double bytes = static_cast<double>(n) * static_cast<double>(code_bytes(bits));
+    std::snprintf(ceiling, sizeof ceiling, "%.0f%% / %.0f%%",
+                  100.0 * bytes / (r.p50_ms / 1e3) / 1e9 / ceiling_gbs,
+                  100.0 * bytes * r.qps / 1e9 / ceiling_gbs);
   }
   char speedup[64] = "-";
   if (faiss_flat_qps > 0 && r.qps > 0) {
@@ -233,11 +251,11 @@ std::string FormatRow(size_t n, int bits, const std::string& data, size_t k, con
                   faiss_flat_p50 / r.p50_ms);
   }
   std::snprintf(buf, sizeof buf,
-                "| %zu | %d | %s | %zu | %s | %s | %.2f | %.1f%s | %.3f | %.3f | %.0f | %s | %.4f "
-                "| %s |\n",
+                "| %zu | %d | %s | %zu | %s | %s | %.2f | %.1f%s | %.3f | %.3f | %.0f | %s | %s | "
+                "%.4f | %s |\n",
                 n, bits, data.c_str(), k, r.name.c_str(), r.params.c_str(), r.build_s,
                 r.bytes_per_item, r.memory_estimated ? " (est.)" : "", r.p50_ms, r.p99_ms, r.qps,
-                speedup, r.recall, r.exact.c_str());
+                speedup, ceiling, r.recall, r.exact.c_str());
   return buf;
 }
 
@@ -283,6 +301,53 @@ Method OurMethod(BinaryIndex* index, const std::string& name, int threads, int n
     for (size_t i = 0; i < nq; ++i) (*out)[i] = std::move(results[i].neighbors);
   };
   return m;
+}
+
+// The machine's streaming ceiling in GB/s: every thread XORs and counts its
+// slice of a `gib` GiB buffer of 8-byte words with the best Hamming kernel
+// (the instructions a Flat scan of 64-bit codes runs, without the top-k).
+// The median of three passes; 0 when gib <= 0.
+double MeasureCeiling(double gib, int threads) {
+  if (gib <= 0) return 0;
+  const size_t words = static_cast<size_t>(gib * static_cast<double>(size_t{1} << 30)) / 8;
+  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+  const size_t slice = (words + threads - 1) / threads;
+  auto run = [&](auto&& body) {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      const size_t begin = std::min(words, t * slice), end = std::min(words, begin + slice);
+      pool.emplace_back([&body, begin, end] { body(begin, end); });
+    }
+    for (std::thread& th : pool) th.join();
+  };
+  // Each thread touches its own slice first (pages land on its node).
+  run([&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) buf[i] = (i + 1) * 0x9e3779b97f4a7c15ULL;
+  });
+  const HammingKernel kernel = SelectHammingKernel(8);
+  const uint8_t query[8] = {0x5a, 0xa5, 0x3c, 0xc3, 0x0f, 0xf0, 0x66, 0x99};
+  std::atomic<uint64_t> sink{0};
+  std::vector<double> seconds;
+  for (int rep = 0; rep < 3; ++rep) {
+    const auto t0 = Clock::now();
+    run([&](size_t begin, size_t end) {
+      constexpr size_t kChunk = 4096;
+      uint16_t out[kChunk];
+      uint64_t local = 0;
+      for (size_t i = begin; i < end; i += kChunk) {
+        const size_t m = std::min(kChunk, end - i);
+        kernel.distances(query, reinterpret_cast<const uint8_t*>(buf.get() + i), m, 8, out);
+        local += out[0] + out[m - 1];
+      }
+      sink += local;
+    });
+    seconds.push_back(Seconds(t0));
+  }
+  std::sort(seconds.begin(), seconds.end());
+  const double gbs = static_cast<double>(words) * 8 / seconds[1] / 1e9;
+  std::fprintf(stderr, "  ceiling: %.1f GB/s (checksum %llu)\n", gbs,
+               static_cast<unsigned long long>(sink.load()));
+  return gbs;
 }
 
 // The process's resident set in bytes (/proc/self/statm), after returning
@@ -585,10 +650,25 @@ int RunBenchIndex(const BenchIndexArgs& a) {
                           : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   omp_set_num_threads(threads);
 
-  std::string table =
+  std::fprintf(stderr, "[bench index] streaming ceiling over %.2f GiB, %d threads ...\n",
+               a.ceiling_gib, threads);
+  const double ceiling_gbs = MeasureCeiling(a.ceiling_gib, threads);
+  std::string table;
+  if (ceiling_gbs > 0) {
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "Streaming ceiling: XOR + popcount (%s kernel) over %.2f GiB with %d threads: "
+                  "%.1f GB/s = %.2f G 64-bit codes/s (median of 3). The \"vs ceiling\" column is "
+                  "the bytes of codes one query (n codes in p50) and the batch (QPS x n) cover per "
+                  "second, as a share of it.\n\n",
+                  HammingIsaName(BestHammingIsa()), a.ceiling_gib, threads, ceiling_gbs,
+                  ceiling_gbs / 8);
+    table += line;
+  }
+  table +=
       "| n | bits | data | k | method | params | build s | B/item | p50 ms | p99 ms | batch QPS | "
-      "vs FAISS Flat (QPS / p50) | recall@k | exact |\n"
-      "|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n";
+      "vs FAISS Flat (QPS / p50) | vs ceiling (p50 / batch) | recall@k | exact |\n"
+      "|---:|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n";
   std::printf("%s", table.c_str());
   std::fflush(stdout);
   for (size_t n : a.n) {
@@ -652,7 +732,7 @@ int RunBenchIndex(const BenchIndexArgs& a) {
             }
           }
           for (const Row& r : rows) {
-            const std::string line = FormatRow(n, bits, data, k, r, flat_qps, flat_p50);
+            const std::string line = FormatRow(n, bits, data, k, r, flat_qps, flat_p50, ceiling_gbs);
             table += line;
             std::printf("%s", line.c_str());
           }
@@ -713,6 +793,9 @@ void AddBenchIndexCommand(CLI::App* bench, int* exit_code) {
   cmd->add_option("--nlist", a->nlist, "IndexBinaryIVF lists (0 = clamp(sqrt(n), 16, 1024))")
       ->capture_default_str();
   cmd->add_option("--seed", a->seed, "Data seed")->capture_default_str();
+  cmd->add_option("--ceiling-gib", a->ceiling_gib,
+                  "GiB streamed to measure the machine's XOR + popcount ceiling (0: skip)")
+      ->capture_default_str();
   cmd->add_option("--gpu-bandwidth", a->gpu_bandwidth_gbs,
                   "Device memory bandwidth in GB/s for the GPUFlat scan-rate line")
       ->capture_default_str();
