@@ -661,7 +661,7 @@ int RunBenchIndex(const BenchIndexArgs& a) {
                   "%.1f GB/s = %.2f G 64-bit codes/s (median of 3). The \"vs ceiling\" column is "
                   "the bytes of codes one query (n codes in p50) and the batch (QPS x n) cover per "
                   "second, as a share of it.\n\n",
-                  HammingIsaName(BestHammingIsa()), a.ceiling_gib, threads, ceiling_gbs,
+                  HammingIsaName(SelectHammingKernel(8).isa), a.ceiling_gib, threads, ceiling_gbs,
                   ceiling_gbs / 8);
     table += line;
   }
