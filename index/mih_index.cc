@@ -257,8 +257,11 @@ struct MihIndex::Table {
   // Points the entry `from` under `key` at `to` (kHole to erase; else
   // to < from). The entry must exist.
   void Replace(uint64_t key, uint32_t from, uint32_t to) {
-    size_t b, e;
-    Range(key, &b, &e);
+    size_t b = 0, e = 0;
+    // The CSR holds slots below hole() only: a larger `from` (at or above
+    // the n of the last rebuild) is in the overflow, and comparing it with
+    // packed entries could take a removed entry for it.
+    if (from < hole()) Range(key, &b, &e);
     for (size_t p = b; p != e; ++p) {
       if (entries.Get(p) == from) {
         entries.Set(p, to == kHole ? hole() : to);

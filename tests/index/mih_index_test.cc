@@ -266,6 +266,64 @@ TEST(MihIndexTest, WritesDuringBackgroundCompactionsAuto) {
   RunWritesDuringCompactions("MIH", 6);
 }
 
+// The tables pack slots in bit_width(n) bits and mark a removed entry with
+// the all-ones value: after a bulk load of 8000 items that is 8191, a slot
+// number the overflow reaches as the index grows. With every code equal,
+// each table has one bucket, holding a removed entry once an item is gone;
+// erasing or moving the item at slot 8191 must not take that entry for it.
+TEST(MihIndexTest, SlotsAtThePackedHoleValueStayExact) {
+  auto index = std::move(MihIndex::Create(64, 4)).value();
+  auto flat = Make("Flat", 64);
+  const std::vector<uint8_t> code = {1, 2, 3, 4, 5, 6, 7, 8};
+  const auto add = [&](uint64_t first, size_t n) {
+    std::vector<uint64_t> ids(n);
+    std::vector<uint8_t> codes;
+    for (size_t i = 0; i < n; ++i) {
+      ids[i] = first + i;
+      codes.insert(codes.end(), code.begin(), code.end());
+    }
+    ASSERT_TRUE(index->Add(ids.data(), codes.data(), n).ok());
+    ASSERT_TRUE(flat->Add(ids.data(), codes.data(), n).ok());
+  };
+  const auto remove = [&](uint64_t id) {
+    size_t a = 0, b = 0;
+    ASSERT_TRUE(index->Remove(&id, 1, &a).ok());
+    ASSERT_TRUE(flat->Remove(&id, 1, &b).ok());
+    ASSERT_EQ(a, b);
+  };
+  const auto check = [&](const std::string& step) {
+    ASSERT_EQ(index->size(), flat->size()) << step;
+    ExpectSameAsFlat(*flat, *index, code.data(), 1, {1, 10, 5000}, {0, 64}, true, step);
+    // The same through the probe path alone (the cost model would scan here).
+    SearchParams probe;
+    probe.mih_mode = 1;
+    for (size_t k : {size_t{1}, size_t{9000}}) {
+      auto want = flat->Search(code.data(), k, SearchParams());
+      auto got = index->Search(code.data(), k, probe);
+      ASSERT_TRUE(want.ok() && got.ok()) << step;
+      ASSERT_EQ(got->neighbors.size(), want->neighbors.size()) << step << " k=" << k;
+      for (size_t i = 0; i < want->neighbors.size(); ++i) {
+        ASSERT_EQ(got->neighbors[i].id, want->neighbors[i].id) << step << " k=" << k << " i=" << i;
+        ASSERT_EQ(got->neighbors[i].distance, want->neighbors[i].distance) << step;
+      }
+    }
+    auto want = flat->RangeSearch(code.data(), 0, SearchParams());
+    auto got = index->RangeSearch(code.data(), 0, probe);
+    ASSERT_TRUE(want.ok() && got.ok()) << step;
+    ASSERT_EQ(got->neighbors.size(), want->neighbors.size()) << step << " range";
+  };
+  add(1, 8000);  // bulk: 13-bit entries, 8191 marks a removed one
+  remove(500);   // a removed entry in the one bucket
+  for (uint64_t id = 8001; id <= 8193; ++id) add(id, 1);  // slots 7999..8191, in the overflow
+  check("grown past slot 8191");
+  remove(8193);  // the item at slot 8191
+  check("slot 8191 erased");
+  add(9000, 1);  // slot 8191 again
+  check("slot 8191 reused");
+  remove(8100);  // moves slot 8191 into the hole at 8098
+  check("slot 8191 moved");
+}
+
 TEST(MihIndexTest, IncrementalWritesAuto64Clustered) {
   RunWriteSequence("MIH", 64, DataKind::kClustered, 1);
 }
