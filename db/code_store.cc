@@ -195,6 +195,31 @@ struct CodeStore::Impl {
     return x;
   }
 
+  // Deletes what no collection will read from snapshots/: a snapshot whose
+  // collection was dropped while it was being written, and a .tmp file a
+  // crash left behind. Files it does not recognise stay. Best effort: a
+  // file that cannot be listed or deleted stays too (it is never read).
+  void RemoveStraySnapshots() {
+    const std::string folder = (std::filesystem::path(dir) / sf::kSnapshotDir).string();
+    std::vector<std::string> children;
+    if (!fs->GetChildren(folder, rocksdb::IOOptions(), &children, nullptr).ok()) return;
+    std::unordered_set<uint32_t> live;
+    for (const auto& [name, info] : collections) live.insert(info.internal_id);
+    for (const std::string& child : children) {
+      bool stray = child.size() > 4 && child.compare(child.size() - 4, 4, ".tmp") == 0;
+      const size_t dot = child.find(".hidx");
+      if (!stray && child.size() > 6 && child[0] == 'c' && dot != std::string::npos &&
+          dot + 5 == child.size() && dot > 1 &&
+          child.find_first_not_of("0123456789", 1) == dot) {
+        const uint64_t cid = std::stoull(child.substr(1, dot - 1));
+        stray = cid > UINT32_MAX || live.count(static_cast<uint32_t>(cid)) == 0;
+      }
+      if (stray) {
+        fs->DeleteFile(folder + "/" + child, rocksdb::IOOptions(), nullptr).PermitUncheckedError();
+      }
+    }
+  }
+
   Status LoadRegistry() {
     std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), meta_cf));
     const std::string prefix = sf::kCollectionPrefix;
@@ -590,6 +615,7 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
     return FromRocks(s, "read next collection id");
   }
   HAMDB_RETURN_IF_ERROR(impl->LoadRegistry());
+  impl->RemoveStraySnapshots();
   return std::unique_ptr<CodeStore>(new CodeStore(std::move(impl)));
 }
 

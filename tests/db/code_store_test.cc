@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 
@@ -56,6 +58,33 @@ TEST(CodeStore, CollectionsCreateListDrop) {
   list = store->ListCollections();
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->size(), 2u);
+}
+
+// Open deletes the snapshot files no collection reads (a dropped
+// collection's, an interrupted write's .tmp) and keeps the rest.
+TEST(CodeStore, OpenRemovesSnapshotsNoCollectionReads) {
+  TempDir tmp;
+  const std::string db = tmp.sub("db");
+  std::string kept, dropped;
+  {
+    auto store = std::move(CodeStore::Open(db)).value();
+    ASSERT_TRUE(store->CreateCollection({"a", 64, "Flat"}).ok());
+    ASSERT_TRUE(store->CreateCollection({"b", 64, "Flat"}).ok());
+    kept = store->SnapshotPath(*store->GetCollection("a"));
+    dropped = store->SnapshotPath(*store->GetCollection("b"));
+    ASSERT_TRUE(store->DropCollection("b").ok());
+  }
+  const std::filesystem::path folder = std::filesystem::path(kept).parent_path();
+  std::filesystem::create_directories(folder);
+  for (const std::string& f : {kept, dropped, kept + ".tmp", (folder / "README").string()}) {
+    std::ofstream(f) << "x";
+  }
+  auto store = CodeStore::Open(db);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_TRUE(std::filesystem::exists(kept));
+  EXPECT_FALSE(std::filesystem::exists(dropped));
+  EXPECT_FALSE(std::filesystem::exists(kept + ".tmp"));
+  EXPECT_TRUE(std::filesystem::exists(folder / "README"));
 }
 
 TEST(CodeStore, InvalidInputsGiveClearErrors) {
