@@ -37,9 +37,12 @@ inline std::string CommandLine(const std::string& prefix, const CLI::App* cmd) {
   return line;
 }
 
-inline StatusOr<std::unique_ptr<CodeStore>> OpenStore(const std::string& dir, bool create = true) {
+// salvage_wal: see StoreOpenOptions (the --salvage-wal flag of serve and check).
+inline StatusOr<std::unique_ptr<CodeStore>> OpenStore(const std::string& dir, bool create = true,
+                                                      bool salvage_wal = false) {
   StoreOpenOptions o;
   o.create_if_missing = create;
+  o.salvage_wal = salvage_wal;
   return CodeStore::Open(dir, o);
 }
 

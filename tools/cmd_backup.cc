@@ -117,10 +117,7 @@ int RunCheck(const CheckArgs& a) {
       bad += CheckSnapshots(CodeStore::BackupSnapshotDir(a.backup, b.id));
     }
   } else {
-    StoreOpenOptions open;
-    open.create_if_missing = false;
-    open.salvage_wal = a.salvage_wal;
-    auto store = CodeStore::Open(a.db, open);
+    auto store = OpenStore(a.db, /*create=*/false, a.salvage_wal);
     uint64_t items = 0;
     Status s = store.ok() ? (*store)->Check(&items) : store.status();
     if (s.ok()) {

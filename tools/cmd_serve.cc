@@ -53,9 +53,7 @@ struct ServeArgs {
 int RunServe(const ServeArgs& a) {
   Status logging = ConfigureLogging(a.log_format, a.log_level);
   if (!logging.ok()) return Fail(logging);
-  StoreOpenOptions open;
-  open.salvage_wal = a.salvage_wal;
-  auto store = CodeStore::Open(a.db, open);
+  auto store = OpenStore(a.db, /*create=*/true, a.salvage_wal);
   if (!store.ok()) return Fail(store.status());
 
   http::ServiceOptions so;

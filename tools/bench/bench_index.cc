@@ -62,6 +62,7 @@
 #include "index/gpu/gpu_flat_index.h"
 #include "index/gpu/gpu_list_index.h"
 #include "index/mih_index.h"
+#include "index/parallel.h"
 #include "index/synthetic.h"
 #include "tools/bench/bench_report.h"
 #include "tools/cli_common.h"
@@ -312,25 +313,24 @@ double MeasureCeiling(double gib, int threads) {
   const size_t words = static_cast<size_t>(gib * static_cast<double>(size_t{1} << 30)) / 8;
   std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
   const size_t slice = (words + threads - 1) / threads;
+  // One task per thread, each over its own slice of the buffer.
   auto run = [&](auto&& body) {
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) {
-      const size_t begin = std::min(words, t * slice), end = std::min(words, begin + slice);
-      pool.emplace_back([&body, begin, end] { body(begin, end); });
-    }
-    for (std::thread& th : pool) th.join();
+    return ThreadPool::Default().ParallelFor(threads, threads, [&](size_t t) {
+      const size_t begin = std::min(words, t * slice);
+      body(begin, std::min(words, begin + slice));
+    });
   };
   // Each thread touches its own slice first (pages land on its node).
-  run([&](size_t begin, size_t end) {
+  Status st = run([&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) buf[i] = (i + 1) * 0x9e3779b97f4a7c15ULL;
   });
   const HammingKernel kernel = SelectHammingKernel(8);
   const uint8_t query[8] = {0x5a, 0xa5, 0x3c, 0xc3, 0x0f, 0xf0, 0x66, 0x99};
   std::atomic<uint64_t> sink{0};
   std::vector<double> seconds;
-  for (int rep = 0; rep < 3; ++rep) {
+  for (int rep = 0; rep < 3 && st.ok(); ++rep) {
     const auto t0 = Clock::now();
-    run([&](size_t begin, size_t end) {
+    st = run([&](size_t begin, size_t end) {
       constexpr size_t kChunk = 4096;
       uint16_t out[kChunk];
       uint64_t local = 0;
@@ -342,6 +342,10 @@ double MeasureCeiling(double gib, int threads) {
       sink += local;
     });
     seconds.push_back(Seconds(t0));
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "  ceiling not measured: %s\n", st.ToString().c_str());
+    return 0;
   }
   std::sort(seconds.begin(), seconds.end());
   const double gbs = static_cast<double>(words) * 8 / seconds[1] / 1e9;
