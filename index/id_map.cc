@@ -122,6 +122,8 @@ Status DenseSlots::Upsert(const uint64_t* ids, const uint8_t* codes, size_t n, c
   try {
     ReserveForAppend(&ids_, n);
     ReserveForAppend(&codes_, n * cb);
+    // A first load sizes the id map once instead of doubling it log(n) times.
+    if (ids_.empty()) slot_of_.Reserve(n, ids_.data());
     for (size_t i = 0; i < n; ++i) {
       const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
       if (slot != IdSlotMap::kNoSlot) {

@@ -39,13 +39,11 @@ constexpr size_t kMinProbeSize = 512;
 // usually a cache miss; a candidate costs a random code load and a check.
 // Calibrated from forced-probe and forced-scan timings at 64 bits and
 // 100k, 1M and 10M items, with the lookups prefetched in batches
-// (Table::ForEachSlot); MissCostScale adds the growth with n.
+// (Table::SlotStream); MissCostScale adds the growth with n.
 constexpr double kKeyCost = 16.0;
 constexpr double kCandidateCost = 10.0;
 // Candidates buffered before one distances_indexed call.
 constexpr size_t kFlushBatch = 256;
-// Substring values looked up together (see Table::ForEachSlot).
-constexpr size_t kKeyBatch = 32;
 // SaveState's layout (2: packed entries and unary bucket starts).
 constexpr uint32_t kStateVersion = 2;
 
@@ -209,40 +207,83 @@ struct MihIndex::Table {
     }
     starts.Range(b, begin, end);
   }
-  // Calls emit(slot) for every live slot in the buckets of keys[0, nk)
-  // (nk <= kKeyBatch). The lookups are software-pipelined: the buckets'
-  // group bases (or hash cells) are prefetched, then their bit-vector words,
-  // then the entries, so the cache misses of a batch overlap instead
-  // of queueing one by one.
+  // Streams the live slots under a sequence of keys to emit(slot): Push
+  // each key, then Finish. Lookups are software-pipelined kLag keys apart:
+  // a key's group base (or hash cell) is prefetched when it is pushed, its
+  // bit-vector words kLag keys later, its entries 2 * kLag later, and its
+  // slots are emitted 3 * kLag later, in push order. So the cache misses
+  // of nearby keys overlap, without a stall at the end of each batch.
   template <typename Emit>
-  void ForEachSlot(const uint64_t* keys, size_t nk, Emit&& emit) const {
-    uint32_t bucket[kKeyBatch];
-    size_t begin[kKeyBatch];
-    size_t end[kKeyBatch];
-    if (direct) {
-      for (size_t i = 0; i < nk; ++i) starts.PrefetchBase(keys[i]);
-    } else {
-      for (size_t i = 0; i < nk; ++i) this->keys.Prefetch(keys[i]);
+  class SlotStream {
+   public:
+    SlotStream(const Table& table, Emit& emit) : t_(table), emit_(emit) {}
+
+    void Push(uint64_t key) {
+      const size_t i = pushed_++;
+      ring_[i & kMask].key = key;
+      StartLookup(ring_[i & kMask]);
+      if (i >= kLag) FindBucket(ring_[(i - kLag) & kMask]);
+      if (i >= 2 * kLag) OpenBucket(ring_[(i - 2 * kLag) & kMask]);
+      if (i >= 3 * kLag) EmitSlots(ring_[(i - 3 * kLag) & kMask]);
     }
-    for (size_t i = 0; i < nk; ++i) {
-      bucket[i] = Bucket(keys[i]);
-      if (bucket[i] != kHole) starts.PrefetchBits(bucket[i]);
-    }
-    for (size_t i = 0; i < nk; ++i) {
-      begin[i] = end[i] = 0;
-      if (bucket[i] != kHole) starts.Range(bucket[i], &begin[i], &end[i]);
-      if (begin[i] != end[i]) entries.Prefetch(begin[i]);
-    }
-    const uint32_t removed = hole();
-    for (size_t i = 0; i < nk; ++i) {
-      for (size_t p = begin[i]; p != end[i]; ++p) {
-        const uint32_t slot = entries.Get(p);
-        if (slot != removed) emit(slot);
+    // Emits the slots of every key pushed so far; the stream is then empty.
+    void Finish() {
+      const size_t n = pushed_;
+      const size_t first = n > 3 * kLag ? n - 3 * kLag : 0;
+      // Key i has been through stage s (0-based) when i + s * kLag < n.
+      for (size_t i = first; i < n; ++i) {
+        if (i + kLag >= n) FindBucket(ring_[i & kMask]);
       }
-      if (const std::vector<uint32_t>* extra = Overflow(keys[i])) {
-        for (uint32_t slot : *extra) emit(slot);
+      for (size_t i = first; i < n; ++i) {
+        if (i + 2 * kLag >= n) OpenBucket(ring_[i & kMask]);
+      }
+      for (size_t i = first; i < n; ++i) EmitSlots(ring_[i & kMask]);
+      pushed_ = 0;
+    }
+
+   private:
+    static constexpr size_t kLag = 8;
+    static constexpr size_t kMask = 4 * kLag - 1;  // a ring of 4 * kLag keys
+    struct Lookup {
+      uint64_t key;
+      uint32_t bucket;
+      size_t begin, end;
+    };
+    void StartLookup(const Lookup& in) const {
+      if (t_.direct) {
+        if (t_.starts.num_buckets() != 0) t_.starts.PrefetchBase(in.key);
+      } else {
+        t_.keys.Prefetch(in.key);
       }
     }
+    void FindBucket(Lookup& in) const {
+      in.bucket = t_.Bucket(in.key);
+      if (in.bucket != kHole) t_.starts.PrefetchBits(in.bucket);
+    }
+    void OpenBucket(Lookup& in) const {
+      in.begin = in.end = 0;
+      if (in.bucket != kHole) t_.starts.Range(in.bucket, &in.begin, &in.end);
+      if (in.begin != in.end) t_.entries.Prefetch(in.begin);
+    }
+    void EmitSlots(const Lookup& in) {
+      const uint32_t removed = t_.hole();
+      for (size_t p = in.begin; p != in.end; ++p) {
+        const uint32_t slot = t_.entries.Get(p);
+        if (slot != removed) emit_(slot);
+      }
+      if (const std::vector<uint32_t>* extra = t_.Overflow(in.key)) {
+        for (uint32_t slot : *extra) emit_(slot);
+      }
+    }
+
+    const Table& t_;
+    Emit& emit_;
+    Lookup ring_[kMask + 1];
+    size_t pushed_ = 0;
+  };
+  template <typename Emit>
+  SlotStream<Emit> Stream(Emit& emit) const {
+    return SlotStream<Emit>(*this, emit);
   }
   const std::vector<uint32_t>* Overflow(uint64_t key) const {
     if (overflow.empty()) return nullptr;
@@ -392,17 +433,40 @@ void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
   if (t->direct) {
     // Counting sort by substring value; afterwards starts[b] is the end of
     // bucket b, shifted back by one place to become its beginning.
+    // Both passes touch a random counter per slot, and the second a random
+    // packed entry (a read-modify-write), so each is prefetched kAhead
+    // slots ahead: keys[] holds the substrings of slots [s, s + kAhead).
     const size_t nb = size_t{1} << t->width;
     starts.assign(nb + 1, 0);
-    for (size_t s = 0; s < n; ++s) ++starts[SubstringOf(codes + s * cb, *t)];
+    constexpr size_t kAhead = 16;
+    uint64_t keys[kAhead];
+    auto prime = [&] {
+      for (size_t s = 0; s < std::min(n, kAhead); ++s) keys[s] = SubstringOf(codes + s * cb, *t);
+    };
+    // Returns slot s's key and puts slot s + kAhead's in its place.
+    auto advance = [&](size_t s) {
+      const uint64_t key = keys[s % kAhead];
+      if (s + kAhead < n) {
+        const uint64_t ahead = SubstringOf(codes + (s + kAhead) * cb, *t);
+        keys[s % kAhead] = ahead;
+        __builtin_prefetch(&starts[ahead], 1);
+      }
+      return key;
+    };
+    prime();
+    for (size_t s = 0; s < n; ++s) ++starts[advance(s)];
     uint32_t sum = 0;
     for (size_t b = 0; b < nb; ++b) {
       const uint32_t c = starts[b];
       starts[b] = sum;
       sum += c;
     }
+    prime();
     for (size_t s = 0; s < n; ++s) {
-      t->entries.Set(starts[SubstringOf(codes + s * cb, *t)]++, static_cast<uint32_t>(s));
+      // The counter of slot s + kAhead / 2 was prefetched kAhead / 2 slots
+      // ago: its value is where that slot's entry will (nearly always) go.
+      if (s + kAhead / 2 < n) t->entries.Prefetch(starts[keys[(s + kAhead / 2) % kAhead]]);
+      t->entries.Set(starts[advance(s)]++, static_cast<uint32_t>(s));
     }
     for (size_t b = nb; b > 0; --b) starts[b] = starts[b - 1];
     starts[0] = 0;
@@ -599,6 +663,8 @@ Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
   try {
     ReserveForAppend(&ids_, n);
     ReserveForAppend(&codes_, n * cb);
+    // A first load sizes the id map once instead of doubling it log(n) times.
+    if (ids_.empty()) slot_of_.Reserve(n, ids_.data());
     for (size_t i = 0; i < n; ++i) {
       const uint8_t* code = codes + i * cb;
       uint32_t slot = slot_of_.Find(ids[i], ids_.data());
@@ -716,6 +782,9 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
     kernel_.distances_indexed(query, codes_.data(), batch, batch_size, cb, dist);
     work += kCandidateCost * static_cast<double>(batch_size);
     for (size_t i = 0; i < batch_size; ++i) {
+      // The distance alone rejects most candidates, before their id (a
+      // cache miss) is loaded.
+      if (heap.size() == k && dist[i] > heap.front().distance) continue;
       const Neighbor nb{ids_[batch[i]], dist[i]};
       if (heap.size() == k && !NeighborLess(nb, heap.front())) continue;
       if (!first_found_here(batch[i])) continue;
@@ -733,8 +802,6 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
     batch[batch_size++] = slot;
     if (batch_size == kFlushBatch) flush();
   };
-  uint64_t keys[kKeyBatch];
-  size_t num_keys = 0;
 
   // Work left to finish, predicted after pass (s, j): the passes needed to
   // reach a target distance, each costing its keys plus the candidates per
@@ -780,17 +847,13 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
       cur_j = j;
       const double candidates_before = work;
       const double keys_here = Binomial(t.width, s);
+      auto stream = t.Stream(emit);
       ForEachAtDistance(qkeys[j], t.width, s, [&](uint64_t key) {
-        keys[num_keys++] = key;
-        if (num_keys < kKeyBatch) return true;
-        t.ForEachSlot(keys, num_keys, emit);
-        work += kKeyCost * static_cast<double>(num_keys);
-        num_keys = 0;
+        stream.Push(key);
+        work += kKeyCost;
         return work * scale <= budget;
       });
-      t.ForEachSlot(keys, num_keys, emit);
-      work += kKeyCost * static_cast<double>(num_keys);
-      num_keys = 0;
+      stream.Finish();
       flush();
       if (work * scale > budget) {
         aborted = true;
@@ -868,23 +931,18 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget,
     batch[batch_size++] = slot;
     if (batch_size == kFlushBatch) flush();
   };
-  uint64_t keys[kKeyBatch];
-  size_t num_keys = 0;
   for (int j = 0; j < m; ++j) {
     const Table& t = tables_[j];
     cur_j = j;
+    auto stream = t.Stream(emit);
     for (int s = 0; s <= r[j]; ++s) {
       const bool within = ForEachAtDistance(qkeys[j], t.width, s, [&](uint64_t key) {
-        keys[num_keys++] = key;
-        if (num_keys < kKeyBatch) return true;
-        t.ForEachSlot(keys, num_keys, emit);
-        num_keys = 0;
+        stream.Push(key);
         return work <= budget;
       });
       if (!within) return false;
     }
-    t.ForEachSlot(keys, num_keys, emit);
-    num_keys = 0;
+    stream.Finish();
     flush();
     if (work > budget) return false;
   }

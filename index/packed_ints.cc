@@ -130,18 +130,20 @@ void BucketStarts::Clear() {
   std::vector<uint32_t>().swap(base_);
   nb_ = 0;
   entries_ = 0;
+  group_bits_ = 0;
 }
 
 int BucketStarts::ChooseGroupShift(size_t nb, size_t entries) {
   int shift = 6;
   // Expected bits per group: (buckets per group) x (1 + entries per bucket).
-  while (shift > 3 && nb > 0 && (size_t{1} << shift) * (nb + entries) > 128 * nb) --shift;
+  while (shift > 3 && nb > 0 && (size_t{1} << shift) * (nb + entries) > 64 * nb) --shift;
   return shift;
 }
 
 void BucketStarts::BuildBases() {
   group_shift_ = ChooseGroupShift(nb_, entries_);
   const size_t group = size_t{1} << group_shift_;
+  group_bits_ = nb_ == 0 ? 0 : group * (nb_ + entries_) / nb_;
   std::vector<uint32_t> base((nb_ + group - 1) >> group_shift_);
   size_t zeros = 0, last_zero = 0;
   for (size_t w = 0; w < bits_.size() && zeros < nb_; ++w) {

@@ -6,12 +6,12 @@
 //
 // BucketStarts: the bucket boundaries of a CSR array (bucket b holds entries
 // [start(b), start(b + 1))) as a unary bit vector: for each bucket, one 1 per
-// entry, then a 0. Each group of 64 buckets (fewer when buckets are full:
-// a group spans about 128 bits at most) keeps its start as a uint32, so
-// finding bucket b is a walk over a word or two of its group's bits. It
-// takes 1 bit per entry and 1.5-5 bits per bucket, against 32 bits per
-// bucket for an array of uint32 offsets: the difference that matters when a
-// hash table has more buckets than items.
+// entry, then a 0. Each group of buckets (8 to 64 of them: as many as span
+// about one 64-bit word on average) keeps its start as a uint32, so finding
+// bucket b is a walk over a word or two of its group's bits. It takes 1 bit
+// per entry and 1.5-5 bits per bucket, against 32 bits per bucket for an
+// array of uint32 offsets: the difference that matters when a hash table
+// has more buckets than items.
 //
 // Both are plain values: not thread-safe for writers, any number of readers.
 // Builders throw std::bad_alloc when out of memory, leaving the object empty.
@@ -105,9 +105,11 @@ class BucketStarts {
   void PrefetchBase(size_t b) const { __builtin_prefetch(&base_[b >> group_shift_]); }
   void PrefetchBits(size_t b) const {
     const size_t g = b >> group_shift_;
-    const size_t word = (base_[g] + (g << group_shift_)) >> 6;
-    __builtin_prefetch(&bits_[word]);
-    __builtin_prefetch(&bits_[word] + 8);  // a group may run into the next line
+    const size_t pos = base_[g] + (g << group_shift_);
+    __builtin_prefetch(&bits_[pos >> 6]);
+    // The next cache line too when a group of average length would run
+    // into it.
+    if (((pos + group_bits_) >> 9) != (pos >> 9)) __builtin_prefetch(&bits_[(pos >> 6) + 8]);
   }
 
   size_t memory_bytes() const {
@@ -122,7 +124,7 @@ class BucketStarts {
 
  private:
   // Buckets per group: 64, or fewer (down to 8) when buckets hold enough
-  // entries that a group would span more than about 128 bits.
+  // entries that a group would span more than about 64 bits.
   static int ChooseGroupShift(size_t nb, size_t entries);
 
   // Position of the r-th 0 (0-based) at or after bit `pos`; it exists.
@@ -142,6 +144,7 @@ class BucketStarts {
   std::vector<uint64_t> bits_;  // nb_ + entries_ bits, then 1s to the word's end, then a word of 1s
   std::vector<uint32_t> base_;  // base_[g] = entries in the buckets before group g
   int group_shift_ = 6;         // log2(buckets per group), from nb_ and entries_
+  size_t group_bits_ = 0;       // bits in a group of average fill
   size_t nb_ = 0;
   size_t entries_ = 0;
 };
