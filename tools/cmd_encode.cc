@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "encoder/encoder.h"
+#include "encoder/inference_process.h"
 #include "core/binary_code.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -28,6 +29,7 @@ int RunEncode(const EncodeArgs& a) {
   if (a.threads > 0) at::set_num_threads(a.threads);
   auto enc = Encoder::Load(a.model);
   if (!enc.ok()) return Fail(enc.status());
+  TuneProcessForInference();
   const Encoder& e = **enc;
   const auto& names = e.class_names();
   if (!a.json) std::printf("# path\tcode\tclass\texact\tdistance\tood\tconfidence\n");

@@ -33,6 +33,7 @@
 #include "db/code_store.h"
 #include "collection/image_items.h"
 #include "encoder/encoder.h"
+#include "encoder/inference_process.h"
 #include "index/parallel.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -188,6 +189,7 @@ int RunIngest(const IngestArgs& a) {
   if (a.batch == 0) return Fail(Status::InvalidArgument("--batch must be >= 1"));
   auto enc_or = Encoder::Load(a.model);
   if (!enc_or.ok()) return Fail(enc_or.status().WithContext("--model"));
+  TuneProcessForInference();
   const Encoder& enc = **enc_or;
   const Codebook& codebook = enc.codebook();
 

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "encoder/encoder.h"
+#include "encoder/inference_process.h"
 #include "http/server.h"
 #include "http/service.h"
 #include "tools/cli_common.h"
@@ -79,6 +80,7 @@ int RunServe(const ServeArgs& a) {
     if (it != cache->end()) return it->second;
     StatusOr<std::unique_ptr<Encoder>> enc = Encoder::Load(path);
     if (!enc.ok()) return enc.status();
+    if (cache->empty()) spdlog::info("encoding images: {}", TuneProcessForInference());
     std::shared_ptr<const Encoder> shared(std::move(enc).value());
     (*cache)[path] = shared;
     return shared;
