@@ -24,7 +24,7 @@ namespace {
 constexpr uint32_t kHole = UINT32_MAX;  // a CSR entry whose item was removed
 // Direct-addressed tables (a bucket per possible substring value) up to this
 // width, and only while 2^width is at most kDirectSlack * n (or
-// kMinDirectBuckets): an empty bucket costs 1.5 bits (BucketStarts), but
+// kMinDirectBuckets): an empty bucket costs 1.5-5 bits (BucketStarts), but
 // every possible value is a bucket.
 constexpr int kMaxDirectBits = 26;
 constexpr size_t kDirectSlack = 8;
@@ -44,8 +44,9 @@ constexpr double kKeyCost = 16.0;
 constexpr double kCandidateCost = 10.0;
 // Candidates buffered before one distances_indexed call.
 constexpr size_t kFlushBatch = 256;
-// SaveState's layout (2: packed entries and unary bucket starts).
-constexpr uint32_t kStateVersion = 2;
+// SaveState's layout (3: packed entries; bucket starts as occupancy and
+// entry-end bits).
+constexpr uint32_t kStateVersion = 3;
 
 uint64_t MixKey(uint64_t x) {
   x ^= x >> 33;

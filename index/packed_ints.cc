@@ -28,15 +28,6 @@ struct SelectInByteTable {
 };
 const SelectInByteTable kSelectInByte;
 
-// Set bits of x. Broadword rather than __builtin_popcountll: this file is
-// built for the baseline x86-64, where the builtin is a library call.
-inline unsigned PopCount(uint64_t x) {
-  x = x - ((x >> 1) & 0x5555555555555555ULL);
-  x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-  return static_cast<unsigned>((x * kOnesStep8) >> 56);
-}
-
 // Position of the r-th (0-based) set bit of x; x has more than r set bits.
 // Broadword: per-byte running popcounts find the byte without a branch, then
 // the byte's low set bits are cleared.
@@ -109,101 +100,116 @@ Status PackedInts::LoadState(std::string_view* in) {
 void BucketStarts::Build(const uint32_t* starts, size_t nb) {
   Clear();
   const size_t entries = nb == 0 ? 0 : starts[nb];
-  const size_t total = nb + entries;
-  // Padding: 1s up to the end of the last word and one more word of 1s, so
-  // that a run of 1s always ends inside the vector and never reads past it.
-  std::vector<uint64_t> bits(WordsFor(total) + 1, ~uint64_t{0});
-  size_t pos = 0;
+  std::vector<uint64_t> occupied(WordsFor(nb), 0);
+  // Padding: 1s after the last entry and one more word of 1s, so that a
+  // scan for a 0 never reads past the vector.
+  std::vector<uint64_t> ends(WordsFor(entries) + 1, ~uint64_t{0});
   for (size_t b = 0; b < nb; ++b) {
-    pos += starts[b + 1] - starts[b];  // the bucket's 1s (already set)
-    bits[pos >> 6] &= ~(uint64_t{1} << (pos & 63));
-    ++pos;
+    if (starts[b + 1] == starts[b]) continue;
+    occupied[b >> 6] |= uint64_t{1} << (b & 63);
+    const size_t last = starts[b + 1] - 1;
+    ends[last >> 6] &= ~(uint64_t{1} << (last & 63));
   }
-  bits_ = std::move(bits);
+  occupied_ = std::move(occupied);
+  ends_ = std::move(ends);
   nb_ = nb;
   entries_ = entries;
   BuildBases();
 }
 
 void BucketStarts::Clear() {
-  std::vector<uint64_t>().swap(bits_);
+  std::vector<uint64_t>().swap(occupied_);
+  std::vector<uint64_t>().swap(ends_);
   std::vector<uint32_t>().swap(base_);
   nb_ = 0;
   entries_ = 0;
-  group_bits_ = 0;
 }
 
 int BucketStarts::ChooseGroupShift(size_t nb, size_t entries) {
   int shift = 6;
-  // Expected bits per group: (buckets per group) x (1 + entries per bucket).
-  while (shift > 3 && nb > 0 && (size_t{1} << shift) * (nb + entries) > 64 * nb) --shift;
+  // Expected entry-end bits per group: (buckets per group) x (entries per bucket).
+  while (shift > 3 && nb > 0 && (size_t{1} << shift) * entries > 64 * nb) --shift;
   return shift;
 }
 
 void BucketStarts::BuildBases() {
   group_shift_ = ChooseGroupShift(nb_, entries_);
   const size_t group = size_t{1} << group_shift_;
-  group_bits_ = nb_ == 0 ? 0 : group * (nb_ + entries_) / nb_;
-  std::vector<uint32_t> base((nb_ + group - 1) >> group_shift_);
-  size_t zeros = 0, last_zero = 0;
-  for (size_t w = 0; w < bits_.size() && zeros < nb_; ++w) {
-    uint64_t x = ~bits_[w];
-    while (x != 0 && zeros < nb_) {
-      if ((zeros & (group - 1)) == 0) {
-        // The first bit of bucket `zeros` is just after the previous 0.
-        const size_t pos = zeros == 0 ? 0 : last_zero + 1;
-        base[zeros >> group_shift_] = static_cast<uint32_t>(pos - zeros);
-      }
-      last_zero = w * 64 + static_cast<unsigned>(__builtin_ctzll(x));
-      x &= x - 1;
+  const size_t groups = (nb_ + group - 1) >> group_shift_;
+  std::vector<uint32_t> base(groups);
+  // Walk the entry ends: group g starts after the runs of the occupied
+  // buckets before it, i.e. just after the (occupied before g)-th 0.
+  size_t occupied_before = 0;  // occupied buckets before the current group
+  size_t zeros = 0;            // 0s of ends_ before `pos`
+  size_t pos = 0;
+  for (size_t g = 0; g < groups; ++g) {
+    while (zeros < occupied_before) {
+      // Jump to just after the next 0.
+      pos += RunOfOnes(pos) + 1;
       ++zeros;
     }
+    base[g] = static_cast<uint32_t>(pos);
+    const size_t first = g << group_shift_;
+    const unsigned off = first & 63;
+    uint64_t bits = occupied_[first >> 6] >> off;
+    if (group < 64) bits &= (uint64_t{1} << group) - 1;
+    occupied_before += PopCount(bits);
   }
   base_ = std::move(base);
 }
 
 size_t BucketStarts::SelectZeroFrom(size_t pos, unsigned r) const {
   size_t w = pos >> 6;
-  uint64_t x = ~bits_[w] & (~uint64_t{0} << (pos & 63));
+  uint64_t x = ~ends_[w] & (~uint64_t{0} << (pos & 63));
   for (;;) {
     const unsigned c = PopCount(x);
     if (r < c) return w * 64 + SelectInWord(x, r);
     r -= c;
-    x = ~bits_[++w];
+    x = ~ends_[++w];
   }
 }
 
 void BucketStarts::AppendState(std::string* out) const {
   state_io::Put<uint64_t>(out, nb_);
   state_io::Put<uint64_t>(out, entries_);
-  state_io::PutVector(out, bits_);
+  state_io::PutVector(out, occupied_);
+  state_io::PutVector(out, ends_);
 }
 
 Status BucketStarts::LoadState(std::string_view* in) {
   uint64_t nb = 0, entries = 0;
-  std::vector<uint64_t> bits;
+  std::vector<uint64_t> occupied, ends;
   HAMDB_RETURN_IF_ERROR(state_io::Get(in, &nb));
   HAMDB_RETURN_IF_ERROR(state_io::Get(in, &entries));
-  HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &bits));
-  const uint64_t total = nb + entries;
-  if (nb > (uint64_t{1} << 40) || entries > (uint64_t{1} << 40) ||
-      bits.size() != WordsFor(total) + 1 || bits.back() != ~uint64_t{0}) {
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &occupied));
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &ends));
+  if (nb > (uint64_t{1} << 40) || entries >= (uint64_t{1} << 32) || occupied.size() != WordsFor(nb) ||
+      ends.size() != WordsFor(entries) + 1 || ends.back() != ~uint64_t{0}) {
     return Status::Corruption("index state: bucket starts have the wrong shape");
   }
-  // Count the 1s of the total bits; the padding after them must be all 1s.
-  uint64_t ones = 0;
-  const size_t full = WordsFor(total);
-  for (size_t w = 0; w < full; ++w) {
-    uint64_t x = bits[w];
-    if (w + 1 == full && total % 64 != 0) {
-      const uint64_t pad = ~uint64_t{0} << (total % 64);
-      if ((x & pad) != pad) return Status::Corruption("index state: bucket starts have stray bits");
-      x &= ~pad;
-    }
-    ones += PopCount(x);
+  // Padding: 0s after the last bucket's bit, 1s after the last entry's.
+  if (nb % 64 != 0 && (occupied.back() >> (nb % 64)) != 0) {
+    return Status::Corruption("index state: bucket starts have stray bits");
   }
-  if (ones != entries) return Status::Corruption("index state: bucket starts do not match their entries");
-  bits_ = std::move(bits);
+  const size_t full = WordsFor(entries);
+  if (entries % 64 != 0) {
+    const uint64_t pad = ~uint64_t{0} << (entries % 64);
+    if ((ends[full - 1] & pad) != pad) return Status::Corruption("index state: bucket starts have stray bits");
+  }
+  // Every occupied bucket closes exactly one run, and the last entry closes one.
+  uint64_t buckets = 0, closes = 0;
+  for (uint64_t x : occupied) buckets += PopCount(x);
+  for (size_t w = 0; w < full; ++w) {
+    uint64_t x = ~ends[w];
+    if (w + 1 == full && entries % 64 != 0) x &= (uint64_t{1} << (entries % 64)) - 1;
+    closes += PopCount(x);
+  }
+  const bool last_closes = entries == 0 || ((ends[(entries - 1) >> 6] >> ((entries - 1) & 63)) & 1) == 0;
+  if (buckets != closes || !last_closes || (entries == 0) != (buckets == 0)) {
+    return Status::Corruption("index state: bucket starts do not match their entries");
+  }
+  occupied_ = std::move(occupied);
+  ends_ = std::move(ends);
   nb_ = nb;
   entries_ = entries;
   BuildBases();

@@ -5,13 +5,15 @@
 // bit_width(n) bits instead of 32.
 //
 // BucketStarts: the bucket boundaries of a CSR array (bucket b holds entries
-// [start(b), start(b + 1))) as a unary bit vector: for each bucket, one 1 per
-// entry, then a 0. Each group of buckets (8 to 64 of them: as many as span
-// about one 64-bit word on average) keeps its start as a uint32, so finding
-// bucket b is a walk over a word or two of its group's bits. It takes 1 bit
-// per entry and 1.5-5 bits per bucket, against 32 bits per bucket for an
-// array of uint32 offsets: the difference that matters when a hash table
-// has more buckets than items.
+// [start(b), start(b + 1))) in about 1 bit per bucket and 1 per entry: an
+// occupancy bit per bucket, an end bit per entry (0 where a bucket's run of
+// entries ends), and a uint32 entry count before each group of buckets (8
+// to 64 of them: as many as hold about a word of entries on average).
+// Finding an empty bucket reads its occupancy bit; a non-empty one adds a
+// popcount over its group's occupancy bits and a walk over a word or two
+// of entry ends. Against 32 bits per bucket for an array of uint32
+// offsets, this is the difference that matters when a table has more
+// buckets than items.
 //
 // Both are plain values: not thread-safe for writers, any number of readers.
 // Builders throw std::bad_alloc when out of memory, leaving the object empty.
@@ -89,62 +91,85 @@ class BucketStarts {
   size_t num_buckets() const { return nb_; }
   size_t num_entries() const { return entries_; }
 
-  // Bucket b (< num_buckets()) holds entries [*begin, *end).
+  // Bucket b (< num_buckets()) holds entries [*begin, *end); for an empty
+  // bucket *begin == *end (at no particular place).
   void Range(size_t b, size_t* begin, size_t* end) const {
-    const size_t g = b >> group_shift_;
-    const size_t j = b & ((size_t{1} << group_shift_) - 1);
-    // The group's first bit: the 1s of the buckets before it, plus their 0s.
-    size_t pos = base_[g] + (g << group_shift_);
-    if (j > 0) pos = SelectZeroFrom(pos, static_cast<unsigned>(j - 1)) + 1;
-    *begin = pos - b;  // bits before pos: b 0s, the rest 1s
-    *end = *begin + RunOfOnes(pos);
+    const uint64_t word = occupied_[b >> 6];
+    const unsigned bit = b & 63;
+    if ((word >> bit & 1) == 0) {
+      *begin = *end = 0;
+      return;
+    }
+    // The non-empty buckets before b in its group: each is one run of
+    // entries in ends_, closed by a 0.
+    const unsigned first = bit & ~static_cast<unsigned>((1u << group_shift_) - 1);
+    const uint64_t before = (word >> first) & ((uint64_t{1} << (bit - first)) - 1);
+    const unsigned r = PopCount(before);
+    size_t pos = base_[b >> group_shift_];
+    if (r > 0) pos = SelectZeroFrom(pos, r - 1) + 1;
+    *begin = pos;
+    *end = pos + RunOfOnes(pos) + 1;
   }
 
-  // Two prefetch stages for a batch of lookups: the group's base, then
-  // (having it) the bit-vector word where the group starts.
-  void PrefetchBase(size_t b) const { __builtin_prefetch(&base_[b >> group_shift_]); }
+  // Two prefetch stages for a batch of lookups: the group's base and
+  // occupancy word, then (having them) the entry-end word where a
+  // non-empty bucket's group starts.
+  void PrefetchBase(size_t b) const {
+    __builtin_prefetch(&base_[b >> group_shift_]);
+    __builtin_prefetch(&occupied_[b >> 6]);
+  }
   void PrefetchBits(size_t b) const {
-    const size_t g = b >> group_shift_;
-    const size_t pos = base_[g] + (g << group_shift_);
-    __builtin_prefetch(&bits_[pos >> 6]);
-    // The next cache line too when a group of average length would run
-    // into it.
-    if (((pos + group_bits_) >> 9) != (pos >> 9)) __builtin_prefetch(&bits_[(pos >> 6) + 8]);
+    if ((occupied_[b >> 6] >> (b & 63) & 1) == 0) return;
+    __builtin_prefetch(&ends_[base_[b >> group_shift_] >> 6]);
   }
 
   size_t memory_bytes() const {
-    return bits_.capacity() * sizeof(uint64_t) + base_.capacity() * sizeof(uint32_t);
+    return (occupied_.capacity() + ends_.capacity()) * sizeof(uint64_t) +
+           base_.capacity() * sizeof(uint32_t);
   }
 
-  // Snapshots: the bit vector and its counts; the group bases are
-  // recomputed on load, after checking that the vector holds exactly nb 0s
-  // and `entries` 1s.
+  // Snapshots: the occupancy and entry-end bits and their counts; the group
+  // bases are recomputed on load, after checking that the entry ends close
+  // exactly the occupied buckets.
   void AppendState(std::string* out) const;
   Status LoadState(std::string_view* in);
 
+  // Set bits of x. Broadword rather than __builtin_popcountll: the index
+  // is built for the baseline x86-64, where the builtin is a library call.
+  static unsigned PopCount(uint64_t x) {
+    x = x - ((x >> 1) & 0x5555555555555555ULL);
+    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+    return static_cast<unsigned>((x * 0x0101010101010101ULL) >> 56);
+  }
+
  private:
   // Buckets per group: 64, or fewer (down to 8) when buckets hold enough
-  // entries that a group would span more than about 64 bits.
+  // entries that a group's entry ends would span more than a word.
   static int ChooseGroupShift(size_t nb, size_t entries);
 
-  // Position of the r-th 0 (0-based) at or after bit `pos`; it exists.
+  // Position of the r-th 0 (0-based) in ends_ at or after bit `pos`; it
+  // exists.
   size_t SelectZeroFrom(size_t pos, unsigned r) const;
-  // Number of consecutive 1s from bit `pos` (the vector ends in 1s after a
-  // final 0, so the run always ends inside it).
+  // Number of consecutive 1s in ends_ from bit `pos`, which is inside a
+  // bucket's run (so the run's closing 0 ends it).
   size_t RunOfOnes(size_t pos) const {
     size_t w = pos >> 6;
-    uint64_t x = ~bits_[w] >> (pos & 63);
+    uint64_t x = ~ends_[w] >> (pos & 63);
     if (x != 0) return static_cast<size_t>(__builtin_ctzll(x));
     size_t len = 64 - (pos & 63);
-    while ((x = ~bits_[++w]) == 0) len += 64;
+    while ((x = ~ends_[++w]) == 0) len += 64;
     return len + static_cast<size_t>(__builtin_ctzll(x));
   }
   void BuildBases();
 
-  std::vector<uint64_t> bits_;  // nb_ + entries_ bits, then 1s to the word's end, then a word of 1s
+  // Bit b: bucket b holds entries. nb_ bits, then 0s to the word's end.
+  std::vector<uint64_t> occupied_;
+  // Bit e: 0 when entry e is the last of its bucket, else 1. entries_ bits,
+  // then 1s to the word's end, then a word of 1s.
+  std::vector<uint64_t> ends_;
   std::vector<uint32_t> base_;  // base_[g] = entries in the buckets before group g
-  int group_shift_ = 6;         // log2(buckets per group), from nb_ and entries_
-  size_t group_bits_ = 0;       // bits in a group of average fill
+  int group_shift_ = 6;         // log2(buckets per group), 3..6, from nb_ and entries_
   size_t nb_ = 0;
   size_t entries_ = 0;
 };

@@ -256,7 +256,9 @@ TEST(Backup, DamagedWalFailsTheOpenAndRestoreRecoversIt) {
     for (uint64_t i = 0; i < kBatch; ++i) {
       const uint64_t id = b * kBatch + i + 1;
       EXPECT_EQ(kept.count(id) > 0, present) << "id " << id;
-      if (present && kept.count(id)) EXPECT_EQ(kept.at(id), written.at(id));
+      if (present && kept.count(id)) {
+        EXPECT_EQ(kept.at(id), written.at(id));
+      }
     }
   }
 }
