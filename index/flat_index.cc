@@ -4,6 +4,8 @@
 #include <mutex>
 #include <new>
 
+#include "index/parallel.h"
+
 namespace hamdb {
 
 FlatIndex::FlatIndex(int bits)
@@ -45,6 +47,21 @@ StatusOr<SearchResult> FlatIndex::Search(const uint8_t* query, size_t k,
   SearchResult result;
   HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanKnn(View(), query, k, params.num_threads));
   return result;
+}
+
+Status FlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
+                              std::vector<SearchResult>* out) const {
+  HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
+  const int threads = ThreadPool::Default().Resolve(params.num_threads);
+  if (nq < static_cast<size_t>(threads)) return BinaryIndex::SearchBatch(queries, nq, k, params, out);
+  std::vector<std::vector<Neighbor>> lists;
+  {
+    std::shared_lock<WriterPriorityMutex> lock(mu_);
+    HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(), queries, nq, k, threads, &lists));
+  }
+  out->assign(nq, SearchResult{});
+  for (size_t i = 0; i < nq; ++i) (*out)[i].neighbors = std::move(lists[i]);
+  return Status::OK();
 }
 
 StatusOr<SearchResult> FlatIndex::RangeSearch(const uint8_t* query, uint32_t radius,

@@ -8,7 +8,8 @@
 // Search: one query splits the slots across SearchParams::num_threads
 // threads (0 = all); each thread computes distances in blocks into a uint16
 // buffer and keeps its k best with a counting selection (TopKCollector), not
-// a heap. SearchBatch (inherited) splits a batch across queries instead.
+// a heap. SearchBatch streams the slots through groups of queries at once
+// (ScanKnnBatch), so a block of codes is read once per group.
 // Results are exact: the k smallest (distance, id) pairs, ties by id. This
 // is the oracle every other index is tested against.
 //
@@ -46,6 +47,10 @@ class FlatIndex : public BinaryIndex {
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
                                      const SearchParams& params) const override;
+  // A batch of at least as many queries as threads is one query-blocked
+  // scan (ScanKnnBatch); a smaller one splits each query's scan instead.
+  Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
+                     std::vector<SearchResult>* out) const override;
   Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
   // The dense slots and their id map as they are: loading is copies.
   Status SaveState(std::string* out) const override;

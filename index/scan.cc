@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <string>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "core/binary_code.h"
 #include "index/parallel.h"
 
@@ -11,12 +15,47 @@ namespace {
 
 // Slots per kernel call: the uint16 distance buffer stays in L1.
 constexpr size_t kBlock = 2048;
+// A query-blocked batch scan: queries per group, and the bytes of codes a
+// group passes over together (half of a 48 KiB L1, leaving room for the
+// distances).
+constexpr size_t kQueryGroup = 16;
+constexpr size_t kBlockBytes = 16384;
 // Below this many slots per thread a scan is not worth splitting.
 constexpr size_t kMinSlotsPerTask = 32768;
 
 size_t TaskCount(size_t n, int threads) {
   const size_t by_size = std::max<size_t>(1, n / kMinSlotsPerTask);
   return std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), by_size);
+}
+
+// Offers top the pairs (dist[i], ids[i]) of a block with dist[i] at most
+// its threshold. Most of a scan's pairs are above it, so 8 distances are
+// compared at a time (SSE2, part of every x86-64) and a group that is all
+// above costs one compare; `threshold` caches top.threshold().
+void OfferBlock(const uint16_t* dist, const uint64_t* ids, size_t len, TopKCollector* top,
+                uint32_t* threshold) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  // Signed 16-bit compares: distances are at most kMaxCodeBits < 2^15.
+  static_assert(kMaxCodeBits < 32768, "distances must fit a signed 16-bit compare");
+  for (; i + 8 <= len; i += 8) {
+    const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(dist + i));
+    const __m128i above = _mm_cmpgt_epi16(d, _mm_set1_epi16(static_cast<int16_t>(*threshold)));
+    if (_mm_movemask_epi8(above) == 0xffff) continue;
+    for (size_t j = i; j < i + 8; ++j) {
+      if (dist[j] <= *threshold) {
+        top->Offer(dist[j], ids[j]);
+        *threshold = top->threshold();
+      }
+    }
+  }
+#endif
+  for (; i < len; ++i) {
+    if (dist[i] <= *threshold) {
+      top->Offer(dist[i], ids[i]);
+      *threshold = top->threshold();
+    }
+  }
 }
 
 }  // namespace
@@ -83,17 +122,44 @@ StatusOr<std::vector<Neighbor>> ScanKnn(const SlotView& view, const uint8_t* que
     for (size_t b = begin; b < end; b += kBlock) {
       const size_t len = std::min(kBlock, end - b);
       view.kernel.distances(query, view.codes + b * view.code_bytes, len, view.code_bytes, dist);
-      for (size_t i = 0; i < len; ++i) {
-        if (dist[i] <= threshold) {
-          top.Offer(dist[i], view.ids[b + i]);
-          threshold = top.threshold();
-        }
-      }
+      OfferBlock(dist, view.ids + b, len, &top, &threshold);
     }
   });
   HAMDB_RETURN_IF_ERROR(st);
   for (size_t t = 1; t < tasks; ++t) parts[0].Merge(std::move(parts[t]));
   return parts[0].Finish();
+}
+
+Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, size_t k, int threads,
+                    std::vector<std::vector<Neighbor>>* out) {
+  out->assign(nq, std::vector<Neighbor>());
+  k = std::min(k, view.n);
+  if (k == 0 || nq == 0) return Status::OK();
+  threads = ThreadPool::Default().Resolve(threads);
+  // Groups of up to kQueryGroup queries, at least one group per thread.
+  const size_t per_thread = (nq + threads - 1) / static_cast<size_t>(threads);
+  const size_t group = std::max<size_t>(1, std::min(kQueryGroup, per_thread));
+  const size_t groups = (nq + group - 1) / group;
+  // Slots per block: the block's codes stay in L1 / L2 while every query
+  // of the group passes over them.
+  const size_t block = std::clamp<size_t>(kBlockBytes / view.code_bytes, 64, kBlock);
+  return ThreadPool::Default().ParallelFor(groups, threads, [&](size_t g) {
+    const size_t q0 = g * group;
+    const size_t qn = std::min(group, nq - q0);
+    std::vector<TopKCollector> tops(qn, TopKCollector(k, view.bits));
+    std::vector<uint32_t> thresholds(qn);
+    for (size_t q = 0; q < qn; ++q) thresholds[q] = tops[q].threshold();
+    uint16_t dist[kBlock];
+    for (size_t b = 0; b < view.n; b += block) {
+      const size_t len = std::min(block, view.n - b);
+      const uint8_t* codes = view.codes + b * view.code_bytes;
+      for (size_t q = 0; q < qn; ++q) {
+        view.kernel.distances(queries + (q0 + q) * view.code_bytes, codes, len, view.code_bytes, dist);
+        OfferBlock(dist, view.ids + b, len, &tops[q], &thresholds[q]);
+      }
+    }
+    for (size_t q = 0; q < qn; ++q) (*out)[q0 + q] = tops[q].Finish();
+  });
 }
 
 StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* query,

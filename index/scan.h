@@ -75,6 +75,15 @@ class TopKCollector {
 // default pool (contiguous ranges of slots). Sorted by (distance, id).
 StatusOr<std::vector<Neighbor>> ScanKnn(const SlotView& view, const uint8_t* query, size_t k,
                                         int threads);
+// Exact k-NN of nq queries (contiguous codes) by one query-blocked scan of
+// `view`: up to `threads` tasks each take a group of queries and stream the
+// slots through the whole group a block at a time, so a block is read from
+// memory once per group instead of once per query, and the scan is bound by
+// computation rather than memory bandwidth. (*out)[i] is what ScanKnn gives
+// for query i. For a batch smaller than the thread count, ScanKnn per query
+// (which splits the slots) is the better choice.
+Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, size_t k, int threads,
+                    std::vector<std::vector<Neighbor>>* out);
 // Every slot with distance <= radius, sorted by (distance, id).
 StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* query,
                                           uint32_t radius, int threads);

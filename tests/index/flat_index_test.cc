@@ -217,6 +217,39 @@ TEST(FlatIndexTest, SearchBatchEqualsSearch) {
   EXPECT_TRUE(out.empty());
 }
 
+// The query-blocked batch scan against the model: code lengths whose blocks
+// hold from 128 to 2048 slots, heavy ties (duplicates, 8-bit codes), k from
+// 1 to more than n, and batches smaller and larger than a query group.
+TEST(FlatIndexTest, BlockedBatchScanEqualsTheModel) {
+  for (int bits : {8, 64, 100, 1024}) {
+    for (DataKind kind : {DataKind::kUniform, DataKind::kDuplicates}) {
+      const size_t cb = code_bytes(bits);
+      const size_t n = 4099;  // not a multiple of any block
+      auto index = MakeFlat(bits);
+      NaiveModel model(bits);
+      auto codes = MakeCodes(kind, n, bits, 5);
+      auto ids = MakeIds(n, 6);
+      ASSERT_TRUE(index->Add(ids.data(), codes.data(), n).ok());
+      model.Add(ids.data(), codes.data(), n);
+      auto queries = MakeCodes(kind, 41, bits, 7);
+      for (size_t nq : {2, 17, 41}) {
+        for (size_t k : {1, 10, 5000}) {
+          SearchParams params;
+          params.num_threads = 2;
+          std::vector<SearchResult> out;
+          ASSERT_TRUE(index->SearchBatch(queries.data(), nq, k, params, &out).ok());
+          ASSERT_EQ(out.size(), nq);
+          for (size_t i = 0; i < nq; ++i) {
+            ASSERT_EQ(out[i].neighbors, model.Knn(&queries[i * cb], k))
+                << bits << " bits, " << testing::DataKindName(kind) << ", nq " << nq << ", k " << k
+                << ", query " << i;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(FlatIndexTest, MemoryGrowsWithItems) {
   auto index = MakeFlat(64);
   const size_t empty = index->memory_bytes();
