@@ -253,12 +253,27 @@ int RunIngest(const IngestArgs& a) {
 
   std::vector<std::string> errors;
   std::unordered_set<uint64_t> claimed;  // ids taken by earlier files of this run
-  // The previous batch's durable write runs while this batch is checked,
-  // decoded and encoded; at most one is in flight, and it is awaited before
-  // the next one starts (so batches are stored in order) and before exit.
+  // A batch's durable write runs while the next batch is decoded and
+  // encoded: it starts after that batch's check (whose store lookups it
+  // would slow down) and is awaited after its encode, so at most one write
+  // is in flight and batches are stored in order.
+  std::vector<ItemInput> to_store;  // the encoded batch waiting for its write
+  size_t to_store_begin = 0, to_store_files = 0;
   std::future<Status> pending;
   uint64_t pending_items = 0;
   size_t pending_batch = 0, pending_begin = 0, pending_files = 0;
+  auto start_store = [&] {
+    if (to_store_files == 0) return;
+    pending_items = to_store.size();
+    pending_batch = to_store_begin / a.batch;
+    pending_begin = to_store_begin;
+    pending_files = to_store_files;
+    to_store_files = 0;
+    pending = std::async(std::launch::async, [&store, &a, &wo, batch_items = std::move(to_store)] {
+      return batch_items.empty() ? Status::OK() : store.Put(a.collection, batch_items, wo);
+    });
+    to_store.clear();
+  };
   auto await_store = [&]() -> Status {
     if (!pending.valid()) return Status::OK();
     const auto t0 = now();
@@ -271,6 +286,12 @@ int RunIngest(const IngestArgs& a) {
     progress.Add(pending_files);
     if (a.kill_after_batches > 0 && pending_batch + 1 >= a.kill_after_batches) std::raise(SIGKILL);
     return Status::OK();
+  };
+  // A run stopped by an error still stores the batches encoded before it.
+  auto fail_after_store = [&](const Status& error) {
+    start_store();
+    Status s = await_store();
+    return Fail(s.ok() ? error : s);
   };
   for (size_t begin = 0; begin < files.size() && !g_interrupted; begin += a.batch) {
     const size_t end = std::min(files.size(), begin + a.batch);
@@ -288,7 +309,7 @@ int RunIngest(const IngestArgs& a) {
         if (item.ok()) {
           if (ItemHasPath(*item, files[i].key)) done = true; else continue;
         } else if (item.status().code() != Status::Code::kNotFound) {
-          return Fail(item.status());
+          return fail_after_store(item.status());
         }
         break;
       }
@@ -301,6 +322,7 @@ int RunIngest(const IngestArgs& a) {
       }
     }
     t_check += secs(now() - t0);
+    start_store();  // the previous batch's write, beside this batch's decode and encode
 
     // 2. Read and decode in parallel.
     t0 = now();
@@ -326,7 +348,7 @@ int RunIngest(const IngestArgs& a) {
         if (decoded[j].ok()) outcome[j] = kOk;
       }
     });
-    if (!ps.ok()) return Fail(ps);
+    if (!ps.ok()) return fail_after_store(ps);
     std::vector<Image> images;
     std::vector<size_t> good;  // indices into todo
     for (size_t j = 0; j < todo.size(); ++j) {
@@ -349,28 +371,25 @@ int RunIngest(const IngestArgs& a) {
     std::vector<ItemInput> items;
     if (!images.empty()) {
       auto encoded = enc.Encode(images);
-      if (!encoded.ok()) return Fail(encoded.status().WithContext("encoding"));
+      if (!encoded.ok()) return fail_after_store(encoded.status().WithContext("encoding"));
       for (size_t g = 0; g < good.size(); ++g) {
         const SourceFile& f = files[todo[good[g]]];
         std::string extra;
         if (!f.label_name.empty()) extra = nlohmann::json{{"label_name", f.label_name}}.dump();
         auto item = MakeImageItem((*encoded)[g], codebook, ids[good[g]], f.label, f.key, extra);
-        if (!item.ok()) return Fail(item.status());
+        if (!item.ok()) return fail_after_store(item.status());
         items.push_back(std::move(item).value());
       }
     }
     t_encode += secs(now() - t0);
 
-    // 4. One durable atomic write, in the background.
+    // 4. One durable atomic write, started after the next batch's check.
     if (Status s = await_store(); !s.ok()) return Fail(s);
-    pending_items = items.size();
-    pending_batch = begin / a.batch;
-    pending_begin = begin;
-    pending_files = end - begin;
-    pending = std::async(std::launch::async, [&store, &a, &wo, batch_items = std::move(items)] {
-      return batch_items.empty() ? Status::OK() : store.Put(a.collection, batch_items, wo);
-    });
+    to_store = std::move(items);
+    to_store_begin = begin;
+    to_store_files = end - begin;
   }
+  start_store();
   if (Status s = await_store(); !s.ok()) return Fail(s);
   progress.Finish();
   const double total_s = secs(now() - t_start);
