@@ -975,6 +975,47 @@ StatusOr<SearchResult> MihIndex::Search(const uint8_t* query, size_t k,
   return result;
 }
 
+Status MihIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
+                             std::vector<SearchResult>* out) const {
+  HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
+  ThreadPool& pool = ThreadPool::Default();
+  const int threads = pool.Resolve(params.num_threads);
+  if (nq < static_cast<size_t>(threads)) return BinaryIndex::SearchBatch(queries, nq, k, params, out);
+  out->assign(nq, SearchResult{});
+  const size_t cb = code_bytes();
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  const size_t n = ids_.size();
+  // 1 where a query still needs the scan.
+  std::vector<uint8_t> scan(nq, 1);
+  if (params.mih_mode >= 0 && !tables_.empty() && n > 0) {
+    // In a blocked scan a query costs about what a scan split over all the
+    // threads does (the codes are read once per group of queries), so a
+    // probe gets that budget, not a single-threaded scan's.
+    const double budget =
+        params.mih_mode > 0 ? std::numeric_limits<double>::infinity() : ScanCost(threads);
+    const bool worth_probing =
+        params.mih_mode > 0 ||
+        (n >= kMinProbeSize && kCandidateCost * static_cast<double>(std::min(k, n)) < budget);
+    if (worth_probing) {
+      Status st = pool.ParallelFor(nq, threads, [&](size_t i) {
+        if (ProbeKnn(queries + i * cb, k, budget, &(*out)[i].neighbors)) scan[i] = 0;
+      });
+      HAMDB_RETURN_IF_ERROR(st);
+    }
+  }
+  std::vector<size_t> rest;
+  for (size_t i = 0; i < nq; ++i) {
+    if (scan[i]) rest.push_back(i);
+  }
+  if (rest.empty()) return Status::OK();
+  std::vector<uint8_t> packed(rest.size() * cb);
+  for (size_t j = 0; j < rest.size(); ++j) std::memcpy(&packed[j * cb], queries + rest[j] * cb, cb);
+  std::vector<std::vector<Neighbor>> lists;
+  HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(), packed.data(), rest.size(), k, threads, &lists));
+  for (size_t j = 0; j < rest.size(); ++j) (*out)[rest[j]].neighbors = std::move(lists[j]);
+  return Status::OK();
+}
+
 StatusOr<SearchResult> MihIndex::RangeSearch(const uint8_t* query, uint32_t radius,
                                              const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));

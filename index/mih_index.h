@@ -90,6 +90,13 @@ class MihIndex : public BinaryIndex {
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
                                      const SearchParams& params) const override;
+  // A batch of at least as many queries as threads probes each query on one
+  // thread, and answers the queries whose probe gave up by one query-blocked
+  // scan (ScanKnnBatch) instead of a scan each. A probe gives up when its
+  // predicted work exceeds a scan split over all the threads, about what a
+  // query costs in the blocked scan. A smaller batch runs Search per query.
+  Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
+                     std::vector<SearchResult>* out) const override;
 
  private:
   struct Table;

@@ -23,6 +23,7 @@ using testing::DataKind;
 using testing::Describe;
 using testing::MakeCodes;
 using testing::MakeIds;
+using testing::NaiveModel;
 
 std::unique_ptr<BinaryIndex> Make(const std::string& spec, int bits) {
   auto index = MakeIndex(spec, bits);
@@ -438,20 +439,32 @@ TEST(MihIndexTest, ConcurrentSearchesWhileMIsRechosen) {
 }
 
 TEST(MihIndexTest, SearchBatchEqualsSearch) {
+  // Probes that finish, probes that give up for the batch's blocked scan
+  // (uniform codes, large k), and both forced modes.
   const int bits = 64;
   const size_t cb = code_bytes(bits), n = 8000;
-  auto mih = Make("MIH", bits);
-  auto codes = MakeCodes(DataKind::kClustered, n, bits, 1);
-  auto ids = MakeIds(n, 2);
-  ASSERT_TRUE(mih->Add(ids.data(), codes.data(), n).ok());
-  auto queries = MakeCodes(DataKind::kClustered, 40, bits, 3);
-  std::vector<SearchResult> out;
-  ASSERT_TRUE(mih->SearchBatch(queries.data(), 40, 10, SearchParams{}, &out).ok());
-  ASSERT_EQ(out.size(), 40u);
-  for (size_t i = 0; i < 40; ++i) {
-    auto one = mih->Search(&queries[i * cb], 10, SearchParams{});
-    ASSERT_TRUE(one.ok());
-    EXPECT_EQ(out[i].neighbors, one->neighbors);
+  for (DataKind kind : {DataKind::kClustered, DataKind::kUniform}) {
+    auto mih = Make("MIH", bits);
+    auto codes = MakeCodes(kind, n, bits, 1);
+    auto ids = MakeIds(n, 2);
+    ASSERT_TRUE(mih->Add(ids.data(), codes.data(), n).ok());
+    NaiveModel model(bits);
+    model.Add(ids.data(), codes.data(), n);
+    auto queries = MakeCodes(kind, 40, bits, 3);
+    for (int mode : {0, -1, 1}) {
+      for (size_t k : {1, 10, 300}) {
+        SearchParams params;
+        params.num_threads = 2;
+        params.mih_mode = mode;
+        std::vector<SearchResult> out;
+        ASSERT_TRUE(mih->SearchBatch(queries.data(), 40, k, params, &out).ok());
+        ASSERT_EQ(out.size(), 40u);
+        for (size_t i = 0; i < 40; ++i) {
+          EXPECT_EQ(out[i].neighbors, model.Knn(&queries[i * cb], k))
+              << testing::DataKindName(kind) << " mode " << mode << " k " << k << " query " << i;
+        }
+      }
+    }
   }
 }
 
