@@ -9,6 +9,7 @@
 
 #include "encoder/encoder.h"
 #include "encoder/inference_process.h"
+#include "encoder/torch_threads.h"
 #include "core/binary_code.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -26,7 +27,7 @@ struct EncodeArgs {
 };
 
 int RunEncode(const EncodeArgs& a) {
-  if (a.threads > 0) at::set_num_threads(a.threads);
+  SetTorchThreads(a.threads);
   auto enc = Encoder::Load(a.model);
   if (!enc.ok()) return Fail(enc.status());
   TuneProcessForInference();
@@ -94,7 +95,7 @@ void AddEncodeCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--model", a->model, "Encoder artifact (.hdbe)")->required();
   cmd->add_option("files", a->files, "Image files")->required();
   cmd->add_option("--batch", a->batch, "Images per forward pass")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "libtorch threads (0 = default)");
+  cmd->add_option("--threads", a->threads, "libtorch threads (0 = every logical CPU, unless OMP_NUM_THREADS is set)");
   cmd->add_flag("--json", a->json, "One JSON object per line");
   cmd->callback([a, exit_code] { *exit_code = RunEncode(*a); });
 }

@@ -35,6 +35,7 @@
 #include "collection/image_items.h"
 #include "encoder/encoder.h"
 #include "encoder/inference_process.h"
+#include "encoder/torch_threads.h"
 #include "index/parallel.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -191,6 +192,7 @@ int RunIngest(const IngestArgs& a) {
   auto enc_or = Encoder::Load(a.model);
   if (!enc_or.ok()) return Fail(enc_or.status().WithContext("--model"));
   TuneProcessForInference();
+  SetTorchThreads(0);
   const Encoder& enc = **enc_or;
   const Codebook& codebook = enc.codebook();
 

@@ -13,6 +13,7 @@
 
 #include "encoder/encoder.h"
 #include "encoder/inference_process.h"
+#include "encoder/torch_threads.h"
 #include "http/server.h"
 #include "http/service.h"
 #include "tools/cli_common.h"
@@ -80,7 +81,9 @@ int RunServe(const ServeArgs& a) {
     if (it != cache->end()) return it->second;
     StatusOr<std::unique_ptr<Encoder>> enc = Encoder::Load(path);
     if (!enc.ok()) return enc.status();
-    if (cache->empty()) spdlog::info("encoding images: {}", TuneProcessForInference());
+    if (cache->empty()) {
+      spdlog::info("encoding images: {}, {} libtorch threads", TuneProcessForInference(), SetTorchThreads(0));
+    }
     std::shared_ptr<const Encoder> shared(std::move(enc).value());
     (*cache)[path] = shared;
     return shared;
