@@ -1,14 +1,18 @@
 // TuneProcessForInference: sets glibc's thresholds and OpenBLAS's threads
-// once, and says what it changed.
+// once, and says what it changed. SetTorchThreads: every CPU by default,
+// the environment's count when it names one.
 #include <dlfcn.h>
 #include <malloc.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "encoder/inference_process.h"
+#include "encoder/torch_threads.h"
 
 namespace hamdb {
 namespace {
@@ -29,6 +33,17 @@ TEST(InferenceProcess, SetsThresholdsOnceAndReportsThem) {
   static_cast<char*>(a)[size - 1] = 1;
   EXPECT_LT(mallinfo2().hblkhd, mapped_before + size) << "a " << size << "-byte block was mmapped";
   std::free(a);
+}
+
+TEST(InferenceProcess, TorchThreadsDefaultToEveryCpuUnlessTheEnvironmentSaysSo) {
+  ASSERT_EQ(unsetenv("OMP_NUM_THREADS"), 0);
+  EXPECT_EQ(SetTorchThreads(3), 3);
+  const int all = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(SetTorchThreads(0), all);
+  // A user's OMP_NUM_THREADS is left to libtorch: the count does not change.
+  ASSERT_EQ(setenv("OMP_NUM_THREADS", "1", 1), 0);
+  EXPECT_EQ(SetTorchThreads(5), all);
+  ASSERT_EQ(unsetenv("OMP_NUM_THREADS"), 0);
 }
 
 }  // namespace
