@@ -1,10 +1,11 @@
 #include "index/scan.h"
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
-#if defined(__SSE2__)
-#include <emmintrin.h>
+#if defined(__x86_64__) || defined(__SSE2__)
+#include <immintrin.h>
 #endif
 
 #include "core/binary_code.h"
@@ -56,6 +57,77 @@ void OfferBlock(const uint16_t* dist, const uint64_t* ids, size_t len, TopKColle
       *threshold = top->threshold();
     }
   }
+}
+
+// 8-byte codes when the best instruction set is AVX2: 4 codes per vector,
+// popcount by nibble lookup (vpshufb) and per-lane byte sums (vpsadbw),
+// compared with the threshold 4 at a time. Scalar POPCNT runs at about the
+// machine's streaming rate, so a blocked batch gains nothing from reading
+// less memory unless the popcount itself is wider; this is about 2x. Offers
+// exactly the pairs OfferBlock would, in the same order.
+bool UseAvx2For8Bytes(const SlotView& view) {
+#if defined(__x86_64__)
+  static const bool avx2 = BestHammingIsa() == HammingIsa::kAvx2;
+  return avx2 && view.code_bytes == 8;
+#else
+  (void)view;
+  return false;
+#endif
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes, const uint64_t* ids,
+                                                            size_t len, const uint8_t* query,
+                                                            TopKCollector* top, uint32_t* threshold) {
+  uint64_t q;
+  std::memcpy(&q, query, 8);
+  const __m256i lut = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
+                                       0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i nibble = _mm256_set1_epi8(0x0f);
+  const __m256i qv = _mm256_set1_epi64x(static_cast<int64_t>(q));
+  size_t i = 0;
+  for (; i + 4 <= len; i += 4) {
+    const __m256i x =
+        _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i * 8)), qv);
+    const __m256i counts =
+        _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(x, nibble)),
+                        _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble)));
+    const __m256i d = _mm256_sad_epu8(counts, _mm256_setzero_si256());  // 4 x 64-bit distances
+    const __m256i above = _mm256_cmpgt_epi64(d, _mm256_set1_epi64x(*threshold));
+    if (_mm256_movemask_epi8(above) == -1) continue;
+    alignas(32) uint64_t dist[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dist), d);
+    for (size_t j = 0; j < 4; ++j) {
+      if (dist[j] <= *threshold) {
+        top->Offer(static_cast<uint32_t>(dist[j]), ids[i + j]);
+        *threshold = top->threshold();
+      }
+    }
+  }
+  for (; i < len; ++i) {
+    uint64_t c;
+    std::memcpy(&c, codes + i * 8, 8);
+    const uint32_t d = static_cast<uint32_t>(__builtin_popcountll(c ^ q));
+    if (d <= *threshold) {
+      top->Offer(d, ids[i]);
+      *threshold = top->threshold();
+    }
+  }
+}
+#endif
+
+// Offers top the slots [b, b + len) of `view` against `query`.
+void ScanBlock(const SlotView& view, bool avx2_8, const uint8_t* query, size_t b, size_t len,
+               uint16_t* dist, TopKCollector* top, uint32_t* threshold) {
+#if defined(__x86_64__)
+  if (avx2_8) {
+    OfferBlock8Avx2(view.codes + b * 8, view.ids + b, len, query, top, threshold);
+    return;
+  }
+#endif
+  (void)avx2_8;
+  view.kernel.distances(query, view.codes + b * view.code_bytes, len, view.code_bytes, dist);
+  OfferBlock(dist, view.ids + b, len, top, threshold);
 }
 
 }  // namespace
@@ -119,10 +191,9 @@ StatusOr<std::vector<Neighbor>> ScanKnn(const SlotView& view, const uint8_t* que
     TopKCollector& top = parts[t];
     uint16_t dist[kBlock];
     uint32_t threshold = top.threshold();
+    const bool avx2_8 = UseAvx2For8Bytes(view);
     for (size_t b = begin; b < end; b += kBlock) {
-      const size_t len = std::min(kBlock, end - b);
-      view.kernel.distances(query, view.codes + b * view.code_bytes, len, view.code_bytes, dist);
-      OfferBlock(dist, view.ids + b, len, &top, &threshold);
+      ScanBlock(view, avx2_8, query, b, std::min(kBlock, end - b), dist, &top, &threshold);
     }
   });
   HAMDB_RETURN_IF_ERROR(st);
@@ -150,12 +221,12 @@ Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, siz
     std::vector<uint32_t> thresholds(qn);
     for (size_t q = 0; q < qn; ++q) thresholds[q] = tops[q].threshold();
     uint16_t dist[kBlock];
+    const bool avx2_8 = UseAvx2For8Bytes(view);
     for (size_t b = 0; b < view.n; b += block) {
       const size_t len = std::min(block, view.n - b);
-      const uint8_t* codes = view.codes + b * view.code_bytes;
       for (size_t q = 0; q < qn; ++q) {
-        view.kernel.distances(queries + (q0 + q) * view.code_bytes, codes, len, view.code_bytes, dist);
-        OfferBlock(dist, view.ids + b, len, &tops[q], &thresholds[q]);
+        ScanBlock(view, avx2_8, queries + (q0 + q) * view.code_bytes, b, len, dist, &tops[q],
+                  &thresholds[q]);
       }
     }
     for (size_t q = 0; q < qn; ++q) (*out)[q0 + q] = tops[q].Finish();
