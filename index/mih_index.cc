@@ -210,8 +210,9 @@ struct MihIndex::Table {
   }
   // Streams the live slots under a sequence of keys to emit(slot): Push
   // each key, then Finish. Lookups are software-pipelined kLag keys apart:
-  // a key's group base (or hash cell) is prefetched when it is pushed, its
-  // bit-vector words kLag keys later, its entries 2 * kLag later, and its
+  // a key's group count and occupancy word (or hash cell) are prefetched
+  // when it is pushed, its entry-end bits kLag keys later, its entries
+  // 2 * kLag later, and its
   // slots are emitted 3 * kLag later, in push order. So the cache misses
   // of nearby keys overlap, without a stall at the end of each batch.
   template <typename Emit>
@@ -741,6 +742,18 @@ Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   return Status::OK();
 }
 
+bool MihIndex::KnnProbeBudget(size_t k, const SearchParams& params, int threads,
+                              double* budget) const {
+  const size_t n = ids_.size();
+  if (params.mih_mode < 0 || tables_.empty() || n == 0) return false;
+  if (params.mih_mode > 0) {
+    *budget = std::numeric_limits<double>::infinity();
+    return true;
+  }
+  *budget = ScanCost(threads);
+  return n >= kMinProbeSize && kCandidateCost * static_cast<double>(std::min(k, n)) < *budget;
+}
+
 double MihIndex::ScanCost(int threads) const {
   const double per_item = std::max(1.0, static_cast<double>(code_bytes()) / 8.0);
   return per_item * static_cast<double>(ids_.size()) / std::max(threads, 1);
@@ -958,15 +971,10 @@ StatusOr<SearchResult> MihIndex::Search(const uint8_t* query, size_t k,
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   const int threads = ThreadPool::Default().Resolve(params.num_threads);
-  const size_t n = ids_.size();
   try {
-    if (params.mih_mode >= 0 && !tables_.empty() && n > 0) {
-      const double budget = params.mih_mode > 0 ? std::numeric_limits<double>::infinity()
-                                                : ScanCost(threads);
-      const bool worth_probing =
-          params.mih_mode > 0 ||
-          (n >= kMinProbeSize && kCandidateCost * static_cast<double>(std::min(k, n)) < budget);
-      if (worth_probing && ProbeKnn(query, k, budget, &result.neighbors)) return result;
+    double budget = 0;
+    if (KnnProbeBudget(k, params, threads, &budget) && ProbeKnn(query, k, budget, &result.neighbors)) {
+      return result;
     }
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("MihIndex::Search: out of memory");
@@ -984,24 +992,16 @@ Status MihIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const 
   out->assign(nq, SearchResult{});
   const size_t cb = code_bytes();
   std::shared_lock<WriterPriorityMutex> lock(mu_);
-  const size_t n = ids_.size();
   // 1 where a query still needs the scan.
   std::vector<uint8_t> scan(nq, 1);
-  if (params.mih_mode >= 0 && !tables_.empty() && n > 0) {
-    // In a blocked scan a query costs about what a scan split over all the
-    // threads does (the codes are read once per group of queries), so a
-    // probe gets that budget, not a single-threaded scan's.
-    const double budget =
-        params.mih_mode > 0 ? std::numeric_limits<double>::infinity() : ScanCost(threads);
-    const bool worth_probing =
-        params.mih_mode > 0 ||
-        (n >= kMinProbeSize && kCandidateCost * static_cast<double>(std::min(k, n)) < budget);
-    if (worth_probing) {
-      Status st = pool.ParallelFor(nq, threads, [&](size_t i) {
-        if (ProbeKnn(queries + i * cb, k, budget, &(*out)[i].neighbors)) scan[i] = 0;
-      });
-      HAMDB_RETURN_IF_ERROR(st);
-    }
+  // In a blocked scan a query costs about what a scan split over all the
+  // threads does (the codes are read once per group of queries), so each
+  // probe, though it runs on one thread, gets that budget.
+  double budget = 0;
+  if (KnnProbeBudget(k, params, threads, &budget)) {
+    HAMDB_RETURN_IF_ERROR(pool.ParallelFor(nq, threads, [&](size_t i) {
+      if (ProbeKnn(queries + i * cb, k, budget, &(*out)[i].neighbors)) scan[i] = 0;
+    }));
   }
   std::vector<size_t> rest;
   for (size_t i = 0; i < nq; ++i) {

@@ -156,6 +156,11 @@ class MihIndex : public BinaryIndex {
                   std::vector<Neighbor>* out) const;
   // Work units of one exhaustive scan of all slots with `threads` threads.
   double ScanCost(int threads) const;
+  // Whether a k-NN search should probe before it scans (mih_mode, the size
+  // of the index, k against the scan), and the work *budget the probe may
+  // spend: a scan on `threads` threads, or no limit when probing is forced.
+  // Requires mu_ held.
+  bool KnnProbeBudget(size_t k, const SearchParams& params, int threads, double* budget) const;
 
   const int fixed_m_;  // 0 = automatic
   HammingKernel kernel_;
