@@ -212,9 +212,9 @@ struct MihIndex::Table {
   // each key, then Finish. Lookups are software-pipelined kLag keys apart:
   // a key's group count and occupancy word (or hash cell) are prefetched
   // when it is pushed, its entry-end bits kLag keys later, its entries
-  // 2 * kLag later, and its
-  // slots are emitted 3 * kLag later, in push order. So the cache misses
-  // of nearby keys overlap, without a stall at the end of each batch.
+  // 2 * kLag later, and its slots are emitted 3 * kLag later, in push
+  // order. So the cache misses of nearby keys overlap, without a stall at
+  // the end of each batch.
   template <typename Emit>
   class SlotStream {
    public:
