@@ -134,6 +134,7 @@ class BucketStarts {
   void AppendState(std::string* out) const;
   Status LoadState(std::string_view* in);
 
+ private:
   // Set bits of x. Broadword rather than __builtin_popcountll: the index
   // is built for the baseline x86-64, where the builtin is a library call.
   static unsigned PopCount(uint64_t x) {
@@ -143,7 +144,6 @@ class BucketStarts {
     return static_cast<unsigned>((x * 0x0101010101010101ULL) >> 56);
   }
 
- private:
   // Buckets per group: 64, or fewer (down to 8) when buckets hold enough
   // entries that a group's entry ends would span more than a word.
   static int ChooseGroupShift(size_t nb, size_t entries);

@@ -29,6 +29,14 @@ size_t TaskCount(size_t n, int threads) {
   return std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), by_size);
 }
 
+// Offers (d, id) when d is at most the threshold, which `threshold` caches.
+inline void OfferIfWithin(uint32_t d, uint64_t id, TopKCollector* top, uint32_t* threshold) {
+  if (d <= *threshold) {
+    top->Offer(d, id);
+    *threshold = top->threshold();
+  }
+}
+
 // Offers top the pairs (dist[i], ids[i]) of a block with dist[i] at most
 // its threshold. Most of a scan's pairs are above it, so 8 distances are
 // compared at a time (SSE2, part of every x86-64) and a group that is all
@@ -43,28 +51,14 @@ void OfferBlock(const uint16_t* dist, const uint64_t* ids, size_t len, TopKColle
     const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(dist + i));
     const __m128i above = _mm_cmpgt_epi16(d, _mm_set1_epi16(static_cast<int16_t>(*threshold)));
     if (_mm_movemask_epi8(above) == 0xffff) continue;
-    for (size_t j = i; j < i + 8; ++j) {
-      if (dist[j] <= *threshold) {
-        top->Offer(dist[j], ids[j]);
-        *threshold = top->threshold();
-      }
-    }
+    for (size_t j = i; j < i + 8; ++j) OfferIfWithin(dist[j], ids[j], top, threshold);
   }
 #endif
-  for (; i < len; ++i) {
-    if (dist[i] <= *threshold) {
-      top->Offer(dist[i], ids[i]);
-      *threshold = top->threshold();
-    }
-  }
+  for (; i < len; ++i) OfferIfWithin(dist[i], ids[i], top, threshold);
 }
 
-// 8-byte codes when the best instruction set is AVX2: 4 codes per vector,
-// popcount by nibble lookup (vpshufb) and per-lane byte sums (vpsadbw),
-// compared with the threshold 4 at a time. Scalar POPCNT runs at about the
-// machine's streaming rate, so a blocked batch gains nothing from reading
-// less memory unless the popcount itself is wider; this is about 2x. Offers
-// exactly the pairs OfferBlock would, in the same order.
+// Whether scans of `view` take OfferBlock8Avx2: 8-byte codes, where AVX2 is
+// the best instruction set (AVX-512 keeps its VPOPCNTDQ kernel).
 bool UseAvx2For8Bytes(const SlotView& view) {
 #if defined(__x86_64__)
   static const bool avx2 = BestHammingIsa() == HammingIsa::kAvx2;
@@ -76,6 +70,12 @@ bool UseAvx2For8Bytes(const SlotView& view) {
 }
 
 #if defined(__x86_64__)
+// OfferBlock for 8-byte codes without a distance buffer: 4 codes per
+// vector, popcount by nibble lookup (vpshufb) and per-lane byte sums
+// (vpsadbw), compared with the threshold 4 at a time. Scalar POPCNT runs at
+// about the machine's streaming rate, so a blocked batch gains nothing from
+// reading less memory unless the popcount itself is wider; this is about
+// 2x. Offers exactly the pairs OfferBlock would, in the same order.
 __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes, const uint64_t* ids,
                                                             size_t len, const uint8_t* query,
                                                             TopKCollector* top, uint32_t* threshold) {
@@ -98,20 +98,13 @@ __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes
     alignas(32) uint64_t dist[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(dist), d);
     for (size_t j = 0; j < 4; ++j) {
-      if (dist[j] <= *threshold) {
-        top->Offer(static_cast<uint32_t>(dist[j]), ids[i + j]);
-        *threshold = top->threshold();
-      }
+      OfferIfWithin(static_cast<uint32_t>(dist[j]), ids[i + j], top, threshold);
     }
   }
   for (; i < len; ++i) {
     uint64_t c;
     std::memcpy(&c, codes + i * 8, 8);
-    const uint32_t d = static_cast<uint32_t>(__builtin_popcountll(c ^ q));
-    if (d <= *threshold) {
-      top->Offer(d, ids[i]);
-      *threshold = top->threshold();
-    }
+    OfferIfWithin(static_cast<uint32_t>(__builtin_popcountll(c ^ q)), ids[i], top, threshold);
   }
 }
 #endif

@@ -259,34 +259,37 @@ int RunIngest(const IngestArgs& a) {
   // encoded: it starts after that batch's check (whose store lookups it
   // would slow down) and is awaited after its encode, so at most one write
   // is in flight and batches are stored in order.
-  std::vector<ItemInput> to_store;  // the encoded batch waiting for its write
-  size_t to_store_begin = 0, to_store_files = 0;
+  struct StoreBatch {
+    std::vector<ItemInput> items;
+    size_t begin = 0;  // index of the batch's first file
+    size_t files = 0;  // 0: no batch
+  };
+  StoreBatch to_store;  // encoded, its write not started
+  StoreBatch writing;   // its write in flight (items moved into the write)
+  uint64_t writing_items = 0;
   std::future<Status> pending;
-  uint64_t pending_items = 0;
-  size_t pending_batch = 0, pending_begin = 0, pending_files = 0;
   auto start_store = [&] {
-    if (to_store_files == 0) return;
-    pending_items = to_store.size();
-    pending_batch = to_store_begin / a.batch;
-    pending_begin = to_store_begin;
-    pending_files = to_store_files;
-    to_store_files = 0;
-    pending = std::async(std::launch::async, [&store, &a, &wo, batch_items = std::move(to_store)] {
-      return batch_items.empty() ? Status::OK() : store.Put(a.collection, batch_items, wo);
+    if (to_store.files == 0) return;
+    writing_items = to_store.items.size();
+    pending = std::async(std::launch::async, [&store, &a, &wo, items = std::move(to_store.items)] {
+      return items.empty() ? Status::OK() : store.Put(a.collection, items, wo);
     });
-    to_store.clear();
+    writing = std::move(to_store);
+    to_store = StoreBatch();
   };
   auto await_store = [&]() -> Status {
     if (!pending.valid()) return Status::OK();
     const auto t0 = now();
     Status s = pending.get();
     t_store += secs(now() - t0);
-    if (!s.ok()) return s.WithContext("storing batch at file " + std::to_string(pending_begin));
-    ingested += pending_items;
+    if (!s.ok()) return s.WithContext("storing batch at file " + std::to_string(writing.begin));
+    ingested += writing_items;
     progress.SetNote(std::to_string(present) + " present, " + std::to_string(unsupported) +
                      " skipped, " + std::to_string(failed) + " failed");
-    progress.Add(pending_files);
-    if (a.kill_after_batches > 0 && pending_batch + 1 >= a.kill_after_batches) std::raise(SIGKILL);
+    progress.Add(writing.files);
+    if (a.kill_after_batches > 0 && writing.begin / a.batch + 1 >= a.kill_after_batches) {
+      std::raise(SIGKILL);
+    }
     return Status::OK();
   };
   // A run stopped by an error still stores the batches encoded before it.
@@ -387,9 +390,7 @@ int RunIngest(const IngestArgs& a) {
 
     // 4. One durable atomic write, started after the next batch's check.
     if (Status s = await_store(); !s.ok()) return Fail(s);
-    to_store = std::move(items);
-    to_store_begin = begin;
-    to_store_files = end - begin;
+    to_store = StoreBatch{std::move(items), begin, end - begin};
   }
   start_store();
   if (Status s = await_store(); !s.ok()) return Fail(s);
