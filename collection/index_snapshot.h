@@ -30,7 +30,7 @@ class FileSystem;
 
 namespace hamdb {
 
-inline constexpr uint32_t kIndexSnapshotVersion = 3;
+inline constexpr uint32_t kIndexSnapshotVersion = 4;
 
 struct IndexSnapshotHeader {
   uint32_t collection_id = 0;  // CollectionInfo::internal_id

@@ -23,6 +23,13 @@ Status LiveCollection::Create(CodeStore* store, const std::string& name, int bit
                                    "-bit codes but the collection " + std::to_string(bits));
   }
   HAMDB_RETURN_IF_ERROR(CheckIndexSpec(index_spec, bits, settings.codebook.has_value()));
+  if (settings.tie_break == TieBreak::kScore) {
+    HAMDB_ASSIGN_OR_RETURN(IndexSpecInfo info, DescribeIndexSpec(index_spec));
+    if (!info.keeps_scores) {
+      return Status::InvalidArgument("tie_break \"score\" needs an index that keeps scores, and " +
+                                     index_spec + " does not (Flat, MIH and Bucket do)");
+    }
+  }
   CollectionSpec spec;
   spec.name = name;
   spec.bits = bits;
@@ -148,12 +155,20 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex() const {
   const size_t nb = code_bytes(bits());
   std::vector<uint64_t> ids;
   std::vector<uint8_t> codes;
+  std::vector<uint16_t> scores;  // empty until some item has a score
   try {
     ids.reserve(total);
     codes.reserve(total * nb);
     HAMDB_RETURN_IF_ERROR(store_->ScanCodes(
         info_.name,
-        [&](const uint64_t* chunk_ids, const uint8_t* chunk_codes, size_t n) {
+        [&](const uint64_t* chunk_ids, const uint8_t* chunk_codes, const float* chunk_scores,
+            size_t n) {
+          if (chunk_scores != nullptr || !scores.empty()) {
+            scores.resize(ids.size(), kNoScore);
+            for (size_t i = 0; i < n; ++i) {
+              scores.push_back(chunk_scores != nullptr ? ScoreKeyOrNone(chunk_scores[i]) : kNoScore);
+            }
+          }
           ids.insert(ids.end(), chunk_ids, chunk_ids + n);
           codes.insert(codes.end(), chunk_codes, chunk_codes + n * nb);
           if (options_.progress) options_.progress(ids.size(), std::max<uint64_t>(total, ids.size()));
@@ -163,7 +178,8 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex() const {
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("out of memory reading the codes of '" + info_.name + "'");
   }
-  HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), codes.data(), ids.size()));
+  HAMDB_RETURN_IF_ERROR(
+      index->Add(ids.data(), codes.data(), ids.size(), scores.empty() ? nullptr : scores.data()));
   return std::shared_ptr<BinaryIndex>(std::move(index));
 }
 
@@ -400,11 +416,13 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
   }
   std::vector<uint64_t> add_ids, removed;
   std::vector<uint8_t> add_codes;
+  std::vector<uint16_t> add_scores;
   for (uint64_t id : touched) {
     StatusOr<Item> item = store_->Get(info_.name, id);
     if (item.ok()) {
       add_ids.push_back(id);
       add_codes.insert(add_codes.end(), item->code.begin(), item->code.end());
+      add_scores.push_back(item->score ? ScoreKey(*item->score) : kNoScore);
     } else if (item.status().code() == Status::Code::kNotFound) {
       removed.push_back(id);
     } else {
@@ -415,7 +433,8 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
     HAMDB_RETURN_IF_ERROR(index->Remove(removed.data(), removed.size(), nullptr));
   }
   if (!add_ids.empty()) {
-    HAMDB_RETURN_IF_ERROR(index->Add(add_ids.data(), add_codes.data(), add_ids.size()));
+    HAMDB_RETURN_IF_ERROR(
+        index->Add(add_ids.data(), add_codes.data(), add_ids.size(), add_scores.data()));
   }
   open_info_.replay_seconds = lap();
   snapshot_seq_ = h.change_seq;
@@ -512,18 +531,27 @@ Status LiveCollection::Commit(PendingWrite* w) {
         });
       } else if (op.kind == GroupedWrite::Kind::kPutCodes) {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
-          return index.Add(op.assigned_ids.data(), op.codes, op.n);
+          std::vector<uint16_t> keys;
+          if (op.scores != nullptr) {
+            keys.resize(op.n);
+            for (size_t i = 0; i < op.n; ++i) keys[i] = ScoreKey(op.scores[i]);
+          }
+          return index.Add(op.assigned_ids.data(), op.codes, op.n,
+                           keys.empty() ? nullptr : keys.data());
         });
       } else {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
           // The store validated every code; gather them for one index call. A
           // repeated id in one request ends with its last code, in both places.
           std::vector<uint8_t> codes(op.items->size() * nb);
+          std::vector<uint16_t> keys(op.items->size(), kNoScore);
           for (size_t i = 0; i < op.items->size(); ++i) {
-            const std::vector<uint8_t>& c = (*op.items)[i].code;
-            std::copy(c.begin(), c.end(), codes.begin() + i * nb);
+            const ItemInput& in = (*op.items)[i];
+            std::copy(in.code.begin(), in.code.end(), codes.begin() + i * nb);
+            if (in.score) keys[i] = ScoreKey(*in.score);
           }
-          return index.Add(op.assigned_ids.data(), codes.data(), op.assigned_ids.size());
+          return index.Add(op.assigned_ids.data(), codes.data(), op.assigned_ids.size(),
+                           keys.data());
         });
       }
     }
@@ -564,25 +592,26 @@ size_t LiveCollection::pending_writes() const {
 StatusOr<Item> LiveCollection::Get(uint64_t id) const { return store_->Get(info_.name, id); }
 
 StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k, uint32_t radius,
-                                                 bool is_range) const {
+                                                 bool is_range, TieBreak tie) const {
   // The same argument checks and the same top-k selection as the exact scans
   // of index/, so a degraded collection answers exactly what Flat would.
   HAMDB_RETURN_IF_ERROR(is_range ? CheckRangeArgs(query, bits()) : CheckSearchArgs(query, k, bits()));
   const size_t nb = code_bytes(bits());
   const HammingKernel kernel = SelectHammingKernel(nb);
-  TopKCollector top(is_range ? 1 : k, bits());
+  TopKCollector top(is_range ? 1 : k, bits(), tie);
   std::vector<Neighbor> in_range;
   std::vector<uint16_t> dist;
   HAMDB_RETURN_IF_ERROR(store_->ScanCodes(
       info_.name,
-      [&](const uint64_t* ids, const uint8_t* codes, size_t n) {
+      [&](const uint64_t* ids, const uint8_t* codes, const float* scores, size_t n) {
         dist.resize(n);
         kernel.distances(query, codes, n, nb, dist.data());
         for (size_t i = 0; i < n; ++i) {
+          const uint16_t key = scores != nullptr ? ScoreKeyOrNone(scores[i]) : kNoScore;
           if (is_range) {
-            if (dist[i] <= radius) in_range.push_back({ids[i], dist[i]});
+            if (dist[i] <= radius) in_range.push_back({ids[i], dist[i], key});
           } else if (dist[i] <= top.threshold()) {
-            top.Offer(dist[i], ids[i]);
+            top.Offer(dist[i], ids[i], key);
           }
         }
         return true;
@@ -590,7 +619,7 @@ StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k,
       options_.scan_chunk));
   SearchResult r;
   if (is_range) {
-    std::sort(in_range.begin(), in_range.end(), NeighborLess);
+    std::sort(in_range.begin(), in_range.end(), NeighborOrder{tie});
     r.neighbors = std::move(in_range);
   } else {
     r.neighbors = top.Finish();
@@ -599,33 +628,51 @@ StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k,
   return r;
 }
 
+TieBreak LiveCollection::default_tie_break() const {
+  if (!spec_.keeps_scores) return TieBreak::kId;
+  if (settings_.tie_break) return *settings_.tie_break;
+  return settings_.encoder_path.empty() ? TieBreak::kId : TieBreak::kScore;
+}
+
+Status LiveCollection::CheckTieBreak(const SearchParams& p) const {
+  if (p.tie_break == TieBreak::kScore && !spec_.keeps_scores) {
+    return Status::InvalidArgument("index " + spec_.spec +
+                                   " does not keep scores, so it cannot order ties by score; "
+                                   "use tie_break \"id\"");
+  }
+  return Status::OK();
+}
+
 StatusOr<SearchResult> LiveCollection::Search(const uint8_t* query, size_t k,
                                               const SearchParams& p, bool* from_store_scan) const {
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
-  if (!index) return ScanStore(query, k, 0, false);
+  if (!index) return ScanStore(query, k, 0, false, p.tie_break);
   return index->Search(query, k, p);
 }
 
 StatusOr<SearchResult> LiveCollection::RangeSearch(const uint8_t* query, uint32_t radius,
                                                    const SearchParams& p,
                                                    bool* from_store_scan) const {
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
-  if (!index) return ScanStore(query, 0, radius, true);
+  if (!index) return ScanStore(query, 0, radius, true, p.tie_break);
   return index->RangeSearch(query, radius, p);
 }
 
 Status LiveCollection::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                                    const SearchParams& p, std::vector<SearchResult>* out,
                                    bool* from_store_scan) const {
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
   if (index) return index->SearchBatch(queries, nq, k, p, out);
   out->clear();
   const size_t nb = code_bytes(bits());
   for (size_t q = 0; q < nq; ++q) {
-    HAMDB_ASSIGN_OR_RETURN(SearchResult r, ScanStore(queries + q * nb, k, 0, false));
+    HAMDB_ASSIGN_OR_RETURN(SearchResult r, ScanStore(queries + q * nb, k, 0, false, p.tie_break));
     out->push_back(std::move(r));
   }
   return Status::OK();

@@ -174,7 +174,13 @@ class LiveCollection {
   // A stored item (the metadata lookup for hits). NotFound when absent.
   StatusOr<Item> Get(uint64_t id) const;
 
+  // The tie rule of a search that names none: settings().tie_break, or by
+  // default "score" for a collection with an encoder and "id" otherwise;
+  // always "id" when the index does not keep scores (spec().keeps_scores).
+  TieBreak default_tie_break() const;
+
   // Searches (see BinaryIndex); queries are code_bytes(bits) bytes each.
+  // p.tie_break = kScore is InvalidArgument when the index keeps no scores.
   // *from_store_scan (optional) tells whether a degraded collection answered
   // by an exact scan of the store.
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k, const SearchParams& p = {},
@@ -228,7 +234,9 @@ class LiveCollection {
   StatusOr<std::shared_ptr<BinaryIndex>> LoadSnapshot();
   bool SnapshotDue() const;  // requires state_mu_
   StatusOr<SearchResult> ScanStore(const uint8_t* query, size_t k, uint32_t radius,
-                                   bool is_range) const;
+                                   bool is_range, TieBreak tie) const;
+  // InvalidArgument when p asks for score ties from an index without scores.
+  Status CheckTieBreak(const SearchParams& p) const;
 
   CodeStore* store_;
   CollectionInfo info_;

@@ -65,6 +65,11 @@ StatusOr<CollectionSettings> ParseCollectionSettings(std::string_view settings_j
     HAMDB_ASSIGN_OR_RETURN(Codebook codebook, ParseCodebook(*it, bits));
     settings.codebook = std::move(codebook);
   }
+  if (auto it = j.find("tie_break"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return Status::InvalidArgument("settings.tie_break must be \"id\" or \"score\"");
+    HAMDB_ASSIGN_OR_RETURN(TieBreak tie, ParseTieBreak(it->get_ref<const std::string&>()));
+    settings.tie_break = tie;
+  }
   return settings;
 }
 
@@ -79,6 +84,7 @@ std::string CollectionSettingsJson(const CollectionSettings& settings) {
     }
     j["codebook"] = {{"bits", cb.bits()}, {"codes", codes}, {"class_names", cb.class_names()}};
   }
+  if (settings.tie_break) j["tie_break"] = TieBreakName(*settings.tie_break);
   return j.dump();
 }
 

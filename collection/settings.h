@@ -4,7 +4,8 @@
 //
 // Layout, a JSON object; every field is optional:
 //   {"encoder": "<artifact path>",
-//    "codebook": {"bits": K, "codes": ["<hex>", ...], "class_names": [...]}}
+//    "codebook": {"bits": K, "codes": ["<hex>", ...], "class_names": [...]},
+//    "tie_break": "id" | "score"}
 // The codebook is copied from the encoder into the settings so that a
 // collection can still be decoded and bucketed when the artifact is moved or
 // lost. Fields this build does not know are ignored by the reader.
@@ -16,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/score.h"
 #include "core/status.h"
 #include "encoder/codebook.h"
 
@@ -24,6 +26,10 @@ namespace hamdb {
 struct CollectionSettings {
   std::string encoder_path;          // empty: the collection has no encoder
   std::optional<Codebook> codebook;  // the encoder's class codes, when known
+  // The default order of ties for searches that do not name one. Unset:
+  // "score" for a collection with an encoder whose index keeps scores, "id"
+  // otherwise (LiveCollection::default_tie_break).
+  std::optional<TieBreak> tie_break;
 };
 
 // Reads the settings of a collection of `bits`-bit codes. InvalidArgument

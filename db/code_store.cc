@@ -13,6 +13,7 @@
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <mutex>
@@ -22,6 +23,7 @@
 
 #include "db/store_format.h"
 #include "core/binary_code.h"
+#include "core/score.h"
 
 namespace hamdb {
 
@@ -326,8 +328,11 @@ struct CodeStore::Impl {
         if (!in->metadata_json.empty() && !json::accept(in->metadata_json)) {
           return Status::InvalidArgument("item " + std::to_string(i) + ": metadata is not valid JSON");
         }
+        if (in->score) {
+          HAMDB_RETURN_IF_ERROR(CheckScore(*in->score, "item " + std::to_string(i) + ": score"));
+        }
         batch->Put(codes_cf, key,
-                   rocksdb::Slice(reinterpret_cast<const char*>(in->code.data()), nb));
+                   sf::CodeValue(in->code.data(), nb, in->score ? &*in->score : nullptr));
         if (in->label || in->class_code || !in->metadata_json.empty()) {
           batch->Put(items_cf, key, EncodeItemRecord(in->label, in->class_code, in->metadata_json));
           state->records = true;
@@ -337,7 +342,9 @@ struct CodeStore::Impl {
       } else {
         const uint8_t* c = w->codes + i * nb;
         HAMDB_RETURN_IF_ERROR(CheckPadding(c, info.bits).WithContext("item " + std::to_string(i)));
-        batch->Put(codes_cf, key, rocksdb::Slice(reinterpret_cast<const char*>(c), nb));
+        const float* score = w->scores != nullptr ? &w->scores[i] : nullptr;
+        if (score) HAMDB_RETURN_IF_ERROR(CheckScore(*score, "item " + std::to_string(i) + ": score"));
+        batch->Put(codes_cf, key, sf::CodeValue(c, nb, score));
         if (state->records) batch->Delete(items_cf, key);
       }
     }
@@ -722,11 +729,12 @@ Status CodeStore::Put(std::string_view collection, const std::vector<ItemInput>&
 
 Status CodeStore::PutCodes(std::string_view collection, const uint64_t* ids, const uint8_t* codes,
                            size_t n, const StoreWriteOptions& wo,
-                           std::vector<uint64_t>* assigned_ids) {
+                           std::vector<uint64_t>* assigned_ids, const float* scores) {
   GroupedWrite w;
   w.kind = GroupedWrite::Kind::kPutCodes;
   w.ids = ids;
   w.codes = codes;
+  w.scores = scores;
   w.n = n;
   w.max_id = wo.max_id;
   (void)impl_->WriteGroup(collection, {&w}, wo.sync);  // its error is also w.status
@@ -758,12 +766,15 @@ StatusOr<Item> CodeStore::Get(std::string_view collection, uint64_t id) const {
   if (!s2.ok() && !s2.IsNotFound()) return FromRocks(s2, "get item record");
   Item item;
   item.id = id;
-  if (code.size() != code_bytes(info.bits)) {
+  const size_t nb = code_bytes(info.bits);
+  if (!sf::IsCodeValueSize(code.size(), nb)) {
     return Status::Corruption("item " + std::to_string(id) + " has a " +
-                              std::to_string(code.size()) + "-byte code, expected " +
-                              std::to_string(code_bytes(info.bits)));
+                              std::to_string(code.size()) + "-byte code value, expected " +
+                              std::to_string(nb) + " or " + std::to_string(nb + sf::kScoreSize));
   }
-  item.code.assign(code.begin(), code.end());
+  item.code.assign(code.begin(), code.begin() + nb);
+  float score;
+  if (sf::CodeValueScore(code.data(), code.size(), nb, &score)) item.score = score;
   if (s2.ok()) HAMDB_RETURN_IF_ERROR(DecodeItemRecord(rec, info.bits, &item));
   return item;
 }
@@ -787,25 +798,37 @@ Status CodeStore::ScanCodes(std::string_view collection, const ScanFn& fn, size_
   rocksdb::Iterator* it = cursor.it.get();
   std::vector<uint64_t> ids;
   std::vector<uint8_t> codes;
+  std::vector<float> scores;  // empty until an item of the chunk has a score
   ids.reserve(chunk);
   codes.reserve(chunk * nb);
+  auto emit = [&] {
+    const bool more = fn(ids.data(), codes.data(), scores.empty() ? nullptr : scores.data(),
+                         ids.size());
+    ids.clear();
+    codes.clear();
+    scores.clear();
+    return more;
+  };
   for (; it->Valid(); it->Next()) {
     const rocksdb::Slice k = it->key(), v = it->value();
-    if (k.size() != sf::kItemKeySize || v.size() != nb) {
-      return Status::Corruption("collection '" + info.name + "': stored code of " +
+    if (k.size() != sf::kItemKeySize || !sf::IsCodeValueSize(v.size(), nb)) {
+      return Status::Corruption("collection '" + info.name + "': stored code value of " +
                                 std::to_string(v.size()) + " bytes, expected " +
-                                std::to_string(nb));
+                                std::to_string(nb) + " or " + std::to_string(nb + sf::kScoreSize));
+    }
+    float score;
+    if (sf::CodeValueScore(v.data(), v.size(), nb, &score)) {
+      if (scores.empty()) scores.assign(ids.size(), std::numeric_limits<float>::quiet_NaN());
+      scores.push_back(score);
+    } else if (!scores.empty()) {
+      scores.push_back(std::numeric_limits<float>::quiet_NaN());
     }
     ids.push_back(sf::GetBigEndian64(k.data() + 4));
     codes.insert(codes.end(), v.data(), v.data() + nb);
-    if (ids.size() == chunk) {
-      if (!fn(ids.data(), codes.data(), ids.size())) return Status::OK();
-      ids.clear();
-      codes.clear();
-    }
+    if (ids.size() == chunk && !emit()) return Status::OK();
   }
   HAMDB_RETURN_IF_ERROR(FromRocks(it->status(), "scan codes"));
-  if (!ids.empty()) fn(ids.data(), codes.data(), ids.size());
+  if (!ids.empty()) emit();
   return Status::OK();
 }
 
@@ -1073,11 +1096,21 @@ Status CodeStore::Check(uint64_t* items) const {
     Impl::Cursor code_cursor(impl_.get(), info.internal_id);
     rocksdb::Iterator* codes = code_cursor.it.get();
     for (; codes->Valid(); codes->Next()) {
-      if (codes->key().size() != sf::kItemKeySize || codes->value().size() != nb) {
+      if (codes->key().size() != sf::kItemKeySize ||
+          !sf::IsCodeValueSize(codes->value().size(), nb)) {
         return Status::Corruption("collection '" + info.name + "': item " +
                                   std::to_string(sf::GetBigEndian64(codes->key().data() + 4)) +
                                   " has a " + std::to_string(codes->value().size()) +
-                                  "-byte code, expected " + std::to_string(nb));
+                                  "-byte code value, expected " + std::to_string(nb) + " or " +
+                                  std::to_string(nb + sf::kScoreSize));
+      }
+      float score;
+      if (sf::CodeValueScore(codes->value().data(), codes->value().size(), nb, &score)) {
+        if (!std::isfinite(score)) {
+          return Status::Corruption("collection '" + info.name + "': item " +
+                                    std::to_string(sf::GetBigEndian64(codes->key().data() + 4)) +
+                                    " has a stored score that is not finite");
+        }
       }
       HAMDB_RETURN_IF_ERROR(CheckPadding(reinterpret_cast<const uint8_t*>(codes->value().data()),
                                          info.bits)

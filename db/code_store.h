@@ -75,6 +75,7 @@ struct CollectionInfo {
 struct Item {
   uint64_t id = 0;
   std::vector<uint8_t> code;                     // code_bytes(bits) bytes
+  std::optional<float> score;                    // finite; higher = more confident
   std::optional<int64_t> label;
   std::optional<std::vector<uint8_t>> class_code;  // code_bytes(bits) bytes
   std::string metadata_json;                     // empty = none; else a JSON value
@@ -84,6 +85,7 @@ struct Item {
 struct ItemInput {
   std::optional<uint64_t> id;
   std::vector<uint8_t> code;
+  std::optional<float> score;  // must be finite
   std::optional<int64_t> label;
   std::optional<std::vector<uint8_t>> class_code;
   std::string metadata_json;
@@ -121,6 +123,7 @@ struct GroupedWrite {
   const std::vector<ItemInput>* items = nullptr;  // kPut
   const uint64_t* ids = nullptr;    // kPutCodes (null: all assigned) and kDelete
   const uint8_t* codes = nullptr;   // kPutCodes: n * code_bytes bytes
+  const float* scores = nullptr;    // kPutCodes: n finite scores, or null (none)
   size_t n = 0;                     // kPutCodes and kDelete
   uint64_t max_id = UINT64_MAX;     // as StoreWriteOptions::max_id
   // Outputs.
@@ -168,15 +171,17 @@ class CodeStore {
   // Atomic batch upsert. On success *assigned_ids (optional) receives the id
   // of every input item, in order. On any error nothing is written:
   // InvalidArgument names the first bad item (wrong code or class-code length,
-  // non-zero padding, metadata that is not JSON).
+  // non-zero padding, a score that is not finite, metadata that is not JSON).
   Status Put(std::string_view collection, const std::vector<ItemInput>& items,
              const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr);
 
   // Fast path for bare codes: n codes of code_bytes(bits) bytes each
   // (n * code_bytes bytes, LSB-first). ids may be null (all assigned) or hold
-  // n ids. Replaces any existing item with the same id, metadata included.
+  // n ids; scores may be null (no scores) or hold n finite scores. Replaces
+  // any existing item with the same id, metadata included.
   Status PutCodes(std::string_view collection, const uint64_t* ids, const uint8_t* codes, size_t n,
-                  const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr);
+                  const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr,
+                  const float* scores = nullptr);
 
   // NotFound when the collection or the item is missing; Corruption when the
   // stored bytes do not decode.
@@ -196,12 +201,15 @@ class CodeStore {
   Status WriteGroup(std::string_view collection, const std::vector<GroupedWrite*>& writes,
                     bool sync = true);
 
-  // Streams every (id, code) pair in ascending id order, in chunks of up to
-  // `chunk` items: fn(ids, codes, n) gets n ids and n * code_bytes code bytes,
-  // valid only during the call; returning false stops the scan early. Reads a
-  // consistent snapshot. Only the code column family is read, so this is the
-  // fast path for rebuilding an index.
-  using ScanFn = std::function<bool(const uint64_t* ids, const uint8_t* codes, size_t n)>;
+  // Streams every (id, code, score) in ascending id order, in chunks of up to
+  // `chunk` items: fn(ids, codes, scores, n) gets n ids, n * code_bytes code
+  // bytes and, when any item of the chunk has a score, n scores (NaN for an
+  // item without one; null when none has), valid only during the call;
+  // returning false stops the scan early. Reads a consistent snapshot. Only
+  // the code column family is read, so this is the fast path for rebuilding
+  // an index.
+  using ScanFn = std::function<bool(const uint64_t* ids, const uint8_t* codes,
+                                    const float* scores, size_t n)>;
   Status ScanCodes(std::string_view collection, const ScanFn& fn, size_t chunk = 65536) const;
 
   // Exact number of items (a key scan of the code column family: O(n)).

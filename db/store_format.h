@@ -9,7 +9,8 @@
 //                "next_id/" + u32 BE cid    -> u64 little-endian
 //                "change_seq/" + u32 BE cid -> u64 LE: the collection's last change
 //                "change_trimmed/" + u32 BE cid -> u64 LE: changes up to it trimmed
-//   "codes"    item key -> packed code (exactly code_bytes(bits) bytes)
+//   "codes"    item key -> code value: the packed code (code_bytes(bits)
+//              bytes), then the item's score as f32 LE if it has one
 //   "items"    item key -> item record (only for items with a label, class code
 //              or metadata)
 //   "changes"  u32 BE cid + u64 BE change seq -> the ids that change touched:
@@ -47,6 +48,7 @@ inline constexpr uint8_t kHasLabel = 1;
 inline constexpr uint8_t kHasClassCode = 2;
 inline constexpr uint8_t kHasMetadata = 4;
 inline constexpr size_t kItemKeySize = 12;
+inline constexpr size_t kScoreSize = 4;
 
 inline void PutBigEndian32(char* p, uint32_t v) {
   for (int i = 3; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v & 0xff);
@@ -86,6 +88,23 @@ inline std::string ChangeTrimmedKey(uint32_t cid) {
 // Same layout as an item key: a collection's changes are one key range.
 inline std::string ChangeKey(uint32_t cid, uint64_t seq) { return ItemKey(cid, seq); }
 inline std::string SnapshotFileName(uint32_t cid) { return "c" + std::to_string(cid) + ".hidx"; }
+
+// A code value (see above); score null: none.
+inline std::string CodeValue(const uint8_t* code, size_t code_bytes, const float* score) {
+  std::string s(reinterpret_cast<const char*>(code), code_bytes);
+  if (score != nullptr) s.append(reinterpret_cast<const char*>(score), kScoreSize);
+  return s;
+}
+// Whether `size` is the size of a code value for codes of code_bytes bytes.
+inline bool IsCodeValueSize(size_t size, size_t code_bytes) {
+  return size == code_bytes || size == code_bytes + kScoreSize;
+}
+// The score of a code value of a valid size; false when it has none.
+inline bool CodeValueScore(const char* value, size_t size, size_t code_bytes, float* score) {
+  if (size != code_bytes + kScoreSize) return false;
+  std::memcpy(score, value + code_bytes, kScoreSize);  // little-endian hosts
+  return true;
+}
 
 inline std::string EncodeFixed64(uint64_t v) {
   std::string s(8, '\0');

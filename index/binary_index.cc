@@ -10,40 +10,57 @@
 
 namespace hamdb {
 
-Status BinaryIndex::ExportItems(std::vector<uint64_t>*, std::vector<uint8_t>*) const {
+Status BinaryIndex::ExportItems(std::vector<uint64_t>*, std::vector<uint8_t>*,
+                                std::vector<uint16_t>*) const {
   return Status::NotSupported("index " + spec() + " cannot export its items");
+}
+
+Status BinaryIndex::CheckTieBreak(const SearchParams& params) const {
+  if (params.tie_break == TieBreak::kScore && !keeps_scores()) {
+    return Status::InvalidArgument("index " + spec() +
+                                   " does not keep scores, so it cannot order ties by score; "
+                                   "use tie_break \"id\"");
+  }
+  return Status::OK();
 }
 
 Status BinaryIndex::SaveState(std::string* out) const {
   std::vector<uint64_t> ids;
   std::vector<uint8_t> codes;
-  HAMDB_RETURN_IF_ERROR(ExportItems(&ids, &codes));
-  AppendItemsState(ids, codes, out);
+  std::vector<uint16_t> scores;
+  HAMDB_RETURN_IF_ERROR(ExportItems(&ids, &codes, &scores));
+  AppendItemsState(ids, codes, scores, out);
   return Status::OK();
 }
 
 Status BinaryIndex::LoadState(std::string_view state) {
   std::vector<uint64_t> ids;
   std::vector<uint8_t> codes;
-  HAMDB_RETURN_IF_ERROR(ParseItemsState(&state, code_bytes(), &ids, &codes));
+  std::vector<uint16_t> scores;
+  HAMDB_RETURN_IF_ERROR(ParseItemsState(&state, code_bytes(), &ids, &codes, &scores));
   if (!state.empty()) return Status::Corruption("index state has trailing bytes");
-  return Add(ids.data(), codes.data(), ids.size());
+  return Add(ids.data(), codes.data(), ids.size(), scores.empty() ? nullptr : scores.data());
 }
 
 void AppendItemsState(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
-                      std::string* out) {
+                      const std::vector<uint16_t>& scores, std::string* out) {
   state_io::PutVector(out, ids);  // the count, then the ids
   out->append(reinterpret_cast<const char*>(codes.data()), codes.size());
+  state_io::PutVector(out, scores);
 }
 
 Status ParseItemsState(std::string_view* state, size_t code_bytes, std::vector<uint64_t>* ids,
-                       std::vector<uint8_t>* codes) {
+                       std::vector<uint8_t>* codes, std::vector<uint16_t>* scores) {
   HAMDB_RETURN_IF_ERROR(state_io::GetVector(state, ids));
   if (code_bytes == 0 || ids->size() > state->size() / code_bytes) {
     return Status::Corruption("index state is truncated (" + std::to_string(ids->size()) + " codes)");
   }
   codes->assign(state->data(), state->data() + ids->size() * code_bytes);
   state->remove_prefix(ids->size() * code_bytes);
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(state, scores));
+  if (!scores->empty() && scores->size() != ids->size()) {
+    return Status::Corruption("index state: scores do not match ids");
+  }
   return Status::OK();
 }
 
@@ -53,6 +70,7 @@ Status BinaryIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   if (out == nullptr) return Status::InvalidArgument("SearchBatch: out is null");
   if (k == 0) return Status::InvalidArgument("k must be at least 1");
   if (nq > 0 && queries == nullptr) return Status::InvalidArgument("queries is null");
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   out->assign(nq, SearchResult{});
   ThreadPool& pool = ThreadPool::Default();
   const int threads = pool.Resolve(params.num_threads);

@@ -1,10 +1,13 @@
 // BinaryIndex: the one interface every Hamming search structure implements.
 //
 // An index holds (id, code) pairs: ids are the store's 64-bit item ids, codes
-// are packed LSB-first codes of bits() bits (docs/codes.md). Results are
-// always sorted by (distance, id) ascending; a radius is inclusive
-// (distance <= radius). Exact indexes return exactly the k smallest
-// (distance, id) pairs; approximate ones say so in SearchResult::exact.
+// are packed LSB-first codes of bits() bits (docs/codes.md). An item may
+// also carry a score (core/score.h), kept as its 16-bit key. Results are
+// sorted by the call's tie rule (SearchParams::tie_break): (distance, id), or
+// (distance, -score, id) with unscored items after scored ones at a distance.
+// A radius is inclusive (distance <= radius). Exact indexes return exactly
+// the k first items in that order; approximate ones say so in
+// SearchResult::exact.
 //
 // Thread safety: every const method may run concurrently with other const
 // methods and with one writer (Add / Remove) at a time; implementations
@@ -22,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/score.h"
 #include "core/status.h"
 
 namespace hamdb {
@@ -29,13 +33,30 @@ namespace hamdb {
 struct Neighbor {
   uint64_t id;
   uint32_t distance;
-  bool operator==(const Neighbor& o) const { return id == o.id && distance == o.distance; }
+  // The item's score key (core/score.h); kNoScore when it has none, or when
+  // the index does not keep scores (BinaryIndex::keeps_scores()).
+  uint16_t score = kNoScore;
+  bool operator==(const Neighbor& o) const {
+    return id == o.id && distance == o.distance && score == o.score;
+  }
 };
 
-// Orders by (distance, id): the tie rule of every result list.
+// Orders by (distance, id).
 inline bool NeighborLess(const Neighbor& a, const Neighbor& b) {
   return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
 }
+
+// The order of a result list under a tie rule: by distance, then (kScore)
+// by score key descending, then by id. kNoScore is the smallest key, so
+// unscored items follow scored ones at equal distance.
+struct NeighborOrder {
+  TieBreak tie = TieBreak::kId;
+  bool operator()(const Neighbor& a, const Neighbor& b) const {
+    if (a.distance != b.distance) return a.distance < b.distance;
+    if (tie == TieBreak::kScore && a.score != b.score) return a.score > b.score;
+    return a.id < b.id;
+  }
+};
 
 // Per-call knobs. Fields an index does not use are ignored.
 struct SearchParams {
@@ -47,12 +68,15 @@ struct SearchParams {
   int nprobe = 0;
   // MIH: 0 = choose by cost model, 1 = always probe, -1 = always scan.
   int mih_mode = 0;
+  // The order of ties on distance. kScore needs an index that keeps scores
+  // (keeps_scores()); the others refuse it with InvalidArgument.
+  TieBreak tie_break = TieBreak::kId;
 };
 
 struct SearchResult {
-  std::vector<Neighbor> neighbors;  // sorted by (distance, id)
-  // True when `neighbors` is provably the exact answer (the k smallest
-  // (distance, id) pairs, or every item within the radius). Exact indexes
+  std::vector<Neighbor> neighbors;  // sorted by NeighborOrder{params.tie_break}
+  // True when `neighbors` is provably the exact answer (the k first items in
+  // the call's order, or every item within the radius). Exact indexes
   // always set it; approximate ones set it only when they can prove it
   // (ClassBucketIndex, by a triangle-inequality bound) and false otherwise.
   bool exact = true;
@@ -75,10 +99,20 @@ class BinaryIndex {
   // Heap bytes held by the index (codes, ids, tables), measured, not guessed.
   virtual size_t memory_bytes() const = 0;
 
-  // Adds n items: ids[i] with code codes + i * code_bytes(). An id already
-  // present is replaced (upsert), like the store. InvalidArgument when a code
-  // has non-zero padding bits; nothing is added then.
-  virtual Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) = 0;
+  // Whether the index keeps item scores and orders ties by them
+  // (SearchParams::tie_break = kScore). Those that do not drop the scores
+  // Add is given and return every Neighbor::score as kNoScore.
+  virtual bool keeps_scores() const { return false; }
+
+  // Adds n items: ids[i] with code codes + i * code_bytes() and score key
+  // scores[i] (kNoScore for none; scores null: none at all). An id already
+  // present is replaced (upsert), score included, like the store.
+  // InvalidArgument when a code has non-zero padding bits; nothing is added
+  // then.
+  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n,
+             const uint16_t* scores = nullptr) {
+    return AddItems(ids, codes, scores, n);
+  }
   // Removes the ids that are present; *removed (optional) gets their count.
   virtual Status Remove(const uint64_t* ids, size_t n, size_t* removed) = 0;
 
@@ -94,14 +128,16 @@ class BinaryIndex {
   virtual Status SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                              const SearchParams& params, std::vector<SearchResult>* out) const;
 
-  // Every item held: its id and code (ids->size() * code_bytes() bytes), in
+  // Every item held: its id, code (ids->size() * code_bytes() bytes) and
+  // score key (scores: one per id, or empty when no item has a score), in
   // the index's own order. NotSupported where an index does not offer it.
-  virtual Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const;
+  virtual Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                             std::vector<uint16_t>* scores) const;
 
   // Snapshots (collection/index_snapshot.h). SaveState appends to *out what
   // LoadState needs to restore this index's contents into a fresh, empty
   // index of the same spec and bits. The default saves the items of
-  // ExportItems (a count, the ids, the codes) and LoadState adds them in one
+  // ExportItems (a count, the ids, the codes, the scores) and LoadState adds them in one
   // bulk Add; an index with trained state (FAISS IVF) adds that. LoadState:
   // Corruption when the state does not decode.
   virtual Status SaveState(std::string* out) const;
@@ -110,15 +146,23 @@ class BinaryIndex {
  protected:
   explicit BinaryIndex(int bits) : bits_(bits) {}
 
+  // Add's implementation; scores may be null.
+  virtual Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                          size_t n) = 0;
+  // InvalidArgument when `params` asks for an order this index cannot give
+  // (kScore without keeps_scores()).
+  Status CheckTieBreak(const SearchParams& params) const;
+
  private:
   int bits_;
 };
 
 // The default snapshot state: item count (u64 LE), the ids (u64 LE each),
-// then the codes. Parse consumes it from the front of *state.
+// the codes, then the score keys as a vector (u64 count: 0 or the item
+// count, u16 LE each). Parse consumes it from the front of *state.
 void AppendItemsState(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
-                      std::string* out);
+                      const std::vector<uint16_t>& scores, std::string* out);
 Status ParseItemsState(std::string_view* state, size_t code_bytes, std::vector<uint64_t>* ids,
-                       std::vector<uint8_t>* codes);
+                       std::vector<uint8_t>* codes, std::vector<uint16_t>* scores);
 
 }  // namespace hamdb

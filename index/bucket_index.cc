@@ -17,64 +17,6 @@ constexpr size_t kBlock = 1024;
 // Items decoded per parallel task in a bulk Add.
 constexpr size_t kDecodeChunk = 4096;
 
-// Keeps the k smallest (distance, id) pairs, like TopKCollector, but can say
-// at any moment what the current k-th distance is (Settle), which the
-// exact-until-proven search needs after every bucket.
-class BucketTopK {
- public:
-  BucketTopK(size_t k, int bits)
-      : k_(k),
-        limit_(std::max<size_t>(2 * k, 64)),
-        threshold_(static_cast<uint32_t>(bits)),
-        hist_(static_cast<size_t>(bits) + 1, 0) {}
-  uint32_t threshold() const { return threshold_; }
-  void Offer(uint32_t distance, uint64_t id) {
-    buffer_.push_back(Neighbor{id, distance});
-    if (buffer_.size() >= limit_) Compact();
-  }
-  // True when k pairs are held; *kth then gets the k-th smallest distance.
-  bool Settle(uint32_t* kth) {
-    Compact();
-    if (buffer_.size() < k_) return false;
-    *kth = threshold_;
-    return true;
-  }
-  std::vector<Neighbor> Finish() {
-    Compact();
-    std::vector<Neighbor> out;
-    out.swap(buffer_);
-    std::sort(out.begin(), out.end(), NeighborLess);
-    return out;
-  }
-
- private:
-  void Compact() {
-    if (buffer_.size() < k_) return;
-    std::fill(hist_.begin(), hist_.end(), 0);
-    for (const Neighbor& nb : buffer_) ++hist_[nb.distance];
-    size_t below = 0;
-    uint32_t t = 0;
-    while (below + hist_[t] < k_) below += hist_[t++];
-    const size_t need_at_t = k_ - below;
-    auto mid = std::partition(buffer_.begin(), buffer_.end(),
-                              [t](const Neighbor& nb) { return nb.distance < t; });
-    auto ties_end =
-        std::partition(mid, buffer_.end(), [t](const Neighbor& nb) { return nb.distance == t; });
-    if (static_cast<size_t>(ties_end - mid) > need_at_t) {
-      std::nth_element(mid, mid + need_at_t, ties_end,
-                       [](const Neighbor& a, const Neighbor& b) { return a.id < b.id; });
-    }
-    buffer_.resize(k_);
-    threshold_ = t;
-  }
-
-  size_t k_;
-  size_t limit_;
-  uint32_t threshold_;
-  std::vector<uint32_t> hist_;
-  std::vector<Neighbor> buffer_;
-};
-
 // Classes ordered by key (ascending), ties by class index: a counting sort,
 // since keys are small integers (<= bits). O(classes + bits).
 template <typename Key>
@@ -134,7 +76,7 @@ size_t ClassBucketIndex::memory_bytes() const {
                  ids_.capacity() * sizeof(uint64_t) + bucket_of_.capacity() * sizeof(uint32_t) +
                  pos_.capacity() * sizeof(uint32_t) + slot_of_.memory_bytes();
   for (const Bucket& b : buckets_) {
-    bytes += b.codes.capacity() + b.ids.capacity() * sizeof(uint64_t) +
+    bytes += b.codes.capacity() + b.ids.capacity() * sizeof(uint64_t) + b.scores.memory_bytes() +
              b.gslots.capacity() * sizeof(uint32_t) + b.hist.capacity() * sizeof(uint32_t);
   }
   return bytes;
@@ -174,12 +116,14 @@ std::vector<uint16_t> ClassBucketIndex::ClassDistances(const uint8_t* query) con
   return d;
 }
 
-Status ClassBucketIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
-  return AddWithClasses(ids, codes, nullptr, n);
+Status ClassBucketIndex::AddItems(const uint64_t* ids, const uint8_t* codes,
+                                  const uint16_t* scores, size_t n) {
+  return AddWithClasses(ids, codes, nullptr, n, scores);
 }
 
 Status ClassBucketIndex::AddWithClasses(const uint64_t* ids, const uint8_t* codes,
-                                        const uint32_t* classes, size_t n) {
+                                        const uint32_t* classes, size_t n,
+                                        const uint16_t* scores) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   std::vector<uint32_t> cls;
   try {
@@ -208,11 +152,11 @@ Status ClassBucketIndex::AddWithClasses(const uint64_t* ids, const uint8_t* code
     }
   }));
   std::unique_lock<WriterPriorityMutex> lock(mu_);
-  return AddLocked(ids, codes, cls.data(), n);
+  return AddLocked(ids, codes, cls.data(), scores, n);
 }
 
 Status ClassBucketIndex::AddLocked(const uint64_t* ids, const uint8_t* codes,
-                                   const uint32_t* classes, size_t n) {
+                                   const uint32_t* classes, const uint16_t* scores, size_t n) {
   if (ids_.size() + n >= IdSlotMap::kNoSlot) {
     return Status::ResourceExhausted("ClassBucketIndex holds at most 2^32 - 2 items");
   }
@@ -230,6 +174,7 @@ Status ClassBucketIndex::AddLocked(const uint64_t* ids, const uint8_t* codes,
       const uint32_t d = kernel_.distance(code, codebook_.data() + c * cb, cb);
       if (b.hist.size() <= d) b.hist.resize(d + 1, 0);
       const uint32_t g = static_cast<uint32_t>(ids_.size());
+      b.scores.Append(scores != nullptr ? scores[i] : kNoScore, b.ids.size());
       b.codes.insert(b.codes.end(), code, code + cb);
       b.ids.push_back(ids[i]);
       b.gslots.push_back(g);
@@ -252,6 +197,7 @@ Status ClassBucketIndex::AddLocked(const uint64_t* ids, const uint8_t* codes,
       Bucket& b = buckets_[c];
       const size_t members = std::min({b.ids.size(), b.gslots.size(), b.codes.size() / cb});
       b.ids.resize(members);
+      b.scores.Truncate(members);
       b.gslots.resize(members);
       b.codes.resize(members * cb);
       for (size_t p = 0; p < members; ++p) {
@@ -292,6 +238,7 @@ void ClassBucketIndex::RemoveSlotLocked(uint32_t g) {
     b.gslots[p] = b.gslots[last];
     pos_[b.gslots[p]] = p;
   }
+  b.scores.MoveLast(p);
   b.ids.pop_back();
   b.gslots.pop_back();
   b.codes.resize(b.codes.size() - cb);
@@ -324,16 +271,22 @@ Status ClassBucketIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) 
   return Status::OK();
 }
 
-Status ClassBucketIndex::ExportItems(std::vector<uint64_t>* ids,
-                                     std::vector<uint8_t>* codes) const {
+Status ClassBucketIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                                     std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   ids->clear();
   codes->clear();
+  scores->clear();
   ids->reserve(ids_.size());
   codes->reserve(ids_.size() * code_bytes());
+  bool any_score = false;
+  for (const Bucket& b : buckets_) any_score = any_score || b.scores.data() != nullptr;
   for (const Bucket& b : buckets_) {
     ids->insert(ids->end(), b.ids.begin(), b.ids.end());
     codes->insert(codes->end(), b.codes.begin(), b.codes.end());
+    if (any_score) {
+      for (size_t p = 0; p < b.ids.size(); ++p) scores->push_back(b.scores.Get(p));
+    }
   }
   return Status::OK();
 }
@@ -351,7 +304,7 @@ StatusOr<SearchResult> ClassBucketIndex::Search(const uint8_t* query, size_t k,
   const size_t kk = std::min(k, n);
   const size_t cb = code_bytes();
   const std::vector<uint16_t> cd = ClassDistances(query);
-  BucketTopK top(kk, bits());
+  TopKCollector top(kk, bits(), params.tie_break);
   size_t found = 0;
   uint16_t dist[kBlock];
   auto scan = [&](uint32_t c) {
@@ -364,7 +317,7 @@ StatusOr<SearchResult> ClassBucketIndex::Search(const uint8_t* query, size_t k,
       kernel_.distances(query, b.codes.data() + at * cb, len, cb, dist);
       for (size_t i = 0; i < len; ++i) {
         if (dist[i] <= threshold) {
-          top.Offer(dist[i], b.ids[at + i]);
+          top.Offer(dist[i], b.ids[at + i], b.scores.Get(at + i));
           threshold = top.threshold();
         }
       }
@@ -381,8 +334,8 @@ StatusOr<SearchResult> ClassBucketIndex::Search(const uint8_t* query, size_t k,
     return result;
   }
   // Until exact: buckets by lower bound; stop once the next bound exceeds
-  // the k-th distance (a bound equal to it could still hold a tie with a
-  // smaller id, so that bucket is scanned). Stopping there proves the rest:
+  // the k-th distance (a bound equal to it could still hold a tie that comes
+  // first in the tie order, so that bucket is scanned). Stopping there proves the rest:
   // every later bucket has a bound at least as large.
   std::vector<uint32_t> bound(num_classes_);
   for (size_t c = 0; c < num_classes_; ++c) bound[c] = LowerBound(cd[c], buckets_[c].radius);
@@ -476,14 +429,16 @@ StatusOr<SearchResult> ClassBucketIndex::RangeSearch(const uint8_t* query, uint3
         const size_t len = std::min(kBlock, b.ids.size() - at);
         kernel_.distances(query, b.codes.data() + at * cb, len, cb, dist);
         for (size_t i = 0; i < len; ++i) {
-          if (dist[i] <= radius) result.neighbors.push_back(Neighbor{b.ids[at + i], dist[i]});
+          if (dist[i] <= radius) {
+            result.neighbors.push_back(Neighbor{b.ids[at + i], dist[i], b.scores.Get(at + i)});
+          }
         }
       }
     }
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("ClassBucketIndex::RangeSearch: out of memory");
   }
-  std::sort(result.neighbors.begin(), result.neighbors.end(), NeighborLess);
+  std::sort(result.neighbors.begin(), result.neighbors.end(), NeighborOrder{params.tie_break});
   result.exact = true;
   return result;
 }

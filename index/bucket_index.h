@@ -25,6 +25,8 @@
 // of L_b: with equality an unvisited item at that distance could have a
 // smaller id and displace a tie, so equality is treated as not proven.
 // SearchResult::visited_buckets lists the class indexes scanned, in order.
+// Both tie rules are exact in the same way: a bound equal to the k-th
+// distance is scanned, whatever decides the ties.
 //
 // RangeSearch(q, r) scans exactly the buckets with L_b <= r, so it is always
 // exact.
@@ -84,17 +86,15 @@ class ClassBucketIndex : public BinaryIndex, public ListSource {
   size_t bucket_size(uint32_t c) const;
   uint32_t bucket_radius(uint32_t c) const;
 
-  // Add with decoded classes (many items are decoded in parallel).
-  // Errors: InvalidArgument (null arrays, padding bits set; nothing added),
-  // ResourceExhausted (more than 2^32 - 2 items, out of memory).
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
+  bool keeps_scores() const override { return true; }
   // Add with given classes: classes[i] < num_classes(), or kDecodeClass to
-  // decode that item. InvalidArgument for a class out of range (nothing
-  // added).
+  // decode that item; scores may be null (Add). InvalidArgument for a class
+  // out of range (nothing added).
   Status AddWithClasses(const uint64_t* ids, const uint8_t* codes, const uint32_t* classes,
-                        size_t n);
+                        size_t n, const uint16_t* scores = nullptr);
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
-  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                     std::vector<uint16_t>* scores) const override;
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
                                 const SearchParams& params) const override;
   StatusOr<SearchResult> RangeSearch(const uint8_t* query, uint32_t radius,
@@ -107,17 +107,26 @@ class ClassBucketIndex : public BinaryIndex, public ListSource {
   Status PlanLists(const uint8_t* query, size_t k, const SearchParams& params,
                    ListPlan* plan) const override;
 
+ protected:
+  // Add with decoded classes (many items are decoded in parallel).
+  // Errors: InvalidArgument (null arrays, padding bits set; nothing added),
+  // ResourceExhausted (more than 2^32 - 2 items, out of memory).
+  Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                  size_t n) override;
+
  private:
   struct Bucket {
     std::vector<uint8_t> codes;    // members * code_bytes
     std::vector<uint64_t> ids;     // member ids
+    SlotScores scores;             // member score keys
     std::vector<uint32_t> gslots;  // global slot of each member
     std::vector<uint32_t> hist;    // hist[d]: members at distance d from the class code
     uint32_t radius = 0;           // largest d with hist[d] > 0
   };
 
   ClassBucketIndex(int bits, std::vector<uint8_t> codebook, int default_nprobe);
-  Status AddLocked(const uint64_t* ids, const uint8_t* codes, const uint32_t* classes, size_t n);
+  Status AddLocked(const uint64_t* ids, const uint8_t* codes, const uint32_t* classes,
+                   const uint16_t* scores, size_t n);
   void RemoveSlotLocked(uint32_t gslot);
   // d(query, class c) for every class.
   std::vector<uint16_t> ClassDistances(const uint8_t* query) const;

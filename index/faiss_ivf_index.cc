@@ -105,7 +105,8 @@ int FaissIvfIndex::ResolveNprobe(int requested) const {
   return std::min(p, nlist_);
 }
 
-Status FaissIvfIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
+Status FaissIvfIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t*,
+                               size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   for (size_t i = 0; i < n; ++i) {
     if (ids[i] > static_cast<uint64_t>(INT64_MAX)) {
@@ -347,8 +348,10 @@ Status FaissIvfIndex::ExportItemsLocked(std::vector<uint64_t>* ids,
   return Status::OK();
 }
 
-Status FaissIvfIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const {
+Status FaissIvfIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                                  std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
+  scores->clear();
   return ExportItemsLocked(ids, codes);
 }
 
@@ -362,7 +365,7 @@ Status FaissIvfIndex::SaveState(std::string* out) const {
   std::vector<uint64_t> ids;
   std::vector<uint8_t> codes;
   HAMDB_RETURN_IF_ERROR(ExportItemsLocked(&ids, &codes));
-  AppendItemsState(ids, codes, out);
+  AppendItemsState(ids, codes, {}, out);
   return Status::OK();
 }
 
@@ -392,7 +395,8 @@ Status FaissIvfIndex::LoadState(std::string_view state) {
   }
   std::vector<uint64_t> ids;
   std::vector<uint8_t> codes;
-  HAMDB_RETURN_IF_ERROR(ParseItemsState(&state, code_bytes(), &ids, &codes));
+  std::vector<uint16_t> scores;
+  HAMDB_RETURN_IF_ERROR(ParseItemsState(&state, code_bytes(), &ids, &codes, &scores));
   if (!state.empty()) return Status::Corruption("IVF state has trailing bytes");
   if (!trained) return AddPendingLocked(ids.data(), codes.data(), ids.size());
   ivf_ = std::move(ivf);
@@ -413,12 +417,13 @@ FaissIvfIndex::ListView FaissIvfIndex::list(int l) const {
 StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
                                              const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   if (ivf_ == nullptr) {
-    HAMDB_ASSIGN_OR_RETURN(
-        result.neighbors,
-        ScanKnn(MakeSlotView(pending_codes_, ids_, bits(), kernel_), query, k, params.num_threads));
+    HAMDB_ASSIGN_OR_RETURN(result.neighbors,
+                           ScanKnn(MakeSlotView(pending_codes_, ids_, nullptr, bits(), kernel_),
+                                   query, k, params.num_threads, TieBreak::kId));
     return result;
   }
   result.exact = false;
@@ -450,12 +455,13 @@ StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
 StatusOr<SearchResult> FaissIvfIndex::RangeSearch(const uint8_t* query, uint32_t radius,
                                                   const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   if (ivf_ == nullptr) {
     HAMDB_ASSIGN_OR_RETURN(result.neighbors,
-                           ScanRange(MakeSlotView(pending_codes_, ids_, bits(), kernel_), query,
-                                     radius, params.num_threads));
+                           ScanRange(MakeSlotView(pending_codes_, ids_, nullptr, bits(), kernel_),
+                                     query, radius, params.num_threads, TieBreak::kId));
     return result;
   }
   result.exact = false;

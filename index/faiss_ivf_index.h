@@ -86,9 +86,11 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
   // Seconds the k-means training took (0 while untrained).
   double train_seconds() const;
 
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
-  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
+  // Scores are not kept (keeps_scores() is false): an approximate index
+  // orders ties by id only, and ExportItems gives no scores.
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                     std::vector<uint16_t>* scores) const override;
   // The state holds whether the index is trained and its centroids, then
   // the items; LoadState puts each item back in the list of its nearest
   // centroid, so the lists are the same as when saved.
@@ -117,6 +119,11 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
                      std::vector<uint64_t>* begin) const override;
   Status PlanLists(const uint8_t* query, size_t k, const SearchParams& params,
                    ListPlan* plan) const override;
+
+ protected:
+  // Scores are dropped (keeps_scores() is false).
+  Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                  size_t n) override;
 
  private:
   FaissIvfIndex(int bits, int nlist, int default_nprobe);

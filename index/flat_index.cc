@@ -22,13 +22,14 @@ size_t FlatIndex::memory_bytes() const {
 }
 
 SlotView FlatIndex::View() const {
-  return MakeSlotView(slots_.codes(), slots_.ids(), bits(), kernel_);
+  return MakeSlotView(slots_.codes(), slots_.ids(), slots_.scores().data(), bits(), kernel_);
 }
 
-Status FlatIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
+Status FlatIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                           size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   std::unique_lock<WriterPriorityMutex> lock(mu_);
-  return slots_.Upsert(ids, codes, n, "FlatIndex");
+  return slots_.Upsert(ids, codes, scores, n, "FlatIndex");
 }
 
 Status FlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
@@ -45,19 +46,21 @@ StatusOr<SearchResult> FlatIndex::Search(const uint8_t* query, size_t k,
   HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
-  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanKnn(View(), query, k, params.num_threads));
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors,
+                         ScanKnn(View(), query, k, params.num_threads, params.tie_break));
   return result;
 }
 
 Status FlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
                               std::vector<SearchResult>* out) const {
   HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   const int threads = ThreadPool::Default().Resolve(params.num_threads);
   if (nq < static_cast<size_t>(threads)) return BinaryIndex::SearchBatch(queries, nq, k, params, out);
   std::vector<std::vector<Neighbor>> lists;
   {
     std::shared_lock<WriterPriorityMutex> lock(mu_);
-    HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(), queries, nq, k, threads, &lists));
+    HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(), queries, nq, k, threads, params.tie_break, &lists));
   }
   out->assign(nq, SearchResult{});
   for (size_t i = 0; i < nq; ++i) (*out)[i].neighbors = std::move(lists[i]);
@@ -69,14 +72,21 @@ StatusOr<SearchResult> FlatIndex::RangeSearch(const uint8_t* query, uint32_t rad
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
-  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(View(), query, radius, params.num_threads));
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(View(), query, radius, params.num_threads, params.tie_break));
   return result;
 }
 
-Status FlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const {
+Status FlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                              std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   *ids = slots_.ids();
   *codes = slots_.codes();
+  const uint16_t* keys = slots_.scores().data();
+  if (keys != nullptr) {
+    scores->assign(keys, keys + slots_.size());
+  } else {
+    scores->clear();
+  }
   return Status::OK();
 }
 

@@ -10,8 +10,10 @@
 // buffer and keeps its k best with a counting selection (TopKCollector), not
 // a heap. SearchBatch streams the slots through groups of queries at once
 // (ScanKnnBatch), so a block of codes is read once per group.
-// Results are exact: the k smallest (distance, id) pairs, ties by id. This
-// is the oracle every other index is tested against.
+// Results are exact: the k first items by distance, ties by the call's rule
+// (id, or score then id; every item's score key is kept, 2 bytes per item
+// once any item has one). This is the oracle every other index is tested
+// against.
 //
 // Thread safety: as BinaryIndex: searches share a reader lock, Add / Remove
 // take the writer lock. Insert cost: a write of b items is amortised O(b)
@@ -39,9 +41,7 @@ class FlatIndex : public BinaryIndex {
   size_t size() const override;
   size_t memory_bytes() const override;
 
-  // Errors: InvalidArgument (null arrays, padding bits set; nothing added),
-  // ResourceExhausted (more than 2^32 - 2 items, or out of memory).
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
+  bool keeps_scores() const override { return true; }
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k,
                                 const SearchParams& params) const override;
@@ -51,10 +51,17 @@ class FlatIndex : public BinaryIndex {
   // scan (ScanKnnBatch); a smaller one splits each query's scan instead.
   Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
                      std::vector<SearchResult>* out) const override;
-  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                     std::vector<uint16_t>* scores) const override;
   // The dense slots and their id map as they are: loading is copies.
   Status SaveState(std::string* out) const override;
   Status LoadState(std::string_view state) override;
+
+ protected:
+  // Errors: InvalidArgument (null arrays, padding bits set; nothing added),
+  // ResourceExhausted (more than 2^32 - 2 items, or out of memory).
+  Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                  size_t n) override;
 
  private:
   SlotView View() const;  // requires mu_ held

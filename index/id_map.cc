@@ -114,7 +114,8 @@ void IdSlotMap::Clear() {
 }
 
 
-Status DenseSlots::Upsert(const uint64_t* ids, const uint8_t* codes, size_t n, const char* who) {
+Status DenseSlots::Upsert(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                          size_t n, const char* who) {
   if (ids_.size() + n >= IdSlotMap::kNoSlot) {
     return Status::ResourceExhausted(std::string(who) + " holds at most 2^32 - 2 items");
   }
@@ -126,10 +127,13 @@ Status DenseSlots::Upsert(const uint64_t* ids, const uint8_t* codes, size_t n, c
     if (ids_.empty()) slot_of_.Reserve(n, ids_.data());
     for (size_t i = 0; i < n; ++i) {
       const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
+      const uint16_t key = scores != nullptr ? scores[i] : kNoScore;
       if (slot != IdSlotMap::kNoSlot) {
         std::memcpy(codes_.data() + static_cast<size_t>(slot) * cb, codes + i * cb, cb);
+        scores_.Set(slot, key, ids_.size());
         continue;
       }
+      scores_.Append(key, ids_.size());
       ids_.push_back(ids[i]);
       codes_.insert(codes_.end(), codes + i * cb, codes + (i + 1) * cb);
       slot_of_.Insert(ids[i], static_cast<uint32_t>(ids_.size() - 1), ids_.data());
@@ -151,6 +155,7 @@ bool DenseSlots::Erase(uint64_t id) {
     std::memcpy(codes_.data() + static_cast<size_t>(slot) * cb,
                 codes_.data() + static_cast<size_t>(last) * cb, cb);
   }
+  scores_.MoveLast(slot);
   ids_.pop_back();
   codes_.resize(codes_.size() - cb);
   return true;
@@ -159,7 +164,20 @@ bool DenseSlots::Erase(uint64_t id) {
 void DenseSlots::Clear() {
   ids_.clear();
   codes_.clear();
+  scores_.Clear();
   slot_of_.Clear();
+}
+
+void SlotScores::AppendState(std::string* out) const { state_io::PutVector(out, keys_); }
+
+Status SlotScores::LoadState(std::string_view* in, size_t n) {
+  std::vector<uint16_t> keys;
+  HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &keys));
+  if (!keys.empty() && keys.size() != n) {
+    return Status::Corruption("index state: scores do not match the items");
+  }
+  keys_ = std::move(keys);
+  return Status::OK();
 }
 
 void IdSlotMap::AppendState(std::string* out) const {
@@ -192,6 +210,7 @@ void DenseSlots::AppendState(std::string* out) const {
   state_io::PutVector(out, ids_);
   state_io::PutVector(out, codes_);
   slot_of_.AppendState(out);
+  scores_.AppendState(out);
 }
 
 Status DenseSlots::LoadState(std::string_view* in) {
@@ -204,9 +223,12 @@ Status DenseSlots::LoadState(std::string_view* in) {
   }
   IdSlotMap map;
   HAMDB_RETURN_IF_ERROR(map.LoadState(in, ids.size()));
+  SlotScores scores;
+  HAMDB_RETURN_IF_ERROR(scores.LoadState(in, ids.size()));
   ids_ = std::move(ids);
   codes_ = std::move(codes);
   slot_of_ = std::move(map);
+  scores_ = std::move(scores);
   return Status::OK();
 }
 

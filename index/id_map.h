@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/score.h"
 #include "core/status.h"
 #include "index/packed_ints.h"
 
@@ -74,10 +75,60 @@ class IdSlotMap {
   size_t size_ = 0;
 };
 
+// SlotScores: the score key (core/score.h) of every slot of a dense slot
+// array, allocated only once some item has a score: until then it holds
+// nothing and every slot reads kNoScore. Its owner keeps it in step with its
+// slots: Append per new slot, MoveLast when the last slot fills a hole.
+//
+// Thread safety: as IdSlotMap.
+class SlotScores {
+ public:
+  // The key of `slot`.
+  uint16_t Get(size_t slot) const { return keys_.empty() ? kNoScore : keys_[slot]; }
+  // The keys of slots [0, n), or null when no slot has a score.
+  const uint16_t* data() const { return keys_.empty() ? nullptr : keys_.data(); }
+  // Sets `slot` of `n` slots. May throw std::bad_alloc (first allocation).
+  void Set(size_t slot, uint16_t key, size_t n) {
+    if (keys_.empty()) {
+      if (key == kNoScore) return;
+      keys_.assign(n, kNoScore);
+    }
+    keys_[slot] = key;
+  }
+  // A new last slot, after `n` existing ones. May throw std::bad_alloc.
+  void Append(uint16_t key, size_t n) {
+    if (keys_.empty()) {
+      if (key == kNoScore) return;
+      keys_.assign(n, kNoScore);
+    }
+    ReserveForAppend(&keys_, 1);
+    keys_.push_back(key);
+  }
+  // The last slot moves into `slot` (or is simply dropped when it is `slot`).
+  void MoveLast(size_t slot) {
+    if (keys_.empty()) return;
+    keys_[slot] = keys_.back();
+    keys_.pop_back();
+  }
+  // Keeps the first n slots (when allocated and longer).
+  void Truncate(size_t n) {
+    if (keys_.size() > n) keys_.resize(n);
+  }
+  void Clear() { std::vector<uint16_t>().swap(keys_); }
+  size_t memory_bytes() const { return keys_.capacity() * sizeof(uint16_t); }
+  // Snapshots: the keys as a vector (empty when none). LoadState takes the
+  // keys of exactly n slots.
+  void AppendState(std::string* out) const;
+  Status LoadState(std::string_view* in, size_t n);
 
-// DenseSlots: (id, code) items in dense slots, as parallel arrays: slot i
-// holds ids()[i] and the code at codes() + i * code_bytes, with an IdSlotMap
-// to find an id's slot. Upsert overwrites an existing id's code in place;
+ private:
+  std::vector<uint16_t> keys_;  // empty, or one per slot
+};
+
+// DenseSlots: (id, code, score) items in dense slots, as parallel arrays:
+// slot i holds ids()[i], the code at codes() + i * code_bytes and the score
+// key scores().Get(i), with an IdSlotMap to find an id's slot. Upsert
+// overwrites an existing id's code and score in place;
 // Erase moves the last slot into the hole, so other items' slots can change.
 // This is the storage of the scanning indexes (Flat, GPUFlat, the IVF's
 // untrained buffer).
@@ -87,10 +138,12 @@ class DenseSlots {
  public:
   explicit DenseSlots(size_t code_bytes) : code_bytes_(code_bytes) {}
 
-  // Upserts n items. ResourceExhausted when the slots would reach
-  // IdSlotMap::kNoSlot or memory runs out; the items before the failure are
-  // in and the structure stays consistent. `who` prefixes the message.
-  Status Upsert(const uint64_t* ids, const uint8_t* codes, size_t n, const char* who);
+  // Upserts n items; scores: n keys, or null for none. ResourceExhausted
+  // when the slots would reach IdSlotMap::kNoSlot or memory runs out; the
+  // items before the failure are in and the structure stays consistent.
+  // `who` prefixes the message.
+  Status Upsert(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores, size_t n,
+                const char* who);
   // Removes `id` when present; returns whether it was.
   bool Erase(uint64_t id);
   void Clear();
@@ -103,14 +156,17 @@ class DenseSlots {
   size_t code_bytes() const { return code_bytes_; }
   const std::vector<uint64_t>& ids() const { return ids_; }
   const std::vector<uint8_t>& codes() const { return codes_; }
+  const SlotScores& scores() const { return scores_; }
   size_t memory_bytes() const {
-    return codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes();
+    return codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes() +
+           scores_.memory_bytes();
   }
 
  private:
   size_t code_bytes_;
   std::vector<uint64_t> ids_;
   std::vector<uint8_t> codes_;  // size() * code_bytes_
+  SlotScores scores_;
   IdSlotMap slot_of_;
 };
 

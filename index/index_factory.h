@@ -55,6 +55,8 @@ struct IndexSpecInfo {
   bool exact_on_request = false;
   bool gpu = false;
   bool needs_codebook = false;
+  // Keeps item scores and orders ties by them (BinaryIndex::keeps_scores).
+  bool keeps_scores = false;
   // The largest item id the index takes (FAISS ids are int64: 2^63 - 1).
   uint64_t max_id = UINT64_MAX;
   // Code lengths it takes: a multiple of this many bits (FAISS binary: 8).

@@ -46,7 +46,7 @@ constexpr double kCandidateCost = 10.0;
 constexpr size_t kFlushBatch = 256;
 // SaveState's layout (3: packed entries; bucket starts as occupancy and
 // entry-end bits).
-constexpr uint32_t kStateVersion = 3;
+constexpr uint32_t kStateVersion = 4;
 
 uint64_t MixKey(uint64_t x) {
   x ^= x >> 33;
@@ -384,13 +384,14 @@ int MihIndex::num_substrings() const {
 
 size_t MihIndex::memory_bytes() const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
-  size_t bytes = codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes();
+  size_t bytes = codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes() +
+                 scores_.memory_bytes();
   for (const Table& t : tables_) bytes += t.memory_bytes();
   return bytes + tables_.capacity() * sizeof(Table);
 }
 
 SlotView MihIndex::View() const {
-  return MakeSlotView(codes_, ids_, bits(), kernel_);
+  return MakeSlotView(codes_, ids_, scores_.data(), bits(), kernel_);
 }
 
 uint64_t MihIndex::SubstringOf(const uint8_t* code, const Table& t) const {
@@ -650,7 +651,8 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
   rebuilding_ = false;
 }
 
-Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
+Status MihIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                          size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   std::lock_guard<std::mutex> writer(write_mu_);
   std::unique_lock<WriterPriorityMutex> lock(mu_);
@@ -669,12 +671,15 @@ Status MihIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
     if (ids_.empty()) slot_of_.Reserve(n, ids_.data());
     for (size_t i = 0; i < n; ++i) {
       const uint8_t* code = codes + i * cb;
+      const uint16_t key = scores != nullptr ? scores[i] : kNoScore;
       uint32_t slot = slot_of_.Find(ids[i], ids_.data());
       if (slot != IdSlotMap::kNoSlot) {
+        scores_.Set(slot, key, ids_.size());
         if (std::memcmp(&codes_[static_cast<size_t>(slot) * cb], code, cb) == 0) continue;
         if (!bulk) EraseSlot(slot);
         std::memcpy(&codes_[static_cast<size_t>(slot) * cb], code, cb);
       } else {
+        scores_.Append(key, ids_.size());
         ids_.push_back(ids[i]);
         codes_.insert(codes_.end(), code, code + cb);
         slot = static_cast<uint32_t>(ids_.size() - 1);
@@ -720,6 +725,7 @@ Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
         std::memcpy(&codes_[static_cast<size_t>(slot) * cb],
                     &codes_[static_cast<size_t>(last) * cb], cb);
       }
+      scores_.MoveLast(slot);
       ids_.pop_back();
       codes_.resize(codes_.size() - cb);
       ++count;
@@ -759,8 +765,9 @@ double MihIndex::ScanCost(int threads) const {
   return per_item * static_cast<double>(ids_.size()) / std::max(threads, 1);
 }
 
-bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
+bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak tie,
                         std::vector<Neighbor>* out) const {
+  const NeighborOrder order{tie};
   const size_t n = ids_.size();
   const int m = static_cast<int>(tables_.size());
   const size_t cb = code_bytes();
@@ -770,7 +777,7 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
   int max_width = 0;
   for (const Table& t : tables_) max_width = std::max(max_width, t.width);
 
-  std::vector<Neighbor> heap;  // max-heap on (distance, id): the k best so far
+  std::vector<Neighbor> heap;  // max-heap in `order`: the k best so far
   heap.reserve(k + 1);
   double work = 0.0;
   uint32_t batch[kFlushBatch];
@@ -799,13 +806,13 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
       // The distance alone rejects most candidates, before their id (a
       // cache miss) is loaded.
       if (heap.size() == k && dist[i] > heap.front().distance) continue;
-      const Neighbor nb{ids_[batch[i]], dist[i]};
-      if (heap.size() == k && !NeighborLess(nb, heap.front())) continue;
+      const Neighbor nb{ids_[batch[i]], dist[i], scores_.Get(batch[i])};
+      if (heap.size() == k && !order(nb, heap.front())) continue;
       if (!first_found_here(batch[i])) continue;
       heap.push_back(nb);
-      std::push_heap(heap.begin(), heap.end(), NeighborLess);
+      std::push_heap(heap.begin(), heap.end(), order);
       if (heap.size() > k) {
-        std::pop_heap(heap.begin(), heap.end(), NeighborLess);
+        std::pop_heap(heap.begin(), heap.end(), order);
         heap.pop_back();
       }
     }
@@ -889,12 +896,12 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget,
     }
   }
   if (aborted) return false;
-  std::sort_heap(heap.begin(), heap.end(), NeighborLess);
+  std::sort_heap(heap.begin(), heap.end(), order);
   *out = std::move(heap);
   return true;
 }
 
-bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget,
+bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, TieBreak tie,
                           std::vector<Neighbor>* out) const {
   const int m = static_cast<int>(tables_.size());
   const size_t cb = code_bytes();
@@ -935,7 +942,7 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget,
     work += kCandidateCost * static_cast<double>(batch_size);
     for (size_t i = 0; i < batch_size; ++i) {
       if (dist[i] <= radius && first_found_here(batch[i])) {
-        found.push_back(Neighbor{ids_[batch[i]], dist[i]});
+        found.push_back(Neighbor{ids_[batch[i]], dist[i], scores_.Get(batch[i])});
       }
     }
     batch_size = 0;
@@ -960,7 +967,7 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget,
     flush();
     if (work > budget) return false;
   }
-  std::sort(found.begin(), found.end(), NeighborLess);
+  std::sort(found.begin(), found.end(), NeighborOrder{tie});
   *out = std::move(found);
   return true;
 }
@@ -973,13 +980,14 @@ StatusOr<SearchResult> MihIndex::Search(const uint8_t* query, size_t k,
   const int threads = ThreadPool::Default().Resolve(params.num_threads);
   try {
     double budget = 0;
-    if (KnnProbeBudget(k, params, threads, &budget) && ProbeKnn(query, k, budget, &result.neighbors)) {
+    if (KnnProbeBudget(k, params, threads, &budget) &&
+        ProbeKnn(query, k, budget, params.tie_break, &result.neighbors)) {
       return result;
     }
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("MihIndex::Search: out of memory");
   }
-  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanKnn(View(), query, k, threads));
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanKnn(View(), query, k, threads, params.tie_break));
   return result;
 }
 
@@ -1000,7 +1008,7 @@ Status MihIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const 
   double budget = 0;
   if (KnnProbeBudget(k, params, threads, &budget)) {
     HAMDB_RETURN_IF_ERROR(pool.ParallelFor(nq, threads, [&](size_t i) {
-      if (ProbeKnn(queries + i * cb, k, budget, &(*out)[i].neighbors)) scan[i] = 0;
+      if (ProbeKnn(queries + i * cb, k, budget, params.tie_break, &(*out)[i].neighbors)) scan[i] = 0;
     }));
   }
   std::vector<size_t> rest;
@@ -1011,7 +1019,8 @@ Status MihIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const 
   std::vector<uint8_t> packed(rest.size() * cb);
   for (size_t j = 0; j < rest.size(); ++j) std::memcpy(&packed[j * cb], queries + rest[j] * cb, cb);
   std::vector<std::vector<Neighbor>> lists;
-  HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(), packed.data(), rest.size(), k, threads, &lists));
+  HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(), packed.data(), rest.size(), k, threads, params.tie_break,
+                                     &lists));
   for (size_t j = 0; j < rest.size(); ++j) (*out)[rest[j]].neighbors = std::move(lists[j]);
   return Status::OK();
 }
@@ -1028,23 +1037,32 @@ StatusOr<SearchResult> MihIndex::RangeSearch(const uint8_t* query, uint32_t radi
         (params.mih_mode > 0 || n >= kMinProbeSize)) {
       const double budget = params.mih_mode > 0 ? std::numeric_limits<double>::infinity()
                                                 : ScanCost(threads);
-      if (ProbeRange(query, radius, budget, &result.neighbors)) return result;
+      if (ProbeRange(query, radius, budget, params.tie_break, &result.neighbors)) return result;
     }
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("MihIndex::RangeSearch: out of memory");
   }
-  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(View(), query, radius, threads));
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors,
+                         ScanRange(View(), query, radius, threads, params.tie_break));
   return result;
 }
 
-Status MihIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const {
+Status MihIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                             std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   *ids = ids_;
   codes->assign(codes_.begin(), codes_.begin() + ids_.size() * code_bytes());
+  const uint16_t* keys = scores_.data();
+  if (keys != nullptr) {
+    scores->assign(keys, keys + ids_.size());
+  } else {
+    scores->clear();
+  }
   return Status::OK();
 }
 
-// State layout: version, n_at_choice, ids, codes, the id map, then each
+// State layout: version, n_at_choice, ids, codes, the id map, the score
+// keys, then each
 // table's geometry, CSR arrays, key map and overflow lists, as they are.
 Status MihIndex::SaveState(std::string* out) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
@@ -1053,6 +1071,7 @@ Status MihIndex::SaveState(std::string* out) const {
   state_io::PutVector(out, ids_);
   state_io::PutVector(out, codes_.data(), ids_.size() * code_bytes());
   slot_of_.AppendState(out);
+  scores_.AppendState(out);
   state_io::Put<uint32_t>(out, static_cast<uint32_t>(tables_.size()));
   for (const Table& t : tables_) {
     state_io::Put<int32_t>(out, t.offset);
@@ -1089,6 +1108,8 @@ Status MihIndex::LoadState(std::string_view in) {
   const size_t n = ids.size();
   if (codes.size() != n * code_bytes()) return Status::Corruption("MIH state: codes do not match ids");
   HAMDB_RETURN_IF_ERROR(slot_of.LoadState(&in, n));
+  SlotScores scores;
+  HAMDB_RETURN_IF_ERROR(scores.LoadState(&in, n));
   HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &m));
   if (m > static_cast<uint32_t>(bits()) || (fixed_m_ != 0 && m != 0 && m != static_cast<uint32_t>(fixed_m_))) {
     return Status::Corruption("MIH state has " + std::to_string(m) + " tables");
@@ -1140,6 +1161,7 @@ Status MihIndex::LoadState(std::string_view in) {
   ids_ = std::move(ids);
   codes_ = std::move(codes);
   slot_of_ = std::move(slot_of);
+  scores_ = std::move(scores);
   tables_ = std::move(tables);
   n_at_choice_ = n_at_choice;
   return Status::OK();

@@ -8,9 +8,11 @@
 // item at distance d from the query has some substring within floor(d / m)
 // of the query's, so probing every table at substring radius 0, 1, 2, ...
 // finds near items first; candidates are verified with the full distance.
-// Searches are exact: the same (distance, id) lists as FlatIndex.
+// Searches are exact: the same lists as FlatIndex under either tie rule
+// (the probe stops only once every item at or below the k-th distance has
+// been seen, so ties are decided among all of them).
 //
-// Storage: ids and codes once, in dense slots (like FlatIndex; deletes move
+// Storage: ids, codes and score keys once, in dense slots (like FlatIndex; deletes move
 // the last slot into the hole), plus per table a CSR bucket array (one
 // uint32 per item and, for direct-addressed tables, one uint32 offset per
 // possible substring value) and a small overflow map for items added since
@@ -77,11 +79,10 @@ class MihIndex : public BinaryIndex {
   // never held items).
   int num_substrings() const;
 
-  // Errors: InvalidArgument (null arrays, padding bits set; nothing added),
-  // ResourceExhausted (more than 2^32 - 2 items, or out of memory).
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
+  bool keeps_scores() const override { return true; }
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
-  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                     std::vector<uint16_t>* scores) const override;
   // The slots, the id map and the tables as they are: loading is copies
   // (and checks), not a table build.
   Status SaveState(std::string* out) const override;
@@ -97,6 +98,12 @@ class MihIndex : public BinaryIndex {
   // query costs in the blocked scan. A smaller batch runs Search per query.
   Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
                      std::vector<SearchResult>* out) const override;
+
+ protected:
+  // Errors: InvalidArgument (null arrays, padding bits set; nothing added),
+  // ResourceExhausted (more than 2^32 - 2 items, or out of memory).
+  Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                  size_t n) override;
 
  private:
   struct Table;
@@ -151,8 +158,9 @@ class MihIndex : public BinaryIndex {
 
   // Probing k-NN; returns false (out untouched) when `budget` work units
   // were exceeded and the caller should scan instead.
-  bool ProbeKnn(const uint8_t* query, size_t k, double budget, std::vector<Neighbor>* out) const;
-  bool ProbeRange(const uint8_t* query, uint32_t radius, double budget,
+  bool ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak tie,
+                std::vector<Neighbor>* out) const;
+  bool ProbeRange(const uint8_t* query, uint32_t radius, double budget, TieBreak tie,
                   std::vector<Neighbor>* out) const;
   // Work units of one exhaustive scan of all slots with `threads` threads.
   double ScanCost(int threads) const;
@@ -170,6 +178,7 @@ class MihIndex : public BinaryIndex {
   std::mutex write_mu_;
   std::vector<uint8_t> codes_;  // size() * code_bytes(), dense slots
   std::vector<uint64_t> ids_;
+  SlotScores scores_;
   IdSlotMap slot_of_;
   std::vector<Table> tables_;  // m tables, substring j = bits [offset, offset + width)
   size_t n_at_choice_ = 0;     // size when m was last chosen

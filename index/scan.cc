@@ -29,20 +29,22 @@ size_t TaskCount(size_t n, int threads) {
   return std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), by_size);
 }
 
-// Offers (d, id) when d is at most the threshold, which `threshold` caches.
-inline void OfferIfWithin(uint32_t d, uint64_t id, TopKCollector* top, uint32_t* threshold) {
+// Offers slot i of (ids, scores) at distance d when d is at most the
+// threshold, which `threshold` caches. scores may be null (none).
+inline void OfferIfWithin(uint32_t d, const uint64_t* ids, const uint16_t* scores, size_t i,
+                          TopKCollector* top, uint32_t* threshold) {
   if (d <= *threshold) {
-    top->Offer(d, id);
+    top->Offer(d, ids[i], scores != nullptr ? scores[i] : kNoScore);
     *threshold = top->threshold();
   }
 }
 
-// Offers top the pairs (dist[i], ids[i]) of a block with dist[i] at most
-// its threshold. Most of a scan's pairs are above it, so 8 distances are
-// compared at a time (SSE2, part of every x86-64) and a group that is all
-// above costs one compare; `threshold` caches top.threshold().
-void OfferBlock(const uint16_t* dist, const uint64_t* ids, size_t len, TopKCollector* top,
-                uint32_t* threshold) {
+// Offers top the slots i of a block, at distance dist[i], with dist[i] at
+// most its threshold. Most of a scan's slots are above it, so 8 distances
+// are compared at a time (SSE2, part of every x86-64) and a group that is
+// all above costs one compare; `threshold` caches top.threshold().
+void OfferBlock(const uint16_t* dist, const uint64_t* ids, const uint16_t* scores, size_t len,
+                TopKCollector* top, uint32_t* threshold) {
   size_t i = 0;
 #if defined(__SSE2__)
   // Signed 16-bit compares: distances are at most kMaxCodeBits < 2^15.
@@ -51,10 +53,10 @@ void OfferBlock(const uint16_t* dist, const uint64_t* ids, size_t len, TopKColle
     const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(dist + i));
     const __m128i above = _mm_cmpgt_epi16(d, _mm_set1_epi16(static_cast<int16_t>(*threshold)));
     if (_mm_movemask_epi8(above) == 0xffff) continue;
-    for (size_t j = i; j < i + 8; ++j) OfferIfWithin(dist[j], ids[j], top, threshold);
+    for (size_t j = i; j < i + 8; ++j) OfferIfWithin(dist[j], ids, scores, j, top, threshold);
   }
 #endif
-  for (; i < len; ++i) OfferIfWithin(dist[i], ids[i], top, threshold);
+  for (; i < len; ++i) OfferIfWithin(dist[i], ids, scores, i, top, threshold);
 }
 
 // Whether scans of `view` take OfferBlock8Avx2: 8-byte codes, where AVX2 is
@@ -77,7 +79,8 @@ bool UseAvx2For8Bytes(const SlotView& view) {
 // reading less memory unless the popcount itself is wider; this is about
 // 2x. Offers exactly the pairs OfferBlock would, in the same order.
 __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes, const uint64_t* ids,
-                                                            size_t len, const uint8_t* query,
+                                                            const uint16_t* scores, size_t len,
+                                                            const uint8_t* query,
                                                             TopKCollector* top, uint32_t* threshold) {
   uint64_t q;
   std::memcpy(&q, query, 8);
@@ -98,13 +101,14 @@ __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes
     alignas(32) uint64_t dist[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(dist), d);
     for (size_t j = 0; j < 4; ++j) {
-      OfferIfWithin(static_cast<uint32_t>(dist[j]), ids[i + j], top, threshold);
+      OfferIfWithin(static_cast<uint32_t>(dist[j]), ids, scores, i + j, top, threshold);
     }
   }
   for (; i < len; ++i) {
     uint64_t c;
     std::memcpy(&c, codes + i * 8, 8);
-    OfferIfWithin(static_cast<uint32_t>(__builtin_popcountll(c ^ q)), ids[i], top, threshold);
+    OfferIfWithin(static_cast<uint32_t>(__builtin_popcountll(c ^ q)), ids, scores, i, top,
+                  threshold);
   }
 }
 #endif
@@ -112,30 +116,29 @@ __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes
 // Offers top the slots [b, b + len) of `view` against `query`.
 void ScanBlock(const SlotView& view, bool avx2_8, const uint8_t* query, size_t b, size_t len,
                uint16_t* dist, TopKCollector* top, uint32_t* threshold) {
+  const uint16_t* scores = view.scores != nullptr ? view.scores + b : nullptr;
 #if defined(__x86_64__)
   if (avx2_8) {
-    OfferBlock8Avx2(view.codes + b * 8, view.ids + b, len, query, top, threshold);
+    OfferBlock8Avx2(view.codes + b * 8, view.ids + b, scores, len, query, top, threshold);
     return;
   }
 #endif
   (void)avx2_8;
   view.kernel.distances(query, view.codes + b * view.code_bytes, len, view.code_bytes, dist);
-  OfferBlock(dist, view.ids + b, len, top, threshold);
+  OfferBlock(dist, view.ids + b, scores, len, top, threshold);
 }
 
 }  // namespace
 
-TopKCollector::TopKCollector(size_t k, int bits)
-    : k_(k),
+TopKCollector::TopKCollector(size_t k, int bits, TieBreak tie)
+    : order_{tie},
+      k_(k),
       limit_(std::max<size_t>(2 * k, 64)),
       threshold_(static_cast<uint32_t>(bits)),
       hist_(static_cast<size_t>(bits) + 1, 0) {}
 
 void TopKCollector::Compact() {
-  if (buffer_.size() <= k_) {
-    limit_ = std::max(limit_, 2 * buffer_.size());
-    return;
-  }
+  if (buffer_.size() < k_) return;
   std::fill(hist_.begin(), hist_.end(), 0);
   for (const Neighbor& nb : buffer_) ++hist_[nb.distance];
   // T: the smallest distance with at least k candidates at or below it.
@@ -148,16 +151,23 @@ void TopKCollector::Compact() {
   auto ties_end = std::partition(mid, buffer_.end(),
                                  [t](const Neighbor& nb) { return nb.distance == t; });
   if (static_cast<size_t>(ties_end - mid) > need_at_t) {
-    std::nth_element(mid, mid + need_at_t, ties_end,
-                     [](const Neighbor& a, const Neighbor& b) { return a.id < b.id; });
+    // All at distance t: the tie order decides.
+    std::nth_element(mid, mid + need_at_t, ties_end, order_);
   }
   buffer_.resize(k_);
   threshold_ = t;
 }
 
+bool TopKCollector::Settle(uint32_t* kth) {
+  Compact();
+  if (buffer_.size() < k_) return false;
+  *kth = threshold_;
+  return true;
+}
+
 void TopKCollector::Merge(TopKCollector&& other) {
   for (const Neighbor& nb : other.buffer_) {
-    if (nb.distance <= threshold_) Offer(nb.distance, nb.id);
+    if (nb.distance <= threshold_) Offer(nb.distance, nb.id, nb.score);
   }
   other.buffer_.clear();
 }
@@ -166,17 +176,17 @@ std::vector<Neighbor> TopKCollector::Finish() {
   Compact();
   std::vector<Neighbor> out;
   out.swap(buffer_);
-  std::sort(out.begin(), out.end(), NeighborLess);
+  std::sort(out.begin(), out.end(), order_);
   return out;
 }
 
 StatusOr<std::vector<Neighbor>> ScanKnn(const SlotView& view, const uint8_t* query, size_t k,
-                                        int threads) {
+                                        int threads, TieBreak tie) {
   k = std::min(k, view.n);
   if (k == 0) return std::vector<Neighbor>();
   threads = ThreadPool::Default().Resolve(threads);
   const size_t tasks = TaskCount(view.n, threads);
-  std::vector<TopKCollector> parts(tasks, TopKCollector(k, view.bits));
+  std::vector<TopKCollector> parts(tasks, TopKCollector(k, view.bits, tie));
   const size_t per_task = (view.n + tasks - 1) / tasks;
   Status st = ThreadPool::Default().ParallelFor(tasks, threads, [&](size_t t) {
     const size_t begin = std::min(view.n, t * per_task);
@@ -195,7 +205,7 @@ StatusOr<std::vector<Neighbor>> ScanKnn(const SlotView& view, const uint8_t* que
 }
 
 Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, size_t k, int threads,
-                    std::vector<std::vector<Neighbor>>* out) {
+                    TieBreak tie, std::vector<std::vector<Neighbor>>* out) {
   out->assign(nq, std::vector<Neighbor>());
   k = std::min(k, view.n);
   if (k == 0 || nq == 0) return Status::OK();
@@ -210,7 +220,7 @@ Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, siz
   return ThreadPool::Default().ParallelFor(groups, threads, [&](size_t g) {
     const size_t q0 = g * group;
     const size_t qn = std::min(group, nq - q0);
-    std::vector<TopKCollector> tops(qn, TopKCollector(k, view.bits));
+    std::vector<TopKCollector> tops(qn, TopKCollector(k, view.bits, tie));
     std::vector<uint32_t> thresholds(qn);
     for (size_t q = 0; q < qn; ++q) thresholds[q] = tops[q].threshold();
     uint16_t dist[kBlock];
@@ -227,7 +237,7 @@ Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, siz
 }
 
 StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* query,
-                                          uint32_t radius, int threads) {
+                                          uint32_t radius, int threads, TieBreak tie) {
   threads = ThreadPool::Default().Resolve(threads);
   const size_t tasks = TaskCount(view.n, threads);
   std::vector<std::vector<Neighbor>> parts(tasks);
@@ -240,7 +250,10 @@ StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* q
       const size_t len = std::min(kBlock, end - b);
       view.kernel.distances(query, view.codes + b * view.code_bytes, len, view.code_bytes, dist);
       for (size_t i = 0; i < len; ++i) {
-        if (dist[i] <= radius) parts[t].push_back(Neighbor{view.ids[b + i], dist[i]});
+        if (dist[i] <= radius) {
+          parts[t].push_back(Neighbor{view.ids[b + i], dist[i],
+                                      view.scores != nullptr ? view.scores[b + i] : kNoScore});
+        }
       }
     }
   });
@@ -250,7 +263,7 @@ StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* q
   std::vector<Neighbor> out;
   out.reserve(total);
   for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
-  std::sort(out.begin(), out.end(), NeighborLess);
+  std::sort(out.begin(), out.end(), NeighborOrder{tie});
   return out;
 }
 

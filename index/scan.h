@@ -18,22 +18,25 @@ namespace hamdb {
 class ThreadPool;
 
 // A read-only view of dense slots: n codes of code_bytes bytes, contiguous,
-// and their ids. Borrowed; the owner keeps it alive and unchanged during use.
+// their ids and their score keys. Borrowed; the owner keeps it alive and
+// unchanged during use.
 struct SlotView {
   const uint8_t* codes = nullptr;  // n * code_bytes bytes
   const uint64_t* ids = nullptr;   // n ids
+  const uint16_t* scores = nullptr;  // n score keys, or null: no item has one
   size_t n = 0;
   size_t code_bytes = 0;
   int bits = 0;
   HammingKernel kernel{};
 };
 
-// The view of dense slot arrays as both indexes keep them.
+// The view of dense slot arrays as the indexes keep them; scores may be null.
 inline SlotView MakeSlotView(const std::vector<uint8_t>& codes, const std::vector<uint64_t>& ids,
-                             int bits, const HammingKernel& kernel) {
+                             const uint16_t* scores, int bits, const HammingKernel& kernel) {
   SlotView v;
   v.codes = codes.data();
   v.ids = ids.data();
+  v.scores = scores;
   v.n = ids.size();
   v.code_bytes = (static_cast<size_t>(bits) + 7) / 8;
   v.bits = bits;
@@ -41,29 +44,34 @@ inline SlotView MakeSlotView(const std::vector<uint8_t>& codes, const std::vecto
   return v;
 }
 
-// Collects the k smallest (distance, id) pairs from a stream, by counting
+// Collects the k first items of a stream in NeighborOrder{tie}, by counting
 // selection rather than a heap: candidates go into a buffer; when it holds
 // 2k of them, a histogram over the small integer distances gives the k-th
-// distance T, and the buffer keeps the pairs with d < T plus the smallest ids
-// at d == T. Offer() callers may skip any pair with distance > threshold().
+// distance T, and the buffer keeps the items with d < T plus the first ones
+// at d == T in the tie order. Offer() callers may skip any item with
+// distance > threshold().
 class TopKCollector {
  public:
-  TopKCollector(size_t k, int bits);
+  TopKCollector(size_t k, int bits, TieBreak tie = TieBreak::kId);
   // Distances above this can no longer enter the result.
   uint32_t threshold() const { return threshold_; }
-  void Offer(uint32_t distance, uint64_t id) {
-    buffer_.push_back(Neighbor{id, distance});
+  void Offer(uint32_t distance, uint64_t id, uint16_t score = kNoScore) {
+    buffer_.push_back(Neighbor{id, distance, score});
     if (buffer_.size() >= limit_) Compact();
   }
+  // True when k items are held; *kth then gets the k-th distance, which no
+  // later offer can raise.
+  bool Settle(uint32_t* kth);
   // Moves every candidate of `other` into this collector.
   void Merge(TopKCollector&& other);
-  // The k smallest pairs (fewer if fewer were offered), sorted by
-  // (distance, id). Leaves the collector empty.
+  // The k first items (fewer if fewer were offered), sorted by
+  // NeighborOrder{tie}. Leaves the collector empty.
   std::vector<Neighbor> Finish();
 
  private:
   void Compact();
 
+  NeighborOrder order_;
   size_t k_;
   size_t limit_;
   uint32_t threshold_;
@@ -72,9 +80,10 @@ class TopKCollector {
 };
 
 // Exact k-NN by a scan of `view`, split over up to `threads` threads of the
-// default pool (contiguous ranges of slots). Sorted by (distance, id).
+// default pool (contiguous ranges of slots). Sorted by NeighborOrder{tie};
+// each Neighbor carries its slot's score key.
 StatusOr<std::vector<Neighbor>> ScanKnn(const SlotView& view, const uint8_t* query, size_t k,
-                                        int threads);
+                                        int threads, TieBreak tie);
 // Exact k-NN of nq queries (contiguous codes) by one query-blocked scan of
 // `view`: up to `threads` tasks each take a group of queries and stream the
 // slots through the whole group a block at a time, so a block is read from
@@ -83,10 +92,10 @@ StatusOr<std::vector<Neighbor>> ScanKnn(const SlotView& view, const uint8_t* que
 // for query i. For a batch smaller than the thread count, ScanKnn per query
 // (which splits the slots) is the better choice.
 Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, size_t k, int threads,
-                    std::vector<std::vector<Neighbor>>* out);
-// Every slot with distance <= radius, sorted by (distance, id).
+                    TieBreak tie, std::vector<std::vector<Neighbor>>* out);
+// Every slot with distance <= radius, sorted by NeighborOrder{tie}.
 StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* query,
-                                          uint32_t radius, int threads);
+                                          uint32_t radius, int threads, TieBreak tie);
 
 // Argument checks shared by all indexes; InvalidArgument with a message that
 // names the offending item. `what` names the array ("query", "code").

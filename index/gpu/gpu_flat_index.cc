@@ -24,11 +24,12 @@ size_t GpuFlatIndex::memory_bytes() const {
   return slots_.memory_bytes();
 }
 
-Status GpuFlatIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
+Status GpuFlatIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t*,
+                              size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   ++version_;
-  return slots_.Upsert(ids, codes, n, "GpuFlatIndex");
+  return slots_.Upsert(ids, codes, nullptr, n, "GpuFlatIndex");
 }
 
 Status GpuFlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
@@ -41,8 +42,10 @@ Status GpuFlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   return Status::OK();
 }
 
-Status GpuFlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const {
+Status GpuFlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                                 std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
+  scores->clear();
   *ids = slots_.ids();
   *codes = slots_.codes();
   return Status::OK();
@@ -77,6 +80,7 @@ StatusOr<SearchResult> GpuFlatIndex::Search(const uint8_t* query, size_t k,
 Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                                  const SearchParams& params, std::vector<SearchResult>* out) const {
   HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   if (SearchDevice(queries, nq, k, out).ok()) {
     mirror_.set_used_gpu(true);
@@ -84,7 +88,7 @@ Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   }
   mirror_.set_used_gpu(false);
   // CPU fallback: the FlatIndex algorithm over the same slots.
-  const SlotView view = MakeSlotView(slots_.codes(), slots_.ids(), bits(), kernel_);
+  const SlotView view = MakeSlotView(slots_.codes(), slots_.ids(), nullptr, bits(), kernel_);
   out->assign(nq, SearchResult{});
   ThreadPool& pool = ThreadPool::Default();
   const int threads = pool.Resolve(params.num_threads);
@@ -93,7 +97,7 @@ Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   std::mutex error_mu;
   Status first_error;
   HAMDB_RETURN_IF_ERROR(pool.ParallelFor(nq, threads, [&](size_t i) {
-    StatusOr<std::vector<Neighbor>> r = ScanKnn(view, queries + i * code_bytes(), k, per_query);
+    StatusOr<std::vector<Neighbor>> r = ScanKnn(view, queries + i * code_bytes(), k, per_query, TieBreak::kId);
     if (r.ok()) {
       (*out)[i].neighbors = std::move(r).value();
     } else {
@@ -107,10 +111,13 @@ Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
 StatusOr<SearchResult> GpuFlatIndex::RangeSearch(const uint8_t* query, uint32_t radius,
                                                  const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
-  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(MakeSlotView(slots_.codes(), slots_.ids(), bits(), kernel_),
-                                                     query, radius, params.num_threads));
+  HAMDB_ASSIGN_OR_RETURN(
+      result.neighbors,
+      ScanRange(MakeSlotView(slots_.codes(), slots_.ids(), nullptr, bits(), kernel_), query, radius,
+                params.num_threads, TieBreak::kId));
   return result;
 }
 

@@ -46,9 +46,11 @@ class GpuFlatIndex : public BinaryIndex {
   // Host bytes only (the device mirror is code_bytes rounded up to 4 per item).
   size_t memory_bytes() const override;
 
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
-  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override;
+  // Scores are not kept (keeps_scores() is false; the device scan orders
+  // ties by id).
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                     std::vector<uint16_t>* scores) const override;
   // The dense slots and their id map as they are: loading is copies.
   Status SaveState(std::string* out) const override;
   Status LoadState(std::string_view state) override;
@@ -64,6 +66,11 @@ class GpuFlatIndex : public BinaryIndex {
   Status gpu_status() const { return mirror_.status(); }
   // Whether the last completed search ran on the device.
   bool used_gpu() const { return mirror_.used_gpu(); }
+
+ protected:
+  // Scores are dropped.
+  Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                  size_t n) override;
 
  private:
   // Runs the batch on the device; a non-OK Status means "fall back".

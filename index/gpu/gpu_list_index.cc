@@ -32,7 +32,8 @@ size_t GpuListIndex::memory_bytes() const {
          device_begin_.capacity() * sizeof(uint64_t);
 }
 
-Status GpuListIndex::Add(const uint64_t* ids, const uint8_t* codes, size_t n) {
+Status GpuListIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t*,
+                              size_t n) {
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   ++version_;
   return inner_->Add(ids, codes, n);
@@ -52,6 +53,7 @@ Status GpuListIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
 
 StatusOr<SearchResult> GpuListIndex::RangeSearch(const uint8_t* query, uint32_t radius,
                                                  const SearchParams& params) const {
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   return inner_->RangeSearch(query, radius, params);
 }
@@ -100,6 +102,7 @@ Status GpuListIndex::SearchBatchHostScan(const uint8_t* queries, size_t nq, size
                                          const SearchParams& params,
                                          std::vector<SearchResult>* out) const {
   HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   std::vector<uint8_t> codes;
   std::vector<uint64_t> ids, begin;
@@ -149,6 +152,7 @@ Status GpuListIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
 Status GpuListIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                                  const SearchParams& params, std::vector<SearchResult>* out) const {
   HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   if (params.nprobe < -1) {
     return Status::InvalidArgument("nprobe must be >= 1, 0 (index default) or -1");
   }

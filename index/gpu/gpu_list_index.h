@@ -48,11 +48,11 @@ class GpuListIndex : public BinaryIndex {
   size_t memory_bytes() const override;
   const BinaryIndex& inner() const { return *inner_; }
 
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override;
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
   // The host index's items and state (the device side is rebuilt from them).
-  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const override {
-    return inner_->ExportItems(ids, codes);
+  Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                     std::vector<uint16_t>* scores) const override {
+    return inner_->ExportItems(ids, codes, scores);
   }
   Status SaveState(std::string* out) const override { return inner_->SaveState(out); }
   Status LoadState(std::string_view state) override;
@@ -72,6 +72,11 @@ class GpuListIndex : public BinaryIndex {
   // wrapped index cannot plan).
   Status SearchBatchHostScan(const uint8_t* queries, size_t nq, size_t k,
                              const SearchParams& params, std::vector<SearchResult>* out) const;
+
+ protected:
+  // Scores are dropped (the device scan orders ties by id).
+  Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                  size_t n) override;
 
  private:
   using ScanFn = std::function<Status(

@@ -48,7 +48,7 @@ inline std::map<uint64_t, std::vector<uint8_t>> StoreContents(const CodeStore& s
                                                               const std::string& collection) {
   std::map<uint64_t, std::vector<uint8_t>> model;
   const size_t nb = code_bytes(store.GetCollection(collection)->bits);
-  Status s = store.ScanCodes(collection, [&](const uint64_t* ids, const uint8_t* codes, size_t n) {
+  Status s = store.ScanCodes(collection, [&](const uint64_t* ids, const uint8_t* codes, const float*, size_t n) {
     for (size_t i = 0; i < n; ++i) model[ids[i]].assign(codes + i * nb, codes + (i + 1) * nb);
     return true;
   });
@@ -73,7 +73,9 @@ class FaultyIndex : public BinaryIndex {
   std::string spec() const override { return "Flat"; }
   size_t size() const override { return inner_->size(); }
   size_t memory_bytes() const override { return inner_->memory_bytes(); }
-  Status Add(const uint64_t* ids, const uint8_t* codes, size_t n) override {
+  bool keeps_scores() const override { return true; }
+  Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
+                  size_t n) override {
     if (!built_) {
       built_ = true;
       sw_->builds++;
@@ -86,7 +88,7 @@ class FaultyIndex : public BinaryIndex {
       }
       if (sw_->fail) return Status::ResourceExhausted("injected index failure");
     }
-    return inner_->Add(ids, codes, n);
+    return inner_->Add(ids, codes, n, scores);
   }
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override {
     if (sw_->fail) return Status::Internal("injected index failure");

@@ -300,7 +300,7 @@ TEST(CodeStore, RandomisedModelTestWithReopen) {
     ASSERT_TRUE(store
                     ->ScanCodes(
                         "m",
-                        [&](const uint64_t* ids, const uint8_t* codes, size_t k) {
+                        [&](const uint64_t* ids, const uint8_t* codes, const float*, size_t k) {
                           scanned.insert(scanned.end(), ids, ids + k);
                           scanned_codes.insert(scanned_codes.end(), codes,
                                                codes + k * code_bytes(bits));
@@ -530,11 +530,11 @@ TEST(CodeStore, CorruptValuesAreReportedNotCrashed) {
   auto store = MustOpen(tmp.path());
   auto g1 = store->Get("c", 1);
   EXPECT_EQ(g1.status().code(), Status::Code::kCorruption);
-  EXPECT_TRUE(Contains(g1.status().message(), "5-byte code, expected 8"));
+  EXPECT_TRUE(Contains(g1.status().message(), "5-byte code value, expected 8 or 12"));
   auto g2 = store->Get("c", 2);
   EXPECT_EQ(g2.status().code(), Status::Code::kCorruption);
   EXPECT_TRUE(Contains(g2.status().message(), "unknown record version"));
-  Status scan = store->ScanCodes("c", [](const uint64_t*, const uint8_t*, size_t) { return true; });
+  Status scan = store->ScanCodes("c", [](const uint64_t*, const uint8_t*, const float*, size_t) { return true; });
   EXPECT_EQ(scan.code(), Status::Code::kCorruption);
 }
 

@@ -113,7 +113,7 @@ ChildOutcome RunChild(const std::string& dir, uint64_t first, int kill_after_ms,
 // Checks the all-or-nothing rule and returns the set of batches present.
 std::set<uint64_t> CheckBatchesWhole(CodeStore* store) {
   std::map<uint64_t, size_t> per_batch;
-  Status s = store->ScanCodes("crash", [&](const uint64_t* ids, const uint8_t* codes, size_t n) {
+  Status s = store->ScanCodes("crash", [&](const uint64_t* ids, const uint8_t* codes, const float*, size_t n) {
     for (size_t i = 0; i < n; ++i) {
       EXPECT_EQ(std::vector<uint8_t>(codes + i * 8, codes + i * 8 + 8), CodeFor(ids[i]));
       per_batch[ids[i] / kBatch]++;
