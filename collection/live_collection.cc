@@ -471,11 +471,12 @@ Status LiveCollection::Put(const std::vector<ItemInput>& items, const StoreWrite
 
 Status LiveCollection::PutCodes(const uint64_t* ids, const uint8_t* codes, size_t n,
                                 const StoreWriteOptions& wo, std::vector<uint64_t>* assigned_ids,
-                                std::string* warning) {
+                                std::string* warning, const float* scores) {
   PendingWrite w;
   w.op.kind = GroupedWrite::Kind::kPutCodes;
   w.op.ids = ids;
   w.op.codes = codes;
+  w.op.scores = scores;
   w.op.n = n;
   w.op.max_id = std::min(wo.max_id, spec_.max_id);
   w.sync = wo.sync;

@@ -154,7 +154,7 @@ class LiveCollection {
              std::vector<uint64_t>* assigned_ids = nullptr, std::string* warning = nullptr);
   Status PutCodes(const uint64_t* ids, const uint8_t* codes, size_t n,
                   const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr,
-                  std::string* warning = nullptr);
+                  std::string* warning = nullptr, const float* scores = nullptr);
   Status Delete(const std::vector<uint64_t>& ids, const StoreWriteOptions& wo = {},
                 size_t* deleted = nullptr, std::string* warning = nullptr);
 

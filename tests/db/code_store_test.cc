@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <map>
 #include <random>
@@ -161,6 +163,77 @@ TEST(CodeStore, FullItemsRoundTripAndUpsertReplacesWholeItem) {
   EXPECT_FALSE(got->class_code.has_value());
   EXPECT_TRUE(got->metadata_json.empty());
   EXPECT_EQ(*store->Count("c"), 1u);
+}
+
+// Scores travel with the code: Put and PutCodes store them, Get and
+// ScanCodes return them (NaN for an item without one in a chunk that has
+// some), an upsert without a score drops it, they survive a reopen, and a
+// score that is not finite refuses the whole batch.
+TEST(CodeStore, ScoresRoundTripAndBadScoresStoreNothing) {
+  TempDir tmp;
+  {
+    auto store = MustOpen(tmp.path());
+    ASSERT_TRUE(store->CreateCollection({"c", 12}).ok());
+    ItemInput a;
+    a.id = 1;
+    a.code = {0x01, 0x02};
+    a.score = 0.93f;
+    ItemInput b;
+    b.id = 2;
+    b.code = {0x03, 0x04};
+    ASSERT_TRUE(store->Put("c", {a, b}).ok());
+    const std::vector<uint64_t> ids = {3, 4};
+    const std::vector<uint8_t> codes = {0x05, 0x06, 0x07, 0x08};
+    const std::vector<float> scores = {-2.5f, 1e9f};
+    ASSERT_TRUE(store->PutCodes("c", ids.data(), codes.data(), 2, {}, nullptr, scores.data()).ok());
+
+    // Refused, whole: nothing of either batch is stored.
+    ItemInput bad = a;
+    bad.id = 10;
+    bad.score = std::numeric_limits<float>::quiet_NaN();
+    ItemInput good = b;
+    good.id = 11;
+    Status s = store->Put("c", {good, bad});
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+    EXPECT_NE(s.message().find("item 1: score must be a finite number"), std::string::npos)
+        << s.ToString();
+    const std::vector<uint64_t> more = {12, 13};
+    const std::vector<float> inf = {1.f, std::numeric_limits<float>::infinity()};
+    EXPECT_EQ(store->PutCodes("c", more.data(), codes.data(), 2, {}, nullptr, inf.data()).code(),
+              Status::Code::kInvalidArgument);
+    EXPECT_EQ(*store->Count("c"), 4u);
+  }
+  auto store = MustOpen(tmp.path());
+  EXPECT_EQ(store->Get("c", 1)->score, std::optional<float>(0.93f));
+  EXPECT_FALSE(store->Get("c", 2)->score.has_value());
+  EXPECT_EQ(store->Get("c", 3)->score, std::optional<float>(-2.5f));
+  EXPECT_EQ(store->Get("c", 4)->code, (std::vector<uint8_t>{0x07, 0x08}));
+  std::vector<float> seen;
+  ASSERT_TRUE(store
+                  ->ScanCodes("c",
+                              [&](const uint64_t*, const uint8_t*, const float* scores, size_t n) {
+                                EXPECT_NE(scores, nullptr);
+                                if (scores) seen.insert(seen.end(), scores, scores + n);
+                                return true;
+                              })
+                  .ok());
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[0], 0.93f);
+  EXPECT_TRUE(std::isnan(seen[1]));
+  EXPECT_EQ(seen[3], 1e9f);
+  // An upsert without a score drops it; a chunk with no score gets null.
+  ASSERT_TRUE(store->PutCodes("c", std::vector<uint64_t>{1, 3, 4}.data(),
+                              std::vector<uint8_t>(6, 0).data(), 3).ok());
+  EXPECT_FALSE(store->Get("c", 1)->score.has_value());
+  ASSERT_TRUE(store
+                  ->ScanCodes("c",
+                              [&](const uint64_t*, const uint8_t*, const float* scores, size_t) {
+                                EXPECT_EQ(scores, nullptr);
+                                return true;
+                              })
+                  .ok());
+  uint64_t checked = 0;
+  EXPECT_TRUE(store->Check(&checked).ok());
 }
 
 TEST(CodeStore, AssignedIdsNeverCollideOrRepeat) {
