@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/binary_code.h"
+#include "core/score.h"
 #include "http/call.h"
 
 namespace hamdb::http {
@@ -59,7 +60,8 @@ json Service::Call::Describe(const Collection& c) const {
             {"items", l.index_size()},
             {"index_memory_bytes", l.index_memory_bytes()},
             {"search_mode", l.spec().family},
-            {"exact", l.spec().exact}};
+            {"exact", l.spec().exact},
+            {"tie_break", TieBreakName(l.default_tie_break())}};
   if (h.degraded) {
     j["reason"] = h.reason;
     j["failed_rebuilds"] = h.failed_rebuilds;
@@ -137,6 +139,10 @@ Response Service::Call::CreateCollection() {
     bits = encoder->bits();
     settings.encoder_path = path;
     settings.codebook = encoder->codebook();
+  }
+  if (auto it = j.find("tie_break"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) Fail(422, "invalid_argument", "'tie_break' must be \"id\" or \"score\"");
+    settings.tie_break = ValueOr(ParseTieBreak(it->get_ref<const std::string&>()));
   }
   if (!bits) Fail(400, "bad_request", "'bits' is required (or 'encoder')");
   if (*bits < 1 || *bits > kMaxCodeBits) {

@@ -61,6 +61,15 @@ Response Service::Call::InsertItems() {
         label = f->get<int64_t>();
       }
       if (auto f = v.find("metadata"); f != v.end() && !f->is_null()) meta = f->dump();
+      std::optional<float> score;
+      if (auto f = v.find("score"); f != v.end() && !f->is_null()) {
+        if (!f->is_number()) Fail(422, "invalid_argument", where + ".score must be a finite number");
+        const double d = f->get<double>();
+        const float s = static_cast<float>(d);
+        Check(CheckScore(d, where + ".score"));
+        Check(CheckScore(s, where + ".score (as a 32-bit float)"));
+        score = s;
+      }
       const bool has_code = v.contains("code"), has_image = v.contains("image");
       if (has_code == has_image) {
         Fail(422, "invalid_argument", where + " needs exactly one of 'code' and 'image'");
@@ -69,12 +78,15 @@ Response Service::Call::InsertItems() {
         ItemInput item;
         item.id = id;
         item.label = label;
+        item.score = score;
         item.metadata_json = std::move(meta);
         item.code = ParseCodeField(v["code"], bits, where + ".code");
         if (auto f = v.find("class_code"); f != v.end() && !f->is_null()) {
           item.class_code = ParseCodeField(*f, bits, where + ".class_code");
         }
-        if (item.label || item.class_code || !item.metadata_json.empty()) bare_codes = false;
+        if (item.label || item.class_code || item.score || !item.metadata_json.empty()) {
+          bare_codes = false;
+        }
         items.push_back(std::move(item));
       } else {
         const json& img = v["image"];
@@ -87,6 +99,7 @@ Response Service::Call::InsertItems() {
           Fail(422, "invalid_argument", where + ".metadata of an image item must be an object");
         }
         add_image(bytes.data(), bytes.size(), id, label, meta);
+        if (score) items.back().score = score;  // the client's score over the encoder's
       }
     }
     if (bare_codes) {
@@ -149,6 +162,7 @@ Response Service::Call::GetItem() {
   }
   const int bits = c->live->bits();
   json j = {{"id", item->id}, {"code", FormatHex(item->code.data(), bits)}};
+  if (item->score) j["score"] = *item->score;
   if (item->label) j["label"] = *item->label;
   if (item->class_code) j["class_code"] = FormatHex(item->class_code->data(), bits);
   if (!item->metadata_json.empty()) {

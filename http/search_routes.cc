@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/binary_code.h"
+#include "core/score.h"
 #include "http/call.h"
 
 namespace hamdb::http {
@@ -13,11 +14,13 @@ struct SearchOptions {
   std::optional<size_t> k;
   std::optional<uint32_t> radius;
   std::string mode;  // "" = the collection's index as it is
+  std::optional<TieBreak> tie_break;  // unset: the collection's default
   int nprobe = 0;
   bool with_metadata = false;
 };
 
-// Reads k / radius / mode / nprobe / with_metadata from a JSON object.
+// Reads k / radius / mode / tie_break / nprobe / with_metadata from a JSON
+// object.
 SearchOptions ParseSearchOptions(const json& j, int64_t max_k) {
   SearchOptions o;
   if (auto it = j.find("k"); it != j.end() && !it->is_null()) {
@@ -51,6 +54,10 @@ SearchOptions ParseSearchOptions(const json& j, int64_t max_k) {
     }
     o.nprobe = static_cast<int>(p);
   }
+  if (auto it = j.find("tie_break"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) Fail(422, "invalid_argument", "'tie_break' must be \"id\" or \"score\"");
+    o.tie_break = ValueOr(ParseTieBreak(it->get_ref<const std::string&>()));
+  }
   if (auto it = j.find("with_metadata"); it != j.end() && !it->is_null()) {
     if (!it->is_boolean()) Fail(400, "bad_request", "'with_metadata' must be true or false");
     o.with_metadata = it->get<bool>();
@@ -63,11 +70,13 @@ SearchOptions ParseSearchOptions(const json& j, int64_t max_k) {
 // "auto" takes the index as it is; a family name must match it, except that
 // "exact" also runs an exact index of any family, and an index that can be
 // asked for a provably exact answer (class buckets) with nprobe -1.
-SearchParams ResolveMode(const SearchOptions& o, const IndexSpecInfo& spec, int threads,
+SearchParams ResolveMode(const SearchOptions& o, const LiveCollection& live, int threads,
                          std::string* mode_out) {
+  const IndexSpecInfo& spec = live.spec();
   SearchParams p;
   p.num_threads = threads;
   p.nprobe = o.nprobe;
+  p.tie_break = o.tie_break.value_or(live.default_tie_break());
   const std::string& mode = o.mode;
   if (mode.empty() || mode == "auto") {
     *mode_out = spec.family;
@@ -97,6 +106,8 @@ json NeighborsJson(const std::vector<Neighbor>& neighbors, const LiveCollection&
   json results = json::array();
   for (const Neighbor& nb : neighbors) {
     json r = {{"id", nb.id}, {"distance", nb.distance}};
+    // The quantised score the order used (core/score.h), not the stored float.
+    if (nb.score != kNoScore) r["score"] = ScoreOfKey(nb.score);
     if (with_metadata) {
       StatusOr<Item> item = live.Get(nb.id);
       if (item.ok()) {
@@ -160,7 +171,7 @@ Response Service::Call::Search() {
   }
   const SearchOptions o = ParseSearchOptions(j, svc_->options_.max_k);
   std::string mode;
-  const SearchParams p = ResolveMode(o, live.spec(), svc_->options_.search_threads, &mode);
+  const SearchParams p = ResolveMode(o, live, svc_->options_.search_threads, &mode);
 
   const Clock::time_point t0 = Clock::now();
   bool scanned_store = false;
@@ -174,7 +185,8 @@ Response Service::Call::Search() {
               {"exact", r.exact},
               {"took_ms", took},
               {"index", live.spec().spec},
-              {"mode", mode}};
+              {"mode", mode},
+              {"tie_break", TieBreakName(p.tie_break)}};
   if (truncated) out["truncated"] = true;
   if (scanned_store) out["degraded"] = true;
   if (!r.visited_buckets.empty()) out["visited_buckets"] = r.visited_buckets;
@@ -202,7 +214,7 @@ Response Service::Call::SearchBatch() {
   }
   const SearchOptions o = ParseSearchOptions(j, svc_->options_.max_k);
   std::string mode;
-  const SearchParams p = ResolveMode(o, live.spec(), svc_->options_.search_threads, &mode);
+  const SearchParams p = ResolveMode(o, live, svc_->options_.search_threads, &mode);
 
   const Clock::time_point t0 = Clock::now();
   std::vector<SearchResult> results;
@@ -239,7 +251,8 @@ Response Service::Call::SearchBatch() {
               {"exact", all_exact},
               {"took_ms", took},
               {"index", live.spec().spec},
-              {"mode", mode}};
+              {"mode", mode},
+              {"tie_break", TieBreakName(p.tie_break)}};
   if (truncated) out["truncated"] = true;
   if (scanned_store) out["degraded"] = true;
   return JsonResponse(200, out);

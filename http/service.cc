@@ -445,8 +445,21 @@ json Service::Call::ParseJsonBody() const {
     Fail(400, "bad_request",
          "JSON nested deeper than " + std::to_string(svc_->options_.max_json_depth) + " levels");
   }
-  json j = json::parse(req_.body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) Fail(400, "bad_request", "the body is not valid JSON");
+  json j;
+  try {
+    j = json::parse(req_.body);
+  } catch (const json::parse_error& e) {
+    // NaN and Infinity are not JSON, but some encoders write them for
+    // non-finite floats: say so, as for any other non-finite number.
+    const size_t at = e.byte > 12 ? e.byte - 12 : 0;
+    const std::string near = req_.body.substr(at, 24);
+    if (near.find("NaN") != std::string::npos || near.find("Infinity") != std::string::npos) {
+      Fail(422, "invalid_argument",
+           "numbers must be finite: NaN and Infinity (near byte " + std::to_string(e.byte) +
+               ") are not JSON numbers");
+    }
+    Fail(400, "bad_request", "the body is not valid JSON");
+  }
   if (!j.is_object()) Fail(400, "bad_request", "the body must be a JSON object");
   return j;
 }

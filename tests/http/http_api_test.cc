@@ -181,6 +181,79 @@ TEST_F(HttpApi, CollectionLifecycle) {
   EXPECT_EQ(Call(port_, "GET", "/collections/a").Json()["items"], 0);
 }
 
+// Scores over HTTP: items carry them, a search orders ties by them under
+// tie_break "score" and by id under "id", each result shows the quantised
+// score the order used, and bad scores or rules are 422 with nothing stored.
+TEST_F(HttpApi, ScoresAndTieBreak) {
+  ASSERT_EQ(PostJson(port_, "/collections", {{"name", "s"}, {"bits", 16}, {"index", "MIH"}}).status,
+            201);
+  // Five items on one code, one item elsewhere; scores out of id order.
+  json items = json::array();
+  const double scores[] = {0.2, 0.93, 0.5, 0.93};
+  for (int i = 0; i < 4; ++i) items.push_back({{"id", i + 1}, {"code", "00ff"}, {"score", scores[i]}});
+  items.push_back({{"id", 5}, {"code", "00ff"}});  // no score
+  items.push_back({{"id", 6}, {"code", "01ff"}, {"score", 9}});
+  HttpReply r = PostJson(port_, "/collections/s/items", {{"items", items}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_FLOAT_EQ(Call(port_, "GET", "/collections/s/items/2").Json()["score"].get<float>(), 0.93f);
+  // A collection without an encoder defaults to "id".
+  EXPECT_EQ(Call(port_, "GET", "/collections/s").Json()["tie_break"], "id");
+  auto ids_of = [](const json& results) {
+    std::vector<uint64_t> ids;
+    for (const json& x : results) ids.push_back(x["id"].get<uint64_t>());
+    return ids;
+  };
+  HttpReply by_id = PostJson(port_, "/collections/s/search", {{"code", "00ff"}, {"k", 6}});
+  ASSERT_EQ(by_id.status, 200) << by_id.body;
+  EXPECT_EQ(by_id.Json()["tie_break"], "id");
+  EXPECT_EQ(ids_of(by_id.Json()["results"]), (std::vector<uint64_t>{1, 2, 3, 4, 5, 6}));
+  HttpReply by_score = PostJson(port_, "/collections/s/search",
+                                {{"code", "00ff"}, {"k", 6}, {"tie_break", "score"}});
+  ASSERT_EQ(by_score.status, 200) << by_score.body;
+  const json res = by_score.Json()["results"];
+  // 0.93 twice (then by id), 0.5, 0.2, the unscored item, then distance 1.
+  EXPECT_EQ(ids_of(res), (std::vector<uint64_t>{2, 4, 3, 1, 5, 6}));
+  EXPECT_EQ(res[0]["score"].get<float>(), ScoreOfKey(ScoreKey(0.93f)));
+  EXPECT_FALSE(res[4].contains("score"));
+  HttpReply batch = PostJson(port_, "/collections/s/search/batch",
+                             {{"codes", {"00ff"}}, {"k", 6}, {"tie_break", "score"}});
+  ASSERT_EQ(batch.status, 200) << batch.body;
+  EXPECT_EQ(ids_of(batch.Json()["batches"][0]["results"]), ids_of(res));
+
+  // Bad scores: a string, a number too large for a float, and NaN / Infinity
+  // (not JSON); each refuses the whole batch.
+  for (const std::string body :
+       {R"({"items": [{"id": 20, "code": "0000"}, {"id": 21, "code": "0000", "score": "high"}]})",
+        R"({"items": [{"id": 20, "code": "0000"}, {"id": 21, "code": "0000", "score": 1e300}]})",
+        R"({"items": [{"id": 20, "code": "0000"}, {"id": 21, "code": "0000", "score": NaN}]})",
+        R"({"items": [{"id": 20, "code": "0000", "score": -Infinity}]})"}) {
+    HttpReply bad = Call(port_, "POST", "/collections/s/items", body, "application/json");
+    EXPECT_EQ(bad.status, 422) << body << " -> " << bad.body;
+    EXPECT_EQ(bad.Json()["error"]["code"], "invalid_argument") << bad.body;
+  }
+  EXPECT_EQ(Call(port_, "GET", "/collections/s/items/20").status, 404);
+  EXPECT_EQ(Call(port_, "GET", "/collections/s").Json()["items"], 6);
+  // Bad rules, and the score rule on an index that keeps no scores.
+  EXPECT_EQ(PostJson(port_, "/collections/s/search", {{"code", "00ff"}, {"tie_break", "rank"}}).status,
+            422);
+  EXPECT_EQ(PostJson(port_, "/collections/s/search", {{"code", "00ff"}, {"tie_break", 1}}).status,
+            422);
+  ASSERT_EQ(PostJson(port_, "/collections", {{"name", "v"}, {"bits", 16}, {"index", "IVF4"}}).status,
+            201);
+  HttpReply ivf = PostJson(port_, "/collections/v/search", {{"code", "00ff"}, {"tie_break", "score"}});
+  EXPECT_EQ(ivf.status, 422) << ivf.body;
+  EXPECT_NE(ivf.body.find("does not keep scores"), std::string::npos) << ivf.body;
+  EXPECT_EQ(PostJson(port_, "/collections",
+                     {{"name", "w"}, {"bits", 16}, {"index", "IVF4"}, {"tie_break", "score"}})
+                .status,
+            422);
+  ASSERT_EQ(PostJson(port_, "/collections",
+                     {{"name", "x"}, {"bits", 16}, {"index", "Flat"}, {"tie_break", "score"}})
+                .status,
+            201);
+  EXPECT_EQ(Call(port_, "GET", "/collections/x").Json()["tie_break"], "score");
+}
+
 TEST_F(HttpApi, ItemsInsertGetDelete) {
   ASSERT_EQ(PostJson(port_, "/collections", {{"name", "c"}, {"bits", 12}}).status, 201);
   // Hex and bit-string codes, given and assigned ids, labels and metadata.
