@@ -18,7 +18,7 @@ struct CollectionArgs {
 };
 
 struct PutArgs {
-  std::string db, collection, file, format = "auto", ids;
+  std::string db, collection, file, format = "auto", ids, scores;
   size_t batch = 10000;
   bool no_sync = false;
 };
@@ -36,6 +36,26 @@ int RunPut(const PutArgs& a) {
   if (!info.ok()) return Fail(info.status());
   auto reader = OpenCodeReader(a.file, a.format, info->bits, a.ids);
   if (!reader.ok()) return Fail(reader.status());
+  // Scores are checked whole, against the number of codes, before anything
+  // is written; a text file is counted (and its codes checked) first.
+  std::vector<float> scores;
+  if (!a.scores.empty()) {
+    uint64_t total = (*reader)->total();
+    if (total == 0) {
+      auto counter = OpenCodeReader(a.file, a.format, info->bits, a.ids);
+      if (!counter.ok()) return Fail(counter.status());
+      CodeChunk c;
+      for (;;) {
+        Status s = (*counter)->Next(a.batch, &c);
+        if (!s.ok()) return Fail(s.WithContext("nothing was written"));
+        if (c.size() == 0) break;
+        total += c.size();
+      }
+    }
+    auto read = ReadNpyScores(a.scores, total);
+    if (!read.ok()) return Fail(read.status().WithContext("--scores; nothing was written"));
+    scores = std::move(read).value();
+  }
   Progress progress("put " + a.collection, (*reader)->total(), "codes");
   StoreWriteOptions wo;
   wo.sync = !a.no_sync;
@@ -51,8 +71,13 @@ int RunPut(const PutArgs& a) {
     }
     const size_t n = chunk.size();
     if (n == 0) break;
+    if (!scores.empty() && written + n > scores.size()) {
+      progress.Finish();
+      return Fail(Status::InvalidArgument("'" + a.file + "' has more codes than --scores has scores"));
+    }
     s = (*store)->PutCodes(a.collection, chunk.ids.empty() ? nullptr : chunk.ids.data(),
-                           chunk.codes.data(), n, wo);
+                           chunk.codes.data(), n, wo, nullptr,
+                           scores.empty() ? nullptr : scores.data() + written);
     if (!s.ok()) {
       progress.Finish();
       std::fprintf(stderr, "%llu codes were written before the error\n",
@@ -135,6 +160,9 @@ void AddCollectionCommands(CLI::App* app, int* exit_code) {
       ->check(CLI::IsMember({"auto", "hex", "npy"}))
       ->capture_default_str();
   put->add_option("--ids", pa->ids, "1-D integer .npy of ids for .npy input (else assigned)");
+  put->add_option("--scores", pa->scores,
+                  "1-D float32/float64 .npy of scores, one per code (higher = more confident; "
+                  "orders ties under tie_break score)");
   put->add_option("--batch", pa->batch, "Items per atomic, durable write batch")
       ->check(CLI::Range(1, 10000000))
       ->capture_default_str();
@@ -161,6 +189,7 @@ void AddCollectionCommands(CLI::App* app, int* exit_code) {
       auto item = (*store)->Get(ga->collection, id);
       if (!item.ok()) { *exit_code = Fail(item.status()); continue; }
       nlohmann::json j = {{"id", item->id}, {"code", fmt(item->code)}};
+      if (item->score) j["score"] = *item->score;
       if (item->label) j["label"] = *item->label;
       if (item->class_code) j["class_code"] = fmt(*item->class_code);
       if (!item->metadata_json.empty()) {

@@ -17,7 +17,7 @@ namespace hamdb::tools {
 namespace {
 
 struct SearchArgs {
-  std::string db, collection, code, index_spec;
+  std::string db, collection, code, index_spec, tie_break;
   int64_t id = -1;
   size_t k = 10;
   int64_t radius = -1;
@@ -59,10 +59,17 @@ int RunSearch(const SearchArgs& a) {
   const double build_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
+  SearchParams p;
+  p.tie_break = (*live)->default_tie_break();
+  if (!a.tie_break.empty()) {
+    auto tie = ParseTieBreak(a.tie_break);
+    if (!tie.ok()) return Fail(tie.status().WithContext("--tie-break"));
+    p.tie_break = *tie;
+  }
   const auto t1 = std::chrono::steady_clock::now();
-  StatusOr<SearchResult> r = a.radius >= 0
-                                 ? (*live)->RangeSearch(query.data(), static_cast<uint32_t>(a.radius))
-                                 : (*live)->Search(query.data(), a.k);
+  StatusOr<SearchResult> r =
+      a.radius >= 0 ? (*live)->RangeSearch(query.data(), static_cast<uint32_t>(a.radius), p)
+                    : (*live)->Search(query.data(), a.k, p);
   const double query_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
   if (!r.ok()) return Fail(r.status());
@@ -71,26 +78,31 @@ int RunSearch(const SearchArgs& a) {
     nlohmann::json j = {{"collection", a.collection},
                         {"index", (*live)->spec().spec},
                         {"exact", r->exact},
+                        {"tie_break", TieBreakName(p.tie_break)},
                         {"took_ms", query_ms},
                         {"results", nlohmann::json::array()}};
     for (const Neighbor& nb : r->neighbors) {
-      j["results"].push_back({{"id", nb.id}, {"distance", nb.distance}});
+      nlohmann::json row = {{"id", nb.id}, {"distance", nb.distance}};
+      if (nb.score != kNoScore) row["score"] = ScoreOfKey(nb.score);
+      j["results"].push_back(std::move(row));
     }
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("collection '%s': %zu items, index %s built in %.2fs; query %.3f ms, %s\n",
+  std::printf("collection '%s': %zu items, index %s built in %.2fs; query %.3f ms, %s, ties by %s\n",
               a.collection.c_str(), (*live)->index_size(), (*live)->spec().spec.c_str(),
-              build_s, query_ms, r->exact ? "exact" : "approximate");
-  std::printf("%5s %20s %8s  %s\n", "rank", "id", "distance", "code");
+              build_s, query_ms, r->exact ? "exact" : "approximate", TieBreakName(p.tie_break));
+  std::printf("%5s %20s %8s %10s  %s\n", "rank", "id", "distance", "score", "code");
   for (size_t i = 0; i < r->neighbors.size(); ++i) {
     const Neighbor& nb = r->neighbors[i];
     auto item = (*store)->Get(a.collection, nb.id);
     std::string code = item.ok() ? FormatHex(item->code.data(), info->bits) : "?";
     std::string extra;
     if (item.ok() && item->label) extra = "  label=" + std::to_string(*item->label);
-    std::printf("%5zu %20llu %8u  %s%s\n", i + 1, static_cast<unsigned long long>(nb.id),
-                nb.distance, code.c_str(), extra.c_str());
+    const std::string score =
+        nb.score != kNoScore ? std::to_string(ScoreOfKey(nb.score)) : std::string("-");
+    std::printf("%5zu %20llu %8u %10s  %s%s\n", i + 1, static_cast<unsigned long long>(nb.id),
+                nb.distance, score.c_str(), code.c_str(), extra.c_str());
   }
   return 0;
 }
@@ -138,6 +150,10 @@ void AddSearchCommands(CLI::App* app, int* exit_code) {
   cmd->add_option("--radius", a->radius, "Radius search instead: all items with distance <= R")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--index", a->index_spec, "Index spec override: Flat, MIH, MIH<m>");
+  cmd->add_option("--tie-break", a->tie_break,
+                  "Order of equal distances: id, or score (higher first, unscored last); "
+                  "default: the collection's")
+      ->check(CLI::IsMember({"id", "score"}));
   cmd->add_flag("--json", a->json, "Print JSON instead of a table");
   cmd->callback([a, exit_code, code, id] {
     if (code->count() == 0 && id->count() == 0) {

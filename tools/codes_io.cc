@@ -4,6 +4,7 @@
 #include <regex>
 
 #include "core/binary_code.h"
+#include "core/score.h"
 
 namespace hamdb::tools {
 
@@ -192,6 +193,40 @@ StatusOr<NpyHeader> ReadNpyHeader(std::ifstream& in, const std::string& path) {
     h.shape.push_back(std::stoull(it->str()));
   }
   return h;
+}
+
+StatusOr<std::vector<float>> ReadNpyScores(const std::string& path, uint64_t expected) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open '" + path + "'");
+  HAMDB_ASSIGN_OR_RETURN(NpyHeader h, ReadNpyHeader(in, path));
+  const bool f4 = h.dtype == "<f4", f8 = h.dtype == "<f8";
+  if ((!f4 && !f8) || h.shape.size() != 1) {
+    std::string shape;
+    for (uint64_t d : h.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+    return Status::InvalidArgument("'" + path + "' must be a 1-D float32 or float64 array of "
+                                   "scores, got dtype " + h.dtype + " and shape (" + shape + ")");
+  }
+  const uint64_t n = h.shape[0];
+  if (expected != 0 && n != expected) {
+    return Status::InvalidArgument("'" + path + "' has " + std::to_string(n) +
+                                   " scores, but there are " + std::to_string(expected) + " items");
+  }
+  std::vector<float> out(n);
+  if (f4) {
+    in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(n * 4));
+  } else {
+    std::vector<double> wide(n);
+    in.read(reinterpret_cast<char*>(wide.data()), static_cast<std::streamsize>(n * 8));
+    for (uint64_t i = 0; i < n; ++i) {
+      HAMDB_RETURN_IF_ERROR(CheckScore(wide[i], "'" + path + "' score " + std::to_string(i)));
+      out[i] = static_cast<float>(wide[i]);
+    }
+  }
+  if (!in) return Status::InvalidArgument("'" + path + "' is shorter than its header says");
+  for (uint64_t i = 0; i < n; ++i) {
+    HAMDB_RETURN_IF_ERROR(CheckScore(out[i], "'" + path + "' score " + std::to_string(i)));
+  }
+  return out;
 }
 
 Status WriteNpyU8(const std::string& path, const uint8_t* data, uint64_t rows, uint64_t cols) {

@@ -53,6 +53,12 @@ struct NpyHeader {
 };
 StatusOr<NpyHeader> ReadNpyHeader(std::ifstream& in, const std::string& path);
 
+// Item scores from a 1-D .npy of float32 or float64 (little-endian), one
+// per item. InvalidArgument names the file and the problem: another dtype
+// or shape, a count other than `expected` (when not 0), or a value that is
+// not finite (or, from float64, beyond float32's range).
+StatusOr<std::vector<float>> ReadNpyScores(const std::string& path, uint64_t expected = 0);
+
 // Writes a 2-D uint8 .npy (used by benchmarks and tests to make inputs).
 Status WriteNpyU8(const std::string& path, const uint8_t* data, uint64_t rows, uint64_t cols);
 
