@@ -34,7 +34,7 @@ StatusOr<ItemInput> MakeImageItem(const EncodedImage& encoded, const Codebook& c
   item.id = id;
   item.code = encoded.code;
   item.label = label;
-  item.score = encoded.confidence;
+  item.score = encoded.score;
   if (d.class_index >= 0 && static_cast<size_t>(d.class_index) < codebook.num_classes()) {
     const uint8_t* cc = codebook.class_code(d.class_index);
     item.class_code = std::vector<uint8_t>(cc, cc + codebook.code_bytes());

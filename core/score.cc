@@ -1,5 +1,6 @@
 #include "core/score.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -29,6 +30,12 @@ float ScoreOfKey(uint16_t key) {
   float v;
   std::memcpy(&v, &bits, 4);
   return v;
+}
+
+double ConfidenceLogOdds(double c) {
+  constexpr double kFloor = 1e-12;
+  const double p = std::min(std::max(c, kFloor), 1.0 - kFloor);
+  return std::log(p / (1.0 - p));
 }
 
 const char* TieBreakName(TieBreak tie) { return tie == TieBreak::kScore ? "score" : "id"; }

@@ -35,6 +35,12 @@ inline uint16_t ScoreKeyOrNone(float score) {
 // The quantised score a key stands for. key must not be kNoScore.
 float ScoreOfKey(uint16_t key);
 
+// The score of a confidence c in [0, 1] (a probability of being right):
+// its log-odds ln(c / (1 - c)), with 1 - c floored at 1e-12. Monotone in c,
+// and spread where confidences crowd near 1, so that score keys keep them
+// apart. Encoders and the benchmark's baselines score their items this way.
+double ConfidenceLogOdds(double c);
+
 // How results at equal distance are ordered.
 enum class TieBreak : uint8_t {
   kId,     // (distance, id)

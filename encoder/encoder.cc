@@ -15,6 +15,7 @@
 
 #include "encoder/llc_model.h"
 #include "core/binary_code.h"
+#include "core/score.h"
 
 namespace hamdb {
 namespace {
@@ -376,7 +377,9 @@ StatusOr<std::vector<EncodedImage>> TorchEncoder::Encode(const std::vector<Image
       const bool bit = (cc[j / 8] >> (j % 8)) & 1;
       conf += bit ? e.bit_probs[j] : 1.0 - e.bit_probs[j];
     }
-    e.confidence = static_cast<float>(conf / k);
+    const double c = conf / k;
+    e.confidence = static_cast<float>(c);
+    e.score = static_cast<float>(ConfidenceLogOdds(c));
   }
   return out;
 }

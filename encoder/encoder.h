@@ -47,6 +47,12 @@ struct EncodedImage {
   // Mean over bits of the probability the bit agrees with the decoded class
   // code: 1 = certain, 0.5 = coin flips.
   float confidence = 0.f;
+  // The item score (core/score.h) of an image: the log-odds of the
+  // confidence, ln(c / (1 - c)), computed before c is rounded to a float and
+  // capped at ln(1e12). It orders images exactly as c does, but spreads the
+  // confidences close to 1, where most images sit, over a range whose 16-bit
+  // score keys still tell them apart (c itself would round to a handful).
+  float score = 0.f;
 };
 
 class Encoder {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -52,8 +53,13 @@ StatusOr<PreprocessConfig> Statistics(const torch::Tensor& x_u8, const TrainConf
 
 class TorchHashingModel : public HashingModel {
  public:
-  TorchHashingModel(HashingMethod m, int bits, PreprocessConfig pre, LlcNet net)
-      : method_(m), bits_(bits), pre_(std::move(pre)), net_(std::move(net)) {}
+  TorchHashingModel(HashingMethod m, int bits, PreprocessConfig pre, LlcNet net,
+                    torch::nn::Linear classifier)
+      : method_(m),
+        bits_(bits),
+        pre_(std::move(pre)),
+        net_(std::move(net)),
+        classifier_(std::move(classifier)) {}
 
   HashingMethod method() const override { return method_; }
   int bits() const override { return bits_; }
@@ -67,6 +73,37 @@ class TorchHashingModel : public HashingModel {
     HAMDB_ASSIGN_OR_RETURN(torch::Tensor z, Logits(images));
     z = z.contiguous();
     return std::vector<float>(z.data_ptr<float>(), z.data_ptr<float>() + z.numel());
+  }
+
+  StatusOr<std::vector<float>> Scores(const std::vector<Image>& images) const override {
+    if (method_ == HashingMethod::kFloat) {
+      return Status::NotSupported("the float baseline is ranked by cosine; it has no item scores");
+    }
+    HAMDB_ASSIGN_OR_RETURN(torch::Tensor z, Logits(images));
+    try {
+      torch::NoGradGuard ng;
+      torch::Tensor s;
+      if (method_ == HashingMethod::kHashNet) {
+        s = z.abs().mean(1);  // the mean margin of the bits from their threshold
+      } else {
+        // The classifier on the codes as trained (GreedyHash: sign(z); DSNC:
+        // 2b - 1, the same): the log-odds of its top class, ln p / (1 - p),
+        // from log-softmax so that it stays exact close to p = 1.
+        torch::nn::Linear cls = classifier_;
+        cls->eval();
+        const torch::Tensor logp = torch::log_softmax(cls->forward(torch::where(z > 0, 1.0, -1.0)), 1);
+        const auto top = logp.max(1);
+        const torch::Tensor best = std::get<0>(top);
+        const torch::Tensor others =
+            logp.scatter(1, std::get<1>(top).unsqueeze(1), -std::numeric_limits<float>::infinity())
+                .logsumexp(1);
+        s = best - others;
+      }
+      s = s.contiguous();
+      return std::vector<float>(s.data_ptr<float>(), s.data_ptr<float>() + s.numel());
+    } catch (const std::exception& e) {
+      return Status::Internal(std::string("scoring failed: ") + e.what());
+    }
   }
 
  private:
@@ -92,6 +129,7 @@ class TorchHashingModel : public HashingModel {
   int bits_;
   PreprocessConfig pre_;
   LlcNet net_;
+  torch::nn::Linear classifier_;  // bits -> classes; untrained for HashNet
 };
 
 // HashNet's balanced pairwise loss over the pairs i < j of a batch.
@@ -251,7 +289,7 @@ StatusOr<std::unique_ptr<HashingModel>> TrainHashingMethod(HashingMethod method,
     }
     net->SetTraining(false);
     rep.seconds = Since(t0);
-    return std::unique_ptr<HashingModel>(new TorchHashingModel(method, c.bits, pre, net));
+    return std::unique_ptr<HashingModel>(new TorchHashingModel(method, c.bits, pre, net, classifier));
   } catch (const std::exception& e) {
     return Status::Internal(std::string(HashingMethodName(method)) + " training failed: " + e.what());
   }

@@ -74,6 +74,12 @@ class HashingModel {
   virtual StatusOr<std::vector<uint8_t>> Codes(const std::vector<Image>& images) const = 0;
   // Real-valued z, images.size() * bits floats, row-major.
   virtual StatusOr<std::vector<float>> Features(const std::vector<Image>& images) const = 0;
+  // One item score per image (core/score.h), the method's own confidence:
+  // GreedyHash and DSNC, the log-odds of their classifier's top class on the
+  // code, ln p / (1 - p) (as LLC's score is the log-odds of its confidence);
+  // HashNet, which has no classifier, the mean |z| over bits (how far its
+  // projections sit from the sign threshold). NotSupported for kFloat.
+  virtual StatusOr<std::vector<float>> Scores(const std::vector<Image>& images) const = 0;
 };
 
 StatusOr<std::unique_ptr<HashingModel>> TrainHashingMethod(HashingMethod method, const LabeledImages& train,

@@ -32,7 +32,7 @@ double AveragePrecisionAtK(const uint8_t* rel, size_t n, size_t k, size_t num_re
 }
 
 std::vector<uint32_t> HammingTopK(const uint8_t* query, const uint8_t* db_codes, size_t ndb,
-                                  int bits, size_t k) {
+                                  int bits, size_t k, const uint16_t* score_keys) {
   const size_t cb = code_bytes(bits);
   const HammingKernel kernel = SelectHammingKernel(cb);
   std::vector<uint16_t> dist(ndb);
@@ -49,14 +49,31 @@ std::vector<uint32_t> HammingTopK(const uint8_t* query, const uint8_t* db_codes,
     acc += count[d];
     if (acc < k) threshold = static_cast<uint32_t>(d + 1);
   }
-  std::vector<uint32_t> out(k);
-  for (size_t i = 0; i < ndb; ++i) {
-    const uint16_t d = dist[i];
-    if (d > threshold) continue;
-    const size_t pos = start[d]++;
-    if (pos < k) out[pos] = static_cast<uint32_t>(i);
+  if (score_keys == nullptr) {
+    std::vector<uint32_t> out(k);
+    for (size_t i = 0; i < ndb; ++i) {
+      const uint16_t d = dist[i];
+      if (d > threshold) continue;
+      const size_t pos = start[d]++;
+      if (pos < k) out[pos] = static_cast<uint32_t>(i);
+    }
+    return out;
   }
-  return out;
+  // By score: every item up to the threshold distance, in distance buckets
+  // (index order inside each), each bucket then stably sorted by score key
+  // descending, so equal keys keep index order.
+  const size_t upto = threshold + 1 < count.size() ? start[threshold + 1] : acc;
+  std::vector<uint32_t> all(upto);
+  std::vector<size_t> begin(start.begin(), start.begin() + threshold + 2);
+  for (size_t i = 0; i < ndb; ++i) {
+    if (dist[i] <= threshold) all[begin[dist[i]]++] = static_cast<uint32_t>(i);
+  }
+  for (uint32_t d = 0; d <= threshold; ++d) {
+    std::stable_sort(all.begin() + start[d], all.begin() + start[d] + count[d],
+                     [&](uint32_t a, uint32_t b) { return score_keys[a] > score_keys[b]; });
+  }
+  all.resize(k);
+  return all;
 }
 
 namespace {
@@ -166,12 +183,19 @@ StatusOr<RetrievalMetrics> EvaluateHamming(const uint8_t* query_codes,
   for (size_t k : options.precision_at) depth = std::max(depth, k);
   depth = std::min(depth, ndb);
 
+  const bool by_score = options.tie_break == TieBreak::kScore;
+  if (by_score && options.db_score_keys.size() != ndb) {
+    return Status::InvalidArgument("tie_break score needs one score key per database item (" +
+                                   std::to_string(options.db_score_keys.size()) + " for " +
+                                   std::to_string(ndb) + ")");
+  }
+  const uint16_t* keys = by_score ? options.db_score_keys.data() : nullptr;
   std::unique_ptr<BinaryIndex> index;
   if (ranker == HammingRanker::kIndex) {
     HAMDB_ASSIGN_OR_RETURN(index, MakeIndex("MIH", bits));
     std::vector<uint64_t> ids(ndb);
     std::iota(ids.begin(), ids.end(), 0);
-    HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), db_codes, ndb));
+    HAMDB_RETURN_IF_ERROR(index->Add(ids.data(), db_codes, ndb, keys));
   }
 
   const auto counts = CountLabels(db_labels);
@@ -204,6 +228,7 @@ StatusOr<RetrievalMetrics> EvaluateHamming(const uint8_t* query_codes,
       if (index) {
         SearchParams params;
         params.num_threads = 1;  // parallel across queries instead
+        params.tie_break = options.tie_break;
         auto r = index->Search(qc, depth, params);
         if (!r.ok()) {
           std::lock_guard<std::mutex> l(err_mu);
@@ -213,7 +238,7 @@ StatusOr<RetrievalMetrics> EvaluateHamming(const uint8_t* query_codes,
         ranked.reserve(r->neighbors.size());
         for (const Neighbor& nb : r->neighbors) ranked.push_back(static_cast<uint32_t>(nb.id));
       } else {
-        ranked = HammingTopK(qc, db_codes, ndb, bits, depth);
+        ranked = HammingTopK(qc, db_codes, ndb, bits, depth, keys);
       }
       scores[q] = ScoreRanking(ranked.data(), ranked.size(), label, db_labels, rq, options, &rel);
 

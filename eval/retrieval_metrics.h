@@ -17,7 +17,10 @@
 //
 // Hamming rankings order database items by (distance, index): ties are broken
 // by the lower database index, never by chance, so results are reproducible
-// and identical whether they come from a full sort or an exact index.
+// and identical whether they come from a full sort or an exact index. With
+// RetrievalEvalOptions::tie_break = kScore they order by (distance, -score
+// key, index) instead, the product's score rule (core/score.h), on the same
+// 16-bit keys the indexes keep.
 //
 // Precision within radius r: retrieved = items at distance <= r; a query
 // retrieving nothing scores precision 0 (the convention of the HashNet/DPSH
@@ -29,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "core/score.h"
 #include "core/status.h"
 
 namespace hamdb {
@@ -46,6 +50,10 @@ struct RetrievalEvalOptions {
   uint32_t precision_radius = 2;              // precision within this radius
   bool pr_curve = true;                       // precision/recall per radius
   int num_threads = 0;                        // 0 = all hardware threads
+  // Hamming rankings: the tie rule, and for kScore one score key per
+  // database item (ScoreKey of its score, kNoScore for none).
+  TieBreak tie_break = TieBreak::kId;
+  std::vector<uint16_t> db_score_keys;
 };
 
 struct PrPoint {
@@ -93,8 +101,10 @@ StatusOr<RetrievalMetrics> EvaluateHamming(const uint8_t* query_codes,
                                            HammingRanker ranker = HammingRanker::kFullSort);
 
 // The top-k database indices of one query by (distance, index), computed by
-// a counting sort over distances: O(ndb + bits).
+// a counting sort over distances: O(ndb + bits). With score_keys (one per
+// database item): by (distance, -key, index), sorting only the distance
+// buckets that reach the top k.
 std::vector<uint32_t> HammingTopK(const uint8_t* query, const uint8_t* db_codes, size_t ndb,
-                                  int bits, size_t k);
+                                  int bits, size_t k, const uint16_t* score_keys = nullptr);
 
 }  // namespace hamdb

@@ -11,6 +11,13 @@
 // --ranker index runs the ranking through an exact MIH index instead of a
 // full sort, and --ranker both checks that the two give identical numbers.
 //
+// Tie rules: every Hamming ranking is scored under tie_break "id" (distance,
+// database index) and, where the items have scores, "score" (distance,
+// -score key, index: the product's rule, core/score.h, on the same 16-bit
+// keys). External mode takes the scores from --db-scores; training mode uses
+// each method's own (LLC: its encoder's score; GreedyHash, DSNC, HashNet:
+// HashingModel::Scores; the float baseline: not applicable).
+//
 // Training mode (--dataset fashion-mnist): trains every (method, bits, seed)
 // of --methods (llc, hashnet, greedyhash, dsnc, float; see
 // eval/hashing_methods.h) on the same backbone, optimiser, batch size and
@@ -18,7 +25,8 @@
 // epochs), encodes the database (train split) and the queries (test split),
 // scores them as above (the float baseline by cosine over its real-valued
 // features) and prints mean +- std over seeds. --out-json / --out-csv keep
-// every run.
+// every run; --out-csv is written run by run, and --resume skips the runs
+// it already holds, so a long protocol can stop and go on later.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -26,11 +34,13 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 
 #include "encoder/dataset.h"
 #include "eval/hashing_methods.h"
 #include "encoder/trainer.h"
 #include "core/binary_code.h"
+#include "core/score.h"
 #include "eval/retrieval_metrics.h"
 #include "tools/cli_common.h"
 #include "tools/codes_io.h"
@@ -142,6 +152,7 @@ StatusOr<std::vector<int64_t>> LoadLabels(const std::string& path, size_t n) {
 
 struct MapArgs {
   std::string query_codes, db_codes, query_labels, db_labels, name = "external", ranker = "full";
+  std::string db_scores;  // external mode: 1-D float .npy, one score per database row
   std::string out_json;
   std::vector<int> bits_list;  // external mode: at most one value (0/empty: from the data)
   int bits = 0;
@@ -160,7 +171,21 @@ struct MapArgs {
   int cnn_width = 16, feature_dim = 128, batch_size = 128;
   double lr = 2e-3;
   std::string out_csv;
+  bool resume = false;
 };
+
+// The ranking options of a tie rule: keys from `scores` (one per database
+// item) for kScore.
+RetrievalEvalOptions WithTieBreak(RetrievalEvalOptions o, TieBreak tie,
+                                  const std::vector<float>& scores) {
+  o.tie_break = tie;
+  o.db_score_keys.clear();
+  if (tie == TieBreak::kScore) {
+    o.db_score_keys.reserve(scores.size());
+    for (float s : scores) o.db_score_keys.push_back(ScoreKey(s));
+  }
+  return o;
+}
 
 nlohmann::json MetricsJson(const RetrievalMetrics& m) {
   nlohmann::json j = {{"num_queries", m.num_queries},
@@ -190,6 +215,12 @@ int RunBenchMap(const MapArgs& a) {
   if (!dbl.ok()) return Fail(dbl.status());
   auto ql = LoadLabels(a.query_labels, nq);
   if (!ql.ok()) return Fail(ql.status());
+  std::vector<float> db_scores;
+  if (!a.db_scores.empty()) {
+    auto read = ReadNpyScores(a.db_scores, ndb);
+    if (!read.ok()) return Fail(read.status().WithContext("--db-scores"));
+    db_scores = std::move(read).value();
+  }
 
   RetrievalEvalOptions o;
   o.map_at = a.map_at;
@@ -200,30 +231,38 @@ int RunBenchMap(const MapArgs& a) {
   if (a.ranker == "index" || a.ranker == "both") rankers.emplace_back("mih-index", HammingRanker::kIndex);
   if (rankers.empty()) return Fail(Status::InvalidArgument("--ranker must be full, index or both"));
 
-  std::printf("# %s: %zu queries x %zu database codes, %d bits. Ties ordered by (distance, database index).\n",
-              a.name.c_str(), nq, ndb, bits);
-  std::printf("| ranker | MAP@%zu (corrected) | MAP@%zu (HashNet formula) | P@10 | P@100 | P@r<=%u | zero-hit queries | s |\n",
+  std::vector<TieBreak> ties = {TieBreak::kId};
+  if (!db_scores.empty()) ties.push_back(TieBreak::kScore);
+  std::printf("# %s: %zu queries x %zu database codes, %d bits. tie_break id: (distance, database index); "
+              "score: (distance, -score, index)%s.\n",
+              a.name.c_str(), nq, ndb, bits, db_scores.empty() ? " (no --db-scores: not run)" : "");
+  std::printf("| ranker | tie_break | MAP@%zu (corrected) | MAP@%zu (HashNet formula) | P@10 | P@100 | P@1000 | P@r<=%u | zero-hit queries | s |\n",
               a.map_at, a.map_at, a.radius);
-  std::printf("|---|---|---|---|---|---|---|---|\n");
-  nlohmann::json out = {{"name", a.name}, {"bits", bits}, {"tie_policy", "(distance, database index)"}};
+  std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
+  nlohmann::json out = {{"name", a.name}, {"bits", bits}};
   std::vector<RetrievalMetrics> results;
+  for (TieBreak tie : ties)
   for (const auto& [rname, ranker] : rankers) {
     const auto t0 = std::chrono::steady_clock::now();
-    auto m = EvaluateHamming(q->data(), *ql, db->data(), *dbl, bits, o, ranker);
+    auto m = EvaluateHamming(q->data(), *ql, db->data(), *dbl, bits, WithTieBreak(o, tie, db_scores), ranker);
     if (!m.ok()) return Fail(m.status());
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     auto p_at = [&](size_t k) -> double {
       for (const auto& [kk, p] : m->precision_at) if (kk == k) return p;
       return NAN;
     };
-    std::printf("| %s | %.4f | %.4f | %.4f | %.4f | %.4f | %zu | %.1f |\n", rname.c_str(), m->map_corrected,
-                m->map_hashnet, p_at(10), p_at(100), m->precision_within_radius, m->zero_hit_queries, s);
-    out["rankers"][rname] = MetricsJson(*m);
+    std::printf("| %s | %s | %.4f | %.4f | %.4f | %.4f | %.4f | %.4f | %zu | %.1f |\n", rname.c_str(),
+                TieBreakName(tie), m->map_corrected, m->map_hashnet, p_at(10), p_at(100), p_at(1000),
+                m->precision_within_radius, m->zero_hit_queries, s);
+    out["tie_break"][TieBreakName(tie)]["rankers"][rname] = MetricsJson(*m);
     results.push_back(*m);
   }
-  if (results.size() == 2) {
-    const bool same = results[0].map_corrected == results[1].map_corrected &&
-                      results[0].map_hashnet == results[1].map_hashnet;
+  if (rankers.size() == 2) {
+    bool same = true;
+    for (size_t i = 0; i + 1 < results.size(); i += 2) {
+      same = same && results[i].map_corrected == results[i + 1].map_corrected &&
+             results[i].map_hashnet == results[i + 1].map_hashnet;
+    }
     std::printf("full-sort and MIH-index MAP %s\n", same ? "are identical" : "DIFFER");
     out["rankers_identical"] = same;
     if (!same) return 2;
@@ -263,7 +302,10 @@ struct RunResult {
   int bits = 0;
   uint64_t seed = 0;
   std::string error;  // non-empty: training or scoring failed
-  RetrievalMetrics m;
+  RetrievalMetrics m;        // tie_break id
+  bool has_score = false;    // the method scores its items (not the float baseline)
+  RetrievalMetrics m_score;  // tie_break score
+  bool resumed = false;      // read back from --out-csv, not run now
   double train_seconds = 0, encode_seconds = 0, eval_seconds = 0;
   double train_accuracy = -1;
   std::vector<double> epoch_loss;
@@ -276,13 +318,18 @@ double PrecisionAt(const RetrievalMetrics& m, size_t k) {
   return NAN;
 }
 
-StatusOr<std::vector<uint8_t>> LlcCodes(const Encoder& enc, const std::vector<Image>& images) {
+// LLC codes and (optional) scores: the encoder's own, as ingest stores them.
+StatusOr<std::vector<uint8_t>> LlcCodes(const Encoder& enc, const std::vector<Image>& images,
+                                        std::vector<float>* scores = nullptr) {
   std::vector<uint8_t> out;
   out.reserve(images.size() * code_bytes(enc.bits()));
   for (size_t s = 0; s < images.size(); s += 1024) {
     const std::vector<Image> batch(images.begin() + s, images.begin() + std::min(images.size(), s + 1024));
     HAMDB_ASSIGN_OR_RETURN(std::vector<EncodedImage> r, enc.Encode(batch));
-    for (const EncodedImage& e : r) out.insert(out.end(), e.code.begin(), e.code.end());
+    for (const EncodedImage& e : r) {
+      out.insert(out.end(), e.code.begin(), e.code.end());
+      if (scores) scores->push_back(e.score);
+    }
   }
   return out;
 }
@@ -314,6 +361,7 @@ Status RunOne(const MapArgs& a, const std::string& method, int bits, uint64_t se
   auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
 
   std::vector<uint8_t> dbc, qc;
+  std::vector<float> db_scores;
   if (method == "llc") {
     TrainReport rep;
     HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<Encoder> enc, TrainLlc(train, nullptr, c, &rep));
@@ -321,7 +369,7 @@ Status RunOne(const MapArgs& a, const std::string& method, int bits, uint64_t se
     r->epoch_loss = rep.epoch_loss;
     r->train_accuracy = rep.phase1_train_accuracy;
     const auto t0 = Clock::now();
-    HAMDB_ASSIGN_OR_RETURN(dbc, LlcCodes(*enc, db.images));
+    HAMDB_ASSIGN_OR_RETURN(dbc, LlcCodes(*enc, db.images, &db_scores));
     HAMDB_ASSIGN_OR_RETURN(qc, LlcCodes(*enc, queries.images));
     r->encode_seconds = since(t0);
   } else {
@@ -343,21 +391,28 @@ Status RunOne(const MapArgs& a, const std::string& method, int bits, uint64_t se
       return Status::OK();
     }
     HAMDB_ASSIGN_OR_RETURN(dbc, model->Codes(db.images));
+    HAMDB_ASSIGN_OR_RETURN(db_scores, model->Scores(db.images));
     HAMDB_ASSIGN_OR_RETURN(qc, model->Codes(queries.images));
     r->encode_seconds = since(t0);
   }
   const auto t1 = Clock::now();
-  if (a.ranker != "index") {
-    HAMDB_ASSIGN_OR_RETURN(r->m, EvaluateHamming(qc.data(), ql, dbc.data(), dbl, bits, o, HammingRanker::kFullSort));
-  }
-  if (a.ranker != "full") {
-    HAMDB_ASSIGN_OR_RETURN(RetrievalMetrics mi,
-                           EvaluateHamming(qc.data(), ql, dbc.data(), dbl, bits, o, HammingRanker::kIndex));
-    if (a.ranker == "both") {
-      r->rankers_checked = true;
-      r->rankers_identical = mi.map_corrected == r->m.map_corrected && mi.map_hashnet == r->m.map_hashnet;
-    } else {
-      r->m = mi;
+  r->has_score = true;
+  for (TieBreak tie : {TieBreak::kId, TieBreak::kScore}) {
+    const RetrievalEvalOptions ot = WithTieBreak(o, tie, db_scores);
+    RetrievalMetrics& m = tie == TieBreak::kId ? r->m : r->m_score;
+    if (a.ranker != "index") {
+      HAMDB_ASSIGN_OR_RETURN(m, EvaluateHamming(qc.data(), ql, dbc.data(), dbl, bits, ot, HammingRanker::kFullSort));
+    }
+    if (a.ranker != "full") {
+      HAMDB_ASSIGN_OR_RETURN(RetrievalMetrics mi,
+                             EvaluateHamming(qc.data(), ql, dbc.data(), dbl, bits, ot, HammingRanker::kIndex));
+      if (a.ranker == "both") {
+        r->rankers_checked = true;
+        r->rankers_identical = r->rankers_identical && mi.map_corrected == m.map_corrected &&
+                               mi.map_hashnet == m.map_hashnet;
+      } else {
+        m = mi;
+      }
     }
   }
   r->eval_seconds = since(t1);
@@ -376,6 +431,75 @@ std::string MeanStd(const std::vector<double>& v, const char* fmt = "%.4f") {
   std::snprintf(m, sizeof(m), fmt, mean);
   std::snprintf(s, sizeof(s), fmt, sd);
   return v.size() > 1 ? std::string(m) + " ± " + s : std::string(m);
+}
+
+// --out-csv: one row per (run, tie rule); the float baseline has only "id".
+constexpr char kCsvHeader[] =
+    "method,bits,seed,tie_break,map_corrected,map_hashnet_formula,p_at_1,p_at_10,p_at_100,p_at_1000,"
+    "precision_within_radius,train_seconds,error";
+
+std::string CsvRows(const RunResult& r) {
+  std::string out;
+  auto row = [&](const char* tie, const RetrievalMetrics& m) {
+    char buf[512];
+    const bool ok = r.error.empty();
+    std::snprintf(buf, sizeof(buf), "%s,%d,%llu,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,", r.method.c_str(),
+                  r.bits, static_cast<unsigned long long>(r.seed), tie, ok ? m.map_corrected : NAN,
+                  ok ? m.map_hashnet : NAN, PrecisionAt(m, 1), PrecisionAt(m, 10), PrecisionAt(m, 100),
+                  PrecisionAt(m, 1000), ok && r.method != "float" ? m.precision_within_radius : NAN,
+                  r.train_seconds);
+    std::string err = r.error;
+    std::replace(err.begin(), err.end(), ',', ';');
+    std::replace(err.begin(), err.end(), '\n', ' ');
+    out += buf + err + "\n";
+  };
+  row("id", r.m);
+  if (r.has_score) row("score", r.m_score);
+  return out;
+}
+
+// The successful runs of an --out-csv written by CsvRows; NotFound when the
+// file does not exist (nothing to resume is not an error: empty list).
+StatusOr<std::vector<RunResult>> ReadCsvRuns(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<RunResult> runs;
+  if (!in) return runs;
+  std::string line;
+  if (!std::getline(in, line)) return runs;
+  if (line != kCsvHeader) {
+    return Status::InvalidArgument("'" + path + "' is not a CSV written by this version of bench map");
+  }
+  size_t line_no = 1;
+  while (std::getline(in, line)) {
+    ++line_no;
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) f.push_back(cell);
+    if (f.size() < 12) return Status::InvalidArgument("'" + path + "' line " + std::to_string(line_no) + " is short");
+    if (f.size() > 12 && !f[12].empty()) continue;  // a failed run: run it again
+    RunResult* r = nullptr;
+    const int bits = std::stoi(f[1]);
+    const uint64_t seed = std::stoull(f[2]);
+    for (RunResult& x : runs)
+      if (x.method == f[0] && x.bits == bits && x.seed == seed) r = &x;
+    if (r == nullptr) {
+      runs.emplace_back();
+      r = &runs.back();
+      r->method = f[0];
+      r->bits = bits;
+      r->seed = seed;
+      r->resumed = true;
+      r->train_seconds = std::stod(f[11]);
+    }
+    RetrievalMetrics& m = f[3] == "score" ? r->m_score : r->m;
+    if (f[3] == "score") r->has_score = true;
+    m.map_corrected = std::stod(f[4]);
+    m.map_hashnet = std::stod(f[5]);
+    m.precision_at = {{1, std::stod(f[6])}, {10, std::stod(f[7])}, {100, std::stod(f[8])}, {1000, std::stod(f[9])}};
+    m.precision_within_radius = std::stod(f[10]);
+  }
+  return runs;
 }
 
 int RunTrainedBenchMap(const MapArgs& a) {
@@ -413,16 +537,37 @@ int RunTrainedBenchMap(const MapArgs& a) {
               a.cnn_width, a.feature_dim, a.lr, a.batch_size, a.epochs, p1, a.epochs - p1,
               static_cast<unsigned long long>(a.first_seed),
               static_cast<unsigned long long>(a.first_seed + a.seeds - 1));
-  std::printf("# Hamming ties ordered by (distance, database index); float baseline: cosine over the %s, ties by "
+  std::printf("# Hamming ties: tie_break id = (distance, database index), tie_break score = (distance, -score, "
+              "index) with each method's own scores; float baseline: cosine over the projection output, ties by "
               "(similarity, index); ranker: %s\n",
-              "projection output", a.ranker.c_str());
+              a.ranker.c_str());
   std::fflush(stdout);
 
+  // Runs already in --out-csv (--resume) are not run again.
   std::vector<RunResult> runs;
+  if (a.resume && !a.out_csv.empty()) {
+    auto done = ReadCsvRuns(a.out_csv);
+    if (!done.ok()) return Fail(done.status().WithContext("--resume"));
+    runs = std::move(done).value();
+    std::fprintf(stderr, "resuming: %zu runs already in %s\n", runs.size(), a.out_csv.c_str());
+  }
+  std::ofstream csv;
+  if (!a.out_csv.empty()) {
+    const bool fresh = !a.resume || runs.empty();
+    csv.open(a.out_csv, fresh ? std::ios::trunc : std::ios::app);
+    if (!csv) return Fail(Status::IOError("cannot write " + a.out_csv));
+    if (fresh) csv << kCsvHeader << "\n" << std::flush;
+  }
+  auto have = [&](const std::string& method, int bits, uint64_t seed) {
+    return std::any_of(runs.begin(), runs.end(), [&](const RunResult& r) {
+      return r.method == method && r.bits == bits && r.seed == seed && r.error.empty();
+    });
+  };
   bool mismatch = false;
   for (int bits : bits_list) {
     for (const std::string& method : methods) {
       for (int s = 0; s < a.seeds; ++s) {
+        if (have(method, bits, a.first_seed + s)) continue;
         RunResult r;
         r.method = method;
         r.bits = bits;
@@ -431,23 +576,30 @@ int RunTrainedBenchMap(const MapArgs& a) {
         if (!st.ok()) r.error = st.ToString();
         std::fprintf(stderr, "%s %d bits seed %llu: %s\n", method.c_str(), bits,
                      static_cast<unsigned long long>(r.seed),
-                     r.error.empty() ? ("MAP@" + std::to_string(a.map_at) + " " + std::to_string(r.m.map_corrected) +
-                                        (r.rankers_checked ? (r.rankers_identical ? " (MIH = full sort)" : " (MIH DIFFERS)") : ""))
-                                           .c_str()
-                                     : r.error.c_str());
+                     r.error.empty()
+                         ? ("MAP@" + std::to_string(a.map_at) + " " + std::to_string(r.m.map_corrected) +
+                            (r.has_score ? ", by score " + std::to_string(r.m_score.map_corrected) : "") +
+                            (r.rankers_checked ? (r.rankers_identical ? " (MIH = full sort)" : " (MIH DIFFERS)") : ""))
+                               .c_str()
+                         : r.error.c_str());
         if (r.rankers_checked && !r.rankers_identical) mismatch = true;
+        if (csv.is_open()) {
+          csv << CsvRows(r) << std::flush;
+          if (!csv) return Fail(Status::IOError("cannot write " + a.out_csv));
+        }
         runs.push_back(std::move(r));
       }
     }
   }
 
-  std::printf("| method | bits | seeds ok | MAP@%zu (corrected) | MAP@%zu (HashNet formula) | P@10 | P@100 | P@r<=%u | "
-              "train s |\n|---|---|---|---|---|---|---|---|---|\n",
-              a.map_at, a.map_at, a.radius);
+  std::printf("| method | bits | seeds ok | MAP@%zu id | MAP@%zu score | P@10 id | P@10 score | P@1000 id | "
+              "P@1000 score | MAP@%zu (HashNet formula) id | train s |\n"
+              "|---|---|---|---|---|---|---|---|---|---|---|\n",
+              a.map_at, a.map_at, a.map_at);
   nlohmann::json summary = nlohmann::json::array();
   for (int bits : bits_list) {
     for (const std::string& method : methods) {
-      std::vector<double> map, maph, p10, p100, prad, secs;
+      std::vector<double> map, map_s, p10, p10_s, p1000, p1000_s, maph, secs;
       std::vector<std::string> errors;
       for (const RunResult& r : runs) {
         if (r.method != method || r.bits != bits) continue;
@@ -455,16 +607,23 @@ int RunTrainedBenchMap(const MapArgs& a) {
         map.push_back(r.m.map_corrected);
         maph.push_back(r.m.map_hashnet);
         p10.push_back(PrecisionAt(r.m, 10));
-        p100.push_back(PrecisionAt(r.m, 100));
-        if (method != "float") prad.push_back(r.m.precision_within_radius);
+        p1000.push_back(PrecisionAt(r.m, 1000));
+        if (r.has_score) {
+          map_s.push_back(r.m_score.map_corrected);
+          p10_s.push_back(PrecisionAt(r.m_score, 10));
+          p1000_s.push_back(PrecisionAt(r.m_score, 1000));
+        }
         secs.push_back(r.train_seconds);
       }
-      std::printf("| %s | %d | %zu/%d | %s | %s | %s | %s | %s | %s |\n", method.c_str(), bits, map.size(), a.seeds,
-                  MeanStd(map).c_str(), MeanStd(maph).c_str(), MeanStd(p10).c_str(), MeanStd(p100).c_str(),
-                  method == "float" ? "n/a" : MeanStd(prad).c_str(), MeanStd(secs, "%.1f").c_str());
+      auto or_na = [](const std::vector<double>& v) { return v.empty() ? std::string("n/a") : MeanStd(v); };
+      std::printf("| %s | %d | %zu/%d | %s | %s | %s | %s | %s | %s | %s | %s |\n", method.c_str(), bits,
+                  map.size(), a.seeds, MeanStd(map).c_str(), or_na(map_s).c_str(), MeanStd(p10).c_str(),
+                  or_na(p10_s).c_str(), MeanStd(p1000).c_str(), or_na(p1000_s).c_str(), MeanStd(maph).c_str(),
+                  MeanStd(secs, "%.1f").c_str());
       for (const std::string& e : errors) std::printf("  - %s %d bits failed: %s\n", method.c_str(), bits, e.c_str());
-      summary.push_back({{"method", method}, {"bits", bits}, {"map_corrected", map}, {"map_hashnet_formula", maph},
-                         {"errors", errors}});
+      summary.push_back({{"method", method}, {"bits", bits}, {"map_corrected", map}, {"map_corrected_score", map_s},
+                         {"p_at_10", p10}, {"p_at_10_score", p10_s}, {"p_at_1000", p1000},
+                         {"p_at_1000_score", p1000_s}, {"map_hashnet_formula", maph}, {"errors", errors}});
     }
   }
   if (a.ranker == "both")
@@ -479,7 +638,9 @@ int RunTrainedBenchMap(const MapArgs& a) {
         {"backbone", {{"type", "cnn"}, {"cnn_width", a.cnn_width}, {"feature_dim", a.feature_dim}}},
         {"budget", {{"epochs", a.epochs}, {"llc_phase1_epochs", p1}, {"llc_phase2_epochs", a.epochs - p1},
                     {"batch_size", a.batch_size}, {"optimizer", "adam"}, {"lr", a.lr}, {"lr_schedule", "cosine"}}},
-        {"tie_policy", "(distance, database index); float: (cosine similarity desc, index)"},
+        {"tie_break", {{"id", "(distance, database index)"},
+                       {"score", "(distance, -score key, database index); the method's own scores"},
+                       {"float", "(cosine similarity desc, index)"}}},
         {"map_at", a.map_at},
         {"ranker", a.ranker},
         {"summary", summary}};
@@ -489,11 +650,16 @@ int RunTrainedBenchMap(const MapArgs& a) {
         j["error"] = r.error;
       } else {
         j["metrics"] = MetricsJson(r.m);
+        if (r.has_score) j["metrics_tie_break_score"] = MetricsJson(r.m_score);
         j["train_seconds"] = r.train_seconds;
-        j["encode_seconds"] = r.encode_seconds;
-        j["eval_seconds"] = r.eval_seconds;
-        j["epoch_loss"] = r.epoch_loss;
-        j["train_accuracy"] = r.train_accuracy;
+        if (r.resumed) {
+          j["resumed_from_csv"] = true;  // only the CSV's columns are known
+        } else {
+          j["encode_seconds"] = r.encode_seconds;
+          j["eval_seconds"] = r.eval_seconds;
+          j["epoch_loss"] = r.epoch_loss;
+          j["train_accuracy"] = r.train_accuracy;
+        }
         if (r.rankers_checked) j["rankers_identical"] = r.rankers_identical;
       }
       out["runs"].push_back(j);
@@ -501,24 +667,6 @@ int RunTrainedBenchMap(const MapArgs& a) {
     std::ofstream f(a.out_json);
     f << out.dump(2) << "\n";
     if (!f) return Fail(Status::IOError("cannot write " + a.out_json));
-  }
-  if (!a.out_csv.empty()) {
-    std::ofstream f(a.out_csv);
-    f << "method,bits,seed,map_corrected,map_hashnet_formula,p_at_1,p_at_10,p_at_100,p_at_1000,"
-         "precision_within_radius,train_seconds,error\n";
-    for (const RunResult& r : runs) {
-      char buf[512];
-      std::snprintf(buf, sizeof(buf), "%s,%d,%llu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,", r.method.c_str(), r.bits,
-                    static_cast<unsigned long long>(r.seed), r.error.empty() ? r.m.map_corrected : NAN,
-                    r.error.empty() ? r.m.map_hashnet : NAN, PrecisionAt(r.m, 1), PrecisionAt(r.m, 10),
-                    PrecisionAt(r.m, 100), PrecisionAt(r.m, 1000),
-                    r.error.empty() && r.method != "float" ? r.m.precision_within_radius : NAN, r.train_seconds);
-      std::string err = r.error;
-      std::replace(err.begin(), err.end(), ',', ';');
-      std::replace(err.begin(), err.end(), '\n', ' ');
-      f << buf << err << "\n";
-    }
-    if (!f) return Fail(Status::IOError("cannot write " + a.out_csv));
   }
   return mismatch ? 2 : 0;
 }
@@ -558,7 +706,12 @@ void AddBenchMapCommand(CLI::App* bench, int* exit_code) {
   cmd->add_option("--feature-dim", a->feature_dim, "Backbone feature dimension")->capture_default_str();
   cmd->add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--lr", a->lr, "Adam learning rate")->capture_default_str();
-  cmd->add_option("--out-csv", a->out_csv, "Training mode: write one CSV row per run here");
+  cmd->add_option("--out-csv", a->out_csv,
+                  "Training mode: write one CSV row per (run, tie rule) here, as each run finishes");
+  cmd->add_flag("--resume", a->resume,
+                "Training mode: keep the runs already in --out-csv and run only the missing ones");
+  cmd->add_option("--db-scores", a->db_scores,
+                  "External mode: 1-D float32 .npy, one score per database row; adds tie_break score rows");
   cmd->callback([a, exit_code] {
     if (!a->dataset.empty()) {
       *exit_code = RunTrainedBenchMap(*a);
