@@ -60,7 +60,7 @@ bool IsImageType(const std::string& media) {
 json QueryToJson(const std::map<std::string, std::string>& query) {
   json j = json::object();
   for (const auto& [key, value] : query) {
-    if (key == "mode") {
+    if (key == "mode" || key == "tie_break") {
       j[key] = value;
     } else if (key == "with_metadata") {
       if (value != "true" && value != "false" && value != "1" && value != "0") {
