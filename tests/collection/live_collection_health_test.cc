@@ -137,6 +137,50 @@ TEST(LiveCollectionHealth, OpensDegradedWhenTheIndexCannotBeBuilt) {
   EXPECT_EQ((*live)->index_size(), 100u);
 }
 
+// A degraded collection's store scan orders ties by score exactly as the
+// rebuilt index does, scores included.
+TEST(LiveCollectionHealth, StoreScanOrdersTiesByScoreLikeTheIndex) {
+  TempDir tmp;
+  const int bits = 16;
+  auto store = std::move(CodeStore::Open(tmp.path())).value();
+  ASSERT_TRUE(store->CreateCollection({"c", bits, "Flat"}).ok());
+  std::mt19937_64 rng(9);
+  std::vector<uint8_t> codes;
+  std::vector<uint64_t> ids;
+  std::vector<float> scores;
+  const std::vector<uint8_t> base = RandomCode(rng, bits);
+  for (uint64_t id = 0; id < 300; ++id) {
+    std::vector<uint8_t> c = base;
+    c[rng() % 2] ^= static_cast<uint8_t>(1u << (rng() % 8));  // distance 0 or 1 or 2 from base
+    if (id % 3 == 0) c = base;
+    codes.insert(codes.end(), c.begin(), c.end());
+    ids.push_back(id);
+    scores.push_back(static_cast<float>(rng() % 5) * 0.25f);
+  }
+  ASSERT_TRUE(store->PutCodes("c", ids.data(), codes.data(), ids.size(), {}, nullptr, scores.data()).ok());
+  FaultSwitch sw;
+  sw.fail_build = true;
+  auto live = std::move(LiveCollection::Open(store.get(), "c", FailingOptions(&sw))).value();
+  ASSERT_TRUE(live->degraded());
+  SearchParams by_score;
+  by_score.tie_break = TieBreak::kScore;
+  bool scanned = false;
+  auto degraded = live->Search(base.data(), 40, by_score, &scanned);
+  ASSERT_TRUE(degraded.ok());
+  EXPECT_TRUE(scanned);
+  auto range = live->RangeSearch(base.data(), 1, by_score);
+  ASSERT_TRUE(range.ok());
+  sw.fail_build = false;
+  ASSERT_TRUE(live->WaitHealthy(std::chrono::seconds(10)));
+  auto healthy = live->Search(base.data(), 40, by_score, &scanned);
+  ASSERT_TRUE(healthy.ok());
+  EXPECT_FALSE(scanned);
+  EXPECT_EQ(degraded->neighbors, healthy->neighbors);
+  EXPECT_EQ(range->neighbors, live->RangeSearch(base.data(), 1, by_score)->neighbors);
+  EXPECT_NE(degraded->neighbors, live->Search(base.data(), 40)->neighbors);
+  EXPECT_EQ(degraded->neighbors[0].score, ScoreKey(1.0f));
+}
+
 // An id the FAISS IVF index cannot take (>= 2^63) is refused before the
 // store write: nothing is stored, the id counter does not move, later
 // inserts without ids work, and the collection reopens healthy.
