@@ -20,7 +20,7 @@ namespace {
 using nlohmann::json;
 
 struct QueryArgs {
-  std::string url = "http://127.0.0.1:8080", collection, image, code, mode, api_key;
+  std::string url = "http://127.0.0.1:8080", collection, image, code, mode, tie_break, api_key;
   size_t k = 10;
   int64_t radius = -1;
   int nprobe = 0;
@@ -52,10 +52,11 @@ void PrintTable(const json& r) {
                 q.value("decoding", "").c_str(), q["distance_to_class"].dump().c_str(),
                 q.value("ood", false) ? "  OUT OF DISTRIBUTION" : "", q.value("confidence", 0.0));
   }
-  std::printf("%zu results, %s, %.3f ms, index %s, mode %s\n", r["results"].size(),
+  std::printf("%zu results, %s, %.3f ms, index %s, mode %s, ties by %s\n", r["results"].size(),
               r.value("exact", false) ? "exact" : "approximate", r.value("took_ms", 0.0),
-              r.value("index", "").c_str(), r.value("mode", "").c_str());
-  std::printf("%4s  %20s  %8s  %6s  %-12s  %s\n", "rank", "id", "distance", "label", "class", "path");
+              r.value("index", "").c_str(), r.value("mode", "").c_str(), r.value("tie_break", "").c_str());
+  std::printf("%4s  %20s  %8s  %8s  %6s  %-12s  %s\n", "rank", "id", "distance", "score", "label", "class",
+              "path");
   size_t rank = 0;
   for (const json& n : r["results"]) {
     const json meta = n.value("metadata", json::object());
@@ -64,8 +65,10 @@ void PrintTable(const json& r) {
                       : meta.is_object() && meta.contains("class_name") ? meta["class_name"].get<std::string>()
                                                                        : "-";
     std::string path = meta.is_object() && meta.contains("path") ? meta["path"].get<std::string>() : "";
-    std::printf("%4zu  %20s  %8s  %6s  %-12s  %s\n", ++rank, n["id"].dump().c_str(),
-                n["distance"].dump().c_str(), label.c_str(), cls.c_str(), path.c_str());
+    char score[32] = "-";
+    if (n.contains("score")) std::snprintf(score, sizeof(score), "%.4g", n["score"].get<double>());
+    std::printf("%4zu  %20s  %8s  %8s  %6s  %-12s  %s\n", ++rank, n["id"].dump().c_str(),
+                n["distance"].dump().c_str(), score, label.c_str(), cls.c_str(), path.c_str());
   }
 }
 
@@ -86,6 +89,7 @@ int RunQuery(const QueryArgs& a) {
     qs += a.radius >= 0 ? "&radius=" + std::to_string(a.radius) : "&k=" + std::to_string(a.k);
     if (!a.mode.empty()) qs += "&mode=" + UrlEncode(a.mode);
     if (a.nprobe != 0) qs += "&nprobe=" + std::to_string(a.nprobe);
+    if (!a.tie_break.empty()) qs += "&tie_break=" + UrlEncode(a.tie_break);
     resp = HttpPost(*url, path + qs, f == ImageFormat::kPng ? "image/png" : "image/jpeg", std::move(bytes),
                 a.api_key);
   } else {
@@ -93,6 +97,7 @@ int RunQuery(const QueryArgs& a) {
     if (a.radius >= 0) body["radius"] = a.radius; else body["k"] = a.k;
     if (!a.mode.empty()) body["mode"] = a.mode;
     if (a.nprobe != 0) body["nprobe"] = a.nprobe;
+    if (!a.tie_break.empty()) body["tie_break"] = a.tie_break;
     resp = HttpPost(*url, path, "application/json", body.dump(), a.api_key);
   }
   if (!resp.ok()) return Fail(resp.status());
@@ -118,6 +123,8 @@ void AddQueryCommand(CLI::App* app, int* exit_code) {
   auto a = std::make_shared<QueryArgs>();
   CLI::App* cmd = app->add_subcommand("query", "Search a running server by image file or code (a table, or --json)");
   cmd->add_option("--url", a->url, "Server address")->envname("HAMDB_URL")->capture_default_str();
+  cmd->add_option("--tie-break", a->tie_break, "Order of equal distances: id or score (default: the collection's)")
+      ->check(CLI::IsMember({"id", "score"}));
   cmd->add_option("--collection,-c", a->collection, "Collection")->required();
   cmd->add_option("--image", a->image, "Query image (PNG or JPEG), encoded by the collection's encoder");
   cmd->add_option("--code", a->code, "Query code: hex or a 0/1 bit string");
