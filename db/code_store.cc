@@ -599,9 +599,10 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
         "write format version"));
   } else if (!s.ok()) {
     return FromRocks(s, "read format version");
-  } else if (version == "1") {
-    // Version 1 had no change log; the column family now exists, so the
-    // store is version 2 (and no longer opens with builds that read only 1).
+  } else if (version == "1" || version == "2") {
+    // Version 1 had no change log (the column family now exists) and
+    // version 2 no scores after codes; either reads as version 3 as it is.
+    // Setting the version keeps builds that cannot read scores away from it.
     rocksdb::WriteOptions wo;
     wo.sync = true;
     HAMDB_RETURN_IF_ERROR(FromRocks(
@@ -609,7 +610,7 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
         "upgrade format version"));
   } else if (version != std::to_string(kStoreFormatVersion)) {
     return Status::NotSupported("store '" + dir + "' has format version " + version +
-                                "; this build of hamdb reads versions 1 and " +
+                                "; this build of hamdb reads versions 1 to " +
                                 std::to_string(kStoreFormatVersion));
   }
 

@@ -54,8 +54,8 @@ class FileSystem;
 namespace hamdb {
 
 // The layout version this build writes (docs/storage.md). Stores of version
-// 1 (no change log) are upgraded in place at open.
-inline constexpr int kStoreFormatVersion = 2;
+// 1 (no change log) and 2 (no scores) are upgraded in place at open.
+inline constexpr int kStoreFormatVersion = 3;
 
 struct CollectionSpec {
   std::string name;        // [A-Za-z0-9][A-Za-z0-9_.-]{0,63}

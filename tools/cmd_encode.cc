@@ -33,7 +33,7 @@ int RunEncode(const EncodeArgs& a) {
   TuneProcessForInference();
   const Encoder& e = **enc;
   const auto& names = e.class_names();
-  if (!a.json) std::printf("# path\tcode\tclass\texact\tdistance\tood\tconfidence\n");
+  if (!a.json) std::printf("# path\tcode\tclass\texact\tdistance\tood\tconfidence\tscore\n");
   size_t errors = 0, ood = 0, done = 0;
   const size_t batch = std::max<size_t>(1, a.batch);
   for (size_t s = 0; s < a.files.size(); s += batch) {
@@ -71,12 +71,13 @@ int RunEncode(const EncodeArgs& a) {
                                           {"exact", x.decode.exact},
                                           {"distance", x.decode.distance},
                                           {"ood", x.decode.out_of_distribution},
-                                          {"confidence", x.confidence}})
+                                          {"confidence", x.confidence},
+                                          {"score", x.score}})
                               .dump();
       } else {
         char tail[96];
-        std::snprintf(tail, sizeof(tail), "\t%s\t%u\t%s\t%.3f", x.decode.exact ? "exact" : "mhd", x.decode.distance,
-                      x.decode.out_of_distribution ? "ood" : "-", x.confidence);
+        std::snprintf(tail, sizeof(tail), "\t%s\t%u\t%s\t%.3f\t%.3f", x.decode.exact ? "exact" : "mhd",
+                      x.decode.distance, x.decode.out_of_distribution ? "ood" : "-", x.confidence, x.score);
         lines[slots[i]] = path + "\t" + hex + "\t" + cls + tail;
       }
     }

@@ -471,7 +471,8 @@ TEST(CodeStore, RefusesUnknownFormatVersion) {
   EXPECT_TRUE(Contains(s.status().message(), "format version 99")) << s.status().message();
 }
 
-// A version-1 store (no change log) opens and is upgraded to version 2.
+// A version-1 store (no change log) or version-2 store (no scores) opens and
+// is upgraded to the current version.
 TEST(CodeStore, UpgradesAVersionOneStore) {
   TempDir tmp;
   {
@@ -498,12 +499,15 @@ TEST(CodeStore, UpgradesAVersionOneStore) {
     delete raw;
     return got;
   };
-  set_version("1");
-  {
-    auto store = MustOpen(tmp.path());
-    EXPECT_EQ(*store->Count("c"), 2u);
+  for (const char* old : {"1", "2"}) {
+    set_version(old);
+    {
+      auto store = MustOpen(tmp.path());
+      EXPECT_EQ(*store->Count("c"), 2u);
+      EXPECT_FALSE(store->Get("c", 0)->score.has_value());
+    }
+    EXPECT_EQ(set_version(""), std::to_string(kStoreFormatVersion)) << "from version " << old;
   }
-  EXPECT_EQ(set_version(""), std::to_string(kStoreFormatVersion));
 }
 
 // Every change is logged in its batch; the log replays from any point it

@@ -172,6 +172,7 @@ struct MapArgs {
   double lr = 2e-3;
   std::string out_csv;
   bool resume = false;
+  size_t rerank = 0;  // LLC: also re-rank a Hamming shortlist of this many by bit probabilities
 };
 
 // The ranking options of a tie rule: keys from `scores` (one per database
@@ -306,6 +307,8 @@ struct RunResult {
   bool has_score = false;    // the method scores its items (not the float baseline)
   RetrievalMetrics m_score;  // tie_break score
   bool resumed = false;      // read back from --out-csv, not run now
+  bool has_rerank = false;   // --rerank: LLC's shortlist re-ranked by bit probabilities
+  RetrievalMetrics m_rerank;
   double train_seconds = 0, encode_seconds = 0, eval_seconds = 0;
   double train_accuracy = -1;
   std::vector<double> epoch_loss;
@@ -318,9 +321,11 @@ double PrecisionAt(const RetrievalMetrics& m, size_t k) {
   return NAN;
 }
 
-// LLC codes and (optional) scores: the encoder's own, as ingest stores them.
+// LLC codes and (optional) scores, the encoder's own as ingest stores them,
+// and (optional) bit probabilities, bits per image.
 StatusOr<std::vector<uint8_t>> LlcCodes(const Encoder& enc, const std::vector<Image>& images,
-                                        std::vector<float>* scores = nullptr) {
+                                        std::vector<float>* scores = nullptr,
+                                        std::vector<float>* probs = nullptr) {
   std::vector<uint8_t> out;
   out.reserve(images.size() * code_bytes(enc.bits()));
   for (size_t s = 0; s < images.size(); s += 1024) {
@@ -329,6 +334,7 @@ StatusOr<std::vector<uint8_t>> LlcCodes(const Encoder& enc, const std::vector<Im
     for (const EncodedImage& e : r) {
       out.insert(out.end(), e.code.begin(), e.code.end());
       if (scores) scores->push_back(e.score);
+      if (probs) probs->insert(probs->end(), e.bit_probs.begin(), e.bit_probs.end());
     }
   }
   return out;
@@ -361,7 +367,7 @@ Status RunOne(const MapArgs& a, const std::string& method, int bits, uint64_t se
   auto since = [](Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); };
 
   std::vector<uint8_t> dbc, qc;
-  std::vector<float> db_scores;
+  std::vector<float> db_scores, db_probs, q_probs;
   if (method == "llc") {
     TrainReport rep;
     HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<Encoder> enc, TrainLlc(train, nullptr, c, &rep));
@@ -369,8 +375,8 @@ Status RunOne(const MapArgs& a, const std::string& method, int bits, uint64_t se
     r->epoch_loss = rep.epoch_loss;
     r->train_accuracy = rep.phase1_train_accuracy;
     const auto t0 = Clock::now();
-    HAMDB_ASSIGN_OR_RETURN(dbc, LlcCodes(*enc, db.images, &db_scores));
-    HAMDB_ASSIGN_OR_RETURN(qc, LlcCodes(*enc, queries.images));
+    HAMDB_ASSIGN_OR_RETURN(dbc, LlcCodes(*enc, db.images, &db_scores, a.rerank ? &db_probs : nullptr));
+    HAMDB_ASSIGN_OR_RETURN(qc, LlcCodes(*enc, queries.images, nullptr, a.rerank ? &q_probs : nullptr));
     r->encode_seconds = since(t0);
   } else {
     HAMDB_ASSIGN_OR_RETURN(HashingMethod hm, ParseHashingMethod(method));
@@ -415,6 +421,39 @@ Status RunOne(const MapArgs& a, const std::string& method, int bits, uint64_t se
       }
     }
   }
+  if (!db_probs.empty()) {
+    // The refined ranking: the score-rule shortlist of the first `rerank`
+    // items re-ordered by sum_i |p_query,i - p_item,i|, the database
+    // probabilities kept in 4 bits each (as an index would store them), ties
+    // by shortlist rank; the rest of the list stays in Hamming order.
+    const size_t depth = std::min(std::max(a.rerank, a.map_at), db.size());
+    const RetrievalEvalOptions ot = WithTieBreak(o, TieBreak::kScore, db_scores);
+    std::vector<uint8_t> p4(db_probs.size());
+    for (size_t i = 0; i < db_probs.size(); ++i) p4[i] = static_cast<uint8_t>(std::lround(db_probs[i] * 15));
+    std::vector<std::vector<uint32_t>> ranked(queries.size());
+    for (size_t q = 0; q < queries.size(); ++q) {
+      std::vector<uint32_t> list =
+          HammingTopK(qc.data() + q * code_bytes(bits), dbc.data(), db.size(), bits, depth, ot.db_score_keys.data());
+      const size_t r_n = std::min(a.rerank, list.size());
+      std::vector<std::pair<float, uint32_t>> refined(r_n);
+      for (size_t j = 0; j < r_n; ++j) {
+        float d = 0;
+        const float* pq = q_probs.data() + q * bits;
+        const uint8_t* pd = p4.data() + static_cast<size_t>(list[j]) * bits;
+        for (int b = 0; b < bits; ++b) d += std::fabs(pq[b] - pd[b] / 15.0f);
+        refined[j] = {d, static_cast<uint32_t>(j)};
+      }
+      std::stable_sort(refined.begin(), refined.end(),
+                       [](const auto& x, const auto& y) { return x.first < y.first; });
+      std::vector<uint32_t> out;
+      out.reserve(list.size());
+      for (const auto& [d, j] : refined) out.push_back(list[j]);
+      out.insert(out.end(), list.begin() + r_n, list.end());
+      ranked[q] = std::move(out);
+    }
+    HAMDB_ASSIGN_OR_RETURN(r->m_rerank, EvaluateRankedLists(ranked, ql, dbl, o));
+    r->has_rerank = true;
+  }
   r->eval_seconds = since(t1);
   return Status::OK();
 }
@@ -440,13 +479,15 @@ constexpr char kCsvHeader[] =
 
 std::string CsvRows(const RunResult& r) {
   std::string out;
-  auto row = [&](const char* tie, const RetrievalMetrics& m) {
+  // The radius metric exists for Hamming rankings only (not for the float
+  // baseline's cosine or the re-ranked lists).
+  auto row = [&](const char* tie, const RetrievalMetrics& m, bool radius = true) {
     char buf[512];
     const bool ok = r.error.empty();
     std::snprintf(buf, sizeof(buf), "%s,%d,%llu,%s,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.1f,", r.method.c_str(),
                   r.bits, static_cast<unsigned long long>(r.seed), tie, ok ? m.map_corrected : NAN,
                   ok ? m.map_hashnet : NAN, PrecisionAt(m, 1), PrecisionAt(m, 10), PrecisionAt(m, 100),
-                  PrecisionAt(m, 1000), ok && r.method != "float" ? m.precision_within_radius : NAN,
+                  PrecisionAt(m, 1000), ok && radius && r.method != "float" ? m.precision_within_radius : NAN,
                   r.train_seconds);
     std::string err = r.error;
     std::replace(err.begin(), err.end(), ',', ';');
@@ -455,6 +496,7 @@ std::string CsvRows(const RunResult& r) {
   };
   row("id", r.m);
   if (r.has_score) row("score", r.m_score);
+  if (r.has_rerank) row("rerank", r.m_rerank, false);
   return out;
 }
 
@@ -492,8 +534,9 @@ StatusOr<std::vector<RunResult>> ReadCsvRuns(const std::string& path) {
       r->resumed = true;
       r->train_seconds = std::stod(f[11]);
     }
-    RetrievalMetrics& m = f[3] == "score" ? r->m_score : r->m;
+    RetrievalMetrics& m = f[3] == "score" ? r->m_score : f[3] == "rerank" ? r->m_rerank : r->m;
     if (f[3] == "score") r->has_score = true;
+    if (f[3] == "rerank") r->has_rerank = true;
     m.map_corrected = std::stod(f[4]);
     m.map_hashnet = std::stod(f[5]);
     m.precision_at = {{1, std::stod(f[6])}, {10, std::stod(f[7])}, {100, std::stod(f[8])}, {1000, std::stod(f[9])}};
@@ -579,6 +622,10 @@ int RunTrainedBenchMap(const MapArgs& a) {
                      r.error.empty()
                          ? ("MAP@" + std::to_string(a.map_at) + " " + std::to_string(r.m.map_corrected) +
                             (r.has_score ? ", by score " + std::to_string(r.m_score.map_corrected) : "") +
+                            (r.has_rerank ? ", re-ranked " + std::to_string(r.m_rerank.map_corrected) +
+                                                " (P@10 " + std::to_string(PrecisionAt(r.m_rerank, 10)) + " vs " +
+                                                std::to_string(PrecisionAt(r.m_score, 10)) + ")"
+                                          : "") +
                             (r.rankers_checked ? (r.rankers_identical ? " (MIH = full sort)" : " (MIH DIFFERS)") : ""))
                                .c_str()
                          : r.error.c_str());
@@ -651,6 +698,7 @@ int RunTrainedBenchMap(const MapArgs& a) {
       } else {
         j["metrics"] = MetricsJson(r.m);
         if (r.has_score) j["metrics_tie_break_score"] = MetricsJson(r.m_score);
+        if (r.has_rerank) j["metrics_rerank"] = MetricsJson(r.m_rerank);
         j["train_seconds"] = r.train_seconds;
         if (r.resumed) {
           j["resumed_from_csv"] = true;  // only the CSV's columns are known
@@ -708,6 +756,9 @@ void AddBenchMapCommand(CLI::App* bench, int* exit_code) {
   cmd->add_option("--lr", a->lr, "Adam learning rate")->capture_default_str();
   cmd->add_option("--out-csv", a->out_csv,
                   "Training mode: write one CSV row per (run, tie rule) here, as each run finishes");
+  cmd->add_option("--rerank", a->rerank,
+                  "Training mode, LLC: also score a re-ranking of the first R of each score-rule list by the "
+                  "L1 distance of bit probabilities (4 bits each), as the rerank rows");
   cmd->add_flag("--resume", a->resume,
                 "Training mode: keep the runs already in --out-csv and run only the missing ones");
   cmd->add_option("--db-scores", a->db_scores,
