@@ -108,6 +108,57 @@ TEST(EvaluateHamming, IndexRankingEqualsFullSort) {
   EXPECT_EQ(full->map_hashnet, idx->map_hashnet);
 }
 
+// The score rule: HammingTopK with score keys equals a full sort by
+// (distance, -key, index); the full sort and the MIH index give identical
+// MAP under it; scores that favour relevant items raise MAP; a wrong count
+// of keys is an error.
+TEST(EvaluateHamming, ScoreRuleMatchesASortAndTheIndex) {
+  std::mt19937_64 rng(8);
+  const int bits = 16;
+  const size_t ndb = 2000, nq = 40;
+  std::vector<uint8_t> db(ndb * 2), qs(nq * 2);
+  std::vector<int64_t> dbl(ndb), ql(nq);
+  std::vector<uint16_t> keys(ndb);
+  for (size_t i = 0; i < ndb; ++i) {
+    dbl[i] = static_cast<int64_t>(rng() % 4);
+    const uint16_t v = static_cast<uint16_t>((rng() % 16) * 0x1111u);
+    std::memcpy(&db[i * 2], &v, 2);
+    // Relevant-looking items (label 0) score higher; some have no score.
+    keys[i] = rng() % 7 == 0 ? kNoScore : ScoreKey(static_cast<float>(rng() % 5) + (dbl[i] == 0 ? 5 : 0));
+  }
+  for (size_t i = 0; i < nq; ++i) {
+    ql[i] = 0;
+    const uint16_t v = static_cast<uint16_t>(rng());
+    std::memcpy(&qs[i * 2], &v, 2);
+  }
+  for (size_t q = 0; q < nq; ++q) {
+    std::vector<uint32_t> all(ndb);
+    for (uint32_t i = 0; i < ndb; ++i) all[i] = i;
+    auto dist = [&](uint32_t i) {
+      return __builtin_popcount(qs[q * 2] ^ db[i * 2]) + __builtin_popcount(qs[q * 2 + 1] ^ db[i * 2 + 1]);
+    };
+    std::stable_sort(all.begin(), all.end(), [&](uint32_t a, uint32_t b) {
+      if (dist(a) != dist(b)) return dist(a) < dist(b);
+      return keys[a] > keys[b];
+    });
+    all.resize(300);
+    EXPECT_EQ(HammingTopK(&qs[q * 2], db.data(), ndb, bits, 300, keys.data()), all) << "query " << q;
+  }
+  RetrievalEvalOptions o;
+  o.map_at = 300;
+  auto by_id = EvaluateHamming(qs.data(), ql, db.data(), dbl, bits, o, HammingRanker::kFullSort);
+  o.tie_break = TieBreak::kScore;
+  o.db_score_keys = keys;
+  auto full = EvaluateHamming(qs.data(), ql, db.data(), dbl, bits, o, HammingRanker::kFullSort);
+  auto idx = EvaluateHamming(qs.data(), ql, db.data(), dbl, bits, o, HammingRanker::kIndex);
+  ASSERT_TRUE(by_id.ok() && full.ok() && idx.ok());
+  EXPECT_EQ(full->map_corrected, idx->map_corrected);
+  EXPECT_GT(full->map_corrected, by_id->map_corrected + 0.05);
+  o.db_score_keys.pop_back();
+  EXPECT_EQ(EvaluateHamming(qs.data(), ql, db.data(), dbl, bits, o).status().code(),
+            Status::Code::kInvalidArgument);
+}
+
 TEST(EvaluateRankedLists, MatchesHammingOnSameRanking) {
   const std::vector<uint8_t> db = {0x00, 0x03, 0x01};
   const std::vector<int64_t> dbl = {1, 2, 1};
