@@ -40,18 +40,21 @@ def main():
     ap.add_argument("csv", nargs="+")
     ap.add_argument("--png")
     a = ap.parse_args()
-    # (method, bits, rule) -> metric -> list over seeds
-    data = defaultdict(lambda: defaultdict(list))
-    seeds = defaultdict(set)
+    # One row per (method, bits, seed, rule): a run found in several files
+    # (a resumed protocol, a separate re-ranking run) counts once, the last.
+    rows = {}
     for path in a.csv:
         with open(path) as f:
             for row in csv.DictReader(f):
-                if row.get("error"):
-                    continue
-                key = (row["method"], int(row["bits"]), row["tie_break"])
-                for m in ("map_corrected", "p_at_10", "p_at_1000"):
-                    data[key][m].append(float(row[m]))
-                seeds[(row["method"], int(row["bits"]))].add(row["seed"])
+                if not row.get("error"):
+                    rows[(row["method"], int(row["bits"]), row["seed"], row["tie_break"])] = row
+    # (method, bits, rule) -> metric -> list over seeds
+    data = defaultdict(lambda: defaultdict(list))
+    seeds = defaultdict(set)
+    for (method, bits, seed, rule), row in sorted(rows.items()):
+        for m in ("map_corrected", "p_at_10", "p_at_1000"):
+            data[(method, bits, rule)][m].append(float(row[m]))
+        seeds[(method, bits)].add(seed)
     bits_list = sorted({b for (_, b, _) in data})
     methods = [m for m in ORDER if any(k[0] == m for k in data)]
     rules = ["id", "score", "rerank"]
