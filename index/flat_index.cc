@@ -54,7 +54,6 @@ StatusOr<SearchResult> FlatIndex::Search(const uint8_t* query, size_t k,
 Status FlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
                               std::vector<SearchResult>* out) const {
   HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
   const int threads = ThreadPool::Default().Resolve(params.num_threads);
   if (nq < static_cast<size_t>(threads)) return BinaryIndex::SearchBatch(queries, nq, k, params, out);
   std::vector<std::vector<Neighbor>> lists;
