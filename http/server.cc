@@ -71,6 +71,9 @@ class HttpServer::Impl {
   bool stop_requested_ = false;
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions_;
   asio::io_context ioc_;
+  // The acceptor and the signal set are touched only on this strand: the
+  // accept handler re-arms the acceptor while Shutdown closes it.
+  asio::strand<asio::io_context::executor_type> accept_strand_ = asio::make_strand(ioc_);
   std::optional<tcp::acceptor> acceptor_;
   std::optional<asio::signal_set> signals_;
   // Keeps the threads in run() until Wait() stops them: without it they
@@ -290,7 +293,7 @@ Status HttpServer::Impl::Start() {
         " without an API key; set --api-key, or pass --allow-remote-without-key");
   }
   try {
-    acceptor_.emplace(ioc_);
+    acceptor_.emplace(accept_strand_);
     const tcp::endpoint ep(addr, options_.port);
     acceptor_->open(ep.protocol());
     acceptor_->set_option(asio::socket_base::reuse_address(true));
@@ -304,7 +307,7 @@ Status HttpServer::Impl::Start() {
                            std::to_string(options_.port) + ": " + e.code().message());
   }
   if (options_.handle_signals) {
-    signals_.emplace(ioc_, SIGINT, SIGTERM);
+    signals_.emplace(accept_strand_, SIGINT, SIGTERM);
     signals_->async_wait([this](beast::error_code e, int) {
       if (!e) Shutdown();
     });
@@ -370,7 +373,7 @@ void HttpServer::Impl::Shutdown() {
     }
   }
   if (started_) {
-    asio::post(ioc_, [this] {
+    asio::post(accept_strand_, [this] {
       beast::error_code ec;
       if (acceptor_) acceptor_->close(ec);
       if (signals_) signals_->cancel(ec);
