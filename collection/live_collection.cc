@@ -88,7 +88,26 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
   if (!c->settings_.encoder_path.empty()) {
     StatusOr<std::shared_ptr<const Encoder>> enc =
         Status::NotSupported("this process was started without encoder support");
-    if (options.encoder) {
+    // The artifact's checksum is recorded by the first open that can read
+    // the artifact; an artifact replaced since then is not used.
+    const std::string& recorded = c->settings_.encoder_checksum;
+    StatusOr<std::string> sum = ArtifactFileChecksum(c->settings_.encoder_path);
+    if (sum.ok() && recorded.empty()) {
+      c->settings_.encoder_checksum = *sum;
+      const std::string json = CollectionSettingsJson(c->settings_);
+      Status saved = store->UpdateCollectionSettings(c->info_.name, json);
+      if (saved.ok()) {
+        c->info_.settings_json = json;
+      } else {
+        spdlog::warn("collection '{}': cannot record the encoder checksum: {}", c->info_.name,
+                     saved.ToString());
+      }
+    }
+    if (sum.ok() && *sum != recorded && !recorded.empty()) {
+      enc = Status::FailedPrecondition("the encoder artifact '" + c->settings_.encoder_path +
+                                       "' has checksum " + *sum + ", but the collection's codes come from " +
+                                       recorded + "; put that artifact back");
+    } else if (options.encoder) {
       enc = options.encoder;
     } else if (options.encoder_loader) {
       enc = options.encoder_loader(c->settings_.encoder_path);

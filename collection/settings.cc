@@ -1,5 +1,11 @@
 #include "collection/settings.h"
 
+// Header-only use of Debian's xxHash (libxxhash-dev).
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "core/binary_code.h"
@@ -46,6 +52,13 @@ StatusOr<Codebook> ParseCodebook(const json& cb, int bits) {
   return Codebook::Create(bits, std::move(packed), std::move(names));
 }
 
+std::string ChecksumText(XXH128_hash_t h) {
+  char hex[33];
+  std::snprintf(hex, sizeof(hex), "%016llx%016llx", static_cast<unsigned long long>(h.high64),
+                static_cast<unsigned long long>(h.low64));
+  return std::string("xxh3-128:") + hex;
+}
+
 }  // namespace
 
 StatusOr<CollectionSettings> ParseCollectionSettings(std::string_view settings_json, int bits) {
@@ -60,6 +73,10 @@ StatusOr<CollectionSettings> ParseCollectionSettings(std::string_view settings_j
       return Status::InvalidArgument("settings.encoder must be a non-empty path");
     }
     settings.encoder_path = it->get<std::string>();
+  }
+  if (auto it = j.find("encoder_checksum"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return Status::InvalidArgument("settings.encoder_checksum must be a string");
+    settings.encoder_checksum = it->get<std::string>();
   }
   if (auto it = j.find("codebook"); it != j.end() && !it->is_null()) {
     HAMDB_ASSIGN_OR_RETURN(Codebook codebook, ParseCodebook(*it, bits));
@@ -76,6 +93,7 @@ StatusOr<CollectionSettings> ParseCollectionSettings(std::string_view settings_j
 std::string CollectionSettingsJson(const CollectionSettings& settings) {
   json j = json::object();
   if (!settings.encoder_path.empty()) j["encoder"] = settings.encoder_path;
+  if (!settings.encoder_checksum.empty()) j["encoder_checksum"] = settings.encoder_checksum;
   if (settings.codebook) {
     const Codebook& cb = *settings.codebook;
     json codes = json::array();
@@ -86,6 +104,25 @@ std::string CollectionSettingsJson(const CollectionSettings& settings) {
   }
   if (settings.tie_break) j["tie_break"] = TieBreakName(*settings.tie_break);
   return j.dump();
+}
+
+std::string ArtifactChecksum(const void* data, size_t n) {
+  return ChecksumText(XXH3_128bits(data, n));
+}
+
+StatusOr<std::string> ArtifactFileChecksum(const std::string& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!f) return Status::IOError("cannot open encoder artifact '" + path + "'");
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> state(XXH3_createState(),
+                                                                         &XXH3_freeState);
+  XXH3_128bits_reset(state.get());
+  std::vector<char> buf(1 << 20);
+  size_t got = 0;
+  while ((got = std::fread(buf.data(), 1, buf.size(), f.get())) > 0) {
+    XXH3_128bits_update(state.get(), buf.data(), got);
+  }
+  if (std::ferror(f.get())) return Status::IOError("cannot read encoder artifact '" + path + "'");
+  return ChecksumText(XXH3_128bits_digest(state.get()));
 }
 
 std::vector<uint8_t> PackedClassCodes(const Codebook& codebook) {

@@ -4,6 +4,7 @@
 //
 // Layout, a JSON object; every field is optional:
 //   {"encoder": "<artifact path>",
+//    "encoder_checksum": "xxh3-128:<32 hex digits>",
 //    "codebook": {"bits": K, "codes": ["<hex>", ...], "class_names": [...]},
 //    "tie_break": "id" | "score"}
 // The codebook is copied from the encoder into the settings so that a
@@ -25,6 +26,11 @@ namespace hamdb {
 
 struct CollectionSettings {
   std::string encoder_path;          // empty: the collection has no encoder
+  // ArtifactChecksum of the encoder artifact the collection's codes come
+  // from; empty when unknown (the artifact was missing when it was opened).
+  // Writers that encode on their side name it, and a different one is
+  // refused.
+  std::string encoder_checksum;
   std::optional<Codebook> codebook;  // the encoder's class codes, when known
   // The default order of ties for searches that do not name one. Unset:
   // "score" for a collection with an encoder whose index keeps scores, "id"
@@ -40,6 +46,14 @@ StatusOr<CollectionSettings> ParseCollectionSettings(std::string_view settings_j
 
 // The settings JSON for `settings` (the layout above).
 std::string CollectionSettingsJson(const CollectionSettings& settings);
+
+// The checksum that identifies an encoder artifact: "xxh3-128:" and the
+// 32 lower-case hex digits of XXH3-128 over the file's bytes. It tells
+// artifacts apart (a retrained or replaced encoder); it is not a defence
+// against a forger.
+std::string ArtifactChecksum(const void* data, size_t n);
+// The same over a file; IOError when it cannot be read.
+StatusOr<std::string> ArtifactFileChecksum(const std::string& path);
 
 // The codebook's class codes packed back to back, class i at offset
 // i * code_bytes (IndexOptions::codebook).

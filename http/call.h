@@ -80,16 +80,19 @@ class Service::Call {
   Response CreateCollection();
   Response DescribeCollection();
   Response DropCollection();
+  Response DownloadEncoder();
   // items_routes.cc
   Response InsertItems();
   Response GetItem();
   Response DeleteItem();
   Response DeleteItems();
+  Response ItemsExist();
   // search_routes.cc
   Response Search();
   Response SearchBatch();
   // admin_routes.cc
   Response Backup();
+  Response UploadModel();
 
  private:
   void CheckHost() const;

@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "core/binary_code.h"
 #include "core/score.h"
@@ -45,6 +46,22 @@ std::string ResolveModelPath(const std::string& requested, const std::string& mo
   return resolved.string();
 }
 
+// The bytes of an artifact of at most max_bytes.
+StatusOr<std::string> ReadArtifact(const std::string& path, uint64_t max_bytes) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::NotFound("cannot open '" + path + "'");
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  if (size < 0) return Status::IOError("cannot read '" + path + "'");
+  if (static_cast<uint64_t>(size) > max_bytes) {
+    return Status::InvalidArgument("'" + path + "' is larger than --max-model-mb");
+  }
+  std::string bytes(static_cast<size_t>(size), '\0');
+  in.seekg(0);
+  if (!in.read(bytes.data(), size)) return Status::IOError("cannot read '" + path + "'");
+  return bytes;
+}
+
 }  // namespace
 
 json Service::Call::Describe(const Collection& c) const {
@@ -70,7 +87,11 @@ json Service::Call::Describe(const Collection& c) const {
   }
   const CollectionSettings& s = l.settings();
   j["encoder"] = s.encoder_path.empty() ? json(nullptr) : json(s.encoder_path);
-  if (!s.encoder_path.empty()) j["encoder_loaded"] = l.encoder() != nullptr;
+  if (!s.encoder_path.empty()) {
+    j["encoder_checksum"] = s.encoder_checksum.empty() ? json(nullptr) : json(s.encoder_checksum);
+    j["encoder_loaded"] = l.encoder() != nullptr;
+    if (!l.encoder()) j["encoder_error"] = l.encoder_error().ToString();
+  }
   if (s.codebook) {
     j["classes"] = s.codebook->num_classes();
     j["class_names"] = s.codebook->class_names();
@@ -138,6 +159,7 @@ Response Service::Call::CreateCollection() {
     }
     bits = encoder->bits();
     settings.encoder_path = path;
+    settings.encoder_checksum = ValueOr(ArtifactFileChecksum(path));
     settings.codebook = encoder->codebook();
   }
   if (auto it = j.find("tie_break"); it != j.end() && !it->is_null()) {
@@ -173,6 +195,29 @@ Response Service::Call::CreateCollection() {
     svc_->collections_[name] = c;
   }
   return JsonResponse(201, Describe(*c));
+}
+
+Response Service::Call::DownloadEncoder() {
+  std::shared_ptr<Collection> c = GetCollection();
+  const CollectionSettings& s = c->live->settings();
+  if (s.encoder_path.empty()) Fail(404, "not_found", "collection '" + name() + "' has no encoder");
+  // Only the artifact the collection's codes come from is served.
+  StatusOr<std::string> bytes = ReadArtifact(s.encoder_path, svc_->options_.max_model_bytes);
+  if (!bytes.ok()) {
+    Fail(404, "not_found",
+         "the encoder of collection '" + name() + "' is not on the server: " + bytes.status().message());
+  }
+  const std::string sum = ArtifactChecksum(bytes->data(), bytes->size());
+  if (s.encoder_checksum.empty() || sum != s.encoder_checksum) {
+    Fail(409, "encoder_mismatch",
+         "the artifact at the encoder path of collection '" + name() + "' is " + sum +
+             ", not the collection's " + (s.encoder_checksum.empty() ? "(unknown)" : s.encoder_checksum));
+  }
+  Response r;
+  r.status = 200;
+  r.content_type = "application/octet-stream";
+  r.body = std::move(bytes).value();
+  return r;
 }
 
 Response Service::Call::DropCollection() {

@@ -7,6 +7,32 @@
 
 namespace hamdb::http {
 
+namespace {
+
+// 409 unless items encoded by the artifact `checksum` may be stored in `live`.
+void CheckEncoderChecksum(const LiveCollection& live, const std::string& checksum) {
+  const CollectionSettings& s = live.settings();
+  const std::string& name = live.info().name;
+  if (s.encoder_path.empty()) {
+    Fail(409, "encoder_mismatch",
+         "collection '" + name + "' has no encoder, but the items name encoder " + checksum +
+             "; send them without 'encoder_checksum', or to a collection made with that encoder");
+  }
+  if (s.encoder_checksum.empty()) {
+    Fail(409, "encoder_mismatch",
+         "the items name encoder " + checksum + ", but the checksum of collection '" + name +
+             "''s encoder is unknown (its artifact '" + s.encoder_path + "' is missing on the server)");
+  }
+  if (checksum != s.encoder_checksum) {
+    Fail(409, "encoder_mismatch",
+         "the items were encoded by encoder " + checksum + ", but collection '" + name +
+             "' holds codes of encoder " + s.encoder_checksum +
+             "; encode with its artifact (GET /collections/" + name + "/encoder)");
+  }
+}
+
+}  // namespace
+
 Response Service::Call::InsertItems() {
   std::shared_ptr<Collection> c = GetCollection();
   LiveCollection& live = *c->live;
@@ -35,6 +61,10 @@ Response Service::Call::InsertItems() {
     add_image(reinterpret_cast<const uint8_t*>(req_.body.data()), req_.body.size(), id, label, "");
   } else {
     const json j = ParseJsonBody();
+    if (auto f = j.find("encoder_checksum"); f != j.end() && !f->is_null()) {
+      if (!f->is_string()) Fail(400, "bad_request", "'encoder_checksum' must be a string");
+      CheckEncoderChecksum(live, f->get_ref<const std::string&>());
+    }
     auto it = j.find("items");
     if (it == j.end() || !it->is_array()) {
       Fail(400, "bad_request", "'items' (an array of item objects) is required");
@@ -147,6 +177,31 @@ Response Service::Call::InsertItems() {
   }
   if (any_image) out["images"] = std::move(decoded);
   return JsonResponse(200, out);
+}
+
+Response Service::Call::ItemsExist() {
+  std::shared_ptr<Collection> c = GetCollection();
+  const json j = ParseJsonBody();
+  auto it = j.find("ids");
+  if (it == j.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array) is required");
+  if (it->size() > svc_->options_.max_batch_queries) {
+    Fail(422, "invalid_argument", "at most " + std::to_string(svc_->options_.max_batch_queries) +
+                                      " ids per request");
+  }
+  json exists = json::array(), paths = json::array();
+  for (const json& v : *it) {
+    if (!v.is_number_unsigned()) Fail(400, "bad_request", "'ids' must hold unsigned integers");
+    StatusOr<Item> item = c->live->Get(v.get<uint64_t>());
+    if (!item.ok() && item.status().code() != Status::Code::kNotFound) FailStatus(item.status());
+    exists.push_back(item.ok());
+    json path = nullptr;
+    if (item.ok()) {
+      const json m = json::parse(item->metadata_json, nullptr, false);
+      if (m.is_object() && m.contains("path") && m["path"].is_string()) path = m["path"];
+    }
+    paths.push_back(std::move(path));
+  }
+  return JsonResponse(200, {{"exists", exists}, {"paths", paths}});
 }
 
 Response Service::Call::GetItem() {

@@ -1,4 +1,5 @@
-// hamdb ingest: bulk-encode a folder (or a list) of images into a collection.
+// hamdb ingest: bulk-encode a folder (or a list) of images into a collection,
+// of a local store (--db) or of a running server (--url).
 //
 // Item ids are path keys: id = XXH3-64 of the file's key path, cut to 53 bits
 // (so ids stay exact in JavaScript clients), probing id+1, id+2, ... when a
@@ -8,12 +9,22 @@
 // stored (same id, same path) and ingests only what is missing; an item can
 // never be stored twice. Every batch is one atomic, fsync'ed store write.
 //
+// With --url the images are decoded and encoded here and the server only
+// stores: each batch's ids are looked up (POST .../items/exists), and the
+// new items are sent as codes, scores and metadata naming the encoder's
+// checksum (POST .../items), which the server checks against the
+// collection's. Without -m the collection's own encoder is downloaded
+// (GET .../encoder) into a cache; with -m a missing collection is created,
+// the artifact first uploaded to the server's --models-dir (PUT
+// /admin/models/{file}).
+//
 // Labels: "folder" (the first sub-folder under --images: the encoder's class
 // index when the name is one of its classes, else the rank of the name among
 // all sub-folder names), "csv:FILE" (lines `path,label`, label an integer or
 // a class name; the path as the key path), or "none".
 // Header-only use of Debian's xxHash (libxxhash-dev).
 #define XXH_INLINE_ALL
+#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -27,10 +38,13 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "collection/live_collection.h"
+#include "collection/settings.h"
+#include "core/binary_code.h"
 #include "db/code_store.h"
 #include "collection/image_items.h"
 #include "encoder/encoder.h"
@@ -39,6 +53,7 @@
 #include "index/parallel.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
+#include "tools/http_client.h"
 #include "tools/progress.h"
 
 namespace hamdb::tools {
@@ -54,7 +69,9 @@ uint64_t PathKeyId(std::string_view key_path) {
 namespace {
 
 struct IngestArgs {
-  std::string db, collection, model, images, list, labels = "folder", index_spec = kDefaultIndexSpec;
+  std::string db, url, api_key, collection, model, images, list, labels = "folder",
+                                                                 index_spec = kDefaultIndexSpec;
+  bool db_given = false;  // --db (or HAMDB_DB) was set
   size_t batch = 512;
   int threads = 0;
   bool no_sync = false;
@@ -177,72 +194,172 @@ StatusOr<std::vector<SourceFile>> ListSources(const IngestArgs& a, const Encoder
   return Status::InvalidArgument("--labels must be folder, csv:FILE or none");
 }
 
-// Whether the collection's stored item `id` came from `key`.
-bool ItemHasPath(const Item& item, const std::string& key) {
-  auto j = nlohmann::json::parse(item.metadata_json, nullptr, false);
-  return j.is_object() && j.contains("path") && j["path"].is_string() && j["path"] == key;
+// Where an ingest stores its items: a local store, or a running server.
+class IngestTarget {
+ public:
+  virtual ~IngestTarget() = default;
+  // For each id, the key path of the stored item with that id: nullopt when
+  // there is none, "" when it has no path.
+  virtual Status Lookup(const std::vector<uint64_t>& ids,
+                        std::vector<std::optional<std::string>>* paths) = 0;
+  // Stores one batch atomically and durably (an upsert: a batch sent again
+  // changes nothing).
+  virtual Status Store(const std::vector<ItemInput>& items) = 0;
+};
+
+// The key path recorded in an item's metadata; "" when it has none.
+std::string PathOf(const std::string& metadata_json) {
+  auto j = nlohmann::json::parse(metadata_json, nullptr, false);
+  if (j.is_object() && j.contains("path") && j["path"].is_string()) return j["path"];
+  return "";
 }
+
+class LocalTarget : public IngestTarget {
+ public:
+  LocalTarget(CodeStore* store, std::string collection, StoreWriteOptions wo)
+      : store_(store), collection_(std::move(collection)), wo_(wo) {}
+  Status Lookup(const std::vector<uint64_t>& ids, std::vector<std::optional<std::string>>* paths) override {
+    paths->assign(ids.size(), std::nullopt);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      StatusOr<Item> item = store_->Get(collection_, ids[i]);
+      if (item.ok()) {
+        (*paths)[i] = PathOf(item->metadata_json);
+      } else if (item.status().code() != Status::Code::kNotFound) {
+        return item.status();
+      }
+    }
+    return Status::OK();
+  }
+  Status Store(const std::vector<ItemInput>& items) override {
+    return items.empty() ? Status::OK() : store_->Put(collection_, items, wo_);
+  }
+
+ private:
+  CodeStore* store_;
+  std::string collection_;
+  StoreWriteOptions wo_;
+};
+
+// The error a server answered with, as a Status.
+Status ServerError(const std::string& what, const HttpReply& r) {
+  std::string message = r.body;
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_object() && j.contains("error") && j["error"].is_object()) {
+    message = j["error"].value("code", "") + ": " + j["error"].value("message", "");
+  }
+  const std::string text = what + ": HTTP " + std::to_string(r.status) + " " + message;
+  if (r.status == 404) return Status::NotFound(text);
+  if (r.status == 409) return Status::FailedPrecondition(text);
+  if (r.status == 401 || r.status == 403) return Status::FailedPrecondition(text);
+  if (r.status == 503) return Status::ResourceExhausted(text);
+  return Status::InvalidArgument(text);
+}
+
+// A running server. Requests answered 503 (a full write queue, a server
+// still loading) are retried after their Retry-After; a lost connection is
+// retried a few times, then the run stops (a re-run resumes it).
+class RemoteTarget : public IngestTarget {
+ public:
+  RemoteTarget(Url url, std::string api_key, std::string collection, std::string checksum)
+      : url_(std::move(url)),
+        api_key_(std::move(api_key)),
+        collection_(std::move(collection)),
+        checksum_(std::move(checksum)) {}
+
+  StatusOr<HttpReply> Call(const std::string& method, const std::string& target,
+                           const std::string& content_type, const std::string& body) const {
+    int lost = 0;
+    for (int attempt = 0;; ++attempt) {
+      StatusOr<HttpReply> r = HttpCall(url_, method, target, content_type, body, api_key_,
+                                       std::chrono::seconds(300));
+      if (!r.ok()) {
+        if (++lost > 3) {
+          return r.status().WithContext("the server stopped answering; re-run the same command to resume");
+        }
+        std::this_thread::sleep_for(std::chrono::seconds(lost));
+        continue;
+      }
+      if (r->status == 503 && attempt < 600) {
+        std::this_thread::sleep_for(std::chrono::seconds(std::clamp(r->retry_after_s, 1, 10)));
+        continue;
+      }
+      return r;
+    }
+  }
+
+  Status Lookup(const std::vector<uint64_t>& ids, std::vector<std::optional<std::string>>* paths) override {
+    paths->assign(ids.size(), std::nullopt);
+    if (ids.empty()) return Status::OK();
+    HAMDB_ASSIGN_OR_RETURN(HttpReply r, Call("POST", ItemsPath() + "/exists", "application/json",
+                                             nlohmann::json{{"ids", ids}}.dump()));
+    if (r.status != 200) return ServerError("looking up stored items", r);
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (!j.is_object() || !j["exists"].is_array() || j["exists"].size() != ids.size() ||
+        !j["paths"].is_array() || j["paths"].size() != ids.size()) {
+      return Status::Corruption("the server's answer to items/exists is malformed: " + r.body.substr(0, 200));
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (!j["exists"][i].get<bool>()) continue;
+      const nlohmann::json& p = j["paths"][i];
+      (*paths)[i] = p.is_string() ? p.get<std::string>() : std::string();
+    }
+    return Status::OK();
+  }
+
+  Status Store(const std::vector<ItemInput>& items) override {
+    if (items.empty()) return Status::OK();
+    nlohmann::json list = nlohmann::json::array();
+    for (const ItemInput& it : items) {
+      const int bits = static_cast<int>(it.code.size() * 8);
+      nlohmann::json v = {{"id", *it.id}, {"code", FormatHex(it.code.data(), bits)}};
+      if (it.class_code) v["class_code"] = FormatHex(it.class_code->data(), bits);
+      if (it.label) v["label"] = *it.label;
+      if (it.score) v["score"] = *it.score;
+      if (!it.metadata_json.empty()) v["metadata"] = nlohmann::json::parse(it.metadata_json);
+      list.push_back(std::move(v));
+    }
+    const nlohmann::json body = {{"encoder_checksum", checksum_}, {"items", std::move(list)}};
+    HAMDB_ASSIGN_OR_RETURN(HttpReply r, Call("POST", ItemsPath(), "application/json", body.dump()));
+    if (r.status != 200) return ServerError("storing a batch", r);
+    return Status::OK();
+  }
+
+ private:
+  std::string ItemsPath() const { return "/collections/" + UrlEncode(collection_) + "/items"; }
+
+  Url url_;
+  std::string api_key_, collection_, checksum_;
+};
 
 volatile std::sig_atomic_t g_interrupted = 0;
 extern "C" void OnInterrupt(int) { g_interrupted = 1; }
 
-int RunIngest(const IngestArgs& a) {
-  if (a.images.empty() == a.list.empty()) return Fail(Status::InvalidArgument("give one of --images or --list"));
-  if (a.batch == 0) return Fail(Status::InvalidArgument("--batch must be >= 1"));
-  auto enc_or = Encoder::Load(a.model);
-  if (!enc_or.ok()) return Fail(enc_or.status().WithContext("--model"));
-  TuneProcessForInference();
-  SetTorchThreads(0);
-  const Encoder& enc = **enc_or;
-  const Codebook& codebook = enc.codebook();
-
-  auto store_or = OpenStore(a.db, true);
-  if (!store_or.ok()) return Fail(store_or.status());
-  CodeStore& store = **store_or;
-
-  // The collection: created on first use, else checked against the encoder.
-  std::error_code ec;
-  const std::string model_abs = fs::absolute(a.model, ec).string();
-  auto info = store.GetCollection(a.collection);
-  if (info.ok()) {
-    if (info->bits != enc.bits())
-      return Fail(Status::FailedPrecondition("collection '" + a.collection + "' holds " +
-                                             std::to_string(info->bits) + "-bit codes; the encoder makes " +
-                                             std::to_string(enc.bits())));
-    auto settings = ParseCollectionSettings(info->settings_json, info->bits);
-    const Codebook* cb = settings.ok() && settings->codebook ? &*settings->codebook : nullptr;
-    bool same = cb && cb->num_classes() == codebook.num_classes();
-    for (size_t c = 0; same && c < codebook.num_classes(); ++c)
-      same = std::equal(codebook.class_code(c), codebook.class_code(c) + codebook.code_bytes(),
-                        cb->class_code(c));
-    if (!same)
-      return Fail(Status::FailedPrecondition("collection '" + a.collection +
-                                             "' was made with a different encoder codebook"));
-  } else if (info.status().code() == Status::Code::kNotFound) {
-    CollectionSettings settings;
-    settings.encoder_path = model_abs;
-    settings.codebook = codebook;
-    Status s = LiveCollection::Create(&store, a.collection, enc.bits(), a.index_spec, settings);
-    if (!s.ok()) return Fail(s);
-    std::fprintf(stderr, "created collection '%s' (%d bits, index %s)\n", a.collection.c_str(),
-                 enc.bits(), a.index_spec.c_str());
-  } else {
-    return Fail(info.status());
+// Checks that the collection `info` can take codes of `enc`.
+Status CheckCollectionFitsEncoder(const CollectionInfo& info, const Encoder& enc) {
+  if (info.bits != enc.bits()) {
+    return Status::FailedPrecondition("collection '" + info.name + "' holds " + std::to_string(info.bits) +
+                                      "-bit codes; the encoder makes " + std::to_string(enc.bits()));
   }
+  const Codebook& codebook = enc.codebook();
+  auto settings = ParseCollectionSettings(info.settings_json, info.bits);
+  const Codebook* cb = settings.ok() && settings->codebook ? &*settings->codebook : nullptr;
+  bool same = cb && cb->num_classes() == codebook.num_classes();
+  for (size_t c = 0; same && c < codebook.num_classes(); ++c)
+    same = std::equal(codebook.class_code(c), codebook.class_code(c) + codebook.code_bytes(), cb->class_code(c));
+  if (!same) {
+    return Status::FailedPrecondition("collection '" + info.name + "' was made with a different encoder codebook");
+  }
+  return Status::OK();
+}
 
-  auto files_or = ListSources(a, enc);
-  if (!files_or.ok()) return Fail(files_or.status());
-  std::vector<SourceFile> files = std::move(files_or).value();
-
+// Decodes, encodes and stores `files` through `target`, in batches; prints
+// the summary. The exit code: 0, 3 when some files failed, 130 when
+// interrupted, 1 on an error.
+int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<SourceFile>& files,
+                IngestTarget* target) {
+  const Codebook& codebook = enc.codebook();
   std::signal(SIGINT, OnInterrupt);
   std::signal(SIGTERM, OnInterrupt);
-  StoreWriteOptions wo;
-  wo.sync = !a.no_sync;
-  // Ids the collection's index could not take are refused before they are
-  // stored (path-key ids have 53 bits, so this only guards the contract).
-  if (auto spec = DescribeIndexSpec(store.GetCollection(a.collection)->index_spec); spec.ok()) {
-    wo.max_id = spec->max_id;
-  }
   ThreadPool& pool = ThreadPool::Default();
 
   uint64_t ingested = 0, present = 0, unsupported = 0, failed = 0;
@@ -253,12 +370,11 @@ int RunIngest(const IngestArgs& a) {
   const auto t_start = now();
   Progress progress("ingest " + a.collection, files.size(), "files");
 
-  std::vector<std::string> errors;
   std::unordered_set<uint64_t> claimed;  // ids taken by earlier files of this run
   // A batch's durable write runs while the next batch is decoded and
-  // encoded: it starts after that batch's check (whose store lookups it
-  // would slow down) and is awaited after its encode, so at most one write
-  // is in flight and batches are stored in order.
+  // encoded: it starts after that batch's check (whose lookups it would
+  // slow down) and is awaited after its encode, so at most one write is in
+  // flight and batches are stored in order.
   struct StoreBatch {
     std::vector<ItemInput> items;
     size_t begin = 0;  // index of the batch's first file
@@ -271,9 +387,8 @@ int RunIngest(const IngestArgs& a) {
   auto start_store = [&] {
     if (to_store.files == 0) return;
     writing_items = to_store.items.size();
-    pending = std::async(std::launch::async, [&store, &a, &wo, items = std::move(to_store.items)] {
-      return items.empty() ? Status::OK() : store.Put(a.collection, items, wo);
-    });
+    pending = std::async(std::launch::async,
+                         [target, items = std::move(to_store.items)] { return target->Store(items); });
     writing = std::move(to_store);
     to_store = StoreBatch();
   };
@@ -284,8 +399,8 @@ int RunIngest(const IngestArgs& a) {
     t_store += secs(now() - t0);
     if (!s.ok()) return s.WithContext("storing batch at file " + std::to_string(writing.begin));
     ingested += writing_items;
-    progress.SetNote(std::to_string(present) + " present, " + std::to_string(unsupported) +
-                     " skipped, " + std::to_string(failed) + " failed");
+    progress.SetNote(std::to_string(present) + " present, " + std::to_string(unsupported) + " skipped, " +
+                     std::to_string(failed) + " failed");
     progress.Add(writing.files);
     if (a.kill_after_batches > 0 && writing.begin / a.batch + 1 >= a.kill_after_batches) {
       std::raise(SIGKILL);
@@ -298,32 +413,52 @@ int RunIngest(const IngestArgs& a) {
     Status s = await_store();
     return Fail(s.ok() ? error : s);
   };
+  constexpr uint64_t kIdMask = (uint64_t{1} << 53) - 1;
+  auto next_id = [&](uint64_t id) {
+    id = (id + 1) & kIdMask;
+    return id == 0 ? 1 : id;
+  };
   for (size_t begin = 0; begin < files.size() && !g_interrupted; begin += a.batch) {
     const size_t end = std::min(files.size(), begin + a.batch);
-    // 1. Ids, and what is already stored.
+    // 1. Ids, and what is already stored: a file's id is the first id of
+    // its probe sequence that is free or holds the same path.
     auto t0 = now();
+    std::vector<uint64_t> cand(end - begin);
+    std::vector<bool> done(end - begin, false);
+    std::vector<size_t> open;  // batch offsets still probing
+    for (size_t i = begin; i < end; ++i) {
+      cand[i - begin] = PathKeyId(files[i].key);
+      open.push_back(i - begin);
+    }
+    while (!open.empty()) {
+      for (size_t o : open) {
+        while (claimed.count(cand[o])) cand[o] = next_id(cand[o]);
+      }
+      std::vector<uint64_t> ids;
+      for (size_t o : open) ids.push_back(cand[o]);
+      std::vector<std::optional<std::string>> paths;
+      if (Status s = target->Lookup(ids, &paths); !s.ok()) return fail_after_store(s);
+      std::vector<size_t> again;
+      for (size_t n = 0; n < open.size(); ++n) {
+        const size_t o = open[n];
+        if (claimed.count(cand[o]) || (paths[n] && *paths[n] != files[begin + o].key)) {
+          cand[o] = next_id(cand[o]);  // taken by another file of this run, or another path
+          again.push_back(o);
+          continue;
+        }
+        claimed.insert(cand[o]);
+        done[o] = paths[n].has_value();
+      }
+      open = std::move(again);
+    }
     std::vector<size_t> todo;
     std::vector<uint64_t> ids;
-    for (size_t i = begin; i < end; ++i) {
-      uint64_t id = PathKeyId(files[i].key);
-      bool done = false;
-      for (;; id = (id + 1) & ((uint64_t{1} << 53) - 1)) {
-        if (id == 0) continue;
-        if (claimed.count(id)) continue;
-        auto item = store.Get(a.collection, id);
-        if (item.ok()) {
-          if (ItemHasPath(*item, files[i].key)) done = true; else continue;
-        } else if (item.status().code() != Status::Code::kNotFound) {
-          return fail_after_store(item.status());
-        }
-        break;
-      }
-      claimed.insert(id);
-      if (done) {
+    for (size_t o = 0; o < cand.size(); ++o) {
+      if (done[o]) {
         ++present;
       } else {
-        todo.push_back(i);
-        ids.push_back(id);
+        todo.push_back(begin + o);
+        ids.push_back(cand[o]);
       }
     }
     t_check += secs(now() - t0);
@@ -398,10 +533,9 @@ int RunIngest(const IngestArgs& a) {
   const double total_s = secs(now() - t_start);
 
   std::printf("ingest %s: %zu files: %llu ingested, %llu already present, %llu unsupported, %llu failed\n",
-              a.collection.c_str(), files.size(), (unsigned long long)ingested,
-              (unsigned long long)present, (unsigned long long)unsupported, (unsigned long long)failed);
-  for (const auto& [reason, n] : reasons)
-    std::printf("  %6llu x %s\n", (unsigned long long)n, reason.c_str());
+              a.collection.c_str(), files.size(), (unsigned long long)ingested, (unsigned long long)present,
+              (unsigned long long)unsupported, (unsigned long long)failed);
+  for (const auto& [reason, n] : reasons) std::printf("  %6llu x %s\n", (unsigned long long)n, reason.c_str());
   std::printf("time %.2f s (%.0f images/s ingested): check %.2f s, decode %.2f s, encode %.2f s, "
               "store %.2f s (waited for; it overlaps the next batch)\n",
               total_s, total_s > 0 ? ingested / total_s : 0.0, t_check, t_decode, t_encode, t_store);
@@ -410,6 +544,180 @@ int RunIngest(const IngestArgs& a) {
     return 130;
   }
   return failed > 0 ? 3 : 0;
+}
+
+StatusOr<std::unique_ptr<Encoder>> LoadEncoder(const std::string& path, int threads) {
+  auto enc = Encoder::Load(path);
+  if (!enc.ok()) return enc.status().WithContext("--model");
+  TuneProcessForInference();
+  SetTorchThreads(threads);
+  return enc;
+}
+
+int RunLocalIngest(const IngestArgs& a) {
+  auto enc_or = LoadEncoder(a.model, a.threads);
+  if (!enc_or.ok()) return Fail(enc_or.status());
+  const Encoder& enc = **enc_or;
+
+  auto store_or = OpenStore(a.db, true);
+  if (!store_or.ok()) return Fail(store_or.status());
+  CodeStore& store = **store_or;
+
+  // The collection: created on first use, else checked against the encoder.
+  std::error_code ec;
+  const std::string model_abs = fs::absolute(a.model, ec).string();
+  auto info = store.GetCollection(a.collection);
+  if (info.ok()) {
+    if (Status s = CheckCollectionFitsEncoder(*info, enc); !s.ok()) return Fail(s);
+  } else if (info.status().code() == Status::Code::kNotFound) {
+    CollectionSettings settings;
+    settings.encoder_path = model_abs;
+    auto sum = ArtifactFileChecksum(model_abs);
+    if (!sum.ok()) return Fail(sum.status());
+    settings.encoder_checksum = *sum;
+    settings.codebook = enc.codebook();
+    Status s = LiveCollection::Create(&store, a.collection, enc.bits(), a.index_spec, settings);
+    if (!s.ok()) return Fail(s);
+    std::fprintf(stderr, "created collection '%s' (%d bits, index %s)\n", a.collection.c_str(), enc.bits(),
+                 a.index_spec.c_str());
+  } else {
+    return Fail(info.status());
+  }
+
+  auto files_or = ListSources(a, enc);
+  if (!files_or.ok()) return Fail(files_or.status());
+  StoreWriteOptions wo;
+  wo.sync = !a.no_sync;
+  // Ids the collection's index could not take are refused before they are
+  // stored (path-key ids have 53 bits, so this only guards the contract).
+  if (auto spec = DescribeIndexSpec(store.GetCollection(a.collection)->index_spec); spec.ok()) {
+    wo.max_id = spec->max_id;
+  }
+  LocalTarget target(&store, a.collection, wo);
+  return IngestFiles(a, enc, *files_or, &target);
+}
+
+// Where a downloaded encoder is kept: $HAMDB_CACHE_DIR, else
+// $XDG_CACHE_HOME/hamdb, else ~/.cache/hamdb, else the temp directory.
+fs::path EncoderCacheDir() {
+  if (const char* d = std::getenv("HAMDB_CACHE_DIR"); d && *d) return fs::path(d) / "encoders";
+  if (const char* d = std::getenv("XDG_CACHE_HOME"); d && *d) return fs::path(d) / "hamdb" / "encoders";
+  if (const char* d = std::getenv("HOME"); d && *d) return fs::path(d) / ".cache" / "hamdb" / "encoders";
+  return fs::temp_directory_path() / "hamdb-encoders";
+}
+
+// The collection's description from the server; NotFound when missing.
+StatusOr<nlohmann::json> DescribeRemote(const RemoteTarget& t, const std::string& collection) {
+  HAMDB_ASSIGN_OR_RETURN(HttpReply r, t.Call("GET", "/collections/" + UrlEncode(collection), "", ""));
+  if (r.status != 200) return ServerError("collection '" + collection + "'", r);
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (!j.is_object()) return Status::Corruption("the server's description of '" + collection + "' is not JSON");
+  return j;
+}
+
+int RunRemoteIngest(const IngestArgs& a) {
+  auto url = ParseUrl(a.url);
+  if (!url.ok()) return Fail(url.status());
+  const RemoteTarget probe(*url, a.api_key, a.collection, "");
+  StatusOr<nlohmann::json> info = DescribeRemote(probe, a.collection);
+  if (!info.ok() && info.status().code() != Status::Code::kNotFound) return Fail(info.status());
+
+  std::string model_path = a.model;
+  std::string local_sum;
+  if (!model_path.empty()) {
+    auto sum = ArtifactFileChecksum(model_path);
+    if (!sum.ok()) return Fail(sum.status().WithContext("--model"));
+    local_sum = *sum;
+  }
+  if (!info.ok()) {
+    // A fresh collection: the artifact goes to the server's --models-dir
+    // (unless it has it), then the collection is made with it.
+    if (model_path.empty()) {
+      return Fail(Status::NotFound("the server has no collection '" + a.collection +
+                                   "'; give -m MODEL to create it with that encoder"));
+    }
+    std::ifstream in(model_path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in && !in.eof()) return Fail(Status::IOError("cannot read --model " + model_path));
+    const std::string file = fs::path(model_path).filename().string();
+    auto up = probe.Call("PUT", "/admin/models/" + UrlEncode(file), "application/octet-stream", bytes);
+    if (!up.ok()) return Fail(up.status());
+    if (up->status != 200 && up->status != 201) return Fail(ServerError("uploading the encoder", *up));
+    if (up->status == 201) std::fprintf(stderr, "uploaded encoder '%s' to the server\n", file.c_str());
+    nlohmann::json create = {{"name", a.collection}, {"encoder", file}, {"index", a.index_spec}};
+    auto made = probe.Call("POST", "/collections", "application/json", create.dump());
+    if (!made.ok()) return Fail(made.status());
+    if (made->status == 201) {
+      std::fprintf(stderr, "created collection '%s' on the server (encoder %s, index %s)\n",
+                   a.collection.c_str(), file.c_str(), a.index_spec.c_str());
+    } else if (made->status != 409) {  // 409: another ingest made it first
+      return Fail(ServerError("creating collection '" + a.collection + "'", *made));
+    }
+    info = DescribeRemote(probe, a.collection);
+    if (!info.ok()) return Fail(info.status());
+  }
+  const nlohmann::json& d = *info;
+  if (!d.contains("encoder_checksum") || !d["encoder_checksum"].is_string()) {
+    return Fail(Status::FailedPrecondition(
+        "collection '" + a.collection + "' on the server has no encoder" +
+        (d.contains("encoder") && d["encoder"].is_string() ? " checksum (its artifact is missing there)" : "") +
+        "; ingest images into a collection made with an encoder, or send codes with hamdb put"));
+  }
+  const std::string remote_sum = d["encoder_checksum"];
+  if (!local_sum.empty() && local_sum != remote_sum) {
+    return Fail(Status::FailedPrecondition("--model " + model_path + " is encoder " + local_sum +
+                                           ", but collection '" + a.collection + "' holds codes of encoder " +
+                                           remote_sum + "; drop -m to use the collection's own"));
+  }
+  if (model_path.empty()) {
+    // The collection's own encoder, fetched once into the cache.
+    const fs::path dir = EncoderCacheDir();
+    const fs::path cached = dir / (remote_sum.substr(remote_sum.find(':') + 1) + ".hdbe");
+    auto have = ArtifactFileChecksum(cached.string());
+    if (!have.ok() || *have != remote_sum) {
+      auto r = probe.Call("GET", "/collections/" + UrlEncode(a.collection) + "/encoder", "", "");
+      if (!r.ok()) return Fail(r.status());
+      if (r->status != 200) return Fail(ServerError("downloading the encoder", *r));
+      const std::string got = ArtifactChecksum(r->body.data(), r->body.size());
+      if (got != remote_sum) {
+        return Fail(Status::Corruption("the downloaded encoder is " + got + ", expected " + remote_sum));
+      }
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      const fs::path tmp = cached.string() + ".tmp" + std::to_string(::getpid());
+      {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        out.write(r->body.data(), static_cast<std::streamsize>(r->body.size()));
+        if (!out) return Fail(Status::IOError("cannot write " + tmp.string()));
+      }
+      fs::rename(tmp, cached, ec);
+      if (ec) return Fail(Status::IOError("cannot write " + cached.string() + ": " + ec.message()));
+      std::fprintf(stderr, "fetched encoder %s of collection '%s' into %s\n", remote_sum.c_str(),
+                   a.collection.c_str(), cached.c_str());
+    }
+    model_path = cached.string();
+  }
+  auto enc_or = LoadEncoder(model_path, a.threads);
+  if (!enc_or.ok()) return Fail(enc_or.status());
+  const Encoder& enc = **enc_or;
+
+  auto files_or = ListSources(a, enc);
+  if (!files_or.ok()) return Fail(files_or.status());
+  RemoteTarget target(*url, a.api_key, a.collection, remote_sum);
+  return IngestFiles(a, enc, *files_or, &target);
+}
+
+int RunIngest(const IngestArgs& a) {
+  if (a.images.empty() == a.list.empty()) return Fail(Status::InvalidArgument("give one of --images or --list"));
+  if (a.batch == 0) return Fail(Status::InvalidArgument("--batch must be >= 1"));
+  if (!a.url.empty()) {
+    if (a.db_given) {
+      return Fail(Status::InvalidArgument("give --url (a running server) or --db (a local store), not both"));
+    }
+    return RunRemoteIngest(a);
+  }
+  if (a.model.empty()) return Fail(Status::InvalidArgument("a local ingest needs -m MODEL"));
+  return RunLocalIngest(a);
 }
 
 }  // namespace
@@ -421,21 +729,30 @@ void AddIngestCommand(CLI::App* app, int* exit_code) {
       "Encode a folder or list of images into a collection (resumable: re-run to finish an "
       "interrupted ingest)");
   AddDbOption(cmd, &a->db);
+  CLI::Option* db_opt = cmd->get_option("--db");
+  cmd->add_option("--url", a->url, "A running server to ingest into (http://HOST:PORT) instead of --db")
+      ->envname("HAMDB_URL");
+  cmd->add_option("--api-key", a->api_key, "With --url: the server's admin API key")->envname("HAMDB_API_KEY");
   cmd->add_option("--collection,-c", a->collection, "Collection (created with the encoder's codebook if missing)")
       ->required();
-  cmd->add_option("--model,-m", a->model, "Encoder artifact (hamdb train)")->required();
+  cmd->add_option("--model,-m", a->model,
+                  "Encoder artifact (hamdb train); with --url optional for an existing collection, whose "
+                  "own encoder is then fetched from the server");
   cmd->add_option("--images", a->images, "Folder of images, walked recursively");
   cmd->add_option("--list", a->list, "File listing one image path per line");
   cmd->add_option("--labels", a->labels, "folder | csv:FILE | none")->capture_default_str();
   cmd->add_option("--index-spec", a->index_spec, "Index spec of a new collection")->capture_default_str();
   cmd->add_option("--batch", a->batch, "Images per encode batch and store write")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "Decode threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Decode and encode threads (0 = all cores)")->capture_default_str();
   cmd->add_flag("--no-sync", a->no_sync, "Do not fsync each batch (survives a killed process, not a power loss)");
   cmd->add_flag("--quiet-failures", a->quiet_failures, "Only summarise failed files");
   cmd->add_option("--kill-after-batches", a->kill_after_batches,
                   "Testing: kill -9 this process after N batches are stored")
       ->group("");
-  cmd->callback([a, exit_code] { *exit_code = RunIngest(*a); });
+  cmd->callback([a, exit_code, db_opt] {
+    a->db_given = db_opt->count() > 0;
+    *exit_code = RunIngest(*a);
+  });
 }
 
 }  // namespace hamdb::tools

@@ -1,5 +1,8 @@
 #include "tools/http_client.h"
 
+#include <cctype>
+#include <cstdlib>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -31,19 +34,35 @@ StatusOr<Url> ParseUrl(const std::string& url) {
   return u;
 }
 
-StatusOr<std::pair<int, std::string>> HttpPost(const Url& u, const std::string& target,
-                                               const std::string& content_type, std::string body,
-                                               const std::string& api_key,
-                                               std::chrono::seconds timeout) {
+std::string UrlEncode(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+StatusOr<HttpReply> HttpCall(const Url& u, const std::string& method, const std::string& target,
+                             const std::string& content_type, std::string body, const std::string& api_key,
+                             std::chrono::seconds timeout) {
+  const bhttp::verb verb = bhttp::string_to_verb(method);
+  if (verb == bhttp::verb::unknown) return Status::InvalidArgument("unknown HTTP method " + method);
   try {
     boost::asio::io_context ioc;
     tcp::resolver resolver(ioc);
     beast::tcp_stream stream(ioc);
     stream.expires_after(timeout);
     stream.connect(resolver.resolve(u.host, u.port));
-    bhttp::request<bhttp::string_body> req{bhttp::verb::post, u.base_path + target, 11};
+    bhttp::request<bhttp::string_body> req{verb, u.base_path + target, 11};
     req.set(bhttp::field::host, u.host);
-    req.set(bhttp::field::content_type, content_type);
+    if (!body.empty()) req.set(bhttp::field::content_type, content_type);
     req.set(bhttp::field::accept, "application/json");
     if (!api_key.empty()) req.set(bhttp::field::authorization, "Bearer " + api_key);
     req.body() = std::move(body);
@@ -51,16 +70,30 @@ StatusOr<std::pair<int, std::string>> HttpPost(const Url& u, const std::string& 
     bhttp::write(stream, req);
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;
-    parser.body_limit(256u << 20);
+    parser.body_limit(1u << 30);
     stream.expires_after(timeout);
     bhttp::read(stream, buffer, parser);
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-    return std::make_pair(static_cast<int>(parser.get().result_int()), parser.get().body());
+    HttpReply reply;
+    reply.status = static_cast<int>(parser.get().result_int());
+    reply.body = std::move(parser.get().body());
+    if (auto it = parser.get().find(bhttp::field::retry_after); it != parser.get().end()) {
+      reply.retry_after_s = std::atoi(std::string(it->value()).c_str());
+    }
+    return reply;
   } catch (const std::exception& e) {
-    return Status::IOError(std::string("cannot reach the server at http://") + u.host + ":" +
-                           u.port + ": " + e.what());
+    return Status::IOError(std::string("cannot reach the server at http://") + u.host + ":" + u.port +
+                           ": " + e.what());
   }
+}
+
+StatusOr<std::pair<int, std::string>> HttpPost(const Url& u, const std::string& target,
+                                               const std::string& content_type, std::string body,
+                                               const std::string& api_key,
+                                               std::chrono::seconds timeout) {
+  HAMDB_ASSIGN_OR_RETURN(HttpReply r, HttpCall(u, "POST", target, content_type, std::move(body), api_key, timeout));
+  return std::make_pair(r.status, std::move(r.body));
 }
 
 }  // namespace hamdb::tools

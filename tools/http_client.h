@@ -1,5 +1,6 @@
 // A minimal HTTP/1.1 client for the `hamdb` commands that talk to a running
-// server (query, backup): one request per connection, Boost.Beast.
+// server (query, backup, ingest --url): one request per connection,
+// Boost.Beast.
 #pragma once
 
 #include <chrono>
@@ -17,8 +18,24 @@ struct Url {
 // "http://HOST[:PORT][/BASE]". InvalidArgument otherwise.
 StatusOr<Url> ParseUrl(const std::string& url);
 
-// POSTs body to base_path + target and returns (HTTP status, body). Network
-// errors and timeouts are IOError; any HTTP status is returned as it is.
+// Percent-encodes everything but letters, digits and "-_.~" (a path segment
+// or a query value).
+std::string UrlEncode(const std::string& s);
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+  int retry_after_s = 0;  // the Retry-After header in seconds; 0 when absent
+};
+
+// Sends `method` (GET, POST, PUT, ...) to base_path + target with `body`
+// (content_type is sent only with a non-empty body). Network errors and
+// timeouts are IOError; any HTTP status is returned as it is.
+StatusOr<HttpReply> HttpCall(const Url& u, const std::string& method, const std::string& target,
+                             const std::string& content_type, std::string body, const std::string& api_key,
+                             std::chrono::seconds timeout = std::chrono::seconds(60));
+
+// HttpCall with POST; returns (HTTP status, body).
 StatusOr<std::pair<int, std::string>> HttpPost(const Url& u, const std::string& target,
                                                const std::string& content_type, std::string body,
                                                const std::string& api_key,

@@ -1,11 +1,14 @@
 // The collection layer seen over HTTP: ids an index cannot take, spec
 // families, a collection degraded by an index failure, the Host check,
-// encoder paths confined to --models-dir, and bounded responses.
+// encoder paths confined to --models-dir, encoder checksums and artifact
+// transfer, and bounded responses.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <thread>
 
+#include "collection/settings.h"
 #include "tests/http/http_test_util.h"
 #include "tests/collection/collection_test_util.h"
 
@@ -252,6 +255,98 @@ TEST(HttpCollection, EncoderPathsStayInsideModelsDir) {
   Response resp = svc.Handle(r);
   EXPECT_EQ(resp.status, 422);
   EXPECT_NE(resp.body.find("--models-dir"), std::string::npos) << resp.body;
+}
+
+TEST(HttpCollection, EncoderChecksumGuardsWritesAndArtifactsTravel) {
+  TempDir dir;
+  const std::string fake_sum = ArtifactChecksum("fake", 4);
+  {
+    ServerHarness h(dir.path());
+    ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "e"}, {"encoder", "fake-model"}}).status, 201);
+    HttpReply d = Call(h.port(), "GET", "/collections/e");
+    EXPECT_EQ(d.Json()["encoder_checksum"], fake_sum) << d.body;
+
+    // The artifact comes back byte for byte.
+    HttpReply art = Call(h.port(), "GET", "/collections/e/encoder");
+    EXPECT_EQ(art.status, 200);
+    EXPECT_EQ(art.body, "fake");
+    EXPECT_EQ(art.headers["Content-Type"], "application/octet-stream");
+
+    // Codes made by another encoder are refused, naming both; nothing is stored.
+    const std::string code = std::string(16, '0');
+    json item = {{"id", 7}, {"code", code}, {"score", 1.5}, {"metadata", {{"path", "a/x.png"}}}};
+    const std::string other = ArtifactChecksum("other", 5);
+    HttpReply wrong = PostJson(h.port(), "/collections/e/items",
+                               {{"encoder_checksum", other}, {"items", {item}}});
+    EXPECT_EQ(wrong.status, 409) << wrong.body;
+    EXPECT_EQ(wrong.ErrorCode(), "encoder_mismatch");
+    const std::string msg = wrong.Json()["error"]["message"];
+    EXPECT_NE(msg.find(other), std::string::npos) << msg;
+    EXPECT_NE(msg.find(fake_sum), std::string::npos) << msg;
+    EXPECT_EQ(Call(h.port(), "GET", "/collections/e").Json()["items"], 0);
+    EXPECT_EQ(PostJson(h.port(), "/collections/e/items", {{"encoder_checksum", 5}, {"items", {item}}}).status,
+              400);
+
+    // The right checksum stores; the exists route reports ids and paths.
+    HttpReply ok = PostJson(h.port(), "/collections/e/items", {{"encoder_checksum", fake_sum}, {"items", {item}}});
+    EXPECT_EQ(ok.status, 200) << ok.body;
+    HttpReply ex = PostJson(h.port(), "/collections/e/items/exists", {{"ids", {7, 8}}});
+    EXPECT_EQ(ex.status, 200) << ex.body;
+    EXPECT_EQ(ex.Json()["exists"], json({true, false}));
+    EXPECT_EQ(ex.Json()["paths"], json({"a/x.png", nullptr}));
+    EXPECT_EQ(PostJson(h.port(), "/collections/e/items/exists", {{"ids", {-1}}}).status, 400);
+    EXPECT_EQ(PostJson(h.port(), "/collections/nope/items/exists", {{"ids", {1}}}).status, 404);
+
+    // An encoder-less collection takes raw codes, and refuses a checksum.
+    ASSERT_EQ(PostJson(h.port(), "/collections", {{"name", "raw"}, {"bits", 64}}).status, 201);
+    EXPECT_EQ(PostJson(h.port(), "/collections/raw/items", {{"encoder_checksum", fake_sum}, {"items", {item}}})
+                  .status,
+              409);
+    EXPECT_EQ(PostJson(h.port(), "/collections/raw/items", {{"items", {item}}}).status, 200);
+    EXPECT_EQ(Call(h.port(), "GET", "/collections/raw/encoder").status, 404);
+
+    // Uploads: stored once, the same bytes again are fine, other bytes under
+    // the name are a conflict, and nothing unloadable or oddly named stays.
+    const std::string models = dir.path() + ".models";
+    auto put = [&](const std::string& name, const std::string& bytes) {
+      return Call(h.port(), "PUT", "/admin/models/" + name, bytes, "application/octet-stream");
+    };
+    HttpReply up = put("fake-new", "fake new bytes");
+    EXPECT_EQ(up.status, 201) << up.body;
+    EXPECT_EQ(up.Json()["encoder_checksum"], ArtifactChecksum("fake new bytes", 14));
+    EXPECT_EQ(put("fake-new", "fake new bytes").status, 200);
+    HttpReply clash = put("fake-new", "fake other bytes");
+    EXPECT_EQ(clash.status, 409) << clash.body;
+    EXPECT_EQ(put("notfake", "x").status, 422);  // the loader refuses it
+    EXPECT_EQ(put(".hidden", "fake").status, 422);
+    EXPECT_EQ(put("fake-empty", "").status, 422);
+    std::vector<std::string> files;
+    for (const auto& f : std::filesystem::directory_iterator(models)) files.push_back(f.path().filename());
+    std::sort(files.begin(), files.end());
+    EXPECT_EQ(files, (std::vector<std::string>{"fake-m", "fake-model", "fake-new"}));
+    std::ifstream in(models + "/fake-new");
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "fake new bytes");
+    EXPECT_EQ(PostJson(h.port(), "/collections", {{"name", "n"}, {"encoder", "fake-new"}}).status, 201);
+  }
+  {
+    // A collection made before checksums existed gets one at open; an
+    // artifact replaced under a collection is not used.
+    auto store = std::move(CodeStore::Open(dir.path())).value();
+    CollectionSettings old;
+    old.encoder_path = dir.path() + ".models/fake-m";
+    old.codebook = FakeEncoder::MakeCodebook();
+    ASSERT_TRUE(LiveCollection::Create(store.get(), "old", 64, "Flat", old).ok());
+  }
+  ServerHarness h(dir.path(), {}, {}, /*load=*/false);
+  std::ofstream(dir.path() + ".models/fake-new") << "fake replaced";
+  h.Load();
+  HttpReply old = Call(h.port(), "GET", "/collections/old");
+  EXPECT_EQ(old.Json()["encoder_checksum"], fake_sum) << old.body;
+  EXPECT_EQ(old.Json()["encoder_loaded"], true);
+  HttpReply n = Call(h.port(), "GET", "/collections/n");
+  EXPECT_EQ(n.Json()["encoder_loaded"], false) << n.body;
+  EXPECT_NE(n.Json()["encoder_error"].get<std::string>().find("checksum"), std::string::npos) << n.body;
+  EXPECT_EQ(Call(h.port(), "GET", "/collections/n/encoder").status, 409);
 }
 
 TEST(HttpCollection, ResponsesAreBoundedByMaxResults) {
