@@ -730,8 +730,9 @@ void AddIngestCommand(CLI::App* app, int* exit_code) {
       "interrupted ingest)");
   AddDbOption(cmd, &a->db);
   CLI::Option* db_opt = cmd->get_option("--db");
-  cmd->add_option("--url", a->url, "A running server to ingest into (http://HOST:PORT) instead of --db")
-      ->envname("HAMDB_URL");
+  cmd->add_option("--url", a->url,
+                  "A running server to ingest into (http://HOST:PORT) instead of --db (env HAMDB_URL, "
+                  "used unless --db is given)");
   cmd->add_option("--api-key", a->api_key, "With --url: the server's admin API key")->envname("HAMDB_API_KEY");
   cmd->add_option("--collection,-c", a->collection, "Collection (created with the encoder's codebook if missing)")
       ->required();
@@ -750,7 +751,11 @@ void AddIngestCommand(CLI::App* app, int* exit_code) {
                   "Testing: kill -9 this process after N batches are stored")
       ->group("");
   cmd->callback([a, exit_code, db_opt] {
-    a->db_given = db_opt->count() > 0;
+    // Flags choose; the environment only fills in what no flag chose.
+    const char* env_db = std::getenv("HAMDB_DB");
+    a->db_given = db_opt->count() > 0 && !(env_db != nullptr && a->db == env_db);
+    const char* env_url = std::getenv("HAMDB_URL");
+    if (a->url.empty() && !a->db_given && env_url != nullptr) a->url = env_url;
     *exit_code = RunIngest(*a);
   });
 }
