@@ -205,4 +205,120 @@ std::string MediaType(std::string_view content_type) {
   return out;
 }
 
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view TrimSpace(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The parameters of a header value ("form-data; name=\"a\"; filename=b"):
+// lower-cased keys, values with their quotes (and backslash escapes) removed.
+std::map<std::string, std::string> HeaderParams(std::string_view value) {
+  std::map<std::string, std::string> params;
+  size_t pos = value.find(';');
+  while (pos != std::string_view::npos) {
+    value.remove_prefix(pos + 1);
+    // A quoted value may hold ';'.
+    size_t end = 0;
+    bool quoted = false;
+    for (; end < value.size(); ++end) {
+      if (value[end] == '"' && (end == 0 || value[end - 1] != '\\')) quoted = !quoted;
+      if (value[end] == ';' && !quoted) break;
+    }
+    const std::string_view item = TrimSpace(value.substr(0, end));
+    const size_t eq = item.find('=');
+    if (eq != std::string_view::npos) {
+      std::string_view v = TrimSpace(item.substr(eq + 1));
+      std::string out;
+      if (v.size() >= 2 && v.front() == '"' && v.back() == '"') {
+        v = v.substr(1, v.size() - 2);
+        for (size_t i = 0; i < v.size(); ++i) {
+          if (v[i] == '\\' && i + 1 < v.size()) ++i;
+          out += v[i];
+        }
+      } else {
+        out = std::string(v);
+      }
+      params[Lower(TrimSpace(item.substr(0, eq)))] = std::move(out);
+    }
+    pos = end < value.size() ? end : std::string_view::npos;
+  }
+  return params;
+}
+
+}  // namespace
+
+StatusOr<std::vector<FormPart>> ParseMultipart(std::string_view content_type, std::string_view body) {
+  const auto ct = HeaderParams(content_type);
+  auto b = ct.find("boundary");
+  if (b == ct.end() || b->second.empty() || b->second.size() > 70) {
+    return Status::InvalidArgument("multipart/form-data needs a boundary of 1 to 70 characters");
+  }
+  const std::string delim = "--" + b->second;
+  // The first delimiter opens the body or follows a preamble line.
+  size_t pos = 0;
+  if (body.compare(0, delim.size(), delim) != 0) {
+    pos = body.find("\r\n" + delim);
+    if (pos == std::string_view::npos) return Status::InvalidArgument("multipart body has no boundary line");
+    pos += 2;
+  }
+  const std::string next = "\r\n" + delim;
+  std::vector<FormPart> parts;
+  for (;;) {
+    pos += delim.size();
+    if (body.compare(pos, 2, "--") == 0) return parts;  // the closing delimiter
+    while (pos < body.size() && (body[pos] == ' ' || body[pos] == '\t')) ++pos;
+    if (body.compare(pos, 2, "\r\n") != 0) {
+      return Status::InvalidArgument("multipart boundary line is not followed by CRLF");
+    }
+    pos += 2;
+    const size_t head_end = body.find("\r\n\r\n", pos);
+    const size_t empty_head = body.compare(pos, 2, "\r\n") == 0 ? pos : std::string_view::npos;
+    if (head_end == std::string_view::npos && empty_head == std::string_view::npos) {
+      return Status::InvalidArgument("multipart part " + std::to_string(parts.size()) + ": headers do not end");
+    }
+    FormPart part;
+    bool form_data = false;
+    const size_t headers_stop = empty_head != std::string_view::npos ? pos : head_end;
+    std::string_view headers = body.substr(pos, headers_stop - pos);
+    while (!headers.empty()) {
+      const size_t eol = headers.find("\r\n");
+      const std::string_view line = headers.substr(0, eol);
+      headers.remove_prefix(eol == std::string_view::npos ? headers.size() : eol + 2);
+      const size_t colon = line.find(':');
+      if (colon == std::string_view::npos) continue;
+      const std::string key = Lower(TrimSpace(line.substr(0, colon)));
+      const std::string_view value = TrimSpace(line.substr(colon + 1));
+      if (key == "content-disposition") {
+        form_data = Lower(TrimSpace(value.substr(0, value.find(';')))) == "form-data";
+        const auto p = HeaderParams(value);
+        if (auto it = p.find("name"); it != p.end()) part.name = it->second;
+        if (auto it = p.find("filename"); it != p.end()) part.filename = it->second;
+      } else if (key == "content-type") {
+        part.content_type = std::string(value);
+      }
+    }
+    if (!form_data) {
+      return Status::InvalidArgument("multipart part " + std::to_string(parts.size()) +
+                                     " has no 'Content-Disposition: form-data' header");
+    }
+    const size_t data_begin = headers_stop + (empty_head != std::string_view::npos ? 2 : 4);
+    const size_t data_end = body.find(next, data_begin);
+    if (data_end == std::string_view::npos) {
+      return Status::InvalidArgument("multipart body has no closing boundary");
+    }
+    part.data = body.substr(data_begin, data_end - data_begin);
+    parts.push_back(std::move(part));
+    pos = data_end + 2;
+  }
+}
+
 }  // namespace hamdb::http

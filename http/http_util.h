@@ -1,5 +1,6 @@
 // Small, dependency-free helpers of the HTTP service: request-target parsing,
-// base64, a JSON nesting pre-check and constant-time key comparison.
+// base64, multipart/form-data bodies, a JSON nesting pre-check and
+// constant-time key comparison.
 //
 // Every function is pure (no shared state) and thread-safe. None throws:
 // malformed input gives false / an error Status.
@@ -56,5 +57,19 @@ bool ParseUint64(std::string_view s, uint64_t* out);
 // The media type of a Content-Type value, lower-cased, parameters dropped:
 // "Application/JSON; charset=utf-8" -> "application/json".
 std::string MediaType(std::string_view content_type);
+
+// One part of a multipart/form-data body (RFC 7578).
+struct FormPart {
+  std::string name;          // the Content-Disposition name
+  std::string filename;      // the Content-Disposition filename; "" when absent
+  std::string content_type;  // the part's Content-Type; "" when absent
+  std::string_view data;     // the part's bytes, a view into the body
+};
+
+// Splits a multipart/form-data body; `content_type` is the request's
+// Content-Type, which carries the boundary. InvalidArgument for a missing
+// boundary, a part without "Content-Disposition: form-data", a part whose
+// headers do not end, or a body without its closing delimiter.
+StatusOr<std::vector<FormPart>> ParseMultipart(std::string_view content_type, std::string_view body);
 
 }  // namespace hamdb::http

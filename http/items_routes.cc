@@ -52,7 +52,26 @@ Response Service::Call::InsertItems() {
     bare_codes = false;
   };
 
-  if (IsImageType(media)) {
+  if (media == "multipart/form-data") {
+    // A batch of images, one per part; the part's filename is kept as the
+    // item's metadata "path". Ids are assigned by the collection.
+    StatusOr<std::vector<FormPart>> parts = ParseMultipart(req_.content_type, req_.body);
+    if (!parts.ok()) Fail(400, "bad_request", parts.status().message());
+    if (parts->empty()) Fail(422, "invalid_argument", "the multipart body holds no images");
+    for (size_t i = 0; i < parts->size(); ++i) {
+      const FormPart& part = (*parts)[i];
+      const std::string extra =
+          part.filename.empty() ? std::string() : json{{"path", part.filename}}.dump();
+      try {
+        add_image(reinterpret_cast<const uint8_t*>(part.data.data()), part.data.size(), std::nullopt,
+                  std::nullopt, extra);
+      } catch (ApiError& e) {
+        e.message = "part " + std::to_string(i) + " ('" + (part.filename.empty() ? part.name : part.filename) +
+                    "'): " + e.message;
+        throw;
+      }
+    }
+  } else if (IsImageType(media)) {
     const json q = QueryToJson(target_.query);
     std::optional<uint64_t> id;
     std::optional<int64_t> label;

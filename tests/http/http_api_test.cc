@@ -517,6 +517,33 @@ TEST_F(HttpApi, ImagesWithAnEncoder) {
   HttpReply ins = PostJson(port_, "/collections/img/items", {{"items", items}});
   ASSERT_EQ(ins.status, 200) << ins.body;
   ASSERT_EQ(ins.Json()["images"].size(), 4u);
+
+  // The same images as multipart/form-data: encoded on the server, each
+  // file name kept as the item's path; one bad part stores nothing.
+  auto multipart = [](const std::vector<std::pair<std::string, std::string>>& files) {
+    std::string body;
+    for (const auto& [name, bytes] : files) {
+      body += "--BOUNDARY\r\nContent-Disposition: form-data; name=\"image\"; filename=\"" + name +
+              "\"\r\nContent-Type: image/png\r\n\r\n" + bytes + "\r\n";
+    }
+    return body + "--BOUNDARY--\r\n";
+  };
+  const std::string form = "multipart/form-data; boundary=BOUNDARY";
+  HttpReply mp = Call(port_, "POST", "/collections/img/items",
+                      multipart({{"white.png", pngs[1]}, {"top.png", pngs[2]}}), form);
+  ASSERT_EQ(mp.status, 200) << mp.body;
+  ASSERT_EQ(mp.Json()["ids"].size(), 2u);
+  EXPECT_EQ(mp.Json()["images"][1]["class_name"], "top");
+  HttpReply got = Call(port_, "GET", "/collections/img/items/" + mp.Json()["ids"][1].dump());
+  EXPECT_EQ(got.Json()["metadata"]["path"], "top.png") << got.body;
+  const json before = Call(port_, "GET", "/collections/img").Json()["items"];
+  HttpReply bad = Call(port_, "POST", "/collections/img/items",
+                       multipart({{"ok.png", pngs[0]}, {"broken.png", "not a png"}}), form);
+  EXPECT_EQ(bad.status, 422) << bad.body;
+  EXPECT_NE(bad.body.find("broken.png"), std::string::npos) << bad.body;
+  EXPECT_EQ(Call(port_, "POST", "/collections/img/items", "--BOUNDARY\r\nxx", form).status, 400);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img").Json()["items"], before);
+  ASSERT_EQ(PostJson(port_, "/collections/img/items/delete", {{"ids", mp.Json()["ids"]}}).status, 200);
   EXPECT_EQ(ins.Json()["images"][2]["class_name"], "top");
   // A raw image/png body with query parameters.
   const std::string noisy_png = PngOfCode(noisy);
@@ -688,6 +715,36 @@ TEST(HttpAuth, NonLoopbackNeedsAKeyOrAnExplicitFlag) {
   o.address = "not an address";
   HttpServer bad(&svc, o);
   EXPECT_EQ(bad.Start().code(), Status::Code::kInvalidArgument);
+}
+
+TEST(HttpUtil, Multipart) {
+  const std::string ct = "multipart/form-data; boundary=\"XyZ;1\"";
+  const std::string body =
+      "preamble\r\n--XyZ;1\r\n"
+      "Content-Disposition: form-data; name=\"image\"; filename=\"a;b.png\"\r\n"
+      "Content-Type: image/png\r\n\r\n"
+      "\x89PNG\r\n--not-the-boundary\r\n"
+      "\r\n--XyZ;1\r\n"
+      "content-disposition: FORM-DATA; name=file2\r\n\r\n"
+      "\r\n--XyZ;1--\r\nepilogue";
+  auto parts = ParseMultipart(ct, body);
+  ASSERT_TRUE(parts.ok()) << parts.status().ToString();
+  ASSERT_EQ(parts->size(), 2u);
+  EXPECT_EQ((*parts)[0].name, "image");
+  EXPECT_EQ((*parts)[0].filename, "a;b.png");
+  EXPECT_EQ((*parts)[0].content_type, "image/png");
+  EXPECT_EQ((*parts)[0].data, "\x89PNG\r\n--not-the-boundary\r\n");
+  EXPECT_EQ((*parts)[1].name, "file2");
+  EXPECT_EQ((*parts)[1].filename, "");
+  EXPECT_EQ((*parts)[1].data, "");
+  // Refused: no boundary, no closing delimiter, a part that is not form-data.
+  EXPECT_FALSE(ParseMultipart("multipart/form-data", body).ok());
+  EXPECT_FALSE(ParseMultipart(ct, "--XyZ;1\r\nContent-Disposition: form-data; name=a\r\n\r\nabc").ok());
+  EXPECT_FALSE(ParseMultipart(ct, "--XyZ;1\r\nContent-Type: text/plain\r\n\r\nabc\r\n--XyZ;1--").ok());
+  EXPECT_FALSE(ParseMultipart(ct, "no boundary here").ok());
+  auto none = ParseMultipart(ct, "--XyZ;1--\r\n");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
 }
 
 TEST(HttpUtil, Helpers) {
