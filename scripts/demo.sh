@@ -3,9 +3,11 @@
 # (RocksDB in a local directory, the Fashion-MNIST images):
 #   1. install the dependencies and build `hamdb`;
 #   2. train the default 16-bit LLC encoder on Fashion-MNIST (or reuse it);
-#   3. export the dataset as PNG files and ingest the 60k training images;
+#   3. export the dataset as PNG files;
 #   4. start the HTTP server;
-#   5. query it by image with a test-set PNG through curl, and print the answer.
+#   5. ingest the 60k training images into the running server (encoded here,
+#      stored there; the collection and its encoder are sent on first use);
+#   6. query it by image with a test-set PNG through curl, and print the answer.
 #
 #   bash scripts/demo.sh
 #
@@ -27,7 +29,6 @@ DEMO_DIR=${DEMO_DIR:-demo-data}
 PORT=${PORT:-8080}
 MODEL="$DEMO_DIR/fashion-llc16.hdbe"
 IMAGES="$DEMO_DIR/fashion-mnist"
-export HAMDB_DB="$DEMO_DIR/db"
 mkdir -p "$DEMO_DIR"
 
 echo "== 2. the encoder: LLC, 16 bits, trained on the Fashion-MNIST training set"
@@ -37,14 +38,14 @@ else
   "$HAMDB" train --dataset fashion-mnist --bits 16 --out "$MODEL"
 fi
 
-echo "== 3. export the images as PNG files, then ingest the 60k training images"
+echo "== 3. export the images as PNG files"
 if [ ! -d "$IMAGES/test" ] || [ ! -d "$IMAGES/train" ]; then
   "$HAMDB" export-dataset fashion-mnist --out "$IMAGES" --split both
 fi
-"$HAMDB" ingest -c fashion -m "$MODEL" --images "$IMAGES/train" --labels folder
 
 echo "== 4. start the server on 127.0.0.1:$PORT"
-"$HAMDB" serve --port "$PORT" >"$DEMO_DIR/serve.log" 2>&1 &
+mkdir -p "$DEMO_DIR/models"
+"$HAMDB" serve --db "$DEMO_DIR/db" --port "$PORT" --models-dir "$DEMO_DIR/models" >"$DEMO_DIR/serve.log" 2>&1 &
 SERVER=$!
 if [ "${KEEP_SERVING:-0}" != 1 ]; then
   trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
@@ -56,9 +57,12 @@ for _ in $(seq 1 300); do
 done
 curl -sf "http://127.0.0.1:$PORT/readyz"; echo
 
+echo "== 5. ingest the 60k training images into the running server"
+"$HAMDB" ingest --url "http://127.0.0.1:$PORT" -c fashion -m "$MODEL" --images "$IMAGES/train" --labels folder
+
 SNEAKERS=("$IMAGES"/test/sneaker/*.png)
 QUERY=${SNEAKERS[0]}
-echo "== 5. query by image: the 5 nearest neighbours of $QUERY (a test-set sneaker)"
+echo "== 6. query by image: the 5 nearest neighbours of $QUERY (a test-set sneaker)"
 echo "\$ curl -s -X POST -H 'Content-Type: image/png' --data-binary @$QUERY \\"
 echo "    'http://127.0.0.1:$PORT/collections/fashion/search?k=5&with_metadata=true'"
 curl -sf -X POST -H 'Content-Type: image/png' --data-binary @"$QUERY" \
@@ -71,5 +75,5 @@ echo "== done in $(( $(date +%s) - START )) s"
 if [ "${KEEP_SERVING:-0}" = 1 ]; then
   echo "the server keeps running (pid $SERVER); stop it with: kill $SERVER"
 else
-  echo "to serve again: $HAMDB serve --db $HAMDB_DB --port $PORT"
+  echo "to serve again: $HAMDB serve --db $DEMO_DIR/db --port $PORT --models-dir $DEMO_DIR/models"
 fi
