@@ -39,6 +39,7 @@ Response Service::Call::InsertItems() {
   const int bits = live.bits();
   const std::string media = MediaType(req_.content_type);
   std::vector<ItemInput> items;
+  std::vector<bool> from_image;  // per item: encoded here from an image
   bool bare_codes = true;  // only codes (and ids): the store's fast path
 
   auto add_image = [&](const uint8_t* data, size_t n, std::optional<uint64_t> id,
@@ -49,6 +50,8 @@ Response Service::Call::InsertItems() {
     StatusOr<ItemInput> item = MakeImageItem(e, book, id, label, "", extra_meta);
     if (!item.ok()) Fail(422, "invalid_argument", item.status().message());
     items.push_back(std::move(item).value());
+    from_image.resize(items.size(), false);
+    from_image.back() = true;
     bare_codes = false;
   };
 
@@ -184,8 +187,8 @@ Response Service::Call::InsertItems() {
   // Say what the encoder made of image items.
   json decoded = json::array();
   bool any_image = false;
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (!items[i].class_code) continue;
+  for (size_t i = 0; i < from_image.size(); ++i) {
+    if (!from_image[i]) continue;
     json m = json::parse(items[i].metadata_json, nullptr, false);
     if (m.is_discarded() || !m.is_object() || !m.contains("class")) continue;
     any_image = true;

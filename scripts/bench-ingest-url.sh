@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Ingest into a running server against ingest into a local store, on the same
+# images, side by side: `hamdb ingest --db` and `hamdb ingest --url` (encoding
+# on the client, the server storing) alternate ROUNDS times on fresh stores,
+# and the medians of their images/s are compared. Then the search latency of
+# the server with and without such an ingest beside it: wrk searches (k=10,
+# codes of stored items) on collection "f" (the 60k train images) for
+# DURATION s alone, then again while `nice -n 19 hamdb ingest --url
+# --threads 1` ingests the same images into a second collection "g".
+#   bash scripts/bench-ingest-url.sh
+#   ROUNDS=3 DURATION=20 CONNS=4 bash scripts/bench-ingest-url.sh
+# Needs a built `hamdb` (BUILD_DIR, default build), the demo's encoder and
+# images (scripts/demo.sh: demo-data/fashion-llc16.hdbe, demo-data/fashion-mnist),
+# wrk and python3-numpy (/usr/bin/python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD_DIR=${BUILD_DIR:-build}
+HAMDB=${HAMDB:-$BUILD_DIR/tools/hamdb}
+MODEL=${MODEL:-demo-data/fashion-llc16.hdbe}
+IMAGES=${IMAGES:-demo-data/fashion-mnist/train}
+ROUNDS=${ROUNDS:-2}
+DURATION=${DURATION:-20}
+CONNS=${CONNS:-4}
+BESIDE_BATCH=${BESIDE_BATCH:-512}   # --batch of the ingest beside the searches
+PORT=${PORT:-18081}
+WORK=${WORK:-$(mktemp -d /tmp/hamdb-bench-ingest-url.XXXXXX)}
+URL="http://127.0.0.1:$PORT"
+mkdir -p "$WORK"
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
+[ -x "$HAMDB" ] || { echo "no hamdb binary at $HAMDB (build it first)"; exit 1; }
+[ -f "$MODEL" ] && [ -d "$IMAGES" ] || { echo "run scripts/demo.sh first (needs $MODEL and $IMAGES)"; exit 1; }
+unset HAMDB_DB HAMDB_URL
+
+SERVER=""
+start_server() {
+  mkdir -p "$WORK/models"
+  "$HAMDB" serve --db "$WORK/srv" --port "$PORT" --models-dir "$WORK/models" 2> "$WORK/serve.log" &
+  SERVER=$!
+  for _ in $(seq 1 600); do
+    curl -sf "$URL/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "the server did not start"; cat "$WORK/serve.log"; exit 1
+}
+stop_server() {
+  [ -n "$SERVER" ] && { kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
+  SERVER=""
+}
+trap stop_server EXIT
+rate() { sed -n 's/.*(\([0-9]*\) images\/s ingested).*/\1/p' "$1"; }
+
+echo "== ingest: $(find "$IMAGES" -type f | wc -l) images of $IMAGES, $ROUNDS rounds (local, then through the server)"
+: > "$WORK/rates.txt"
+for r in $(seq 1 "$ROUNDS"); do
+  rm -rf "$WORK/local"
+  "$HAMDB" ingest --db "$WORK/local" -c f -m "$MODEL" --images "$IMAGES" > "$WORK/local-$r.txt" 2>/dev/null
+  rm -rf "$WORK/srv" "$WORK/models"
+  start_server
+  "$HAMDB" ingest --url "$URL" -c f -m "$MODEL" --images "$IMAGES" > "$WORK/url-$r.txt" 2>/dev/null
+  [ "$r" = "$ROUNDS" ] || stop_server
+  echo "round $r: local $(rate "$WORK/local-$r.txt") images/s, --url $(rate "$WORK/url-$r.txt") images/s"
+  echo "$(rate "$WORK/local-$r.txt") $(rate "$WORK/url-$r.txt")" >> "$WORK/rates.txt"
+  grep -h "^time" "$WORK/local-$r.txt" "$WORK/url-$r.txt" | sed 's/^/  /'
+done
+
+# Query codes: the codes of 1000 stored items, through the API.
+/usr/bin/python3 - "$URL" "$WORK/search.lua" <<'PY'
+import json, sys, urllib.request
+url, out = sys.argv[1], sys.argv[2]
+codes = set()
+for q in range(0, 65536, 64):
+    body = json.dumps({"code": "%04x" % q, "k": 4}).encode()
+    req = urllib.request.Request(url + "/collections/f/search", body, {"Content-Type": "application/json"})
+    for r in json.load(urllib.request.urlopen(req))["results"]:
+        codes.add(json.load(urllib.request.urlopen(f"{url}/collections/f/items/{r['id']}"))["code"])
+    if len(codes) >= 1000:
+        break
+qs = ",\n".join('"%s"' % c for c in sorted(codes))
+open(out, "w").write("""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local queries = {
+%s
+}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, "/collections/f/search", nil, '{"code":"' .. queries[(i %% #queries) + 1] .. '","k":10}')
+end
+""" % qs)
+PY
+
+echo "== search k=10 on f (60k items): wrk -t1 -c$CONNS -d${DURATION}s, alone"
+wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "$URL" > "$WORK/search-only.txt"
+echo "== the same beside: nice -n 19 hamdb ingest --url $URL -c g -m $MODEL --images $IMAGES --threads 1 --batch $BESIDE_BATCH"
+nice -n 19 "$HAMDB" ingest --url "$URL" -c g -m "$MODEL" --images "$IMAGES" --threads 1 --batch "$BESIDE_BATCH" \
+  > "$WORK/ingest-beside.txt" 2>/dev/null &
+INGEST=$!
+sleep 2
+wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "$URL" > "$WORK/search-ingest.txt"
+G=$(curl -sf "$URL/collections/g" | sed -n 's/.*"items":\([0-9]*\).*/\1/p')
+kill -INT "$INGEST" 2>/dev/null || true
+wait "$INGEST" 2>/dev/null || true
+
+/usr/bin/python3 - "$WORK" "$G" "$BESIDE_BATCH" <<'PY'
+import re, statistics, sys
+work, g, batch = sys.argv[1], int(sys.argv[2] or 0), int(sys.argv[3])
+rates = [tuple(map(float, l.split())) for l in open(f"{work}/rates.txt") if l.strip()]
+loc = statistics.median(r[0] for r in rates)
+url = statistics.median(r[1] for r in rates)
+print("| ingest | images/s (median of %d) |" % len(rates))
+print("|---|---:|")
+print(f"| local store (`--db`) | {loc:,.0f} |")
+print(f"| running server (`--url`) | {url:,.0f} |")
+print(f"--url / local: {url / loc:.2f}")
+def parse(name):
+    t = open(f"{work}/{name}").read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+    def pct(p):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, t, re.M)
+        v = float(m.group(1))
+        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+    return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
+so, si = parse("search-only.txt"), parse("search-ingest.txt")
+print()
+print("| load | search req/s | p50 ms | p99 ms |")
+print("|---|---:|---:|---:|")
+print(f"| searches only | {so[0]:,.0f} | {so[1]:.2f} | {so[2]:.2f} |")
+print(f"| searches + ingest --url (nice 19, 1 thread, batch {batch}; {g} items stored by the end) | {si[0]:,.0f} | {si[1]:.2f} | {si[2]:.2f} |")
+print(f"p99 with ingest / alone: {si[2] / so[2]:.2f}; throughput ratio {si[0] / so[0]:.2f}"
+      + (f"; non-2xx: {so[3]} / {si[3]}" if so[3] or si[3] else ""))
+PY
