@@ -31,6 +31,7 @@ struct ServeArgs {
   int threads = 0;
   int write_threads = http::ServerOptions{}.write_threads;
   size_t write_queue = http::ServerOptions{}.write_queue;
+  int write_nice = http::ServerOptions{}.write_nice;
   std::string api_key;
   std::string read_api_key;
   bool allow_remote_without_key = false;
@@ -99,6 +100,7 @@ int RunServe(const ServeArgs& a) {
   o.threads = a.threads > 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
   o.write_threads = a.write_threads;
   o.write_queue = a.write_queue;
+  o.write_nice = a.write_nice;
   o.allow_remote_without_key = a.allow_remote_without_key;
   o.has_api_key = !a.api_key.empty();
   o.body_limit = a.body_limit_mb << 20;
@@ -143,6 +145,11 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
                   "I/O threads keep answering searches while writes wait on the disk; writes "
                   "waiting together share one fsync")
       ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--write-nice", a->write_nice,
+                  "Nice value the write threads add to their own, so that writes yield the CPU to "
+                  "searches (0: equal priority)")
+      ->check(CLI::Range(0, 19))
       ->capture_default_str();
   cmd->add_option("--write-queue", a->write_queue,
                   "Writes that may wait or run at once; beyond it a write is 503 with Retry-After")
