@@ -114,18 +114,13 @@ LUA
     > "$WORK/search-mixed.txt"
   wait $INSERT_WRK
   cat "$WORK/insert.txt"
-  /usr/bin/python3 - "$WORK" "$BATCH" "$INSERTERS" <<'PY'
-import re, sys
-work, batch, inserters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+  /usr/bin/python3 - "$WORK" "$BATCH" "$INSERTERS" "$PWD/scripts" <<'PY'
+import sys
+work, batch, inserters, scripts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+sys.path.insert(0, scripts)
+import wrk_report
 def parse(name):
-    t = open(f"{work}/{name}").read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-    def pct(p):
-        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, t, re.M)
-        v = float(m.group(1))
-        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-    return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
+    return wrk_report.parse(f"{work}/{name}")
 so, sm, ins = parse("search-only.txt"), parse("search-mixed.txt"), parse("insert.txt")
 print("| load | search req/s | search p50 ms | search p99 ms | insert items/s | batch p50 ms | batch p99 ms |")
 print("|---|---:|---:|---:|---:|---:|---:|")

@@ -103,9 +103,9 @@ G=$(curl -sf "$URL/collections/g" | sed -n 's/.*"items":\([0-9]*\).*/\1/p')
 kill -INT "$INGEST" 2>/dev/null || true
 wait "$INGEST" 2>/dev/null || true
 
-/usr/bin/python3 - "$WORK" "$G" "$BESIDE_BATCH" <<'PY'
-import re, statistics, sys
-work, g, batch = sys.argv[1], int(sys.argv[2] or 0), int(sys.argv[3])
+/usr/bin/python3 - "$WORK" "$G" "$BESIDE_BATCH" "$PWD/scripts" <<'PY'
+import statistics, sys
+work, g, batch, scripts = sys.argv[1], int(sys.argv[2] or 0), int(sys.argv[3]), sys.argv[4]
 rates = [tuple(map(float, l.split())) for l in open(f"{work}/rates.txt") if l.strip()]
 loc = statistics.median(r[0] for r in rates)
 url = statistics.median(r[1] for r in rates)
@@ -114,15 +114,10 @@ print("|---|---:|")
 print(f"| local store (`--db`) | {loc:,.0f} |")
 print(f"| running server (`--url`) | {url:,.0f} |")
 print(f"--url / local: {url / loc:.2f}")
+sys.path.insert(0, scripts)
+import wrk_report
 def parse(name):
-    t = open(f"{work}/{name}").read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-    def pct(p):
-        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s)" % p, t, re.M)
-        v = float(m.group(1))
-        return v / 1000 if m.group(2) == "us" else v * 1000 if m.group(2) == "s" else v
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
-    return rps, pct(50), pct(99), int(errors.group(1)) if errors else 0
+    return wrk_report.parse(f"{work}/{name}")
 so, si = parse("search-only.txt"), parse("search-ingest.txt")
 print()
 print("| load | search req/s | p50 ms | p99 ms |")
