@@ -111,14 +111,14 @@ Response Service::Call::UploadModel() {
       (fs::path(o.models_dir) /
        (file + ".uploading-" + std::to_string(::getpid()) + "-" + std::to_string(upload_seq++)))
           .string();
-  Check(WriteFileSynced(tmp_path, req_.body));
   struct RemoveTmp {
     std::string path;
     ~RemoveTmp() {
       std::error_code ec;
       if (!path.empty()) fs::remove(path, ec);
     }
-  } remove_tmp{tmp_path};
+  } remove_tmp{tmp_path};  // also a partial file a failed write left
+  Check(WriteFileSynced(tmp_path, req_.body));
   // Only an artifact this server can load is kept.
   StatusOr<std::shared_ptr<const Encoder>> enc = o.encoder_loader(tmp_path);
   if (!enc.ok()) {

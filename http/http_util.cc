@@ -230,7 +230,11 @@ std::map<std::string, std::string> HeaderParams(std::string_view value) {
     size_t end = 0;
     bool quoted = false;
     for (; end < value.size(); ++end) {
-      if (value[end] == '"' && (end == 0 || value[end - 1] != '\\')) quoted = !quoted;
+      if (quoted && value[end] == '\\') {
+        ++end;  // an escaped character, a quote or a backslash
+        continue;
+      }
+      if (value[end] == '"') quoted = !quoted;
       if (value[end] == ';' && !quoted) break;
     }
     const std::string_view item = TrimSpace(value.substr(0, end));
@@ -280,7 +284,12 @@ StatusOr<std::vector<FormPart>> ParseMultipart(std::string_view content_type, st
       return Status::InvalidArgument("multipart boundary line is not followed by CRLF");
     }
     pos += 2;
-    const size_t head_end = body.find("\r\n\r\n", pos);
+    // The headers end with a blank line before the next delimiter.
+    const size_t part_end = body.find(next, pos);
+    size_t head_end = body.find("\r\n\r\n", pos);
+    if (head_end != std::string_view::npos && part_end != std::string_view::npos && head_end > part_end) {
+      head_end = std::string_view::npos;
+    }
     const size_t empty_head = body.compare(pos, 2, "\r\n") == 0 ? pos : std::string_view::npos;
     if (head_end == std::string_view::npos && empty_head == std::string_view::npos) {
       return Status::InvalidArgument("multipart part " + std::to_string(parts.size()) + ": headers do not end");

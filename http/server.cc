@@ -19,10 +19,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
 namespace hamdb::http {
 
 namespace asio = boost::asio;
@@ -31,23 +27,6 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 
 class Session;
-
-namespace {
-
-// Adds `nice` to the calling thread's nice value, once per thread. On Linux
-// setpriority with a thread id changes that thread alone; raising the value
-// needs no privilege. A failure only leaves the priority as it was.
-void LowerThisThreadOnce(int nice) {
-  thread_local bool done = false;
-  if (done || nice <= 0) return;
-  done = true;
-  const id_t tid = static_cast<id_t>(::syscall(SYS_gettid));
-  errno = 0;
-  const int now = ::getpriority(PRIO_PROCESS, tid);
-  if (errno == 0) (void)::setpriority(PRIO_PROCESS, tid, std::min(19, now + nice));
-}
-
-}  // namespace
 
 class HttpServer::Impl {
  public:
@@ -223,7 +202,6 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     asio::post(server_->writers(), [self = shared_from_this(), r = std::move(r), version,
                                     wants_keep_alive, head]() mutable {
-      LowerThisThreadOnce(self->server_->options().write_nice);
       Response resp = self->server_->service()->Handle(r);
       self->server_->WriteDone();
       asio::post(self->stream_.get_executor(), [self, resp = std::move(resp), version,

@@ -49,10 +49,6 @@ struct ServerOptions {
   // share fsyncs.
   int write_threads = 8;
   size_t write_queue = 64;
-  // The nice value the write threads add to their own (Linux: per thread),
-  // so that parsing, encoding and indexing a write batch yields the CPU to
-  // searches; writes still use every idle cycle. 0 keeps them equal.
-  int write_nice = 5;
   // Bind a non-loopback address although no API key is configured.
   bool allow_remote_without_key = false;
   size_t body_limit = 32u << 20;    // bytes

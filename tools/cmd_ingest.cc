@@ -194,6 +194,9 @@ StatusOr<std::vector<SourceFile>> ListSources(const IngestArgs& a, const Encoder
   return Status::InvalidArgument("--labels must be folder, csv:FILE or none");
 }
 
+volatile std::sig_atomic_t g_interrupted = 0;
+extern "C" void OnInterrupt(int) { g_interrupted = 1; }
+
 // Where an ingest stores its items: a local store, or a running server.
 class IngestTarget {
  public:
@@ -242,10 +245,15 @@ class LocalTarget : public IngestTarget {
 
 // The error a server answered with, as a Status.
 Status ServerError(const std::string& what, const HttpReply& r) {
-  std::string message = r.body;
-  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  std::string message = r.body.substr(0, 500);
+  const auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (j.is_object() && j.contains("error") && j["error"].is_object()) {
-    message = j["error"].value("code", "") + ": " + j["error"].value("message", "");
+    const nlohmann::json& e = j["error"];
+    auto text = [&](const char* key) {
+      auto it = e.find(key);
+      return it == e.end() ? std::string() : it->is_string() ? it->get<std::string>() : it->dump();
+    };
+    message = text("code") + ": " + text("message");
   }
   const std::string text = what + ": HTTP " + std::to_string(r.status) + " " + message;
   if (r.status == 404) return Status::NotFound(text);
@@ -256,8 +264,9 @@ Status ServerError(const std::string& what, const HttpReply& r) {
 }
 
 // A running server. Requests answered 503 (a full write queue, a server
-// still loading) are retried after their Retry-After; a lost connection is
-// retried a few times, then the run stops (a re-run resumes it).
+// still loading) are retried after their Retry-After, for up to ten minutes;
+// a lost connection is retried three times, then the run stops (a re-run
+// resumes it). Ctrl-C ends the waiting.
 class RemoteTarget : public IngestTarget {
  public:
   RemoteTarget(Url url, std::string api_key, std::string collection, std::string checksum)
@@ -268,40 +277,48 @@ class RemoteTarget : public IngestTarget {
 
   StatusOr<HttpReply> Call(const std::string& method, const std::string& target,
                            const std::string& content_type, const std::string& body) const {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(10);
     int lost = 0;
-    for (int attempt = 0;; ++attempt) {
+    for (;;) {
       StatusOr<HttpReply> r = HttpCall(url_, method, target, content_type, body, api_key_,
                                        std::chrono::seconds(300));
-      if (!r.ok()) {
-        if (++lost > 3) {
-          return r.status().WithContext("the server stopped answering; re-run the same command to resume");
+      const bool retry = !r.ok() ? ++lost <= 3 : r->status == 503 && std::chrono::steady_clock::now() < give_up;
+      if (!retry || g_interrupted) {
+        if (!r.ok()) {
+          return r.status().WithContext("no answer from the server after " + std::to_string(lost) +
+                                        " attempts; once it is back, re-run the same command to resume");
         }
-        std::this_thread::sleep_for(std::chrono::seconds(lost));
-        continue;
+        return r;
       }
-      if (r->status == 503 && attempt < 600) {
-        std::this_thread::sleep_for(std::chrono::seconds(std::clamp(r->retry_after_s, 1, 10)));
-        continue;
+      const int wait_s = !r.ok() ? lost : std::clamp(r->retry_after_s, 1, 10);
+      for (int i = 0; i < wait_s * 10 && !g_interrupted; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
-      return r;
     }
   }
 
   Status Lookup(const std::vector<uint64_t>& ids, std::vector<std::optional<std::string>>* paths) override {
     paths->assign(ids.size(), std::nullopt);
-    if (ids.empty()) return Status::OK();
-    HAMDB_ASSIGN_OR_RETURN(HttpReply r, Call("POST", ItemsPath() + "/exists", "application/json",
-                                             nlohmann::json{{"ids", ids}}.dump()));
-    if (r.status != 200) return ServerError("looking up stored items", r);
-    auto j = nlohmann::json::parse(r.body, nullptr, false);
-    if (!j.is_object() || !j["exists"].is_array() || j["exists"].size() != ids.size() ||
-        !j["paths"].is_array() || j["paths"].size() != ids.size()) {
-      return Status::Corruption("the server's answer to items/exists is malformed: " + r.body.substr(0, 200));
-    }
-    for (size_t i = 0; i < ids.size(); ++i) {
-      if (!j["exists"][i].get<bool>()) continue;
-      const nlohmann::json& p = j["paths"][i];
-      (*paths)[i] = p.is_string() ? p.get<std::string>() : std::string();
+    constexpr size_t kChunk = 1000;  // well under the server's limit per request
+    for (size_t begin = 0; begin < ids.size(); begin += kChunk) {
+      const std::vector<uint64_t> chunk(ids.begin() + begin, ids.begin() + std::min(ids.size(), begin + kChunk));
+      HAMDB_ASSIGN_OR_RETURN(HttpReply r, Call("POST", ItemsPath() + "/exists", "application/json",
+                                               nlohmann::json{{"ids", chunk}}.dump()));
+      if (r.status != 200) return ServerError("looking up stored items", r);
+      const auto j = nlohmann::json::parse(r.body, nullptr, false);
+      const auto exists = j.is_object() ? j.find("exists") : j.end();
+      const auto found = j.is_object() ? j.find("paths") : j.end();
+      if (!j.is_object() || exists == j.end() || found == j.end() || !exists->is_array() ||
+          !found->is_array() || exists->size() != chunk.size() || found->size() != chunk.size()) {
+        return Status::Corruption("the server's answer to items/exists is malformed: " + r.body.substr(0, 200));
+      }
+      for (size_t i = 0; i < chunk.size(); ++i) {
+        const nlohmann::json& e = (*exists)[i];
+        if (!e.is_boolean()) return Status::Corruption("items/exists answered a non-boolean");
+        if (!e.get<bool>()) continue;
+        const nlohmann::json& p = (*found)[i];
+        (*paths)[begin + i] = p.is_string() ? p.get<std::string>() : std::string();
+      }
     }
     return Status::OK();
   }
@@ -337,9 +354,6 @@ class RemoteTarget : public IngestTarget {
   Url url_;
   std::string api_key_, collection_, checksum_;
 };
-
-volatile std::sig_atomic_t g_interrupted = 0;
-extern "C" void OnInterrupt(int) { g_interrupted = 1; }
 
 // Checks that the collection `info` can take codes of `enc`.
 Status CheckCollectionFitsEncoder(const CollectionInfo& info, const Encoder& enc) {
@@ -428,44 +442,39 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
   for (size_t begin = 0; begin < files.size() && !g_interrupted; begin += a.batch) {
     const size_t end = std::min(files.size(), begin + a.batch);
     // 1. Ids, and what is already stored: a file's id is the first id of
-    // its probe sequence that is free or holds the same path.
+    // its probe sequence that no earlier file took and that is free or
+    // holds the same path. Files are resolved one after another, in key
+    // order, so the ids never depend on --batch; the stored paths of every
+    // file's first candidate are looked up in one request.
     auto t0 = now();
-    std::vector<uint64_t> cand(end - begin);
-    std::vector<bool> done(end - begin, false);
-    std::vector<size_t> open;  // batch offsets still probing
-    for (size_t i = begin; i < end; ++i) {
-      cand[i - begin] = PathKeyId(files[i].key);
-      open.push_back(i - begin);
-    }
-    while (!open.empty()) {
-      for (size_t o : open) {
-        while (claimed.count(cand[o])) cand[o] = next_id(cand[o]);
-      }
-      std::vector<uint64_t> ids;
-      for (size_t o : open) ids.push_back(cand[o]);
+    std::unordered_map<uint64_t, std::optional<std::string>> known;  // id -> stored path
+    {
+      std::vector<uint64_t> first;
+      for (size_t i = begin; i < end; ++i) first.push_back(PathKeyId(files[i].key));
       std::vector<std::optional<std::string>> paths;
-      if (Status s = target->Lookup(ids, &paths); !s.ok()) return fail_after_store(s);
-      std::vector<size_t> again;
-      for (size_t n = 0; n < open.size(); ++n) {
-        const size_t o = open[n];
-        if (claimed.count(cand[o]) || (paths[n] && *paths[n] != files[begin + o].key)) {
-          cand[o] = next_id(cand[o]);  // taken by another file of this run, or another path
-          again.push_back(o);
-          continue;
-        }
-        claimed.insert(cand[o]);
-        done[o] = paths[n].has_value();
-      }
-      open = std::move(again);
+      if (Status s = target->Lookup(first, &paths); !s.ok()) return fail_after_store(s);
+      for (size_t n = 0; n < first.size(); ++n) known[first[n]] = std::move(paths[n]);
     }
     std::vector<size_t> todo;
     std::vector<uint64_t> ids;
-    for (size_t o = 0; o < cand.size(); ++o) {
-      if (done[o]) {
+    for (size_t i = begin; i < end; ++i) {
+      uint64_t id = PathKeyId(files[i].key);
+      for (;; id = next_id(id)) {
+        if (claimed.count(id)) continue;
+        auto it = known.find(id);
+        if (it == known.end()) {  // a probe past the first candidate: rare
+          std::vector<std::optional<std::string>> one;
+          if (Status s = target->Lookup({id}, &one); !s.ok()) return fail_after_store(s);
+          it = known.emplace(id, std::move(one[0])).first;
+        }
+        if (!it->second || *it->second == files[i].key) break;
+      }
+      claimed.insert(id);
+      if (known[id]) {
         ++present;
       } else {
-        todo.push_back(begin + o);
-        ids.push_back(cand[o]);
+        todo.push_back(i);
+        ids.push_back(id);
       }
     }
     t_check += secs(now() - t0);
@@ -648,7 +657,14 @@ int RunRemoteIngest(const IngestArgs& a) {
     if (!in && !in.eof()) return Fail(Status::IOError("cannot read --model " + model_path));
     const std::string file = fs::path(model_path).filename().string();
     auto up = probe.Call("PUT", "/admin/models/" + UrlEncode(file), "application/octet-stream", bytes);
-    if (!up.ok()) return Fail(up.status());
+    if (!up.ok() || up->status == 413) {
+      Status s = up.ok() ? ServerError("uploading the encoder", *up) : up.status();
+      if (bytes.size() > (8u << 20)) {
+        s = s.WithContext("the artifact is " + std::to_string(bytes.size() >> 20) +
+                          " MiB: one over the server's --body-limit-mb is copied into its --models-dir by hand");
+      }
+      return Fail(s);
+    }
     if (up->status != 200 && up->status != 201) return Fail(ServerError("uploading the encoder", *up));
     if (up->status == 201) std::fprintf(stderr, "uploaded encoder '%s' to the server\n", file.c_str());
     nlohmann::json create = {{"name", a.collection}, {"encoder", file}, {"index", a.index_spec}};

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <thread>
 
+#include "collection/settings.h"
 #include "encoder/encoder.h"
 #include "encoder/inference_process.h"
 #include "encoder/torch_threads.h"
@@ -31,7 +32,6 @@ struct ServeArgs {
   int threads = 0;
   int write_threads = http::ServerOptions{}.write_threads;
   size_t write_queue = http::ServerOptions{}.write_queue;
-  int write_nice = http::ServerOptions{}.write_nice;
   std::string api_key;
   std::string read_api_key;
   bool allow_remote_without_key = false;
@@ -72,21 +72,29 @@ int RunServe(const ServeArgs& a) {
   so.snapshot_after_items = a.snapshot_after_items;
   so.snapshot_interval =
       std::chrono::milliseconds(static_cast<int64_t>(a.snapshot_interval_s * 1000));
-  // Artifacts are loaded once per path and shared by the collections using them.
+  // Artifacts are loaded once per content (encoder checksum) and shared by
+  // the collections using them: a file replaced under the same path is
+  // loaded afresh, never served from the cache.
   auto cache = std::make_shared<std::map<std::string, std::shared_ptr<const Encoder>>>();
   auto cache_mu = std::make_shared<std::mutex>();
   so.encoder_loader =
       [cache, cache_mu](const std::string& path) -> StatusOr<std::shared_ptr<const Encoder>> {
+    StatusOr<std::string> sum = ArtifactFileChecksum(path);
+    if (!sum.ok()) return sum.status();
     std::lock_guard<std::mutex> lock(*cache_mu);
-    auto it = cache->find(path);
+    auto it = cache->find(*sum);
     if (it != cache->end()) return it->second;
     StatusOr<std::unique_ptr<Encoder>> enc = Encoder::Load(path);
     if (!enc.ok()) return enc.status();
+    StatusOr<std::string> after = ArtifactFileChecksum(path);
+    if (!after.ok() || *after != *sum) {
+      return Status::FailedPrecondition("encoder artifact '" + path + "' changed while it was loaded");
+    }
     if (cache->empty()) {
       spdlog::info("encoding images: {}, {} libtorch threads", TuneProcessForInference(), SetTorchThreads(0));
     }
     std::shared_ptr<const Encoder> shared(std::move(enc).value());
-    (*cache)[path] = shared;
+    (*cache)[*sum] = shared;
     return shared;
   };
   if (!a.read_api_key.empty() && a.api_key.empty()) {
@@ -100,7 +108,6 @@ int RunServe(const ServeArgs& a) {
   o.threads = a.threads > 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency());
   o.write_threads = a.write_threads;
   o.write_queue = a.write_queue;
-  o.write_nice = a.write_nice;
   o.allow_remote_without_key = a.allow_remote_without_key;
   o.has_api_key = !a.api_key.empty();
   o.body_limit = a.body_limit_mb << 20;
@@ -145,11 +152,6 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
                   "I/O threads keep answering searches while writes wait on the disk; writes "
                   "waiting together share one fsync")
       ->check(CLI::Range(1, 256))
-      ->capture_default_str();
-  cmd->add_option("--write-nice", a->write_nice,
-                  "Nice value the write threads add to their own, so that writes yield the CPU to "
-                  "searches (0: equal priority)")
-      ->check(CLI::Range(0, 19))
       ->capture_default_str();
   cmd->add_option("--write-queue", a->write_queue,
                   "Writes that may wait or run at once; beyond it a write is 503 with Retry-After")

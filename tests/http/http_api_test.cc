@@ -742,6 +742,16 @@ TEST(HttpUtil, Multipart) {
   EXPECT_FALSE(ParseMultipart(ct, "--XyZ;1\r\nContent-Disposition: form-data; name=a\r\n\r\nabc").ok());
   EXPECT_FALSE(ParseMultipart(ct, "--XyZ;1\r\nContent-Type: text/plain\r\n\r\nabc\r\n--XyZ;1--").ok());
   EXPECT_FALSE(ParseMultipart(ct, "no boundary here").ok());
+  // A part whose headers never end is refused, not merged with the next.
+  EXPECT_FALSE(ParseMultipart(ct, "--XyZ;1\r\nContent-Disposition: form-data; name=a\r\n--XyZ;1\r\n"
+                                  "Content-Disposition: form-data; name=c\r\n\r\nX\r\n--XyZ;1--")
+                   .ok());
+  // An escaped backslash before the closing quote.
+  auto esc = ParseMultipart(ct, "--XyZ;1\r\nContent-Disposition: form-data; filename=\"a\\\\\"; name=n\r\n"
+                                "\r\nX\r\n--XyZ;1--");
+  ASSERT_TRUE(esc.ok()) << esc.status().ToString();
+  EXPECT_EQ((*esc)[0].filename, "a\\");
+  EXPECT_EQ((*esc)[0].name, "n");
   auto none = ParseMultipart(ct, "--XyZ;1--\r\n");
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->empty());
