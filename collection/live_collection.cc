@@ -655,12 +655,7 @@ TieBreak LiveCollection::default_tie_break() const {
 }
 
 Status LiveCollection::CheckTieBreak(const SearchParams& p) const {
-  if (p.tie_break == TieBreak::kScore && !spec_.keeps_scores) {
-    return Status::InvalidArgument("index " + spec_.spec +
-                                   " does not keep scores, so it cannot order ties by score; "
-                                   "use tie_break \"id\"");
-  }
-  return Status::OK();
+  return CheckTieBreakSupported(spec_.spec, spec_.keeps_scores, p.tie_break);
 }
 
 StatusOr<SearchResult> LiveCollection::Search(const uint8_t* query, size_t k,

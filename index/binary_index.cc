@@ -15,13 +15,17 @@ Status BinaryIndex::ExportItems(std::vector<uint64_t>*, std::vector<uint8_t>*,
   return Status::NotSupported("index " + spec() + " cannot export its items");
 }
 
-Status BinaryIndex::CheckTieBreak(const SearchParams& params) const {
-  if (params.tie_break == TieBreak::kScore && !keeps_scores()) {
-    return Status::InvalidArgument("index " + spec() +
+Status CheckTieBreakSupported(const std::string& spec, bool keeps_scores, TieBreak tie) {
+  if (tie == TieBreak::kScore && !keeps_scores) {
+    return Status::InvalidArgument("index " + spec +
                                    " does not keep scores, so it cannot order ties by score; "
                                    "use tie_break \"id\"");
   }
   return Status::OK();
+}
+
+Status BinaryIndex::CheckTieBreak(const SearchParams& params) const {
+  return CheckTieBreakSupported(spec(), keeps_scores(), params.tie_break);
 }
 
 Status BinaryIndex::SaveState(std::string* out) const {

@@ -85,6 +85,11 @@ struct SearchResult {
   std::vector<int> visited_buckets;
 };
 
+// InvalidArgument when `tie` asks for an order that an index of spec `spec`
+// cannot give: kScore where the index keeps no scores. The one wording of
+// that error, for indexes and the collections over them.
+Status CheckTieBreakSupported(const std::string& spec, bool keeps_scores, TieBreak tie);
+
 class BinaryIndex {
  public:
   virtual ~BinaryIndex() = default;
@@ -149,8 +154,7 @@ class BinaryIndex {
   // Add's implementation; scores may be null.
   virtual Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
                           size_t n) = 0;
-  // InvalidArgument when `params` asks for an order this index cannot give
-  // (kScore without keeps_scores()).
+  // CheckTieBreakSupported for this index.
   Status CheckTieBreak(const SearchParams& params) const;
 
  private:

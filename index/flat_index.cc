@@ -80,12 +80,7 @@ Status FlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* 
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   *ids = slots_.ids();
   *codes = slots_.codes();
-  const uint16_t* keys = slots_.scores().data();
-  if (keys != nullptr) {
-    scores->assign(keys, keys + slots_.size());
-  } else {
-    scores->clear();
-  }
+  slots_.scores().Export(slots_.size(), scores);
   return Status::OK();
 }
 

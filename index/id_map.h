@@ -110,6 +110,14 @@ class SlotScores {
     keys_[slot] = keys_.back();
     keys_.pop_back();
   }
+  // The keys of slots [0, n) into *out; empty when no slot has a score.
+  void Export(size_t n, std::vector<uint16_t>* out) const {
+    if (keys_.empty()) {
+      out->clear();
+    } else {
+      out->assign(keys_.begin(), keys_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+  }
   // Keeps the first n slots (when allocated and longer).
   void Truncate(size_t n) {
     if (keys_.size() > n) keys_.resize(n);

@@ -1052,12 +1052,7 @@ Status MihIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* c
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   *ids = ids_;
   codes->assign(codes_.begin(), codes_.begin() + ids_.size() * code_bytes());
-  const uint16_t* keys = scores_.data();
-  if (keys != nullptr) {
-    scores->assign(keys, keys + ids_.size());
-  } else {
-    scores->clear();
-  }
+  scores_.Export(ids_.size(), scores);
   return Status::OK();
 }
 
