@@ -184,7 +184,7 @@ class Session : public std::enable_shared_from_this<Session> {
     const unsigned version = req.version();
     const bool wants_keep_alive = req.keep_alive();
     const bool head = r.method == "HEAD";
-    if (!server_->service()->IsWrite(r.method, r.target)) {
+    if (!server_->service()->RunsOffIoThreads(r.method, r.target)) {
       Response resp = server_->service()->Handle(r);
       Send(std::move(resp), version, wants_keep_alive && !server_->stopping(), head);
       return;

@@ -228,6 +228,7 @@ struct Route {
   Access access;
   bool needs_ready;
   Response (Service::Call::*handler)();
+  bool bulk = false;  // a read that runs off the I/O threads all the same
 };
 
 // Checked in order: the first route whose pattern and method match serves
@@ -252,9 +253,9 @@ const std::vector<Route>& RouteTable() {
       {"POST", {"collections", "{}", "items", "delete"}, "/collections/{name}/items/delete",
        Access::kAdmin, true, &C::DeleteItems},
       {"POST", {"collections", "{}", "items", "exists"}, "/collections/{name}/items/exists",
-       Access::kRead, true, &C::ItemsExist},
+       Access::kRead, true, &C::ItemsExist, /*bulk=*/true},
       {"GET", {"collections", "{}", "encoder"}, "/collections/{name}/encoder", Access::kRead, true,
-       &C::DownloadEncoder},
+       &C::DownloadEncoder, /*bulk=*/true},
       {"GET", {"collections", "{}", "items", "{}"}, "/collections/{name}/items/{id}",
        Access::kRead, true, &C::GetItem},
       {"DELETE", {"collections", "{}", "items", "{}"}, "/collections/{name}/items/{id}",
@@ -307,13 +308,13 @@ Response Service::Call::Run(std::string* route) {
   Fail(404, "not_found", "no route for " + req_.method + " " + req_.target);
 }
 
-bool Service::IsWrite(const std::string& method, const std::string& target) {
-  if (method == "GET" || method == "HEAD") return false;
+bool Service::RunsOffIoThreads(const std::string& method, const std::string& target) {
   StatusOr<Target> t = ParseTarget(target);
   if (!t.ok()) return false;
+  const std::string_view m = method == "HEAD" ? "GET" : std::string_view(method);
   for (const Route& r : RouteTable()) {
-    if (r.method == method && PatternMatches(r.pattern, t->segments)) {
-      return r.access == Access::kAdmin;
+    if (r.method == m && PatternMatches(r.pattern, t->segments)) {
+      return r.bulk || (r.access == Access::kAdmin && m != "GET");
     }
   }
   return false;

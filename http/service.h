@@ -123,10 +123,11 @@ class Service {
   // Answers one request. Never throws; every failure is an error response.
   Response Handle(const Request& request);
 
-  // Whether (method, target) is a write: a route that changes data (the
-  // admin routes of the route table). The server runs those off its I/O
-  // threads.
-  static bool IsWrite(const std::string& method, const std::string& target);
+  // Whether (method, target) runs off the server's I/O threads, on its
+  // write pool: the routes that change data (the admin routes of the route
+  // table), and the bulk helpers of a client ingest (items/exists, the
+  // encoder download), so that none of them delays a search.
+  static bool RunsOffIoThreads(const std::string& method, const std::string& target);
 
   // An error response in the common shape (also used by the server for
   // transport errors such as 413 and 408).

@@ -153,11 +153,14 @@ TEST(HttpCollection, WritesRunOffTheIoThreadsAndTheQueueIsBounded) {
   ASSERT_EQ(PostJson(h.port(), "/collections/w/items", {{"items", {{{"id", 1}, {"code", "00ff"}}}}})
                 .status,
             200);
-  EXPECT_TRUE(Service::IsWrite("POST", "/collections/w/items"));
-  EXPECT_TRUE(Service::IsWrite("DELETE", "/collections/w/items/1"));
-  EXPECT_TRUE(Service::IsWrite("POST", "/collections"));
-  EXPECT_FALSE(Service::IsWrite("POST", "/collections/w/search"));
-  EXPECT_FALSE(Service::IsWrite("GET", "/collections/w/items/1"));
+  EXPECT_TRUE(Service::RunsOffIoThreads("POST", "/collections/w/items"));
+  EXPECT_TRUE(Service::RunsOffIoThreads("DELETE", "/collections/w/items/1"));
+  EXPECT_TRUE(Service::RunsOffIoThreads("POST", "/collections"));
+  EXPECT_FALSE(Service::RunsOffIoThreads("POST", "/collections/w/search"));
+  EXPECT_FALSE(Service::RunsOffIoThreads("GET", "/collections/w/items/1"));
+  EXPECT_TRUE(Service::RunsOffIoThreads("POST", "/collections/w/items/exists"));
+  EXPECT_TRUE(Service::RunsOffIoThreads("GET", "/collections/w/encoder"));
+  EXPECT_FALSE(Service::RunsOffIoThreads("GET", "/collections/w"));
 
   sw.hold = true;
   HttpReply first;
