@@ -60,9 +60,12 @@ namespace hamdb::tools {
 
 namespace fs = std::filesystem;
 
+// Path-key ids have 53 bits, so that they stay exact in JavaScript clients.
+constexpr uint64_t kPathKeyIdMask = (uint64_t{1} << 53) - 1;
+
 uint64_t PathKeyId(std::string_view key_path) {
   const uint64_t h = XXH3_64bits(key_path.data(), key_path.size());
-  const uint64_t id = h & ((uint64_t{1} << 53) - 1);
+  const uint64_t id = h & kPathKeyIdMask;
   return id == 0 ? 1 : id;
 }
 
@@ -434,9 +437,8 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
     Status s = await_store();
     return Fail(s.ok() ? error : s);
   };
-  constexpr uint64_t kIdMask = (uint64_t{1} << 53) - 1;
   auto next_id = [&](uint64_t id) {
-    id = (id + 1) & kIdMask;
+    id = (id + 1) & kPathKeyIdMask;
     return id == 0 ? 1 : id;
   };
   for (size_t begin = 0; begin < files.size() && !g_interrupted; begin += a.batch) {
