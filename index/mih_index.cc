@@ -7,7 +7,6 @@
 #include <mutex>
 #include <new>
 #include <thread>
-#include <unordered_map>
 #include <utility>
 
 #include "index/state_io.h"
@@ -177,6 +176,147 @@ class MihIndex::KeyMap {
   std::vector<uint32_t> buckets_;  // kHole = empty cell
 };
 
+// Slots added to a table since its last rebuild, by substring value. An
+// open-addressing map (linear probing, at most half full) from key to the
+// head of that key's chain of nodes in one array, so that a search's lookup
+// is one prefetched cell, and an insert or a removal is O(1) expected (the
+// cells double as keys arrive, amortised). A key whose chain empties keeps
+// its cell until the table is rebuilt; freed nodes are reused.
+class MihIndex::OverflowMap {
+ public:
+  bool empty() const { return entries_ == 0; }
+  size_t num_entries() const { return entries_; }
+
+  void Prefetch(uint64_t key) const {
+    if (entries_ == 0) return;
+    __builtin_prefetch(&cells_[MixKey(key) & (cells_.size() - 1)]);
+  }
+  // The first node of `key`'s chain, or kHole.
+  uint32_t Head(uint64_t key) const {
+    if (entries_ == 0) return kHole;
+    const Cell* c = FindCell(key);
+    return c == nullptr ? kHole : c->head;
+  }
+  void PrefetchNode(uint32_t node) const {
+    if (node != kHole) __builtin_prefetch(&nodes_[node]);
+  }
+  // Calls fn(slot) for each slot of the chain that starts at `node`.
+  template <typename Fn>
+  void ForEachFrom(uint32_t node, Fn&& fn) const {
+    for (; node != kHole; node = nodes_[node].next) fn(nodes_[node].slot);
+  }
+
+  void Insert(uint64_t key, uint32_t slot) {
+    if ((used_ + 1) * 2 > cells_.size()) Grow();
+    Cell* c = nullptr;
+    const size_t mask = cells_.size() - 1;
+    for (size_t i = MixKey(key) & mask;; i = (i + 1) & mask) {
+      c = &cells_[i];
+      if (c->used == 0) {
+        c->used = 1;
+        c->key = key;
+        c->head = kHole;
+        ++used_;
+        break;
+      }
+      if (c->key == key) break;
+    }
+    uint32_t node;
+    if (free_ != kHole) {
+      node = free_;
+      free_ = nodes_[node].next;
+    } else {
+      node = static_cast<uint32_t>(nodes_.size());
+      nodes_.push_back({});
+    }
+    nodes_[node] = {slot, c->head};
+    c->head = node;
+    ++entries_;
+  }
+  // Points the entry `from` under `key` at `to`, or removes it when `to` is
+  // kHole. Returns false when there is no such entry.
+  bool Replace(uint64_t key, uint32_t from, uint32_t to) {
+    if (entries_ == 0) return false;
+    Cell* c = FindCell(key);
+    if (c == nullptr) return false;
+    for (uint32_t* link = &c->head; *link != kHole; link = &nodes_[*link].next) {
+      const uint32_t node = *link;
+      if (nodes_[node].slot != from) continue;
+      if (to != kHole) {
+        nodes_[node].slot = to;
+      } else {
+        *link = nodes_[node].next;
+        nodes_[node].next = free_;
+        free_ = node;
+        --entries_;
+      }
+      return true;
+    }
+    return false;
+  }
+  // Calls fn(key, slots) once for each key that holds entries.
+  template <typename Fn>
+  void ForEachKey(Fn&& fn) const {
+    std::vector<uint32_t> slots;
+    for (const Cell& c : cells_) {
+      if (c.used == 0 || c.head == kHole) continue;
+      slots.clear();
+      ForEachFrom(c.head, [&](uint32_t s) { slots.push_back(s); });
+      fn(c.key, slots);
+    }
+  }
+  size_t num_keys() const {
+    size_t keys = 0;
+    for (const Cell& c : cells_) keys += c.used != 0 && c.head != kHole;
+    return keys;
+  }
+  size_t memory_bytes() const {
+    return cells_.capacity() * sizeof(Cell) + nodes_.capacity() * sizeof(Node);
+  }
+
+ private:
+  struct Cell {
+    uint64_t key;
+    uint32_t head;  // first node, kHole when the chain is empty
+    uint32_t used;  // 0: a free cell
+  };
+  struct Node {
+    uint32_t slot;
+    uint32_t next;  // kHole ends the chain
+  };
+
+  const Cell* FindCell(uint64_t key) const {
+    const size_t mask = cells_.size() - 1;
+    for (size_t i = MixKey(key) & mask;; i = (i + 1) & mask) {
+      const Cell& c = cells_[i];
+      if (c.used == 0) return nullptr;
+      if (c.key == key) return &c;
+    }
+  }
+  Cell* FindCell(uint64_t key) {
+    return const_cast<Cell*>(static_cast<const OverflowMap*>(this)->FindCell(key));
+  }
+  void Grow() {
+    std::vector<Cell> old(std::max<size_t>(16, cells_.size() * 2), Cell{0, kHole, 0});
+    old.swap(cells_);
+    const size_t mask = cells_.size() - 1;
+    used_ = 0;
+    for (const Cell& c : old) {
+      if (c.used == 0 || c.head == kHole) continue;  // emptied keys are dropped here
+      size_t i = MixKey(c.key) & mask;
+      while (cells_[i].used != 0) i = (i + 1) & mask;
+      cells_[i] = c;
+      ++used_;
+    }
+  }
+
+  std::vector<Cell> cells_;  // a power of two, or empty
+  std::vector<Node> nodes_;
+  uint32_t free_ = kHole;  // a chain of reusable nodes
+  size_t used_ = 0;        // cells in use
+  size_t entries_ = 0;     // live slots
+};
+
 struct MihIndex::Table {
   int offset = 0;  // first bit of the substring
   int width = 0;   // 1..64 bits
@@ -189,8 +329,7 @@ struct MihIndex::Table {
   PackedInts entries;
   KeyMap keys;
   // Slots inserted since the last rebuild, by substring value.
-  std::unordered_map<uint64_t, std::vector<uint32_t>> overflow;
-  size_t overflow_entries = 0;
+  OverflowMap overflow;
   size_t holes = 0;
 
   uint32_t hole() const { return entries.max_value(); }
@@ -249,6 +388,7 @@ struct MihIndex::Table {
     struct Lookup {
       uint64_t key;
       uint32_t bucket;
+      uint32_t extra;  // the key's first overflow node, or kHole
       size_t begin, end;
     };
     void StartLookup(const Lookup& in) const {
@@ -257,10 +397,13 @@ struct MihIndex::Table {
       } else {
         t_.keys.Prefetch(in.key);
       }
+      t_.overflow.Prefetch(in.key);
     }
     void FindBucket(Lookup& in) const {
       in.bucket = t_.Bucket(in.key);
       if (in.bucket != kHole) t_.starts.PrefetchBits(in.bucket);
+      in.extra = t_.overflow.Head(in.key);
+      t_.overflow.PrefetchNode(in.extra);
     }
     void OpenBucket(Lookup& in) const {
       in.begin = in.end = 0;
@@ -273,9 +416,7 @@ struct MihIndex::Table {
         const uint32_t slot = t_.entries.Get(p);
         if (slot != removed) emit_(slot);
       }
-      if (const std::vector<uint32_t>* extra = t_.Overflow(in.key)) {
-        for (uint32_t slot : *extra) emit_(slot);
-      }
+      t_.overflow.ForEachFrom(in.extra, emit_);
     }
 
     const Table& t_;
@@ -287,16 +428,8 @@ struct MihIndex::Table {
   SlotStream<Emit> Stream(Emit& emit) const {
     return SlotStream<Emit>(*this, emit);
   }
-  const std::vector<uint32_t>* Overflow(uint64_t key) const {
-    if (overflow.empty()) return nullptr;
-    auto it = overflow.find(key);
-    return it == overflow.end() ? nullptr : &it->second;
-  }
   // Adds `slot` under `key` (in the overflow until the next rebuild).
-  void Insert(uint64_t key, uint32_t slot) {
-    overflow[key].push_back(slot);
-    ++overflow_entries;
-  }
+  void Insert(uint64_t key, uint32_t slot) { overflow.Insert(key, slot); }
   // Points the entry `from` under `key` at `to` (kHole to erase; else
   // to < from). The entry must exist.
   void Replace(uint64_t key, uint32_t from, uint32_t to) {
@@ -312,30 +445,10 @@ struct MihIndex::Table {
         return;
       }
     }
-    auto it = overflow.find(key);
-    if (it == overflow.end()) return;  // not reachable when the invariants hold
-    std::vector<uint32_t>& list = it->second;
-    for (size_t i = 0; i < list.size(); ++i) {
-      if (list[i] != from) continue;
-      if (to != kHole) {
-        list[i] = to;
-      } else {
-        list[i] = list.back();
-        list.pop_back();
-        --overflow_entries;
-        if (list.empty()) overflow.erase(it);
-      }
-      return;
-    }
+    overflow.Replace(key, from, to);  // false is not reachable when the invariants hold
   }
   size_t memory_bytes() const {
-    // Overflow: the per-node cost of std::unordered_map is estimated
-    // (node + bucket pointer + vector header), the vectors measured.
-    size_t overflow_bytes = overflow.bucket_count() * sizeof(void*);
-    for (const auto& kv : overflow) {
-      overflow_bytes += 48 + kv.second.capacity() * sizeof(uint32_t);
-    }
-    return starts.memory_bytes() + entries.memory_bytes() + keys.memory_bytes() + overflow_bytes;
+    return starts.memory_bytes() + entries.memory_bytes() + keys.memory_bytes() + overflow.memory_bytes();
   }
 };
 
@@ -423,7 +536,6 @@ void MihIndex::RebuildAll() {
 void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
   const size_t cb = code_bytes();
   t->overflow = {};
-  t->overflow_entries = 0;
   t->holes = 0;
   t->keys.Clear();
   t->starts.Clear();
@@ -565,7 +677,7 @@ MihIndex::RebuildPlan MihIndex::AfterWrite(bool bulk) {
     Table& t = tables_[j];
     if (bulk) {
       RebuildTable(&t, codes_.data(), n);
-    } else if (t.overflow_entries + t.holes > limit) {
+    } else if (t.overflow.num_entries() + t.holes > limit) {
       plan.tables.push_back(j);
     }
   }
@@ -1075,12 +1187,12 @@ Status MihIndex::SaveState(std::string* out) const {
     t.starts.AppendState(out);
     t.entries.AppendState(out);
     t.keys.AppendState(out);
-    state_io::Put<uint64_t>(out, t.overflow.size());
-    for (const auto& [key, slots] : t.overflow) {
+    state_io::Put<uint64_t>(out, t.overflow.num_keys());
+    t.overflow.ForEachKey([out](uint64_t key, const std::vector<uint32_t>& slots) {
       state_io::Put<uint64_t>(out, key);
       state_io::PutVector(out, slots);
-    }
-    state_io::Put<uint64_t>(out, t.overflow_entries);
+    });
+    state_io::Put<uint64_t>(out, t.overflow.num_entries());
     state_io::Put<uint64_t>(out, t.holes);
   }
   return Status::OK();
@@ -1109,7 +1221,6 @@ Status MihIndex::LoadState(std::string_view in) {
   if (m > static_cast<uint32_t>(bits()) || (fixed_m_ != 0 && m != 0 && m != static_cast<uint32_t>(fixed_m_))) {
     return Status::Corruption("MIH state has " + std::to_string(m) + " tables");
   }
-  auto valid_slot = [n](uint32_t s) { return s == kHole || s < n; };
   std::vector<Table> tables(m);
   for (Table& t : tables) {
     uint8_t direct = 0;
@@ -1141,15 +1252,18 @@ Status MihIndex::LoadState(std::string_view in) {
       std::vector<uint32_t> slots;
       HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &key));
       HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &slots));
-      for (uint32_t s : slots) {
-        if (!valid_slot(s)) return Status::Corruption("MIH state: an overflow entry points past the items");
+      // Each chain was saved head first; inserting from the back keeps its order.
+      for (auto s = slots.rbegin(); s != slots.rend(); ++s) {
+        if (*s == kHole || *s >= n) return Status::Corruption("MIH state: an overflow entry points past the items");
+        t.overflow.Insert(key, *s);
       }
-      t.overflow.emplace(key, std::move(slots));
     }
     uint64_t overflow_entries = 0, holes = 0;
     HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &overflow_entries));
     HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &holes));
-    t.overflow_entries = overflow_entries;
+    if (overflow_entries != t.overflow.num_entries()) {
+      return Status::Corruption("MIH state: the overflow count does not match its entries");
+    }
     t.holes = holes;
   }
   if (!in.empty()) return Status::Corruption("MIH state has trailing bytes");

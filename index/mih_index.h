@@ -108,6 +108,7 @@ class MihIndex : public BinaryIndex {
  private:
   struct Table;
   class KeyMap;
+  class OverflowMap;
 
   MihIndex(int bits, int fixed_m);
 
