@@ -28,12 +28,22 @@ SlotView FlatIndex::View() const {
 Status FlatIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
                            size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
+  std::lock_guard<std::mutex> writer(write_mu_);
+  SlotGrowth growth;  // outlives the lock: it ends up with the old arrays
+  try {
+    std::shared_lock<WriterPriorityMutex> lock(mu_);
+    slots_.PrepareGrowth(n, &growth);
+  } catch (const std::bad_alloc&) {
+    // Nothing prepared: the Upsert grows in place, or reports the failure.
+  }
   std::unique_lock<WriterPriorityMutex> lock(mu_);
+  slots_.AdoptGrowth(&growth);
   return slots_.Upsert(ids, codes, scores, n, "FlatIndex");
 }
 
 Status FlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
+  std::lock_guard<std::mutex> writer(write_mu_);
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   size_t count = 0;
   for (size_t i = 0; i < n; ++i) count += slots_.Erase(ids[i]);
@@ -91,6 +101,7 @@ Status FlatIndex::SaveState(std::string* out) const {
 }
 
 Status FlatIndex::LoadState(std::string_view state) {
+  std::lock_guard<std::mutex> writer(write_mu_);
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   if (slots_.size() != 0) return Status::FailedPrecondition("LoadState needs an empty index");
   HAMDB_RETURN_IF_ERROR(slots_.LoadState(&state));

@@ -16,11 +16,14 @@
 // against.
 //
 // Thread safety: as BinaryIndex: searches share a reader lock, Add / Remove
-// take the writer lock. Insert cost: a write of b items is amortised O(b)
-// (dense slots that grow geometrically, an open-addressing id map); a remove
-// is O(1) per item (the last slot moves into the hole).
+// take the writer lock. Insert cost: a write of b items holds the writer
+// lock for O(b) (dense slots that grow geometrically, an open-addressing id
+// map); when the slots must grow, the O(n) copy is made first under the
+// reader lock, so searches go on, and swapped in under the writer lock. A
+// remove is O(1) per item (the last slot moves into the hole).
 #pragma once
 
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -67,6 +70,10 @@ class FlatIndex : public BinaryIndex {
   SlotView View() const;  // requires mu_ held
 
   HammingKernel kernel_;
+  // Writers hold write_mu_ throughout, and mu_ exclusively only to apply
+  // their change: a write grows the slot arrays under the shared lock first
+  // (DenseSlots::PrepareGrowth), so searches never wait on that copy.
+  std::mutex write_mu_;
   mutable WriterPriorityMutex mu_;
   DenseSlots slots_;
 };

@@ -38,7 +38,9 @@ uint32_t IdSlotMap::Find(uint64_t id, const uint64_t* ids) const {
 
 void IdSlotMap::Grow(const uint64_t* ids) { Rehash(std::max<size_t>(16, cells_.size() * 2), ids); }
 
-void IdSlotMap::Rehash(size_t cells, const uint64_t* ids) {
+void IdSlotMap::Rehash(size_t cells, const uint64_t* ids) { cells_ = Rehashed(cells, ids); }
+
+PackedInts IdSlotMap::Rehashed(size_t cells, const uint64_t* ids) const {
   // Allocate first: if that throws, the map is unchanged. A cell holds
   // slot + 1 <= size < cells, so log2(cells) bits suffice.
   PackedInts fresh;
@@ -51,13 +53,27 @@ void IdSlotMap::Rehash(size_t cells, const uint64_t* ids) {
     while (fresh.Get(c) != 0) c = (c + 1) & mask;
     fresh.Set(c, v);
   }
-  cells_ = std::move(fresh);
+  return fresh;
+}
+
+size_t IdSlotMap::CellsFor(size_t n) const {
+  size_t cells = std::max<size_t>(16, cells_.size());
+  while (n * 4 > cells * 3) cells *= 2;
+  return cells;
 }
 
 void IdSlotMap::Reserve(size_t n, const uint64_t* ids) {
-  size_t cells = std::max<size_t>(16, cells_.size());
-  while (n * 4 > cells * 3) cells *= 2;
+  const size_t cells = CellsFor(n);
   if (cells != cells_.size()) Rehash(cells, ids);
+}
+
+void IdSlotMap::PrepareReserve(size_t n, const uint64_t* ids, PackedInts* cells) const {
+  const size_t want = CellsFor(n);
+  if (want != cells_.size()) *cells = Rehashed(want, ids);
+}
+
+void IdSlotMap::AdoptCells(PackedInts* cells, size_t size_at_prepare) {
+  if (cells->size() > cells_.size() && size_ == size_at_prepare) std::swap(cells_, *cells);
 }
 
 void IdSlotMap::Insert(uint64_t id, uint32_t slot, const uint64_t* ids) {
@@ -142,6 +158,25 @@ Status DenseSlots::Upsert(const uint64_t* ids, const uint8_t* codes, const uint1
     return Status::ResourceExhausted(std::string(who) + ": out of memory");
   }
   return Status::OK();
+}
+
+void PrepareSlotGrowth(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
+                       const SlotScores& scores, const IdSlotMap& slot_of, size_t code_bytes,
+                       size_t n, SlotGrowth* g) {
+  g->size = ids.size();
+  GrowForAppend(ids, n, &g->ids);
+  GrowForAppend(codes, n * code_bytes, &g->codes);
+  scores.GrowForAppend(n, &g->scores);
+  slot_of.PrepareReserve(ids.size() + n, ids.data(), &g->id_cells);
+}
+
+void AdoptSlotGrowth(SlotGrowth* g, std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                     SlotScores* scores, IdSlotMap* slot_of) {
+  if (g->size != ids->size()) return;
+  AdoptGrown(ids, &g->ids);
+  AdoptGrown(codes, &g->codes);
+  scores->AdoptGrown(&g->scores);
+  slot_of->AdoptCells(&g->id_cells, g->size);
 }
 
 bool DenseSlots::Erase(uint64_t id) {

@@ -36,6 +36,25 @@ void ReserveForAppend(std::vector<T>* v, size_t extra) {
   v->reserve(std::max(need, v->capacity() + v->capacity() / 2));
 }
 
+// Growth prepared off the exclusive lock. A writer that excludes other
+// writers (but not readers) calls GrowForAppend under the shared lock: when
+// *v lacks room for `extra` more elements, *grown becomes a copy of it with
+// room (as ReserveForAppend would make), O(n) while searches go on. Under the
+// exclusive lock, AdoptGrown then swaps the copy in, O(1); a copy that no
+// longer matches *v (another size) is dropped, and the append grows in place.
+// The old buffer is left in *grown, to be freed after the lock is released.
+template <typename T>
+void GrowForAppend(const std::vector<T>& v, size_t extra, std::vector<T>* grown) {
+  const size_t need = v.size() + extra;
+  if (need <= v.capacity()) return;
+  grown->reserve(std::max(need, v.capacity() + v.capacity() / 2));
+  grown->assign(v.begin(), v.end());
+}
+template <typename T>
+void AdoptGrown(std::vector<T>* v, std::vector<T>* grown) {
+  if (grown->capacity() > v->capacity() && grown->size() == v->size()) v->swap(*grown);
+}
+
 class IdSlotMap {
  public:
   static constexpr uint32_t kNoSlot = UINT32_MAX;
@@ -52,6 +71,12 @@ class IdSlotMap {
   // Makes room for n entries, so that Inserts up to that size cannot
   // allocate (or throw). Throws std::bad_alloc with the map unchanged.
   void Reserve(size_t n, const uint64_t* ids);
+  // Reserve in two steps, for growth off the exclusive lock (GrowForAppend):
+  // PrepareReserve (const) fills *cells with the table rehashed for n
+  // entries when it needs to grow; AdoptCells swaps it in when the map has
+  // not changed size since. May throw std::bad_alloc (the map unchanged).
+  void PrepareReserve(size_t n, const uint64_t* ids, PackedInts* cells) const;
+  void AdoptCells(PackedInts* cells, size_t size_at_prepare);
   // Rebuilds the table for ids[0, n): slot i holds ids[i], all distinct.
   void Rebuild(const uint64_t* ids, size_t n);
   void Clear();
@@ -68,6 +93,8 @@ class IdSlotMap {
   size_t FindCell(uint64_t id, const uint64_t* ids) const;  // cells_.size() if absent
   void Grow(const uint64_t* ids);
   void Rehash(size_t cells, const uint64_t* ids);
+  size_t CellsFor(size_t n) const;
+  PackedInts Rehashed(size_t cells, const uint64_t* ids) const;
 
   // slot + 1; 0 = empty. A power of two of cells, each log2(cells) bits wide
   // (a cell's value is below the number of cells, at most 3/4 full).
@@ -104,6 +131,11 @@ class SlotScores {
     ReserveForAppend(&keys_, 1);
     keys_.push_back(key);
   }
+  // Off-lock growth of the keys for `extra` more slots (GrowForAppend).
+  void GrowForAppend(size_t extra, std::vector<uint16_t>* grown) const {
+    if (!keys_.empty()) hamdb::GrowForAppend(keys_, extra, grown);
+  }
+  void AdoptGrown(std::vector<uint16_t>* grown) { hamdb::AdoptGrown(&keys_, grown); }
   // The last slot moves into `slot` (or is simply dropped when it is `slot`).
   void MoveLast(size_t slot) {
     if (keys_.empty()) return;
@@ -133,6 +165,29 @@ class SlotScores {
   std::vector<uint16_t> keys_;  // empty, or one per slot
 };
 
+// Room for a write of up to n new items into dense slot arrays (ids, codes,
+// score keys and their id map), made in two steps so that the O(size)
+// copies of growth run off the exclusive lock: PrepareSlotGrowth (under a
+// shared lock, with other writers excluded) copies into larger arrays
+// whatever would have to grow; AdoptSlotGrowth (under the exclusive lock,
+// before the write) swaps them in, O(1). Destroy the SlotGrowth after
+// releasing the lock: it then holds the old arrays. Either step may be
+// skipped; the write grows in place what was not prepared.
+struct SlotGrowth {
+  size_t size = 0;  // slots at PrepareSlotGrowth
+  std::vector<uint64_t> ids;
+  std::vector<uint8_t> codes;
+  std::vector<uint16_t> scores;
+  PackedInts id_cells;
+};
+// May throw std::bad_alloc; nothing is changed.
+void PrepareSlotGrowth(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
+                       const SlotScores& scores, const IdSlotMap& slot_of, size_t code_bytes,
+                       size_t n, SlotGrowth* g);
+// Adopts nothing when the slots changed size since the preparation.
+void AdoptSlotGrowth(SlotGrowth* g, std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                     SlotScores* scores, IdSlotMap* slot_of);
+
 // DenseSlots: (id, code, score) items in dense slots, as parallel arrays:
 // slot i holds ids()[i], the code at codes() + i * code_bytes and the score
 // key scores().Get(i), with an IdSlotMap to find an id's slot. Upsert
@@ -152,6 +207,12 @@ class DenseSlots {
   // `who` prefixes the message.
   Status Upsert(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores, size_t n,
                 const char* who);
+  // Room for an Upsert of up to n new items, off the exclusive lock
+  // (SlotGrowth). PrepareGrowth may throw std::bad_alloc; nothing changes.
+  void PrepareGrowth(size_t n, SlotGrowth* g) const {
+    PrepareSlotGrowth(ids_, codes_, scores_, slot_of_, code_bytes_, n, g);
+  }
+  void AdoptGrowth(SlotGrowth* g) { AdoptSlotGrowth(g, &ids_, &codes_, &scores_, &slot_of_); }
   // Removes `id` when present; returns whether it was.
   bool Erase(uint64_t id);
   void Clear();

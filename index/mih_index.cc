@@ -183,6 +183,16 @@ class MihIndex::KeyMap {
 // cells double as keys arrive, amortised). A key whose chain empties keeps
 // its cell until the table is rebuilt; freed nodes are reused.
 class MihIndex::OverflowMap {
+  struct Cell {
+    uint64_t key;
+    uint32_t head;  // first node, kHole when the chain is empty
+    uint32_t used;  // 0: a free cell
+  };
+  struct Node {
+    uint32_t slot;
+    uint32_t next;  // kHole ends the chain
+  };
+
  public:
   bool empty() const { return entries_ == 0; }
   size_t num_entries() const { return entries_; }
@@ -265,6 +275,34 @@ class MihIndex::OverflowMap {
       fn(c.key, slots);
     }
   }
+  // Room for `extra` more inserts, off the exclusive lock (as
+  // GrowForAppend, index/id_map.h): PrepareInsert copies into *g the cells
+  // rehashed to a larger size and the nodes with room, when they would have
+  // to grow; AdoptGrowth swaps them in when the map is unchanged since.
+  struct Growth {
+    size_t used = 0, num_cells = 0;  // at PrepareInsert
+    size_t grown_used = 0;
+    std::vector<Cell> cells;
+    std::vector<Node> nodes;
+  };
+  void PrepareInsert(size_t extra, Growth* g) const {
+    g->used = used_;
+    g->num_cells = cells_.size();
+    if ((used_ + extra) * 2 > cells_.size()) {
+      size_t cells = std::max<size_t>(16, cells_.size() * 2);
+      while ((used_ + extra) * 2 > cells) cells *= 2;
+      g->cells = Rehashed(cells, &g->grown_used);
+    }
+    GrowForAppend(nodes_, extra, &g->nodes);
+  }
+  void AdoptGrowth(Growth* g) {
+    if (g->used != used_ || g->num_cells != cells_.size()) return;
+    if (!g->cells.empty()) {
+      cells_.swap(g->cells);
+      used_ = g->grown_used;
+    }
+    AdoptGrown(&nodes_, &g->nodes);
+  }
   size_t num_keys() const {
     size_t keys = 0;
     for (const Cell& c : cells_) keys += c.used != 0 && c.head != kHole;
@@ -275,16 +313,6 @@ class MihIndex::OverflowMap {
   }
 
  private:
-  struct Cell {
-    uint64_t key;
-    uint32_t head;  // first node, kHole when the chain is empty
-    uint32_t used;  // 0: a free cell
-  };
-  struct Node {
-    uint32_t slot;
-    uint32_t next;  // kHole ends the chain
-  };
-
   const Cell* FindCell(uint64_t key) const {
     const size_t mask = cells_.size() - 1;
     for (size_t i = MixKey(key) & mask;; i = (i + 1) & mask) {
@@ -296,18 +324,20 @@ class MihIndex::OverflowMap {
   Cell* FindCell(uint64_t key) {
     return const_cast<Cell*>(static_cast<const OverflowMap*>(this)->FindCell(key));
   }
-  void Grow() {
-    std::vector<Cell> old(std::max<size_t>(16, cells_.size() * 2), Cell{0, kHole, 0});
-    old.swap(cells_);
-    const size_t mask = cells_.size() - 1;
-    used_ = 0;
-    for (const Cell& c : old) {
-      if (c.used == 0 || c.head == kHole) continue;  // emptied keys are dropped here
+  void Grow() { cells_ = Rehashed(std::max<size_t>(16, cells_.size() * 2), &used_); }
+  // The cells in a table of `size` (a power of two), emptied keys dropped.
+  std::vector<Cell> Rehashed(size_t size, size_t* used) const {
+    std::vector<Cell> fresh(size, Cell{0, kHole, 0});
+    const size_t mask = size - 1;
+    *used = 0;
+    for (const Cell& c : cells_) {
+      if (c.used == 0 || c.head == kHole) continue;
       size_t i = MixKey(c.key) & mask;
-      while (cells_[i].used != 0) i = (i + 1) & mask;
-      cells_[i] = c;
-      ++used_;
+      while (fresh[i].used != 0) i = (i + 1) & mask;
+      fresh[i] = c;
+      ++*used;
     }
+    return fresh;
   }
 
   std::vector<Cell> cells_;  // a power of two, or empty
@@ -451,6 +481,26 @@ struct MihIndex::Table {
     return starts.memory_bytes() + entries.memory_bytes() + keys.memory_bytes() + overflow.memory_bytes();
   }
 };
+
+struct MihIndex::Growth {
+  SlotGrowth slots;
+  uint64_t table_swaps = 0;  // at PrepareGrowth
+  std::vector<OverflowMap::Growth> overflow;  // per table; empty for a bulk write
+};
+
+void MihIndex::PrepareGrowth(size_t n, bool bulk, Growth* g) const {
+  PrepareSlotGrowth(ids_, codes_, scores_, slot_of_, code_bytes(), n, &g->slots);
+  g->table_swaps = table_swaps_;
+  if (bulk) return;  // the tables are rebuilt, not inserted into
+  g->overflow.resize(tables_.size());
+  for (size_t j = 0; j < tables_.size(); ++j) tables_[j].overflow.PrepareInsert(n, &g->overflow[j]);
+}
+
+void MihIndex::AdoptGrowth(Growth* g) {
+  AdoptSlotGrowth(&g->slots, &ids_, &codes_, &scores_, &slot_of_);
+  if (g->table_swaps != table_swaps_ || g->overflow.size() != tables_.size()) return;
+  for (size_t j = 0; j < tables_.size(); ++j) tables_[j].overflow.AdoptGrowth(&g->overflow[j]);
+}
 
 MihIndex::MihIndex(int bits, int fixed_m)
     : BinaryIndex(bits), fixed_m_(fixed_m), kernel_(SelectHammingKernel(code_bytes())) {
@@ -752,6 +802,7 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
           std::swap(tables_[plan.tables[i]], built[i]);
         }
       }
+      ++table_swaps_;
     }
   } catch (const std::bad_alloc&) {
     // The live tables were not touched; they stay correct.
@@ -767,6 +818,17 @@ Status MihIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint1
                           size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   std::lock_guard<std::mutex> writer(write_mu_);
+  // Only this writer changes the slots, so what is prepared under the shared
+  // lock still fits at the exclusive section (AdoptGrowth checks).
+  bool bulk = false;
+  Growth growth;  // outlives the lock: it ends up with the old arrays
+  try {
+    std::shared_lock<WriterPriorityMutex> lock(mu_);
+    bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
+    if (ids_.size() + n < IdSlotMap::kNoSlot) PrepareGrowth(n, bulk, &growth);
+  } catch (const std::bad_alloc&) {
+    // Nothing prepared: the write grows in place, or reports the failure.
+  }
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   if (ids_.size() + n >= IdSlotMap::kNoSlot) {
     return Status::ResourceExhausted("MihIndex holds at most 2^32 - 2 items");
@@ -774,7 +836,8 @@ Status MihIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint1
   const size_t cb = code_bytes();
   // A large batch skips the per-item table updates: the tables are rebuilt
   // from the slots once at the end, which is cheaper than n overflow inserts.
-  const bool bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
+  bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
+  AdoptGrowth(&growth);
   RebuildPlan plan;
   try {
     ReserveForAppend(&ids_, n);

@@ -33,8 +33,10 @@
 // Thread safety: as BinaryIndex (reader/writer lock). A single query probes
 // on the calling thread; its scan fallback uses SearchParams::num_threads.
 // Writes are serialised. Insert cost: a write of b items holds the exclusive
-// lock for O(b * m) table updates plus amortised O(b) slot appends (the slot
-// arrays grow geometrically). A rebuild it triggers (m re-chosen, or a
+// lock for O(b * m) table updates and O(b) slot appends. When the slot
+// arrays, the id map or an overflow map must grow (geometrically), the
+// O(n) copy is made first under the shared lock, while searches go on, and
+// swapped in under the exclusive lock. A rebuild it triggers (m re-chosen, or a
 // table compacted) runs on a background thread: it copies the codes under
 // the shared lock, builds without a lock while later writes log their table
 // changes, and replays the log and swaps under a short exclusive lock
@@ -109,6 +111,14 @@ class MihIndex : public BinaryIndex {
   struct Table;
   class KeyMap;
   class OverflowMap;
+  // Room for a write of n new items, made off the exclusive lock:
+  // PrepareGrowth (write_mu_ held, mu_ shared) copies into larger arrays the
+  // slots, id map and (unless bulk) overflow maps that would have to grow;
+  // AdoptGrowth (mu_ exclusive) swaps them in, O(1), skipping the overflow
+  // maps when a background rebuild swapped tables meanwhile.
+  struct Growth;
+  void PrepareGrowth(size_t n, bool bulk, Growth* g) const;
+  void AdoptGrowth(Growth* g);
 
   MihIndex(int bits, int fixed_m);
 
@@ -188,6 +198,7 @@ class MihIndex : public BinaryIndex {
   bool rebuilding_ = false;
   bool logging_ = false;
   uint64_t table_generation_ = 0;  // bumped by every in-place full rebuild
+  uint64_t table_swaps_ = 0;       // bumped by every background rebuild's swap
   std::vector<TableOp> log_;
   std::vector<uint8_t> log_codes_;  // code_bytes() per op: the slot's code then
   std::thread rebuild_thread_;

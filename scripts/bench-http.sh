@@ -5,9 +5,13 @@
 #   bash scripts/bench-http.sh
 #   N=1000000 THREADS=2 CONNS=32 DURATION=20 WRK_THREADS=1 bash scripts/bench-http.sh
 #   MIXED=1 INSERTERS=1 BATCH=100 bash scripts/bench-http.sh   # plus a search run beside inserters
+#   MIXED=1 INSERT_RATE=2250 bash scripts/bench-http.sh         # inserters paced to about 2,250 items/s
 # MIXED=1 runs the search load twice: alone, then beside INSERTERS wrk
 # connections each posting BATCH random codes per request, and prints one
-# table (search req/s, p50, p99; insert items/s, batch p50, p99). The
+# table (search req/s, p50, p99; insert items/s, batch p50, p99). Inserters
+# post as fast as they are answered, or, with INSERT_RATE (items/s, all
+# inserters together), wait BATCH * INSERTERS / INSERT_RATE seconds after
+# each answer, so the rate reached is a little below INSERT_RATE. The
 # collection is copied from a pristine store before the runs, so that two
 # binaries (HAMDB=...) can be compared on the same data.
 # Needs a built `hamdb` (BUILD_DIR, default build), wrk and python3-numpy (Debian packages;
@@ -29,6 +33,7 @@ DB=$WORK/db
 MIXED=${MIXED:-0}
 INSERTERS=${INSERTERS:-1}
 BATCH=${BATCH:-100}
+INSERT_RATE=${INSERT_RATE:-0}
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 [ -x "$HAMDB" ] || { echo "no hamdb binary at $HAMDB (build it first)"; exit 1; }
@@ -96,6 +101,10 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local hex = "0123456789abcdef"
 local batch = $BATCH
+local pause_ms = $( [ "$INSERT_RATE" -gt 0 ] && echo "$BATCH * $INSERTERS * 1000 / $INSERT_RATE" || echo 0 )
+if pause_ms > 0 then
+  delay = function() return pause_ms end
+end
 request = function()
   local items = {}
   for i = 1, batch do
@@ -106,7 +115,8 @@ request = function()
   return wrk.format(nil, "/collections/bench/items", nil, '{"items":[' .. table.concat(items, ",") .. ']}')
 end
 LUA
-  echo "== search k=10 beside $INSERTERS inserter(s) of $BATCH-item batches"
+  echo "== search k=10 beside $INSERTERS inserter(s) of $BATCH-item batches" \
+    "$( [ "$INSERT_RATE" -gt 0 ] && echo "paced to $INSERT_RATE items/s" || echo "posting as fast as answered" )"
   wrk -t1 -c"$INSERTERS" -d"${DURATION}s" --latency -s "$WORK/insert.lua" "http://127.0.0.1:$PORT" \
     > "$WORK/insert.txt" &
   INSERT_WRK=$!

@@ -1,7 +1,8 @@
-// MakeIndex spec parsing, the thread pool and the id -> slot map.
+// MakeIndex spec parsing, the thread pool, the id -> slot map and dense slots.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstring>
 #include <random>
 #include <stdexcept>
 #include <thread>
@@ -143,6 +144,73 @@ TEST(IdSlotMapTest, MatchesUnorderedMapUnderRandomOps) {
   }
   map.Rebuild(ids.data(), ids.size());
   for (const auto& [id, slot] : model) EXPECT_EQ(map.Find(id, ids.data()), slot);
+}
+
+// Growth prepared off the exclusive lock: after AdoptGrowth, an Upsert of
+// the prepared number of new items does not reallocate any array (so the
+// O(n) copy was the preparation's), and the slots hold what they should.
+// A preparation made before another write changed the size is not adopted.
+TEST(DenseSlotsTest, PreparedGrowthIsAdoptedAndLeavesNoCopyToTheWrite) {
+  const size_t cb = 8;
+  DenseSlots slots(cb);
+  std::mt19937_64 rng(3);
+  std::vector<uint64_t> all_ids;
+  std::vector<uint8_t> all_codes;
+  auto batch = [&](size_t n, std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+                   std::vector<uint16_t>* scores) {
+    for (size_t i = 0; i < n; ++i) {
+      ids->push_back(rng());
+      scores->push_back(static_cast<uint16_t>(rng() % 1000));
+      for (size_t b = 0; b < cb; ++b) codes->push_back(static_cast<uint8_t>(rng()));
+    }
+  };
+  size_t adopted = 0;
+  for (int round = 0; round < 60; ++round) {
+    const size_t n = 1 + rng() % 300;
+    std::vector<uint64_t> ids;
+    std::vector<uint8_t> codes;
+    std::vector<uint16_t> scores;
+    batch(n, &ids, &codes, &scores);
+    SlotGrowth growth;
+    slots.PrepareGrowth(n, &growth);
+    const bool grows = !growth.ids.empty() || growth.ids.capacity() > 0;
+    slots.AdoptGrowth(&growth);
+    adopted += grows;
+    const uint64_t* ids_before = slots.ids().data();
+    const uint8_t* codes_before = slots.codes().data();
+    const size_t id_map_bytes = slots.memory_bytes() - slots.codes().capacity() -
+                                slots.ids().capacity() * sizeof(uint64_t) -
+                                slots.scores().memory_bytes();
+    ASSERT_TRUE(slots.Upsert(ids.data(), codes.data(), scores.data(), n, "test").ok());
+    if (round > 0) {
+      EXPECT_EQ(slots.ids().data(), ids_before) << "round " << round;
+      EXPECT_EQ(slots.codes().data(), codes_before) << "round " << round;
+      EXPECT_EQ(slots.memory_bytes() - slots.codes().capacity() -
+                    slots.ids().capacity() * sizeof(uint64_t) - slots.scores().memory_bytes(),
+                id_map_bytes)
+          << "round " << round;
+    }
+    all_ids.insert(all_ids.end(), ids.begin(), ids.end());
+    all_codes.insert(all_codes.end(), codes.begin(), codes.end());
+  }
+  EXPECT_GT(adopted, 5u);
+  ASSERT_EQ(slots.size(), all_ids.size());
+  for (size_t i = 0; i < all_ids.size(); ++i) {
+    const uint32_t slot = slots.Find(all_ids[i]);
+    ASSERT_NE(slot, IdSlotMap::kNoSlot);
+    EXPECT_EQ(std::memcmp(slots.codes().data() + slot * cb, all_codes.data() + i * cb, cb), 0);
+  }
+  // A stale preparation (the slots changed size since) is dropped.
+  SlotGrowth stale;
+  slots.PrepareGrowth(slots.size() * 4, &stale);
+  ASSERT_GT(stale.ids.capacity(), slots.ids().capacity());
+  const uint64_t first = all_ids[0];
+  ASSERT_TRUE(slots.Erase(first));
+  const size_t capacity = slots.ids().capacity();
+  slots.AdoptGrowth(&stale);
+  EXPECT_EQ(slots.ids().capacity(), capacity);
+  EXPECT_EQ(slots.Find(first), IdSlotMap::kNoSlot);
+  EXPECT_NE(slots.Find(all_ids[1]), IdSlotMap::kNoSlot);
 }
 
 }  // namespace
