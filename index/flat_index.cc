@@ -29,16 +29,7 @@ Status FlatIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint
                            size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   std::lock_guard<std::mutex> writer(write_mu_);
-  SlotGrowth growth;  // outlives the lock: it ends up with the old arrays
-  try {
-    std::shared_lock<WriterPriorityMutex> lock(mu_);
-    slots_.PrepareGrowth(n, &growth);
-  } catch (const std::bad_alloc&) {
-    // Nothing prepared: the Upsert grows in place, or reports the failure.
-  }
-  std::unique_lock<WriterPriorityMutex> lock(mu_);
-  slots_.AdoptGrowth(&growth);
-  return slots_.Upsert(ids, codes, scores, n, "FlatIndex");
+  return slots_.UpsertGrowingOffLock(mu_, ids, codes, scores, n, "FlatIndex", [] {});
 }
 
 Status FlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {

@@ -15,6 +15,9 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
+#include <new>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -213,6 +216,25 @@ class DenseSlots {
     PrepareSlotGrowth(ids_, codes_, scores_, slot_of_, code_bytes_, n, g);
   }
   void AdoptGrowth(SlotGrowth* g) { AdoptSlotGrowth(g, &ids_, &codes_, &scores_, &slot_of_); }
+  // The write of an index that keeps its items here, guarded by `mu`: the
+  // growth is prepared under a shared lock, then, under the exclusive lock,
+  // `locked()` runs, the growth is adopted and the items upserted. The
+  // caller holds its writer mutex, so no other write comes in between.
+  template <typename SharedMutex, typename Locked>
+  Status UpsertGrowingOffLock(SharedMutex& mu, const uint64_t* ids, const uint8_t* codes,
+                              const uint16_t* scores, size_t n, const char* who, Locked&& locked) {
+    SlotGrowth growth;  // outlives the lock: it ends up with the old arrays
+    try {
+      std::shared_lock<SharedMutex> lock(mu);
+      PrepareGrowth(n, &growth);
+    } catch (const std::bad_alloc&) {
+      // Nothing prepared: the Upsert grows in place, or reports the failure.
+    }
+    std::unique_lock<SharedMutex> lock(mu);
+    locked();
+    AdoptGrowth(&growth);
+    return Upsert(ids, codes, scores, n, who);
+  }
   // Removes `id` when present; returns whether it was.
   bool Erase(uint64_t id);
   void Clear();

@@ -27,13 +27,13 @@ size_t GpuFlatIndex::memory_bytes() const {
 Status GpuFlatIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t*,
                               size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
-  std::unique_lock<WriterPriorityMutex> lock(mu_);
-  ++version_;
-  return slots_.Upsert(ids, codes, nullptr, n, "GpuFlatIndex");
+  std::lock_guard<std::mutex> writer(write_mu_);
+  return slots_.UpsertGrowingOffLock(mu_, ids, codes, nullptr, n, "GpuFlatIndex", [this] { ++version_; });
 }
 
 Status GpuFlatIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
+  std::lock_guard<std::mutex> writer(write_mu_);
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   ++version_;
   size_t count = 0;
@@ -128,6 +128,7 @@ Status GpuFlatIndex::SaveState(std::string* out) const {
 }
 
 Status GpuFlatIndex::LoadState(std::string_view state) {
+  std::lock_guard<std::mutex> writer(write_mu_);
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   if (slots_.size() != 0) return Status::FailedPrecondition("LoadState needs an empty index");
   ++version_;

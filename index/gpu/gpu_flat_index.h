@@ -79,6 +79,9 @@ class GpuFlatIndex : public BinaryIndex {
                       std::vector<SearchResult>* out) const;
 
   HammingKernel kernel_;
+  // Writers hold write_mu_ throughout and mu_ exclusively only to apply
+  // their change (DenseSlots::UpsertGrowingOffLock).
+  std::mutex write_mu_;
   mutable WriterPriorityMutex mu_;
   DenseSlots slots_;
   uint64_t version_ = 0;  // bumped by every write; guarded by mu_
