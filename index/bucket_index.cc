@@ -116,6 +116,60 @@ std::vector<uint16_t> ClassBucketIndex::ClassDistances(const uint8_t* query) con
   return d;
 }
 
+struct ClassBucketIndex::Growth {
+  size_t size = 0;  // global slots at PrepareGrowth
+  std::vector<uint64_t> ids;
+  std::vector<uint32_t> bucket_of, pos;
+  PackedInts id_cells;
+  struct Members {
+    uint32_t c = 0;
+    std::vector<uint8_t> codes;
+    std::vector<uint64_t> ids;
+    std::vector<uint16_t> scores;
+    std::vector<uint32_t> gslots;
+  };
+  std::vector<Members> buckets;  // the receiving buckets that grow
+};
+
+void ClassBucketIndex::PrepareGrowth(const uint32_t* classes, size_t n, Growth* g) const {
+  g->size = ids_.size();
+  GrowForAppend(ids_, n, &g->ids);
+  GrowForAppend(bucket_of_, n, &g->bucket_of);
+  GrowForAppend(pos_, n, &g->pos);
+  slot_of_.PrepareReserve(ids_.size() + n, ids_.data(), &g->id_cells);
+  std::vector<size_t> per_class(num_classes_, 0);
+  for (size_t i = 0; i < n; ++i) ++per_class[classes[i]];
+  const size_t cb = code_bytes();
+  for (uint32_t c = 0; c < num_classes_; ++c) {
+    if (per_class[c] == 0) continue;
+    const Bucket& b = buckets_[c];
+    Growth::Members m;
+    m.c = c;
+    GrowForAppend(b.codes, per_class[c] * cb, &m.codes);
+    GrowForAppend(b.ids, per_class[c], &m.ids);
+    b.scores.GrowForAppend(per_class[c], &m.scores);
+    GrowForAppend(b.gslots, per_class[c], &m.gslots);
+    if (m.codes.capacity() + m.ids.capacity() + m.scores.capacity() + m.gslots.capacity() > 0) {
+      g->buckets.push_back(std::move(m));
+    }
+  }
+}
+
+void ClassBucketIndex::AdoptGrowth(Growth* g) {
+  // Each array is adopted only if it still has the size it was copied at.
+  AdoptGrown(&ids_, &g->ids);
+  AdoptGrown(&bucket_of_, &g->bucket_of);
+  AdoptGrown(&pos_, &g->pos);
+  slot_of_.AdoptCells(&g->id_cells, g->size);
+  for (Growth::Members& m : g->buckets) {
+    Bucket& b = buckets_[m.c];
+    AdoptGrown(&b.codes, &m.codes);
+    AdoptGrown(&b.ids, &m.ids);
+    b.scores.AdoptGrown(&m.scores);
+    AdoptGrown(&b.gslots, &m.gslots);
+  }
+}
+
 Status ClassBucketIndex::AddItems(const uint64_t* ids, const uint8_t* codes,
                                   const uint16_t* scores, size_t n) {
   return AddWithClasses(ids, codes, nullptr, n, scores);
@@ -151,7 +205,16 @@ Status ClassBucketIndex::AddWithClasses(const uint64_t* ids, const uint8_t* code
       if (cls[i] == kDecodeClass) cls[i] = Decode(codes + i * cb);
     }
   }));
+  std::lock_guard<std::mutex> writer(write_mu_);
+  Growth growth;  // outlives the lock: it ends up with the old arrays
+  try {
+    std::shared_lock<WriterPriorityMutex> lock(mu_);
+    PrepareGrowth(cls.data(), n, &growth);
+  } catch (const std::bad_alloc&) {
+    // Nothing prepared: the write grows in place, or reports the failure.
+  }
   std::unique_lock<WriterPriorityMutex> lock(mu_);
+  AdoptGrowth(&growth);
   return AddLocked(ids, codes, cls.data(), scores, n);
 }
 
@@ -259,6 +322,7 @@ void ClassBucketIndex::RemoveSlotLocked(uint32_t g) {
 
 Status ClassBucketIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
+  std::lock_guard<std::mutex> writer(write_mu_);
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   size_t count = 0;
   for (size_t i = 0; i < n; ++i) {

@@ -38,14 +38,17 @@
 // the bucket (and the last global slot) into the hole.
 //
 // Thread safety: as BinaryIndex: searches share a reader lock, writers take
-// the writer lock. Insert cost: a write of b items is amortised O(b * L) for
-// decoding against L class codes, plus amortised O(b) appends to the global
-// and bucket arrays (geometric growth). A single search runs on the calling thread; SearchBatch
-// (inherited) spreads queries over threads.
+// the writer lock. Insert cost: a write of b items is O(b * L) for decoding
+// against L class codes (before any lock), plus O(b) appends to the global
+// and bucket arrays under the writer lock; when those must grow
+// (geometrically), the copy is made first under the reader lock, so searches
+// go on, and swapped in under the writer lock. A single search runs on the
+// calling thread; SearchBatch (inherited) spreads queries over threads.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -125,6 +128,14 @@ class ClassBucketIndex : public BinaryIndex, public ListSource {
   };
 
   ClassBucketIndex(int bits, std::vector<uint8_t> codebook, int default_nprobe);
+  // Room for a write of n items of the given classes, made off the
+  // exclusive lock as in FlatIndex (SlotGrowth, index/id_map.h): PrepareGrowth
+  // (write_mu_ held, mu_ shared; may throw std::bad_alloc) copies into larger
+  // arrays the global slots, the id map and each receiving bucket's members
+  // where they would have to grow; AdoptGrowth (mu_ exclusive) swaps them in.
+  struct Growth;
+  void PrepareGrowth(const uint32_t* classes, size_t n, Growth* g) const;
+  void AdoptGrowth(Growth* g);
   Status AddLocked(const uint64_t* ids, const uint8_t* codes, const uint32_t* classes,
                    const uint16_t* scores, size_t n);
   void RemoveSlotLocked(uint32_t gslot);
@@ -143,6 +154,9 @@ class ClassBucketIndex : public BinaryIndex, public ListSource {
   int default_nprobe_;
   std::vector<uint8_t> codebook_;  // num_classes_ * code_bytes
 
+  // Writers hold write_mu_ throughout, and mu_ exclusively only to apply
+  // their change.
+  std::mutex write_mu_;
   mutable WriterPriorityMutex mu_;
   std::vector<Bucket> buckets_;      // one per class
   std::vector<uint64_t> ids_;        // global dense slots
