@@ -207,13 +207,7 @@ Status ClassBucketIndex::AddWithClasses(const uint64_t* ids, const uint8_t* code
   }));
   std::lock_guard<std::mutex> writer(write_mu_);
   Growth growth;  // outlives the lock: it ends up with the old arrays
-  try {
-    std::shared_lock<WriterPriorityMutex> lock(mu_);
-    PrepareGrowth(cls.data(), n, &growth);
-  } catch (const std::bad_alloc&) {
-    // Nothing prepared: the write grows in place, or reports the failure.
-  }
-  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  auto lock = LockAfterSharedPrepare(mu_, [&] { PrepareGrowth(cls.data(), n, &growth); });
   AdoptGrowth(&growth);
   return AddLocked(ids, codes, cls.data(), scores, n);
 }

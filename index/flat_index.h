@@ -72,7 +72,7 @@ class FlatIndex : public BinaryIndex {
   HammingKernel kernel_;
   // Writers hold write_mu_ throughout, and mu_ exclusively only to apply
   // their change: a write grows the slot arrays under the shared lock first
-  // (DenseSlots::PrepareGrowth), so searches never wait on that copy.
+  // (DenseSlots::UpsertGrowingOffLock), so searches never wait on that copy.
   std::mutex write_mu_;
   mutable WriterPriorityMutex mu_;
   DenseSlots slots_;

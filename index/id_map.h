@@ -15,9 +15,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
-#include <new>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +22,7 @@
 #include "core/score.h"
 #include "core/status.h"
 #include "index/packed_ints.h"
+#include "index/rw_lock.h"
 
 namespace hamdb {
 
@@ -224,13 +222,7 @@ class DenseSlots {
   Status UpsertGrowingOffLock(SharedMutex& mu, const uint64_t* ids, const uint8_t* codes,
                               const uint16_t* scores, size_t n, const char* who, Locked&& locked) {
     SlotGrowth growth;  // outlives the lock: it ends up with the old arrays
-    try {
-      std::shared_lock<SharedMutex> lock(mu);
-      PrepareGrowth(n, &growth);
-    } catch (const std::bad_alloc&) {
-      // Nothing prepared: the Upsert grows in place, or reports the failure.
-    }
-    std::unique_lock<SharedMutex> lock(mu);
+    auto lock = LockAfterSharedPrepare(mu, [&] { PrepareGrowth(n, &growth); });
     locked();
     AdoptGrowth(&growth);
     return Upsert(ids, codes, scores, n, who);

@@ -194,7 +194,6 @@ class MihIndex::OverflowMap {
   };
 
  public:
-  bool empty() const { return entries_ == 0; }
   size_t num_entries() const { return entries_; }
 
   void Prefetch(uint64_t key) const {
@@ -288,11 +287,7 @@ class MihIndex::OverflowMap {
   void PrepareInsert(size_t extra, Growth* g) const {
     g->used = used_;
     g->num_cells = cells_.size();
-    if ((used_ + extra) * 2 > cells_.size()) {
-      size_t cells = std::max<size_t>(16, cells_.size() * 2);
-      while ((used_ + extra) * 2 > cells) cells *= 2;
-      g->cells = Rehashed(cells, &g->grown_used);
-    }
+    if ((used_ + extra) * 2 > cells_.size()) g->cells = Rehashed(CellsFor(used_ + extra), &g->grown_used);
     GrowForAppend(nodes_, extra, &g->nodes);
   }
   void AdoptGrowth(Growth* g) {
@@ -324,7 +319,13 @@ class MihIndex::OverflowMap {
   Cell* FindCell(uint64_t key) {
     return const_cast<Cell*>(static_cast<const OverflowMap*>(this)->FindCell(key));
   }
-  void Grow() { cells_ = Rehashed(std::max<size_t>(16, cells_.size() * 2), &used_); }
+  // A larger table (a power of two) that holds `keys` at most half full.
+  size_t CellsFor(size_t keys) const {
+    size_t cells = std::max<size_t>(16, cells_.size() * 2);
+    while (keys * 2 > cells) cells *= 2;
+    return cells;
+  }
+  void Grow() { cells_ = Rehashed(CellsFor(used_ + 1), &used_); }
   // The cells in a table of `size` (a power of two), emptied keys dropped.
   std::vector<Cell> Rehashed(size_t size, size_t* used) const {
     std::vector<Cell> fresh(size, Cell{0, kHole, 0});
@@ -818,25 +819,21 @@ Status MihIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint1
                           size_t n) {
   HAMDB_RETURN_IF_ERROR(CheckAddArgs(ids, codes, n, bits()));
   std::lock_guard<std::mutex> writer(write_mu_);
-  // Only this writer changes the slots, so what is prepared under the shared
-  // lock still fits at the exclusive section (AdoptGrowth checks).
+  // A large batch skips the per-item table updates: the tables are rebuilt
+  // from the slots once at the end, which is cheaper than n overflow inserts.
+  // Only this writer changes the slots or empties the tables, so the choice
+  // made under the shared lock, and what was prepared for it, still hold
+  // under the exclusive lock (AdoptGrowth checks the sizes too).
   bool bulk = false;
   Growth growth;  // outlives the lock: it ends up with the old arrays
-  try {
-    std::shared_lock<WriterPriorityMutex> lock(mu_);
+  auto lock = LockAfterSharedPrepare(mu_, [&] {
     bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
     if (ids_.size() + n < IdSlotMap::kNoSlot) PrepareGrowth(n, bulk, &growth);
-  } catch (const std::bad_alloc&) {
-    // Nothing prepared: the write grows in place, or reports the failure.
-  }
-  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  });
   if (ids_.size() + n >= IdSlotMap::kNoSlot) {
     return Status::ResourceExhausted("MihIndex holds at most 2^32 - 2 items");
   }
   const size_t cb = code_bytes();
-  // A large batch skips the per-item table updates: the tables are rebuilt
-  // from the slots once at the end, which is cheaper than n overflow inserts.
-  bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
   AdoptGrowth(&growth);
   RebuildPlan plan;
   try {

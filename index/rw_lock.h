@@ -9,6 +9,7 @@
 #pragma once
 
 #include <mutex>
+#include <new>
 #include <shared_mutex>
 
 namespace hamdb {
@@ -33,5 +34,21 @@ class WriterPriorityMutex {
   std::mutex gate_;
   std::shared_mutex mu_;
 };
+
+// The start of a write whose O(n) preparation (copies into larger arrays,
+// for example) runs under the shared lock, so searches go on, and whose
+// change then runs under the exclusive lock this returns. The caller
+// excludes other writers, so what `prepare` saw still holds once the lock is
+// taken. A std::bad_alloc from `prepare` is dropped: the write must then do
+// without what it prepared (grow in place, or report the failure).
+template <typename SharedMutex, typename Prepare>
+std::unique_lock<SharedMutex> LockAfterSharedPrepare(SharedMutex& mu, Prepare&& prepare) {
+  try {
+    std::shared_lock<SharedMutex> shared(mu);
+    prepare();
+  } catch (const std::bad_alloc&) {
+  }
+  return std::unique_lock<SharedMutex>(mu);
+}
 
 }  // namespace hamdb

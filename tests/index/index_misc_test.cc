@@ -173,7 +173,7 @@ TEST(DenseSlotsTest, PreparedGrowthIsAdoptedAndLeavesNoCopyToTheWrite) {
     batch(n, &ids, &codes, &scores);
     SlotGrowth growth;
     slots.PrepareGrowth(n, &growth);
-    const bool grows = !growth.ids.empty() || growth.ids.capacity() > 0;
+    const bool grows = growth.ids.capacity() > 0;
     slots.AdoptGrowth(&growth);
     adopted += grows;
     const uint64_t* ids_before = slots.ids().data();

@@ -132,6 +132,7 @@ class Client:
         self.api_key = api_key if api_key is not None else os.environ.get("HAMDB_API_KEY")
         self.timeout = timeout
         self._bits = {}
+        self.last_images = []  # what the encoder made of the images of the last insert_images
 
     # -- transport --------------------------------------------------------------------------------------
 
@@ -170,8 +171,7 @@ class Client:
 
     def collections(self):
         """The collections, as the server describes them."""
-        answer = self._call("GET", "/collections")
-        return answer["collections"] if isinstance(answer, dict) else answer
+        return self._call("GET", "/collections")["collections"]
 
     def describe(self, name):
         return self._call("GET", "/collections/" + self._name(name))
