@@ -34,6 +34,10 @@ echo notes > "$d/notes.txt"
 
 mkdir -p models
 start_server() {
+  # Emptied here, not only by the server's redirection: that runs in the
+  # background child, and the loop below must neither miss the file nor read
+  # the URL of the previous server.
+  : > serve.log
   "$H" serve --db db --port 0 --models-dir models --threads 2 > serve.log 2>&1 &
   SERVER=$!
   URL=""
