@@ -611,6 +611,14 @@ size_t LiveCollection::pending_writes() const {
 
 StatusOr<Item> LiveCollection::Get(uint64_t id) const { return store_->Get(info_.name, id); }
 
+StatusOr<std::string> LiveCollection::Thumbnail(uint64_t id) const {
+  return store_->GetThumbnail(info_.name, id);
+}
+
+StatusOr<uint64_t> LiveCollection::SampleId(uint64_t r) const {
+  return store_->SampleId(info_.name, r);
+}
+
 StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k, uint32_t radius,
                                                  bool is_range, TieBreak tie) const {
   // The same argument checks and the same top-k selection as the exact scans

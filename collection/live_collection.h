@@ -173,6 +173,10 @@ class LiveCollection {
 
   // A stored item (the metadata lookup for hits). NotFound when absent.
   StatusOr<Item> Get(uint64_t id) const;
+  // An item's thumbnail; NotFound when the item or its thumbnail is absent.
+  StatusOr<std::string> Thumbnail(uint64_t id) const;
+  // A stored item's id picked by r (CodeStore::SampleId). NotFound when empty.
+  StatusOr<uint64_t> SampleId(uint64_t r) const;
 
   // The tie rule of a search that names none: settings().tie_break, or by
   // default "score" for a collection with an encoder and "id" otherwise;

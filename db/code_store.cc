@@ -144,6 +144,7 @@ struct CodeStore::Impl {
   rocksdb::ColumnFamilyHandle* codes_cf = nullptr;
   rocksdb::ColumnFamilyHandle* items_cf = nullptr;
   rocksdb::ColumnFamilyHandle* changes_cf = nullptr;
+  rocksdb::ColumnFamilyHandle* thumbs_cf = nullptr;
   rocksdb::FileSystem* fs = nullptr;  // the env's; outlives the store
 
   // Held by TrimChanges and by Backup while it copies the index snapshots.
@@ -157,6 +158,8 @@ struct CodeStore::Impl {
   // upsert must delete an old record only there; skipping the tombstone
   // elsewhere halves the cost of bulk code ingest.
   std::unordered_set<uint32_t> may_have_records;
+  // The same for thumbnails.
+  std::unordered_set<uint32_t> may_have_thumbs;
   uint32_t next_collection_id = 1;
 
   ~Impl() {
@@ -266,6 +269,12 @@ struct CodeStore::Impl {
         may_have_records.insert(info.internal_id);
       }
       HAMDB_RETURN_IF_ERROR(FromRocks(ri->status(), "read item records"));
+      std::unique_ptr<rocksdb::Iterator> ti(db->NewIterator(rocksdb::ReadOptions(), thumbs_cf));
+      ti->Seek(sf::CollectionPrefix(info.internal_id));
+      if (ti->Valid() && ti->key().starts_with(sf::CollectionPrefix(info.internal_id))) {
+        may_have_thumbs.insert(info.internal_id);
+      }
+      HAMDB_RETURN_IF_ERROR(FromRocks(ti->status(), "read thumbnails"));
       collections[name] = std::move(info);
     }
     return FromRocks(it->status(), "read collection registry");
@@ -277,6 +286,7 @@ struct CodeStore::Impl {
   struct GroupState {
     uint64_t next = 0;
     bool records = false;  // the collection may hold item records
+    bool thumbs = false;   // ... and thumbnails
     std::unordered_map<uint64_t, bool> present;
     std::vector<uint64_t> touched;  // for the change log
   };
@@ -331,6 +341,17 @@ struct CodeStore::Impl {
         if (in->score) {
           HAMDB_RETURN_IF_ERROR(CheckScore(*in->score, "item " + std::to_string(i) + ": score"));
         }
+        if (!in->thumbnail.empty()) {
+          if (in->thumbnail.size() > sf::kMaxThumbnailBytes) {
+            return Status::InvalidArgument("item " + std::to_string(i) + ": the thumbnail has " +
+                                           std::to_string(in->thumbnail.size()) + " bytes, over the " +
+                                           std::to_string(sf::kMaxThumbnailBytes) + "-byte limit");
+          }
+          if (!sf::IsThumbnailFormat(in->thumbnail)) {
+            return Status::InvalidArgument("item " + std::to_string(i) +
+                                           ": the thumbnail is not a PNG or JPEG file");
+          }
+        }
         batch->Put(codes_cf, key,
                    sf::CodeValue(in->code.data(), nb, in->score ? &*in->score : nullptr));
         if (in->label || in->class_code || !in->metadata_json.empty()) {
@@ -339,6 +360,12 @@ struct CodeStore::Impl {
         } else if (state->records) {
           batch->Delete(items_cf, key);
         }
+        if (!in->thumbnail.empty()) {
+          batch->Put(thumbs_cf, key, in->thumbnail);
+          state->thumbs = true;
+        } else if (state->thumbs) {
+          batch->Delete(thumbs_cf, key);
+        }
       } else {
         const uint8_t* c = w->codes + i * nb;
         HAMDB_RETURN_IF_ERROR(CheckPadding(c, info.bits).WithContext("item " + std::to_string(i)));
@@ -346,6 +373,7 @@ struct CodeStore::Impl {
         if (score) HAMDB_RETURN_IF_ERROR(CheckScore(*score, "item " + std::to_string(i) + ": score"));
         batch->Put(codes_cf, key, sf::CodeValue(c, nb, score));
         if (state->records) batch->Delete(items_cf, key);
+        if (state->thumbs) batch->Delete(thumbs_cf, key);
       }
     }
     for (uint64_t id : w->assigned_ids) state->present[id] = true;
@@ -378,6 +406,7 @@ struct CodeStore::Impl {
       state->touched.push_back(id);
       batch->Delete(codes_cf, key);
       batch->Delete(items_cf, key);
+      if (state->thumbs) batch->Delete(thumbs_cf, key);
     }
     return Status::OK();
   }
@@ -396,6 +425,7 @@ struct CodeStore::Impl {
     GroupState state;
     state.next = next_ids[info.internal_id];
     state.records = may_have_records.count(info.internal_id) > 0;
+    state.thumbs = may_have_thumbs.count(info.internal_id) > 0;
     rocksdb::WriteBatch batch;
     for (GroupedWrite* w : writes) {
       const GroupState before = state;
@@ -445,6 +475,7 @@ struct CodeStore::Impl {
     next_ids[info.internal_id] = state.next;
     change_seqs[info.internal_id] = change_seq;
     if (state.records) may_have_records.insert(info.internal_id);
+    if (state.thumbs) may_have_thumbs.insert(info.internal_id);
     return Status::OK();
   }
 
@@ -534,10 +565,11 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
       {rocksdb::kDefaultColumnFamilyName, meta_opts},
       {sf::kCodesCf, codes_opts},
       {sf::kItemsCf, items_opts},
-      {sf::kChangesCf, meta_opts}};
+      {sf::kChangesCf, meta_opts},
+      {sf::kThumbnailsCf, items_opts}};
   for (const std::string& name : existing) {
     if (name != rocksdb::kDefaultColumnFamilyName && name != sf::kCodesCf && name != sf::kItemsCf &&
-        name != sf::kChangesCf) {
+        name != sf::kChangesCf && name != sf::kThumbnailsCf) {
       cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
     }
   }
@@ -583,6 +615,7 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
   impl->codes_cf = impl->handles[1];
   impl->items_cf = impl->handles[2];
   impl->changes_cf = impl->handles[3];
+  impl->thumbs_cf = impl->handles[4];
 
   std::string version;
   s = impl->db->Get(rocksdb::ReadOptions(), impl->meta_cf, sf::kVersionKey, &version);
@@ -599,9 +632,10 @@ StatusOr<std::unique_ptr<CodeStore>> CodeStore::Open(const std::string& dir,
         "write format version"));
   } else if (!s.ok()) {
     return FromRocks(s, "read format version");
-  } else if (version == "1" || version == "2") {
-    // Version 1 had no change log (the column family now exists) and
-    // version 2 no scores after codes; either reads as version 3 as it is.
+  } else if (version == "1" || version == "2" || version == "3") {
+    // Version 1 had no change log, version 3 no thumbnails (their column
+    // families now exist, empty) and version 2 no scores after codes; each
+    // reads as version 4 as it is.
     // Setting the version keeps builds that cannot read scores away from it.
     rocksdb::WriteOptions wo;
     wo.sync = true;
@@ -665,6 +699,7 @@ Status CodeStore::DropCollection(std::string_view name, const StoreWriteOptions&
   rocksdb::WriteBatch batch;
   batch.DeleteRange(impl_->codes_cf, begin, end);
   batch.DeleteRange(impl_->items_cf, begin, end);
+  batch.DeleteRange(impl_->thumbs_cf, begin, end);
   batch.Delete(impl_->meta_cf, sf::kCollectionPrefix + std::string(name));
   batch.Delete(impl_->meta_cf, sf::NextIdKey(cid));
   batch.DeleteRange(impl_->changes_cf, begin, end);
@@ -778,6 +813,52 @@ StatusOr<Item> CodeStore::Get(std::string_view collection, uint64_t id) const {
   if (sf::CodeValueScore(code.data(), code.size(), nb, &score)) item.score = score;
   if (s2.ok()) HAMDB_RETURN_IF_ERROR(DecodeItemRecord(rec, info.bits, &item));
   return item;
+}
+
+StatusOr<std::string> CodeStore::GetThumbnail(std::string_view collection, uint64_t id) const {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
+  std::string thumb;
+  rocksdb::Status s =
+      impl_->db->Get(rocksdb::ReadOptions(), impl_->thumbs_cf, sf::ItemKey(info.internal_id, id), &thumb);
+  if (s.IsNotFound()) {
+    return Status::NotFound("item " + std::to_string(id) + " of collection '" + std::string(collection) +
+                            "' has no thumbnail");
+  }
+  HAMDB_RETURN_IF_ERROR(FromRocks(s, "get thumbnail"));
+  return thumb;
+}
+
+StatusOr<uint64_t> CodeStore::SampleId(std::string_view collection, uint64_t r) const {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
+  const uint32_t cid = info.internal_id;
+  rocksdb::ReadOptions ro;
+  const rocksdb::Snapshot* snap = impl_->db->GetSnapshot();
+  ro.snapshot = snap;
+  std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator(ro, impl_->codes_cf));
+  auto id_here = [&]() -> std::optional<uint64_t> {
+    if (!it->Valid() || it->key().size() != sf::kItemKeySize ||
+        sf::GetBigEndian32(it->key().data()) != cid) {
+      return std::nullopt;
+    }
+    return sf::GetBigEndian64(it->key().data() + 4);
+  };
+  std::optional<uint64_t> picked;
+  it->Seek(sf::ItemKey(cid, 0));
+  if (std::optional<uint64_t> lo = id_here()) {
+    it->SeekForPrev(sf::ItemKey(cid, std::numeric_limits<uint64_t>::max()));
+    const std::optional<uint64_t> hi = id_here();
+    const uint64_t span = hi ? *hi - *lo : 0;
+    const uint64_t target = *lo + (span == std::numeric_limits<uint64_t>::max() ? r : r % (span + 1));
+    it->Seek(sf::ItemKey(cid, target));
+    picked = id_here();
+    if (!picked) picked = lo;
+  }
+  rocksdb::Status s = it->status();
+  it.reset();
+  impl_->db->ReleaseSnapshot(snap);
+  HAMDB_RETURN_IF_ERROR(FromRocks(s, "sample an item"));
+  if (!picked) return Status::NotFound("collection '" + std::string(collection) + "' is empty");
+  return *picked;
 }
 
 Status CodeStore::Delete(std::string_view collection, const std::vector<uint64_t>& ids,
@@ -1129,6 +1210,19 @@ Status CodeStore::Check(uint64_t* items) const {
           DecodeItemRecord(rec, info.bits, &item).WithContext("collection '" + info.name + "'"));
     }
     HAMDB_RETURN_IF_ERROR(FromRocks(recs->status(), "read item records of '" + info.name + "'"));
+    Impl::Cursor thumb_cursor(impl_.get(), info.internal_id, impl_->thumbs_cf);
+    rocksdb::Iterator* thumbs = thumb_cursor.it.get();
+    for (; thumbs->Valid(); thumbs->Next()) {
+      const std::string_view t(thumbs->value().data(), thumbs->value().size());
+      if (t.size() > sf::kMaxThumbnailBytes || !sf::IsThumbnailFormat(t)) {
+        return Status::Corruption(
+            "collection '" + info.name + "': the thumbnail of item " +
+            std::to_string(thumbs->key().size() == sf::kItemKeySize
+                               ? sf::GetBigEndian64(thumbs->key().data() + 4) : 0) +
+            " is not a PNG or JPEG of at most " + std::to_string(sf::kMaxThumbnailBytes) + " bytes");
+      }
+    }
+    HAMDB_RETURN_IF_ERROR(FromRocks(thumbs->status(), "read thumbnails of '" + info.name + "'"));
     HAMDB_ASSIGN_OR_RETURN(uint64_t trimmed,
                            impl_->ReadCounter(sf::ChangeTrimmedKey(info.internal_id)));
     HAMDB_RETURN_IF_ERROR(ChangesSince(info.name, trimmed, [](const uint64_t*, size_t) {})

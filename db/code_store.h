@@ -54,8 +54,9 @@ class FileSystem;
 namespace hamdb {
 
 // The layout version this build writes (docs/storage.md). Stores of version
-// 1 (no change log) and 2 (no scores) are upgraded in place at open.
-inline constexpr int kStoreFormatVersion = 3;
+// 1 (no change log), 2 (no scores) and 3 (no thumbnails) are upgraded in
+// place at open.
+inline constexpr int kStoreFormatVersion = 4;
 
 struct CollectionSpec {
   std::string name;        // [A-Za-z0-9][A-Za-z0-9_.-]{0,63}
@@ -89,6 +90,10 @@ struct ItemInput {
   std::optional<int64_t> label;
   std::optional<std::vector<uint8_t>> class_code;
   std::string metadata_json;
+  // A small PNG or JPEG of the item's image (at most
+  // store_format::kMaxThumbnailBytes); empty = none. An upsert replaces the
+  // item's thumbnail (removes it when this is empty); a delete removes it.
+  std::string thumbnail;
 };
 
 struct StoreWriteOptions {
@@ -171,14 +176,15 @@ class CodeStore {
   // Atomic batch upsert. On success *assigned_ids (optional) receives the id
   // of every input item, in order. On any error nothing is written:
   // InvalidArgument names the first bad item (wrong code or class-code length,
-  // non-zero padding, a score that is not finite, metadata that is not JSON).
+  // non-zero padding, a score that is not finite, metadata that is not JSON,
+  // a thumbnail that is not a PNG or JPEG or is too large).
   Status Put(std::string_view collection, const std::vector<ItemInput>& items,
              const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr);
 
   // Fast path for bare codes: n codes of code_bytes(bits) bytes each
   // (n * code_bytes bytes, LSB-first). ids may be null (all assigned) or hold
   // n ids; scores may be null (no scores) or hold n finite scores. Replaces
-  // any existing item with the same id, metadata included.
+  // any existing item with the same id, metadata and thumbnail included.
   Status PutCodes(std::string_view collection, const uint64_t* ids, const uint8_t* codes, size_t n,
                   const StoreWriteOptions& wo = {}, std::vector<uint64_t>* assigned_ids = nullptr,
                   const float* scores = nullptr);
@@ -186,6 +192,16 @@ class CodeStore {
   // NotFound when the collection or the item is missing; Corruption when the
   // stored bytes do not decode.
   StatusOr<Item> Get(std::string_view collection, uint64_t id) const;
+
+  // The thumbnail of an item (ItemInput::thumbnail). NotFound when the
+  // collection or the item is missing, or the item has no thumbnail.
+  StatusOr<std::string> GetThumbnail(std::string_view collection, uint64_t id) const;
+
+  // The id of a stored item picked by `r`: the first id at or after
+  // min + r % (max - min + 1), where min and max are the collection's
+  // smallest and largest ids. Uniform over ids spread evenly, biased
+  // towards items after gaps otherwise. NotFound for an empty collection.
+  StatusOr<uint64_t> SampleId(std::string_view collection, uint64_t r) const;
 
   // Atomically deletes the ids that exist; *deleted (optional) gets how many
   // did. Missing ids are not an error.

@@ -13,6 +13,8 @@
 //              bytes), then the item's score as f32 LE if it has one
 //   "items"    item key -> item record (only for items with a label, class code
 //              or metadata)
+//   "thumbnails" item key -> a small PNG or JPEG of the item's image (at most
+//              kMaxThumbnailBytes; only for items that have one)
 //   "changes"  u32 BE cid + u64 BE change seq -> the ids that change touched:
 //              [u8 0][u64 LE id]... or [u8 1][u64 LE first][u64 LE count] (a range)
 // Files beside RocksDB's: "snapshots/c<cid>.hidx", one index snapshot per
@@ -33,6 +35,7 @@ namespace hamdb::store_format {
 inline constexpr char kCodesCf[] = "codes";
 inline constexpr char kItemsCf[] = "items";
 inline constexpr char kChangesCf[] = "changes";
+inline constexpr char kThumbnailsCf[] = "thumbnails";
 inline constexpr char kSnapshotDir[] = "snapshots";
 inline constexpr char kChangeSeqPrefix[] = "change_seq/";
 inline constexpr char kChangeTrimmedPrefix[] = "change_trimmed/";
@@ -49,6 +52,13 @@ inline constexpr uint8_t kHasClassCode = 2;
 inline constexpr uint8_t kHasMetadata = 4;
 inline constexpr size_t kItemKeySize = 12;
 inline constexpr size_t kScoreSize = 4;
+inline constexpr size_t kMaxThumbnailBytes = 64u << 10;
+
+// Whether `bytes` starts like a PNG or a JPEG file (a thumbnail's formats).
+inline bool IsThumbnailFormat(std::string_view bytes) {
+  return bytes.substr(0, 8) == std::string_view("\x89PNG\r\n\x1a\n", 8) ||
+         bytes.substr(0, 3) == std::string_view("\xff\xd8\xff", 3);
+}
 
 inline void PutBigEndian32(char* p, uint32_t v) {
   for (int i = 3; i >= 0; --i, v >>= 8) p[i] = static_cast<char>(v & 0xff);

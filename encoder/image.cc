@@ -412,4 +412,72 @@ Image CenterCrop(const Image& image, int width, int height) {
   return out;
 }
 
+namespace {
+
+// Averages factor x factor blocks (the last partial row and column average
+// what they hold).
+Image ShrinkByBlocks(const Image& image, int factor) {
+  Image out;
+  out.width = (image.width + factor - 1) / factor;
+  out.height = (image.height + factor - 1) / factor;
+  out.channels = image.channels;
+  const int c = image.channels;
+  out.pixels.resize(static_cast<size_t>(out.width) * out.height * c);
+  std::vector<uint32_t> sum(c);
+  for (int by = 0; by < out.height; ++by) {
+    for (int bx = 0; bx < out.width; ++bx) {
+      std::fill(sum.begin(), sum.end(), 0);
+      const int y_end = std::min(image.height, (by + 1) * factor);
+      const int x_end = std::min(image.width, (bx + 1) * factor);
+      for (int y = by * factor; y < y_end; ++y) {
+        const uint8_t* row = image.pixels.data() + static_cast<size_t>(y) * image.width * c;
+        for (int x = bx * factor; x < x_end; ++x) {
+          for (int k = 0; k < c; ++k) sum[k] += row[x * c + k];
+        }
+      }
+      const uint32_t count = static_cast<uint32_t>((y_end - by * factor) * (x_end - bx * factor));
+      for (int k = 0; k < c; ++k) {
+        out.pixels[(static_cast<size_t>(by) * out.width + bx) * c + k] =
+            static_cast<uint8_t>((sum[k] + count / 2) / count);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, int max_side) {
+  if (image.empty() || image.width <= 0 || image.height <= 0) {
+    return Status::InvalidArgument("no image to make a thumbnail of");
+  }
+  if (max_side < 1) return Status::InvalidArgument("a thumbnail needs a size of at least 1");
+  const int longer = std::max(image.width, image.height);
+  Image small = image;
+  if (longer > max_side) {
+    // Blocks first, so that the bilinear step never skips pixels.
+    const int factor = longer / max_side;
+    if (factor >= 2) small = ShrinkByBlocks(image, factor);
+    const double scale = static_cast<double>(max_side) / longer;
+    const int w = std::max(1, static_cast<int>(std::lround(image.width * scale)));
+    const int h = std::max(1, static_cast<int>(std::lround(image.height * scale)));
+    small = ResizeBilinear(small, std::min(w, max_side), std::min(h, max_side));
+  }
+  return small.channels == 1 ? EncodePng(small) : EncodeJpeg(small, 85);
+}
+
+Status CheckThumbnail(const uint8_t* data, size_t size) {
+  if (DetectImageFormat(data, size) == ImageFormat::kUnknown) {
+    return Status::InvalidArgument("the thumbnail is not a JPEG or PNG");
+  }
+  StatusOr<Image> image = DecodeImage(data, size, static_cast<size_t>(4) * kThumbnailMaxSide * kThumbnailMaxSide);
+  if (!image.ok()) return image.status().WithContext("the thumbnail");
+  if (std::max(image->width, image->height) > kThumbnailMaxSide) {
+    return Status::InvalidArgument("the thumbnail is " + std::to_string(image->width) + "x" +
+                                   std::to_string(image->height) + " pixels; its longer side may be at most " +
+                                   std::to_string(kThumbnailMaxSide));
+  }
+  return Status::OK();
+}
+
 }  // namespace hamdb

@@ -60,4 +60,19 @@ Image ResizeBilinear(const Image& image, int width, int height);
 // The centred crop of width x height (must fit inside the image).
 Image CenterCrop(const Image& image, int width, int height);
 
+// The longest side of a thumbnail, in pixels.
+inline constexpr int kThumbnailMaxSide = 96;
+
+// A thumbnail of `image`: shrunk (never enlarged), aspect kept, so that its
+// longer side is at most max_side, by averaging whole pixel blocks and then
+// a bilinear step; encoded as PNG for gray images (lossless and small at
+// this size) and as JPEG (quality 85) for colour ones. InvalidArgument for
+// an empty image or a max_side below 1.
+StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, int max_side = kThumbnailMaxSide);
+
+// Checks bytes offered as a thumbnail: a JPEG or PNG that decodes, whose
+// longer side is at most kThumbnailMaxSide. InvalidArgument says what is
+// wrong.
+Status CheckThumbnail(const uint8_t* data, size_t size);
+
 }  // namespace hamdb

@@ -47,8 +47,8 @@ double MsSince(Clock::time_point t0);
 Response JsonResponse(int status, const json& body);
 bool IsImageType(const std::string& media);
 // The parameters of a raw image body, from the query string: k, radius,
-// nprobe, label (integers), id (unsigned), mode, with_metadata. 400 for a
-// malformed value.
+// nprobe, label (integers), id (unsigned), mode, tie_break, with_metadata
+// and thumbnails (booleans). 400 for a malformed value.
 json QueryToJson(const std::map<std::string, std::string>& query);
 
 // A collection as the service holds it.
@@ -87,6 +87,11 @@ class Service::Call {
   Response DeleteItem();
   Response DeleteItems();
   Response ItemsExist();
+  Response GetThumbnail();
+  Response SampleItem();
+  // ui_routes.cc
+  Response Page();
+  Response UiFile();
   // search_routes.cc
   Response Search();
   Response SearchBatch();
@@ -104,11 +109,16 @@ class Service::Call {
   // The collection named by the route; 404 / 503 when missing or unusable.
   std::shared_ptr<Collection> GetCollection() const;
   std::vector<uint8_t> ParseCodeField(const json& v, int bits, const std::string& what) const;
-  EncodedImage EncodeImage(const LiveCollection& c, const uint8_t* data, size_t n) const;
+  // Decodes and encodes one image; *thumbnail (optional) gets its thumbnail.
+  EncodedImage EncodeImage(const LiveCollection& c, const uint8_t* data, size_t n,
+                           std::string* thumbnail = nullptr) const;
   json Describe(const Collection& c) const;
   // The route's {name} and {id} segments.
   const std::string& name() const { return target_.segments[1]; }
   const std::string& item_id() const { return target_.segments[3]; }
+  // An ETag for `body`, and whether the request's If-None-Match holds it;
+  // `r` gets the ETag and cache headers.
+  bool NotModified(std::string_view body, Response* r) const;
 
   Service* svc_;
   const Request& req_;

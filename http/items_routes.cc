@@ -1,8 +1,11 @@
-// /collections/{name}/items: insert (codes or images), get, delete.
+// /collections/{name}/items: insert (codes or images), get, delete, the
+// thumbnails, and a random item (/collections/{name}/sample).
 #include <algorithm>
+#include <random>
 
 #include "collection/image_items.h"
 #include "core/binary_code.h"
+#include "encoder/image.h"
 #include "http/call.h"
 
 namespace hamdb::http {
@@ -41,20 +44,26 @@ Response Service::Call::InsertItems() {
   std::vector<ItemInput> items;
   std::vector<bool> from_image;  // per item: encoded here from an image
   bool bare_codes = true;  // only codes (and ids): the store's fast path
+  bool thumbnails = true;  // keep a thumbnail of each image item
 
   auto add_image = [&](const uint8_t* data, size_t n, std::optional<uint64_t> id,
                        std::optional<int64_t> label, const std::string& extra_meta) {
-    EncodedImage e = EncodeImage(live, data, n);
+    std::string thumbnail;
+    EncodedImage e = EncodeImage(live, data, n, thumbnails ? &thumbnail : nullptr);
     const Codebook& book =
         live.settings().codebook ? *live.settings().codebook : live.encoder()->codebook();
     StatusOr<ItemInput> item = MakeImageItem(e, book, id, label, "", extra_meta);
     if (!item.ok()) Fail(422, "invalid_argument", item.status().message());
+    item->thumbnail = std::move(thumbnail);
     items.push_back(std::move(item).value());
     from_image.resize(items.size(), false);
     from_image.back() = true;
     bare_codes = false;
   };
 
+  if (media == "multipart/form-data" || IsImageType(media)) {
+    thumbnails = QueryToJson(target_.query).value("thumbnails", true);
+  }
   if (media == "multipart/form-data") {
     // A batch of images, one per part; the part's filename is kept as the
     // item's metadata "path". Ids are assigned by the collection.
@@ -86,6 +95,10 @@ Response Service::Call::InsertItems() {
     if (auto f = j.find("encoder_checksum"); f != j.end() && !f->is_null()) {
       if (!f->is_string()) Fail(400, "bad_request", "'encoder_checksum' must be a string");
       CheckEncoderChecksum(live, f->get_ref<const std::string&>());
+    }
+    if (auto f = j.find("thumbnails"); f != j.end() && !f->is_null()) {
+      if (!f->is_boolean()) Fail(400, "bad_request", "'thumbnails' must be true or false");
+      thumbnails = f->get<bool>();
     }
     auto it = j.find("items");
     if (it == j.end() || !it->is_array()) {
@@ -136,7 +149,17 @@ Response Service::Call::InsertItems() {
         if (auto f = v.find("class_code"); f != v.end() && !f->is_null()) {
           item.class_code = ParseCodeField(*f, bits, where + ".class_code");
         }
-        if (item.label || item.class_code || item.score || !item.metadata_json.empty()) {
+        if (auto f = v.find("thumbnail"); f != v.end() && !f->is_null()) {
+          std::vector<uint8_t> bytes;
+          if (!f->is_string() || !Base64Decode(f->get_ref<const std::string&>(), &bytes)) {
+            Fail(400, "bad_request", where + ".thumbnail must be a base64 string");
+          }
+          Status ok = CheckThumbnail(bytes.data(), bytes.size());
+          if (!ok.ok()) Fail(422, "invalid_argument", where + ": " + ok.message());
+          if (thumbnails) item.thumbnail.assign(bytes.begin(), bytes.end());
+        }
+        if (item.label || item.class_code || item.score || !item.metadata_json.empty() ||
+            !item.thumbnail.empty()) {
           bare_codes = false;
         }
         items.push_back(std::move(item));
@@ -226,18 +249,18 @@ Response Service::Call::ItemsExist() {
   return JsonResponse(200, {{"exists", exists}, {"paths", paths}});
 }
 
-Response Service::Call::GetItem() {
-  std::shared_ptr<Collection> c = GetCollection();
-  uint64_t id = 0;
-  if (!ParseUint64(item_id(), &id)) Fail(400, "bad_request", "item id must be an unsigned integer");
-  StatusOr<Item> item = c->live->Get(id);
+namespace {
+
+// An item as GET /collections/{name}/items/{id} shows it; 404 when absent.
+Response ItemResponse(const LiveCollection& live, uint64_t id) {
+  StatusOr<Item> item = live.Get(id);
   if (!item.ok()) {
     if (item.status().code() == Status::Code::kNotFound) {
-      Fail(404, "not_found", "no item " + item_id() + " in collection '" + name() + "'");
+      Fail(404, "not_found", "no item " + std::to_string(id) + " in collection '" + live.info().name + "'");
     }
     FailStatus(item.status());
   }
-  const int bits = c->live->bits();
+  const int bits = live.bits();
   json j = {{"id", item->id}, {"code", FormatHex(item->code.data(), bits)}};
   if (item->score) j["score"] = *item->score;
   if (item->label) j["label"] = *item->label;
@@ -247,6 +270,51 @@ Response Service::Call::GetItem() {
     j["metadata"] = m.is_discarded() ? json(item->metadata_json) : m;
   }
   return JsonResponse(200, j);
+}
+
+}  // namespace
+
+Response Service::Call::GetItem() {
+  std::shared_ptr<Collection> c = GetCollection();
+  uint64_t id = 0;
+  if (!ParseUint64(item_id(), &id)) Fail(400, "bad_request", "item id must be an unsigned integer");
+  return ItemResponse(*c->live, id);
+}
+
+Response Service::Call::SampleItem() {
+  std::shared_ptr<Collection> c = GetCollection();
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  StatusOr<uint64_t> id = c->live->SampleId(rng());
+  if (!id.ok()) {
+    if (id.status().code() == Status::Code::kNotFound) {
+      Fail(404, "not_found", "collection '" + name() + "' holds no items");
+    }
+    FailStatus(id.status());
+  }
+  return ItemResponse(*c->live, *id);
+}
+
+Response Service::Call::GetThumbnail() {
+  std::shared_ptr<Collection> c = GetCollection();
+  uint64_t id = 0;
+  if (!ParseUint64(item_id(), &id)) Fail(400, "bad_request", "item id must be an unsigned integer");
+  StatusOr<std::string> thumb = c->live->Thumbnail(id);
+  if (!thumb.ok()) {
+    if (thumb.status().code() == Status::Code::kNotFound) {
+      Fail(404, "not_found", "item " + item_id() + " of collection '" + name() + "' has no thumbnail");
+    }
+    FailStatus(thumb.status());
+  }
+  Response r;
+  if (NotModified(*thumb, &r)) {
+    r.status = 304;
+    r.content_type.clear();
+    return r;
+  }
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(thumb->data());
+  r.content_type = DetectImageFormat(p, thumb->size()) == ImageFormat::kPng ? "image/png" : "image/jpeg";
+  r.body = std::move(thumb).value();
+  return r;
 }
 
 Response Service::Call::DeleteItem() {

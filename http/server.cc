@@ -180,6 +180,7 @@ class Session : public std::enable_shared_from_this<Session> {
     r.authorization = std::string(req[bhttp::field::authorization]);
     r.api_key = std::string(req["api-key"]);
     r.host = std::string(req[bhttp::field::host]);
+    r.if_none_match = std::string(req[bhttp::field::if_none_match]);
     r.body = std::move(req.body());
     const unsigned version = req.version();
     const bool wants_keep_alive = req.keep_alive();
@@ -220,9 +221,10 @@ class Session : public std::enable_shared_from_this<Session> {
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>(
         static_cast<bhttp::status>(resp.status), version);
     res->set(bhttp::field::server, "hamdb");
-    res->set(bhttp::field::content_type, resp.content_type);
+    if (!resp.content_type.empty()) res->set(bhttp::field::content_type, resp.content_type);
     if (resp.status == 401) res->set(bhttp::field::www_authenticate, "Bearer");
     if (resp.retry_after_s > 0) res->set(bhttp::field::retry_after, std::to_string(resp.retry_after_s));
+    for (const auto& [name, value] : resp.headers) res->set(name, value);
     res->keep_alive(keep_alive);
     if (head) {
       res->content_length(resp.body.size());

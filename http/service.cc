@@ -3,9 +3,11 @@
 #include "http/service.h"
 
 #include <spdlog/spdlog.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <exception>
 #include <string_view>
 #include <utility>
@@ -62,9 +64,9 @@ json QueryToJson(const std::map<std::string, std::string>& query) {
   for (const auto& [key, value] : query) {
     if (key == "mode" || key == "tie_break") {
       j[key] = value;
-    } else if (key == "with_metadata") {
+    } else if (key == "with_metadata" || key == "thumbnails") {
       if (value != "true" && value != "false" && value != "1" && value != "0") {
-        Fail(400, "bad_request", "'with_metadata' must be true or false");
+        Fail(400, "bad_request", "'" + key + "' must be true or false");
       }
       j[key] = value == "true" || value == "1";
     } else if (key == "k" || key == "radius" || key == "nprobe" || key == "label") {
@@ -236,6 +238,10 @@ struct Route {
 const std::vector<Route>& RouteTable() {
   using C = Service::Call;
   static const std::vector<Route> table = {
+      // The page and its files: public, so that a browser can load it and
+      // then ask for the key.
+      {"GET", {}, "/", Access::kPublic, false, &C::Page},
+      {"GET", {"ui", "{}"}, "/ui/{file}", Access::kPublic, false, &C::UiFile},
       {"GET", {"healthz"}, "/healthz", Access::kPublic, false, &C::Healthz},
       {"GET", {"readyz"}, "/readyz", Access::kPublic, false, &C::Readyz},
       {"GET", {"metrics"}, "/metrics", Access::kRead, false, &C::MetricsText},
@@ -258,6 +264,10 @@ const std::vector<Route>& RouteTable() {
        &C::DownloadEncoder, /*bulk=*/true},
       {"GET", {"collections", "{}", "items", "{}"}, "/collections/{name}/items/{id}",
        Access::kRead, true, &C::GetItem},
+      {"GET", {"collections", "{}", "items", "{}", "thumbnail"},
+       "/collections/{name}/items/{id}/thumbnail", Access::kRead, true, &C::GetThumbnail},
+      {"GET", {"collections", "{}", "sample"}, "/collections/{name}/sample", Access::kRead, true,
+       &C::SampleItem},
       {"DELETE", {"collections", "{}", "items", "{}"}, "/collections/{name}/items/{id}",
        Access::kAdmin, true, &C::DeleteItem},
       {"POST", {"collections", "{}", "search"}, "/collections/{name}/search", Access::kRead, true,
@@ -493,8 +503,20 @@ std::vector<uint8_t> Service::Call::ParseCodeField(const json& v, int bits,
   return std::move(code).value();
 }
 
-EncodedImage Service::Call::EncodeImage(const LiveCollection& c, const uint8_t* data,
-                                        size_t n) const {
+bool Service::Call::NotModified(std::string_view body, Response* r) const {
+  char tag[24];
+  std::snprintf(tag, sizeof tag, "\"%016llx\"",
+                static_cast<unsigned long long>(XXH3_64bits(body.data(), body.size())));
+  r->headers.emplace_back("ETag", tag);
+  // Cached, but checked with the server before each use: an upsert may
+  // replace what a URL names.
+  r->headers.emplace_back("Cache-Control", "private, no-cache");
+  const std::string_view match = req_.if_none_match;
+  return match == "*" || match.find(tag) != std::string_view::npos;
+}
+
+EncodedImage Service::Call::EncodeImage(const LiveCollection& c, const uint8_t* data, size_t n,
+                                        std::string* thumbnail) const {
   if (!c.encoder()) {
     if (c.settings().encoder_path.empty()) {
       Fail(422, "no_encoder",
@@ -507,6 +529,11 @@ EncodedImage Service::Call::EncodeImage(const LiveCollection& c, const uint8_t* 
   }
   StatusOr<Image> image = DecodeImage(data, n, svc_->options_.max_image_pixels);
   if (!image.ok()) Fail(422, "invalid_image", image.status().message());
+  if (thumbnail != nullptr) {
+    StatusOr<std::vector<uint8_t>> t = MakeThumbnail(*image);
+    if (!t.ok()) Fail(422, "invalid_image", t.status().message());
+    thumbnail->assign(t->begin(), t->end());
+  }
   StatusOr<std::vector<EncodedImage>> enc = c.encoder()->Encode({std::move(image).value()});
   if (!enc.ok()) {
     if (enc.status().code() == Status::Code::kInvalidArgument) {

@@ -30,6 +30,7 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "collection/live_collection.h"
@@ -92,6 +93,7 @@ struct Request {
   std::string authorization;  // the Authorization header
   std::string api_key;        // the api-key header
   std::string host;           // the Host header
+  std::string if_none_match;  // the If-None-Match header
   std::string body;
 };
 
@@ -100,6 +102,7 @@ struct Response {
   std::string content_type = "application/json";
   std::string body;
   int retry_after_s = 0;  // > 0: sent as a Retry-After header
+  std::vector<std::pair<std::string, std::string>> headers;  // more headers, as (name, value)
 };
 
 class Service {

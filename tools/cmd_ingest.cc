@@ -11,12 +11,15 @@
 //
 // With --url the images are decoded and encoded here and the server only
 // stores: each batch's ids are looked up (POST .../items/exists), and the
-// new items are sent as codes, scores and metadata naming the encoder's
+// new items are sent as codes, scores, metadata and thumbnails naming the encoder's
 // checksum (POST .../items), which the server checks against the
 // collection's. Without -m the collection's own encoder is downloaded
 // (GET .../encoder) into a cache; with -m a missing collection is created,
 // the artifact first uploaded to the server's --models-dir (PUT
 // /admin/models/{file}).
+//
+// Each item keeps a thumbnail of its image (at most 96 px, encoder/image.h)
+// unless --no-thumbnails.
 //
 // Labels: "folder" (the first sub-folder under --images: the encoder's class
 // index when the name is one of its classes, else the rank of the name among
@@ -48,6 +51,8 @@
 #include "db/code_store.h"
 #include "collection/image_items.h"
 #include "encoder/encoder.h"
+#include "encoder/image.h"
+#include "http/http_util.h"
 #include "encoder/inference_process.h"
 #include "encoder/torch_threads.h"
 #include "index/parallel.h"
@@ -79,6 +84,7 @@ struct IngestArgs {
   int threads = 0;
   bool no_sync = false;
   bool quiet_failures = false;
+  bool no_thumbnails = false;
   size_t kill_after_batches = 0;  // tests: SIGKILL itself after N stored batches
 };
 
@@ -338,6 +344,10 @@ class RemoteTarget : public IngestTarget {
       if (it.class_code) v["class_code"] = FormatHex(it.class_code->data(), bits);
       if (it.label) v["label"] = *it.label;
       if (it.score) v["score"] = *it.score;
+      if (!it.thumbnail.empty()) {
+        v["thumbnail"] = http::Base64Encode(reinterpret_cast<const uint8_t*>(it.thumbnail.data()),
+                                            it.thumbnail.size());
+      }
       std::string one = v.dump();
       if (!it.metadata_json.empty()) {
         one.pop_back();  // the closing brace
@@ -489,6 +499,7 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
     enum Outcome : uint8_t { kOk, kUnsupported, kFailed };
     std::vector<StatusOr<Image>> decoded(todo.size(), Status::Internal("not decoded"));
     std::vector<Outcome> outcome(todo.size(), kFailed);
+    std::vector<std::string> thumbs(todo.size());
     Status ps = pool.ParallelFor(todo.size(), a.threads, [&](size_t j) {
       const std::string& path = files[todo[j]].path;
       std::ifstream in(path, std::ios::binary);
@@ -504,6 +515,10 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
       } else {
         decoded[j] = DecodeImage(bytes.data(), bytes.size());
         if (decoded[j].ok()) outcome[j] = kOk;
+        if (decoded[j].ok() && !a.no_thumbnails) {
+          StatusOr<std::vector<uint8_t>> t = MakeThumbnail(*decoded[j]);
+          if (t.ok()) thumbs[j].assign(t->begin(), t->end());
+        }
       }
     });
     if (!ps.ok()) return fail_after_store(ps);
@@ -536,6 +551,7 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
         if (!f.label_name.empty()) extra = nlohmann::json{{"label_name", f.label_name}}.dump();
         auto item = MakeImageItem((*encoded)[g], codebook, ids[good[g]], f.label, f.key, extra);
         if (!item.ok()) return fail_after_store(item.status());
+        item->thumbnail = std::move(thumbs[good[g]]);
         items.push_back(std::move(item).value());
       }
     }
@@ -772,6 +788,8 @@ void AddIngestCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--threads", a->threads, "Decode and encode threads (0 = all cores)")->capture_default_str();
   cmd->add_flag("--no-sync", a->no_sync, "Do not fsync each batch (survives a killed process, not a power loss)");
   cmd->add_flag("--quiet-failures", a->quiet_failures, "Only summarise failed files");
+  cmd->add_flag("--no-thumbnails", a->no_thumbnails,
+                "Do not keep a thumbnail of each image (the web page then shows none)");
   cmd->add_option("--kill-after-batches", a->kill_after_batches,
                   "Testing: kill -9 this process after N batches are stored")
       ->group("");

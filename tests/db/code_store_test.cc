@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 
 #include "db/store_format.h"
 #include "tests/db/test_util.h"
@@ -236,6 +237,96 @@ TEST(CodeStore, ScoresRoundTripAndBadScoresStoreNothing) {
   EXPECT_TRUE(store->Check(&checked).ok());
 }
 
+// Thumbnails live beside their item: a put stores one, an upsert without one
+// (a Put or a bare-code PutCodes) and a delete remove it, a drop removes them
+// all, they survive a reopen, and a bad one refuses the whole batch.
+TEST(CodeStore, ThumbnailsFollowTheirItem) {
+  TempDir tmp;
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + "rest of a png";
+  const std::string jpg = std::string("\xff\xd8\xff", 3) + "rest of a jpeg";
+  {
+    auto store = MustOpen(tmp.path());
+    ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+    ItemInput a, b, c;
+    a.id = 1, a.code = {1}, a.thumbnail = png;
+    b.id = 2, b.code = {2}, b.thumbnail = jpg;
+    c.id = 3, c.code = {3};
+    ASSERT_TRUE(store->Put("c", {a, b, c}).ok());
+    EXPECT_EQ(*store->GetThumbnail("c", 1), png);
+    EXPECT_EQ(*store->GetThumbnail("c", 2), jpg);
+    EXPECT_EQ(store->GetThumbnail("c", 3).status().code(), Status::Code::kNotFound);
+    EXPECT_EQ(store->GetThumbnail("c", 99).status().code(), Status::Code::kNotFound);
+    EXPECT_EQ(store->GetThumbnail("nope", 1).status().code(), Status::Code::kNotFound);
+
+    // Refused whole: not an image, or too large.
+    ItemInput bad = c;
+    bad.id = 4;
+    bad.thumbnail = "GIF89a...";
+    ItemInput big = c;
+    big.id = 5;
+    big.thumbnail = png + std::string(store_format::kMaxThumbnailBytes, 'x');
+    for (const ItemInput& wrong : {bad, big}) {
+      ItemInput fine = a;
+      fine.id = 6;
+      Status s = store->Put("c", {fine, wrong});
+      EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+      EXPECT_NE(s.message().find("item 1: the thumbnail"), std::string::npos) << s.ToString();
+    }
+    EXPECT_EQ(store->GetThumbnail("c", 6).status().code(), Status::Code::kNotFound);
+    EXPECT_EQ(*store->Count("c"), 3u);
+  }
+  auto store = MustOpen(tmp.path());
+  EXPECT_EQ(*store->GetThumbnail("c", 1), png);
+  uint64_t checked = 0;
+  EXPECT_TRUE(store->Check(&checked).ok());
+  // Upserts without a thumbnail remove it, whichever path they take.
+  ItemInput a;
+  a.id = 1, a.code = {7};
+  ASSERT_TRUE(store->Put("c", {a}).ok());
+  EXPECT_EQ(store->GetThumbnail("c", 1).status().code(), Status::Code::kNotFound);
+  const uint64_t two = 2;
+  const uint8_t code = 9;
+  ASSERT_TRUE(store->PutCodes("c", &two, &code, 1).ok());
+  EXPECT_EQ(store->GetThumbnail("c", 2).status().code(), Status::Code::kNotFound);
+  a.thumbnail = jpg;
+  ASSERT_TRUE(store->Put("c", {a}).ok());
+  EXPECT_EQ(*store->GetThumbnail("c", 1), jpg);
+  ASSERT_TRUE(store->Delete("c", {1}).ok());
+  EXPECT_EQ(store->GetThumbnail("c", 1).status().code(), Status::Code::kNotFound);
+  a.id = 8;
+  ASSERT_TRUE(store->Put("c", {a}).ok());
+  ASSERT_TRUE(store->DropCollection("c").ok());
+  ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+  EXPECT_EQ(store->GetThumbnail("c", 8).status().code(), Status::Code::kNotFound);
+}
+
+// SampleId returns stored ids only, reaches every id of an evenly spread
+// collection, and says when there is nothing to sample.
+TEST(CodeStore, SampleIdPicksStoredItems) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+  ASSERT_TRUE(store->CreateCollection({"d", 8}).ok());
+  EXPECT_EQ(store->SampleId("c", 5).status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(store->SampleId("nope", 5).status().code(), Status::Code::kNotFound);
+  const std::vector<uint64_t> ids = {10, 20, 30, 40};
+  const std::vector<uint8_t> codes(4, 0);
+  ASSERT_TRUE(store->PutCodes("c", ids.data(), codes.data(), 4).ok());
+  const uint64_t other = 1000;  // another collection's item is never picked
+  ASSERT_TRUE(store->PutCodes("d", &other, codes.data(), 1).ok());
+  std::set<uint64_t> seen;
+  for (uint64_t r = 0; r < 200; ++r) {
+    StatusOr<uint64_t> id = store->SampleId("c", r * 7919);
+    ASSERT_TRUE(id.ok());
+    EXPECT_TRUE(std::count(ids.begin(), ids.end(), *id)) << *id;
+    seen.insert(*id);
+  }
+  EXPECT_EQ(seen.size(), 4u);
+  EXPECT_EQ(*store->SampleId("c", 30), 40u);  // min + 30: the largest id
+  EXPECT_EQ(*store->SampleId("c", 31), 10u);  // wraps around
+  EXPECT_EQ(*store->SampleId("c", 11), 30u);  // in a gap: the next stored id
+}
+
 TEST(CodeStore, AssignedIdsNeverCollideOrRepeat) {
   TempDir tmp;
   auto store = MustOpen(tmp.path());
@@ -459,7 +550,7 @@ TEST(CodeStore, RefusesUnknownFormatVersion) {
     std::vector<rocksdb::ColumnFamilyHandle*> hs;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
         {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}},
-        {store_format::kChangesCf, {}}};
+        {store_format::kChangesCf, {}}, {store_format::kThumbnailsCf, {}}};
     ASSERT_TRUE(rocksdb::DB::Open(o, tmp.path(), cfs, &hs, &raw).ok());
     ASSERT_TRUE(raw->Put(rocksdb::WriteOptions(), hs[0], store_format::kVersionKey, "99").ok());
     for (auto* h : hs) ASSERT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
@@ -471,8 +562,9 @@ TEST(CodeStore, RefusesUnknownFormatVersion) {
   EXPECT_TRUE(Contains(s.status().message(), "format version 99")) << s.status().message();
 }
 
-// A version-1 store (no change log) or version-2 store (no scores) opens and
-// is upgraded to the current version.
+// A version-1 store (no change log), version-2 store (no scores) or
+// version-3 store (no thumbnails) opens and is upgraded to the current
+// version.
 TEST(CodeStore, UpgradesAVersionOneStore) {
   TempDir tmp;
   {
@@ -481,30 +573,36 @@ TEST(CodeStore, UpgradesAVersionOneStore) {
     std::vector<uint8_t> codes = {1, 2};
     ASSERT_TRUE(store->PutCodes("c", nullptr, codes.data(), 2).ok());
   }
-  // Sets the version key (unless v is empty) and returns what it holds.
+  // Sets the version key (unless v is empty), drops the thumbnail column
+  // family that older versions lack, and returns what the key holds.
   auto set_version = [&](const std::string& v) {
     rocksdb::DB* raw = nullptr;
     std::vector<rocksdb::ColumnFamilyHandle*> hs;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}},
-        {store_format::kChangesCf, {}}};
+    std::vector<std::string> names;
+    EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), tmp.path(), &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const std::string& n : names) cfs.emplace_back(n, rocksdb::ColumnFamilyOptions());
     std::string got;
     EXPECT_TRUE(rocksdb::DB::Open(rocksdb::Options(), tmp.path(), cfs, &hs, &raw).ok());
     if (raw == nullptr) return got;
     if (!v.empty()) {
       EXPECT_TRUE(raw->Put({}, hs[0], store_format::kVersionKey, v).ok());
+      for (size_t i = 0; i < names.size(); ++i) {
+        if (names[i] == store_format::kThumbnailsCf) EXPECT_TRUE(raw->DropColumnFamily(hs[i]).ok());
+      }
     }
     EXPECT_TRUE(raw->Get({}, hs[0], store_format::kVersionKey, &got).ok());
     for (auto* h : hs) EXPECT_TRUE(raw->DestroyColumnFamilyHandle(h).ok());
     delete raw;
     return got;
   };
-  for (const char* old : {"1", "2"}) {
+  for (const char* old : {"1", "2", "3"}) {
     set_version(old);
     {
       auto store = MustOpen(tmp.path());
       EXPECT_EQ(*store->Count("c"), 2u);
       EXPECT_FALSE(store->Get("c", 0)->score.has_value());
+      EXPECT_EQ(store->GetThumbnail("c", 0).status().code(), Status::Code::kNotFound);
     }
     EXPECT_EQ(set_version(""), std::to_string(kStoreFormatVersion)) << "from version " << old;
   }
@@ -596,7 +694,7 @@ TEST(CodeStore, CorruptValuesAreReportedNotCrashed) {
     std::vector<rocksdb::ColumnFamilyHandle*> hs;
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
         {rocksdb::kDefaultColumnFamilyName, {}}, {"codes", {}}, {"items", {}},
-        {store_format::kChangesCf, {}}};
+        {store_format::kChangesCf, {}}, {store_format::kThumbnailsCf, {}}};
     ASSERT_TRUE(rocksdb::DB::Open(rocksdb::Options(), tmp.path(), cfs, &hs, &raw).ok());
     // Collection ids start at 1.
     ASSERT_TRUE(raw->Put({}, hs[1], store_format::ItemKey(1, 1), "short").ok());

@@ -161,6 +161,59 @@ TEST(Image, ConvertResizeCrop) {
   EXPECT_TRUE(CenterCrop(big, 11, 2).empty());
 }
 
+// Small gray images keep every pixel (PNG); large colour ones shrink to the
+// size limit with their aspect kept (JPEG), and a flat colour stays flat.
+TEST(Image, ThumbnailsShrinkKeepAspectAndPickTheirFormat) {
+  const Image small = Gradient(28, 28, 1);
+  auto png = MakeThumbnail(small);
+  ASSERT_TRUE(png.ok()) << png.status().ToString();
+  EXPECT_EQ(DetectImageFormat(png->data(), png->size()), ImageFormat::kPng);
+  auto back = DecodeImage(png->data(), png->size());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->pixels, small.pixels);
+
+  Image wide = Gradient(403, 201, 3);
+  std::fill(wide.pixels.begin(), wide.pixels.end(), 120);
+  auto jpg = MakeThumbnail(wide);
+  ASSERT_TRUE(jpg.ok()) << jpg.status().ToString();
+  EXPECT_EQ(DetectImageFormat(jpg->data(), jpg->size()), ImageFormat::kJpeg);
+  auto shrunk = DecodeImage(jpg->data(), jpg->size());
+  ASSERT_TRUE(shrunk.ok());
+  EXPECT_EQ(shrunk->width, kThumbnailMaxSide);
+  EXPECT_EQ(shrunk->height, 48);
+  for (uint8_t v : shrunk->pixels) EXPECT_NEAR(v, 120, 2);
+  EXPECT_TRUE(CheckThumbnail(jpg->data(), jpg->size()).ok());
+
+  auto tall = MakeThumbnail(Gradient(10, 500, 1), 20);
+  ASSERT_TRUE(tall.ok());
+  auto t = DecodeImage(tall->data(), tall->size());
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->height, 20);
+  EXPECT_EQ(t->width, 1);
+
+  EXPECT_FALSE(MakeThumbnail(Image{}).ok());
+  EXPECT_FALSE(MakeThumbnail(small, 0).ok());
+}
+
+// A thumbnail offered by a client must be an image no larger than the limit.
+TEST(Image, CheckThumbnailRefusesLargeOrBrokenImages) {
+  auto big = EncodePng(Gradient(kThumbnailMaxSide + 1, 10, 1));
+  ASSERT_TRUE(big.ok());
+  Status s = CheckThumbnail(big->data(), big->size());
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("97x10"), std::string::npos) << s.message();
+  auto huge = EncodePng(Gradient(1000, 1000, 1));
+  ASSERT_TRUE(huge.ok());
+  EXPECT_FALSE(CheckThumbnail(huge->data(), huge->size()).ok());
+  const std::string junk = "not an image";
+  EXPECT_FALSE(CheckThumbnail(reinterpret_cast<const uint8_t*>(junk.data()), junk.size()).ok());
+  auto ok = EncodePng(Gradient(kThumbnailMaxSide, kThumbnailMaxSide, 3));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_TRUE(CheckThumbnail(ok->data(), ok->size()).ok());
+  // Truncated: the header says PNG, the data ends early.
+  EXPECT_FALSE(CheckThumbnail(ok->data(), ok->size() / 2).ok());
+}
+
 TEST(Dataset, FashionMnistAndImageFolder) {
   auto fm = LoadFashionMnist(kDefaultFashionMnistDir, "test", 50);
   if (!fm.ok() && fm.status().code() == Status::Code::kNotFound) GTEST_SKIP() << "no dataset";

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 
 #include "http/http_util.h"
 #include "index/flat_index.h"
@@ -615,6 +616,106 @@ TEST_F(HttpApi, ImagesWithAnEncoder) {
   EXPECT_EQ(after.Json()["results"][0]["id"], 200);
 }
 
+// Image items keep a thumbnail unless asked not to; clients may send their
+// own; GET .../thumbnail serves it with an ETag (304 on a match); an upsert
+// without one and a delete remove it; /sample picks a stored item.
+TEST_F(HttpApi, ThumbnailsAndSample) {
+  ASSERT_EQ(PostJson(port_, "/collections", {{"name", "img"}, {"encoder", "fake-model"}}).status, 201);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/sample").status, 404);
+  const FakeEncoder enc;
+  std::vector<uint8_t> white(enc.codebook().class_code(1), enc.codebook().class_code(1) + 8);
+  const std::string png = PngOfCode(white, 200);  // shrunk to 96 px
+  const std::string b64 = Base64Encode(reinterpret_cast<const uint8_t*>(png.data()), png.size());
+  ASSERT_EQ(PostJson(port_, "/collections/img/items", {{"items", {{{"id", 1}, {"image", b64}}}}}).status, 200);
+  HttpReply t = Call(port_, "GET", "/collections/img/items/1/thumbnail");
+  ASSERT_EQ(t.status, 200) << t.body;
+  EXPECT_EQ(t.headers["Content-Type"], "image/png");
+  auto im = DecodeImage(reinterpret_cast<const uint8_t*>(t.body.data()), t.body.size());
+  ASSERT_TRUE(im.ok());
+  EXPECT_EQ(im->width, kThumbnailMaxSide);
+  const std::string etag = t.headers["ETag"];
+  ASSERT_FALSE(etag.empty());
+  EXPECT_EQ(t.headers["Cache-Control"], "private, no-cache");
+  HttpReply same = Call(port_, "GET", "/collections/img/items/1/thumbnail", "", "", {{"If-None-Match", etag}});
+  EXPECT_EQ(same.status, 304);
+  EXPECT_TRUE(same.body.empty());
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/1/thumbnail", "", "",
+                 {{"If-None-Match", "\"0000000000000000\""}}).status, 200);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/99/thumbnail").ErrorCode(), "not_found");
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/x/thumbnail").status, 400);
+  EXPECT_EQ(Call(port_, "GET", "/collections/nope/items/1/thumbnail").status, 404);
+
+  // Raw and multipart images keep one too, unless thumbnails=false.
+  ASSERT_EQ(Call(port_, "POST", "/collections/img/items?id=2", png, "image/png").status, 200);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/2/thumbnail").status, 200);
+  ASSERT_EQ(Call(port_, "POST", "/collections/img/items?id=3&thumbnails=false", png, "image/png").status, 200);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/3/thumbnail").status, 404);
+  EXPECT_EQ(Call(port_, "POST", "/collections/img/items?id=3&thumbnails=maybe", png, "image/png").status, 400);
+  ASSERT_EQ(PostJson(port_, "/collections/img/items",
+                     {{"thumbnails", false}, {"items", {{{"id", 4}, {"image", b64}}}}}).status, 200);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/4/thumbnail").status, 404);
+
+  // A client's own thumbnail with a code; a bad one stores nothing.
+  const std::string small = PngOfCode(white, 16);
+  const std::string small64 = Base64Encode(reinterpret_cast<const uint8_t*>(small.data()), small.size());
+  ASSERT_EQ(PostJson(port_, "/collections/img/items",
+                     {{"items", {{{"id", 5}, {"code", "ffffffffffffffff"}, {"thumbnail", small64}}}}}).status,
+            200);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/5/thumbnail").body, small);
+  HttpReply too_big = PostJson(port_, "/collections/img/items",
+                               {{"items", {{{"id", 6}, {"code", "00"}, {"image", b64}},
+                                           {{"id", 7}, {"code", "ffffffffffffffff"}, {"thumbnail", b64}}}}});
+  EXPECT_EQ(too_big.status, 422) << too_big.body;
+  HttpReply not_image = PostJson(port_, "/collections/img/items",
+                                 {{"items", {{{"id", 7}, {"code", "ffffffffffffffff"},
+                                              {"thumbnail", Base64Encode(reinterpret_cast<const uint8_t*>("GIF89a"), 6)}}}}});
+  EXPECT_EQ(not_image.status, 422) << not_image.body;
+  EXPECT_NE(not_image.body.find("items[0]"), std::string::npos) << not_image.body;
+  EXPECT_EQ(PostJson(port_, "/collections/img/items",
+                     {{"items", {{{"id", 7}, {"code", "ffffffffffffffff"}, {"thumbnail", 5}}}}}).status,
+            400);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/7").status, 404);
+
+  // An upsert without a thumbnail removes it; so does a delete.
+  ASSERT_EQ(PostJson(port_, "/collections/img/items", {{"items", {{{"id", 1}, {"code", "ffffffffffffffff"}}}}}).status,
+            200);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/1/thumbnail").status, 404);
+  ASSERT_EQ(Call(port_, "DELETE", "/collections/img/items/2").status, 200);
+  EXPECT_EQ(Call(port_, "GET", "/collections/img/items/2/thumbnail").status, 404);
+
+  // /sample answers stored items, as GET .../items/{id} shows them.
+  std::set<uint64_t> seen;
+  for (int i = 0; i < 40; ++i) {
+    HttpReply r = Call(port_, "GET", "/collections/img/sample");
+    ASSERT_EQ(r.status, 200) << r.body;
+    const uint64_t id = r.Json()["id"].get<uint64_t>();
+    EXPECT_TRUE(id == 1 || id == 3 || id == 4 || id == 5) << id;
+    EXPECT_EQ(r.Json(), Call(port_, "GET", "/collections/img/items/" + std::to_string(id)).Json());
+    seen.insert(id);
+  }
+  EXPECT_GE(seen.size(), 2u);
+}
+
+// The page and its files are compiled in and served to anyone, with a
+// content security policy; unknown files are 404.
+TEST_F(HttpApi, ServesThePage) {
+  HttpReply page = Call(port_, "GET", "/");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_EQ(page.headers["Content-Type"], "text/html; charset=utf-8");
+  EXPECT_NE(page.body.find("<title>hamdb</title>"), std::string::npos);
+  EXPECT_NE(page.headers["Content-Security-Policy"].find("default-src 'self'"), std::string::npos);
+  HttpReply js = Call(port_, "GET", "/ui/app.js");
+  ASSERT_EQ(js.status, 200);
+  EXPECT_EQ(js.headers["Content-Type"], "text/javascript; charset=utf-8");
+  EXPECT_NE(js.body.find("Authorization"), std::string::npos);
+  EXPECT_EQ(Call(port_, "GET", "/ui/style.css").headers["Content-Type"], "text/css; charset=utf-8");
+  EXPECT_EQ(Call(port_, "GET", "/ui/app.js", "", "", {{"If-None-Match", js.headers["ETag"]}}).status, 304);
+  EXPECT_EQ(Call(port_, "GET", "/ui/missing.js").ErrorCode(), "not_found");
+  EXPECT_EQ(Call(port_, "GET", "/ui/..%2fservice.cc").status, 404);
+  EXPECT_EQ(Call(port_, "POST", "/").status, 405);
+  EXPECT_EQ(Call(port_, "HEAD", "/").status, 200);
+}
+
 TEST_F(HttpApi, BucketIndexModes) {
   HttpReply c =
       PostJson(port_, "/collections", {{"name", "bk"}, {"encoder", "fake-m"}, {"index", "Bucket"}});
@@ -686,6 +787,13 @@ TEST(HttpAuth, ReadAndAdminKeys) {
   EXPECT_EQ(Call(port, "DELETE", "/collections/k", "", "", reader).status, 401);
   EXPECT_EQ(Call(port, "GET", "/collections/k").status, 401);
   EXPECT_EQ(Call(port, "GET", "/collections/k", "", "", reader).Json()["items"], 1);
+  // The page loads without a key; what it shows needs one.
+  EXPECT_EQ(Call(port, "GET", "/").status, 200);
+  EXPECT_EQ(Call(port, "GET", "/ui/app.js").status, 200);
+  EXPECT_EQ(Call(port, "GET", "/collections/k/sample").status, 401);
+  EXPECT_EQ(Call(port, "GET", "/collections/k/sample", "", "", reader).status, 200);
+  EXPECT_EQ(Call(port, "GET", "/collections/k/items/0/thumbnail").status, 401);
+  EXPECT_EQ(Call(port, "GET", "/collections/k/items/0/thumbnail", "", "", reader).status, 404);
 }
 
 TEST(HttpAuth, NonLoopbackNeedsAKeyOrAnExplicitFlag) {
