@@ -466,6 +466,15 @@ StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, int max_side) {
   return small.channels == 1 ? EncodePng(small) : EncodeJpeg(small, 85);
 }
 
+StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, const uint8_t* file, size_t file_size,
+                                             int max_side) {
+  if (!image.empty() && max_side >= 1 && std::max(image.width, image.height) <= max_side &&
+      file_size <= kThumbnailReuseBytes && DetectImageFormat(file, file_size) != ImageFormat::kUnknown) {
+    return std::vector<uint8_t>(file, file + file_size);
+  }
+  return MakeThumbnail(image, max_side);
+}
+
 Status CheckThumbnail(const uint8_t* data, size_t size) {
   if (DetectImageFormat(data, size) == ImageFormat::kUnknown) {
     return Status::InvalidArgument("the thumbnail is not a JPEG or PNG");

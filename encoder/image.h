@@ -70,6 +70,14 @@ inline constexpr int kThumbnailMaxSide = 96;
 // an empty image or a max_side below 1.
 StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, int max_side = kThumbnailMaxSide);
 
+// The same for an image decoded from `file` (its JPEG or PNG bytes): when the
+// image already fits and the file is at most kThumbnailReuseBytes, the file
+// itself is the thumbnail (no re-encoding: ingest stays as fast as without
+// thumbnails for small images).
+inline constexpr size_t kThumbnailReuseBytes = 16u << 10;
+StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, const uint8_t* file, size_t file_size,
+                                             int max_side = kThumbnailMaxSide);
+
 // Checks bytes offered as a thumbnail: a JPEG or PNG that decodes, whose
 // longer side is at most kThumbnailMaxSide. InvalidArgument says what is
 // wrong.

@@ -530,7 +530,7 @@ EncodedImage Service::Call::EncodeImage(const LiveCollection& c, const uint8_t* 
   StatusOr<Image> image = DecodeImage(data, n, svc_->options_.max_image_pixels);
   if (!image.ok()) Fail(422, "invalid_image", image.status().message());
   if (thumbnail != nullptr) {
-    StatusOr<std::vector<uint8_t>> t = MakeThumbnail(*image);
+    StatusOr<std::vector<uint8_t>> t = MakeThumbnail(*image, data, n);
     if (!t.ok()) Fail(422, "invalid_image", t.status().message());
     thumbnail->assign(t->begin(), t->end());
   }

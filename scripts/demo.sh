@@ -7,7 +7,9 @@
 #   4. start the HTTP server;
 #   5. ingest the 60k training images into the running server (encoded here,
 #      stored there; the collection and its encoder are sent on first use);
-#   6. query it by image with a test-set PNG through curl, and print the answer.
+#   6. query it by image with a test-set PNG through curl, and print the answer;
+#   7. print the address of the web page (open it while KEEP_SERVING=1 keeps
+#      the server running).
 #
 #   bash scripts/demo.sh
 #
@@ -71,9 +73,11 @@ curl -sf -X POST -H 'Content-Type: image/png' --data-binary @"$QUERY" \
 echo "== the same query with the hamdb client"
 "$HAMDB" query --url "http://127.0.0.1:$PORT" -c fashion --image "$QUERY" -k 5
 
+echo "== 7. the web page: http://127.0.0.1:$PORT/"
 echo "== done in $(( $(date +%s) - START )) s"
 if [ "${KEEP_SERVING:-0}" = 1 ]; then
-  echo "the server keeps running (pid $SERVER); stop it with: kill $SERVER"
+  echo "the server keeps running (pid $SERVER): open http://127.0.0.1:$PORT/ in a browser; stop it with: kill $SERVER"
 else
+  echo "run with KEEP_SERVING=1 to keep the server running and browse the page"
   echo "to serve again: $HAMDB serve --db $DEMO_DIR/db --port $PORT --models-dir $DEMO_DIR/models"
 fi

@@ -17,6 +17,9 @@ PACKAGES=(
   libjpeg-dev libpng-dev libxxhash-dev
   libopenblas-dev
   dataset-fashion-mnist
+  # The Python client's numpy paths and the web page's browser tests.
+  python3-numpy
+  chromium chromium-driver python3-selenium
 )
 
 # Extras for the people-run benchmarks and reports (`--extras`): load

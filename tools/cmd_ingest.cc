@@ -516,7 +516,7 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
         decoded[j] = DecodeImage(bytes.data(), bytes.size());
         if (decoded[j].ok()) outcome[j] = kOk;
         if (decoded[j].ok() && !a.no_thumbnails) {
-          StatusOr<std::vector<uint8_t>> t = MakeThumbnail(*decoded[j]);
+          StatusOr<std::vector<uint8_t>> t = MakeThumbnail(*decoded[j], bytes.data(), bytes.size());
           if (t.ok()) thumbs[j].assign(t->begin(), t->end());
         }
       }

@@ -194,7 +194,7 @@ async function renderResults(c, answer, generation) {
     const lines = [['distance', `d = ${h.distance}`],
                    ['label', h.label === undefined ? 'no label' : 'label ' + labelText(c, h.label)],
                    ['class', m.class_name !== undefined ? 'class ' + m.class_name : ''],
-                   ['meta', `id ${h.id}` + (h.score !== undefined ? ` · score ${h.score}` : '')]];
+                   ['meta', `id ${h.id}` + (h.score !== undefined ? ` · score ${Number(h.score).toFixed(3)}` : '')]];
     for (const [cls, text] of lines) {
       if (!text) continue;
       const span = document.createElement('div');

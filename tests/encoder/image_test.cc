@@ -191,6 +191,18 @@ TEST(Image, ThumbnailsShrinkKeepAspectAndPickTheirFormat) {
   EXPECT_EQ(t->height, 20);
   EXPECT_EQ(t->width, 1);
 
+  // A small image's own file is its thumbnail; a large one is re-encoded.
+  auto reused = MakeThumbnail(small, png->data(), png->size());
+  ASSERT_TRUE(reused.ok());
+  EXPECT_EQ(*reused, *png);
+  auto wide_png = EncodePng(wide);
+  ASSERT_TRUE(wide_png.ok());
+  auto redone = MakeThumbnail(wide, wide_png->data(), wide_png->size());
+  ASSERT_TRUE(redone.ok());
+  EXPECT_EQ(*redone, *jpg);
+  const std::vector<uint8_t> junk(10, 7);  // not an image file: encoded afresh
+  EXPECT_EQ(*MakeThumbnail(small, junk.data(), junk.size()), *png);
+
   EXPECT_FALSE(MakeThumbnail(Image{}).ok());
   EXPECT_FALSE(MakeThumbnail(small, 0).ok());
 }
