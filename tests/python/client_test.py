@@ -151,6 +151,13 @@ class ClientTest(unittest.TestCase):
         np.testing.assert_array_equal(got.ids, by_code.ids)
         self.assertEqual(int(got.distances[0]), 0)
         self.assertIn(int(ids[0]), db.search("fashion", got.query["code"], radius=0, k=None).ids.tolist())
+        # Image items keep their file as a thumbnail (small PNGs); a random item is a stored one.
+        with open(paths[0], "rb") as f:
+            self.assertEqual(db.thumbnail("fashion", int(ids[0])), f.read())
+        self.assertIn(db.sample("fashion")["id"], ids.tolist())
+        with self.assertRaises(hamdb.HamdbError) as e:
+            db.thumbnail("fashion", 123456789)
+        self.assertEqual(e.exception.code, "not_found")
         db.drop_collection("fashion")
 
 

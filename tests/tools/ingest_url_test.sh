@@ -130,4 +130,13 @@ grep -q "$sum2" r409.json || fail "the 409 does not name the sent encoder"
 grep -q "$(curl -sf "$URL/collections/fashion" | sed -n 's/.*"encoder_checksum":"\([^"]*\)".*/\1/p')" r409.json ||
   fail "the 409 does not name the collection's encoder"
 [ "$(count)" -eq "$good" ] || fail "the refused write changed the count"
-echo "PASS: $good items through the server, no duplicates after two kills, 3 bad files reported, other encoder refused"
+# 6. Items ingested through the server keep their thumbnails: the image file
+#    itself (a 28x28 PNG), byte for byte.
+for _ in 1 2 3; do
+  item=$(curl -sf "$URL/collections/fashion/sample")
+  id=$(echo "$item" | sed -n 's/.*"id":\([0-9]*\).*/\1/p')
+  path=$(echo "$item" | sed -n 's/.*"path":"\([^"]*\)".*/\1/p')
+  curl -sf -o thumb.png "$URL/collections/fashion/items/$id/thumbnail" || fail "item $id has no thumbnail"
+  cmp -s thumb.png "imgs/train/$path" || fail "the thumbnail of item $id is not its file imgs/train/$path"
+done
+echo "PASS: $good items through the server, no duplicates after two kills, 3 bad files reported, other encoder refused, thumbnails kept"

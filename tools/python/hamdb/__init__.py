@@ -136,7 +136,7 @@ class Client:
 
     # -- transport --------------------------------------------------------------------------------------
 
-    def _call(self, method, path, body=None, content_type="application/json"):
+    def _call(self, method, path, body=None, content_type="application/json", raw=False):
         data = None
         headers = {}
         if body is not None:
@@ -155,6 +155,8 @@ class Client:
                 raise HamdbError(e.code, error.get("code"), error.get("message")) from None
             except (ValueError, KeyError, TypeError):
                 raise HamdbError(e.code, "http_error", text.decode(errors="replace")[:500]) from None
+        if raw:
+            return text
         return json.loads(text) if text else None
 
     @staticmethod
@@ -239,6 +241,14 @@ class Client:
 
     def get(self, name, item_id):
         return self._call("GET", f"/collections/{self._name(name)}/items/{int(item_id)}")
+
+    def sample(self, name):
+        """A stored item picked at random (as get() returns it)."""
+        return self._call("GET", f"/collections/{self._name(name)}/sample")
+
+    def thumbnail(self, name, item_id):
+        """The item's thumbnail: PNG or JPEG bytes. HamdbError "not_found" when it has none."""
+        return self._call("GET", f"/collections/{self._name(name)}/items/{int(item_id)}/thumbnail", raw=True)
 
     def delete(self, name, ids):
         """Deletes items; returns how many existed."""
