@@ -620,7 +620,8 @@ StatusOr<uint64_t> LiveCollection::SampleId(uint64_t r) const {
 }
 
 StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k, uint32_t radius,
-                                                 bool is_range, TieBreak tie) const {
+                                                 bool is_range, TieBreak tie,
+                                                 const IdFilter* filter) const {
   // The same argument checks and the same top-k selection as the exact scans
   // of index/, so a degraded collection answers exactly what Flat would.
   HAMDB_RETURN_IF_ERROR(is_range ? CheckRangeArgs(query, bits()) : CheckSearchArgs(query, k, bits()));
@@ -636,6 +637,8 @@ StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k,
         kernel.distances(query, codes, n, nb, dist.data());
         for (size_t i = 0; i < n; ++i) {
           const uint16_t key = scores != nullptr ? ScoreKeyOrNone(scores[i]) : kNoScore;
+          if (filter != nullptr && (is_range ? dist[i] > radius : dist[i] > top.threshold())) continue;
+          if (filter != nullptr && !filter->Allows(ids[i])) continue;
           if (is_range) {
             if (dist[i] <= radius) in_range.push_back({ids[i], dist[i], key});
           } else if (dist[i] <= top.threshold()) {
@@ -663,6 +666,11 @@ TieBreak LiveCollection::default_tie_break() const {
 }
 
 Status LiveCollection::CheckTieBreak(const SearchParams& p) const {
+  if (p.filter != nullptr && !spec_.filters) {
+    return Status::InvalidArgument("collection '" + info_.name + "' has index " + spec_.spec +
+                                   ", which cannot filter; filtered searches need a Flat, MIH or "
+                                   "Bucket index");
+  }
   return CheckTieBreakSupported(spec_.spec, spec_.keeps_scores, p.tie_break);
 }
 
@@ -671,7 +679,7 @@ StatusOr<SearchResult> LiveCollection::Search(const uint8_t* query, size_t k,
   HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
-  if (!index) return ScanStore(query, k, 0, false, p.tie_break);
+  if (!index) return ScanStore(query, k, 0, false, p.tie_break, p.filter);
   return index->Search(query, k, p);
 }
 
@@ -681,7 +689,7 @@ StatusOr<SearchResult> LiveCollection::RangeSearch(const uint8_t* query, uint32_
   HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
-  if (!index) return ScanStore(query, 0, radius, true, p.tie_break);
+  if (!index) return ScanStore(query, 0, radius, true, p.tie_break, p.filter);
   return index->RangeSearch(query, radius, p);
 }
 
@@ -695,7 +703,7 @@ Status LiveCollection::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   out->clear();
   const size_t nb = code_bytes(bits());
   for (size_t q = 0; q < nq; ++q) {
-    HAMDB_ASSIGN_OR_RETURN(SearchResult r, ScanStore(queries + q * nb, k, 0, false, p.tie_break));
+    HAMDB_ASSIGN_OR_RETURN(SearchResult r, ScanStore(queries + q * nb, k, 0, false, p.tie_break, p.filter));
     out->push_back(std::move(r));
   }
   return Status::OK();

@@ -238,8 +238,9 @@ class LiveCollection {
   StatusOr<std::shared_ptr<BinaryIndex>> LoadSnapshot();
   bool SnapshotDue() const;  // requires state_mu_
   StatusOr<SearchResult> ScanStore(const uint8_t* query, size_t k, uint32_t radius,
-                                   bool is_range, TieBreak tie) const;
-  // InvalidArgument when p asks for score ties from an index without scores.
+                                   bool is_range, TieBreak tie, const IdFilter* filter) const;
+  // InvalidArgument when p asks for score ties from an index without scores,
+  // or for a filter from an index that cannot filter.
   Status CheckTieBreak(const SearchParams& p) const;
 
   CodeStore* store_;

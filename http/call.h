@@ -48,7 +48,7 @@ Response JsonResponse(int status, const json& body);
 bool IsImageType(const std::string& media);
 // The parameters of a raw image body, from the query string: k, radius,
 // nprobe, label (integers), id (unsigned), mode, tie_break, with_metadata
-// and thumbnails (booleans). 400 for a malformed value.
+// and thumbnails (booleans), filter (JSON text). 400 for a malformed value.
 json QueryToJson(const std::map<std::string, std::string>& query);
 
 // A collection as the service holds it.

@@ -2,6 +2,7 @@
 // code or image, mode resolution against the index's family, response caps.
 #include <algorithm>
 
+#include "collection/filter.h"
 #include "core/binary_code.h"
 #include "core/score.h"
 #include "http/call.h"
@@ -17,10 +18,11 @@ struct SearchOptions {
   std::optional<TieBreak> tie_break;  // unset: the collection's default
   int nprobe = 0;
   bool with_metadata = false;
+  std::optional<ItemFilter> filter;
 };
 
-// Reads k / radius / mode / tie_break / nprobe / with_metadata from a JSON
-// object.
+// Reads k / radius / mode / tie_break / nprobe / with_metadata / filter
+// from a JSON object.
 SearchOptions ParseSearchOptions(const json& j, int64_t max_k) {
   SearchOptions o;
   if (auto it = j.find("k"); it != j.end() && !it->is_null()) {
@@ -62,8 +64,29 @@ SearchOptions ParseSearchOptions(const json& j, int64_t max_k) {
     if (!it->is_boolean()) Fail(400, "bad_request", "'with_metadata' must be true or false");
     o.with_metadata = it->get<bool>();
   }
+  if (auto it = j.find("filter"); it != j.end() && !it->is_null()) {
+    ItemFilter::ErrorKind kind;
+    StatusOr<ItemFilter> f = ItemFilter::Parse(it->dump(), &kind);
+    if (!f.ok()) {
+      if (kind == ItemFilter::ErrorKind::kSyntax) Fail(400, "bad_request", f.status().message());
+      Fail(422, "invalid_filter", f.status().message());
+    }
+    o.filter = std::move(f).value();
+  }
   if (!o.k && !o.radius) o.k = 10;
   return o;
+}
+
+// The filter of `o` over `live`'s items, or none; 422 invalid_filter when
+// the collection's index cannot filter.
+std::optional<StoreFilter> MakeFilter(const SearchOptions& o, const LiveCollection& live) {
+  if (!o.filter) return std::nullopt;
+  if (!live.spec().filters) {
+    Fail(422, "invalid_filter",
+         "collection '" + live.info().name + "' has index " + live.spec().spec +
+             ", which cannot filter; filtered searches need a Flat, MIH or Bucket index");
+  }
+  return StoreFilter(&live, &*o.filter);
 }
 
 // Resolves `mode` against the index's table row (IndexSpecInfo): "" or
@@ -171,7 +194,9 @@ Response Service::Call::Search() {
   }
   const SearchOptions o = ParseSearchOptions(j, svc_->options_.max_k);
   std::string mode;
-  const SearchParams p = ResolveMode(o, live, svc_->options_.search_threads, &mode);
+  SearchParams p = ResolveMode(o, live, svc_->options_.search_threads, &mode);
+  const std::optional<StoreFilter> filter = MakeFilter(o, live);
+  if (filter) p.filter = &*filter;
 
   const Clock::time_point t0 = Clock::now();
   bool scanned_store = false;
@@ -214,7 +239,9 @@ Response Service::Call::SearchBatch() {
   }
   const SearchOptions o = ParseSearchOptions(j, svc_->options_.max_k);
   std::string mode;
-  const SearchParams p = ResolveMode(o, live, svc_->options_.search_threads, &mode);
+  SearchParams p = ResolveMode(o, live, svc_->options_.search_threads, &mode);
+  const std::optional<StoreFilter> filter = MakeFilter(o, live);
+  if (filter) p.filter = &*filter;
 
   const Clock::time_point t0 = Clock::now();
   std::vector<SearchResult> results;

@@ -64,6 +64,9 @@ json QueryToJson(const std::map<std::string, std::string>& query) {
   for (const auto& [key, value] : query) {
     if (key == "mode" || key == "tie_break") {
       j[key] = value;
+    } else if (key == "filter") {
+      j[key] = json::parse(value, nullptr, false);
+      if (j[key].is_discarded()) Fail(400, "bad_request", "'filter' is not valid JSON");
     } else if (key == "with_metadata" || key == "thumbnails") {
       if (value != "true" && value != "false" && value != "1" && value != "0") {
         Fail(400, "bad_request", "'" + key + "' must be true or false");

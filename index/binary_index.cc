@@ -24,7 +24,11 @@ Status CheckTieBreakSupported(const std::string& spec, bool keeps_scores, TieBre
   return Status::OK();
 }
 
-Status BinaryIndex::CheckTieBreak(const SearchParams& params) const {
+Status BinaryIndex::CheckParamsSupported(const SearchParams& params) const {
+  if (params.filter != nullptr) {
+    return Status::InvalidArgument("index " + spec() +
+                                   " cannot filter; filtered searches need a Flat, MIH or Bucket index");
+  }
   return CheckTieBreakSupported(spec(), keeps_scores(), params.tie_break);
 }
 
@@ -74,7 +78,8 @@ Status BinaryIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   if (out == nullptr) return Status::InvalidArgument("SearchBatch: out is null");
   if (k == 0) return Status::InvalidArgument("k must be at least 1");
   if (nq > 0 && queries == nullptr) return Status::InvalidArgument("queries is null");
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
+  // A filter is checked by each Search: only some indexes take one.
+  HAMDB_RETURN_IF_ERROR(CheckTieBreakSupported(spec(), keeps_scores(), params.tie_break));
   out->assign(nq, SearchResult{});
   ThreadPool& pool = ThreadPool::Default();
   const int threads = pool.Resolve(params.num_threads);

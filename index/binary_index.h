@@ -59,6 +59,14 @@ struct NeighborOrder {
 };
 
 // Per-call knobs. Fields an index does not use are ignored.
+// Which items a filtered search may return (SearchParams::filter). Allows is
+// called from several search threads at once and must be thread-safe.
+class IdFilter {
+ public:
+  virtual ~IdFilter() = default;
+  virtual bool Allows(uint64_t id) const = 0;
+};
+
 struct SearchParams {
   // Threads for this call; 0 means the index default (all hardware threads).
   int num_threads = 0;
@@ -71,6 +79,10 @@ struct SearchParams {
   // The order of ties on distance. kScore needs an index that keeps scores
   // (keeps_scores()); the others refuse it with InvalidArgument.
   TieBreak tie_break = TieBreak::kId;
+  // Only items it allows are returned; null: every item. Indexes that filter
+  // (IndexSpecInfo::filters) stay exact: the answer is the one a scan of the
+  // allowed items alone gives. The others refuse a filter (InvalidArgument).
+  const IdFilter* filter = nullptr;
 };
 
 struct SearchResult {
@@ -154,8 +166,9 @@ class BinaryIndex {
   // Add's implementation; scores may be null.
   virtual Status AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
                           size_t n) = 0;
-  // CheckTieBreakSupported for this index.
-  Status CheckTieBreak(const SearchParams& params) const;
+  // For indexes that do not filter: InvalidArgument for a filter, and
+  // CheckTieBreakSupported for the tie rule.
+  Status CheckParamsSupported(const SearchParams& params) const;
 
  private:
   int bits_;

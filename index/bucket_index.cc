@@ -363,6 +363,7 @@ StatusOr<SearchResult> ClassBucketIndex::Search(const uint8_t* query, size_t k,
   const size_t cb = code_bytes();
   const std::vector<uint16_t> cd = ClassDistances(query);
   TopKCollector top(kk, bits(), params.tie_break);
+  const IdFilter* filter = params.filter;
   size_t found = 0;
   uint16_t dist[kBlock];
   auto scan = [&](uint32_t c) {
@@ -374,7 +375,7 @@ StatusOr<SearchResult> ClassBucketIndex::Search(const uint8_t* query, size_t k,
       const size_t len = std::min(kBlock, members - at);
       kernel_.distances(query, b.codes.data() + at * cb, len, cb, dist);
       for (size_t i = 0; i < len; ++i) {
-        if (dist[i] <= threshold) {
+        if (dist[i] <= threshold && (filter == nullptr || filter->Allows(b.ids[at + i]))) {
           top.Offer(dist[i], b.ids[at + i], b.scores.Get(at + i));
           threshold = top.threshold();
         }
@@ -384,8 +385,28 @@ StatusOr<SearchResult> ClassBucketIndex::Search(const uint8_t* query, size_t k,
   };
 
   if (params.nprobe != -1) {
-    const ListPlan plan = PlanLocked(cd, kk, params.nprobe);
+    ListPlan plan = PlanLocked(cd, kk, params.nprobe);
     for (const int c : plan.lists) scan(static_cast<uint32_t>(c));
+    if (filter != nullptr) {
+      // The plan counted every member; widen, nearest buckets first, until
+      // k allowed items are held, and bound only the buckets left.
+      std::vector<char> visited(num_classes_, 0);
+      for (const int c : plan.lists) visited[c] = 1;
+      uint32_t kth;
+      for (const uint32_t c : OrderByKey(cd, bits())) {
+        if (top.Settle(&kth)) break;
+        if (visited[c] || buckets_[c].ids.empty()) continue;
+        scan(c);
+        visited[c] = 1;
+      }
+      plan.covers_all = found == n;
+      plan.min_unvisited_bound = UINT32_MAX;
+      for (size_t c = 0; c < num_classes_; ++c) {
+        if (!visited[c] && !buckets_[c].ids.empty()) {
+          plan.min_unvisited_bound = std::min(plan.min_unvisited_bound, LowerBound(cd[c], buckets_[c].radius));
+        }
+      }
+    }
     result.neighbors = top.Finish();
     result.exact = plan.covers_all || (result.neighbors.size() == kk &&
                                        result.neighbors.back().distance < plan.min_unvisited_bound);
@@ -487,7 +508,7 @@ StatusOr<SearchResult> ClassBucketIndex::RangeSearch(const uint8_t* query, uint3
         const size_t len = std::min(kBlock, b.ids.size() - at);
         kernel_.distances(query, b.codes.data() + at * cb, len, cb, dist);
         for (size_t i = 0; i < len; ++i) {
-          if (dist[i] <= radius) {
+          if (dist[i] <= radius && (params.filter == nullptr || params.filter->Allows(b.ids[at + i]))) {
             result.neighbors.push_back(Neighbor{b.ids[at + i], dist[i], b.scores.Get(at + i)});
           }
         }

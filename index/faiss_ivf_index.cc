@@ -417,7 +417,7 @@ FaissIvfIndex::ListView FaissIvfIndex::list(int l) const {
 StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
                                              const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
+  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   if (ivf_ == nullptr) {
@@ -455,7 +455,7 @@ StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
 StatusOr<SearchResult> FaissIvfIndex::RangeSearch(const uint8_t* query, uint32_t radius,
                                                   const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
+  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   if (ivf_ == nullptr) {

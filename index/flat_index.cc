@@ -21,8 +21,8 @@ size_t FlatIndex::memory_bytes() const {
   return slots_.memory_bytes();
 }
 
-SlotView FlatIndex::View() const {
-  return MakeSlotView(slots_.codes(), slots_.ids(), slots_.scores().data(), bits(), kernel_);
+SlotView FlatIndex::View(const IdFilter* filter) const {
+  return MakeSlotView(slots_.codes(), slots_.ids(), slots_.scores().data(), bits(), kernel_, filter);
 }
 
 Status FlatIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint16_t* scores,
@@ -48,7 +48,7 @@ StatusOr<SearchResult> FlatIndex::Search(const uint8_t* query, size_t k,
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   HAMDB_ASSIGN_OR_RETURN(result.neighbors,
-                         ScanKnn(View(), query, k, params.num_threads, params.tie_break));
+                         ScanKnn(View(params.filter), query, k, params.num_threads, params.tie_break));
   return result;
 }
 
@@ -60,7 +60,7 @@ Status FlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const
   std::vector<std::vector<Neighbor>> lists;
   {
     std::shared_lock<WriterPriorityMutex> lock(mu_);
-    HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(), queries, nq, k, threads, params.tie_break, &lists));
+    HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(params.filter), queries, nq, k, threads, params.tie_break, &lists));
   }
   out->assign(nq, SearchResult{});
   for (size_t i = 0; i < nq; ++i) (*out)[i].neighbors = std::move(lists[i]);
@@ -72,7 +72,7 @@ StatusOr<SearchResult> FlatIndex::RangeSearch(const uint8_t* query, uint32_t rad
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
-  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(View(), query, radius, params.num_threads, params.tie_break));
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanRange(View(params.filter), query, radius, params.num_threads, params.tie_break));
   return result;
 }
 

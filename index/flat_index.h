@@ -67,7 +67,7 @@ class FlatIndex : public BinaryIndex {
                   size_t n) override;
 
  private:
-  SlotView View() const;  // requires mu_ held
+  SlotView View(const IdFilter* filter = nullptr) const;  // requires mu_ held
 
   HammingKernel kernel_;
   // Writers hold write_mu_ throughout, and mu_ exclusively only to apply

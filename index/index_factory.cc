@@ -93,6 +93,7 @@ struct SpecRow {
   bool gpu;
   bool needs_codebook;
   bool keeps_scores;
+  bool filters;
   uint64_t max_id;
   int bits_multiple;
   bool (*parse)(std::string_view rest, SpecParams* params);
@@ -103,14 +104,14 @@ struct SpecRow {
 // that does not exist, and each spec matches exactly one row.
 // clang-format off
 constexpr SpecRow kSpecTable[] = {
-  // prefix      syntax                           example       family    exact  on-req gpu    book   scores max_id       bits%
-  {"GPUFlat",   "GPUFlat",                        "GPUFlat",    "gpu",    true,  true,  true,  false, false, UINT64_MAX,  1, ParseNone,        MakeGpuFlat},
-  {"GPUBucket", "GPUBucket or GPUBucket<nprobe>", "GPUBucket2", "bucket", false, true,  true,  true,  false, UINT64_MAX,  1, ParseOptionalOne, MakeGpuBucket},
-  {"GPUIVF",    "GPUIVF<nlist>[_<nprobe>]",       "GPUIVF8_2",  "ivf",    false, false, true,  false, false, kFaissMaxId, 8, ParseIvf,         MakeGpuIvf},
-  {"Flat",      "Flat",                           "Flat",       "exact",  true,  true,  false, false, true,  UINT64_MAX,  1, ParseNone,        MakeFlat},
-  {"MIH",       "MIH or MIH<m>",                  "MIH",        "exact",  true,  true,  false, false, true,  UINT64_MAX,  1, ParseOptionalOne, MakeMih},
-  {"Bucket",    "Bucket or Bucket<nprobe>",       "Bucket",     "bucket", false, true,  false, true,  true,  UINT64_MAX,  1, ParseOptionalOne, MakeBucket},
-  {"IVF",       "IVF<nlist>[_<nprobe>]",          "IVF8_2",     "ivf",    false, false, false, false, false, kFaissMaxId, 8, ParseIvf,         MakeIvf},
+  // prefix      syntax                           example       family    exact  on-req gpu    book   scores filter max_id       bits%
+  {"GPUFlat",   "GPUFlat",                        "GPUFlat",    "gpu",    true,  true,  true,  false, false, false, UINT64_MAX,  1, ParseNone,        MakeGpuFlat},
+  {"GPUBucket", "GPUBucket or GPUBucket<nprobe>", "GPUBucket2", "bucket", false, true,  true,  true,  false, false, UINT64_MAX,  1, ParseOptionalOne, MakeGpuBucket},
+  {"GPUIVF",    "GPUIVF<nlist>[_<nprobe>]",       "GPUIVF8_2",  "ivf",    false, false, true,  false, false, false, kFaissMaxId, 8, ParseIvf,         MakeGpuIvf},
+  {"Flat",      "Flat",                           "Flat",       "exact",  true,  true,  false, false, true,  true,  UINT64_MAX,  1, ParseNone,        MakeFlat},
+  {"MIH",       "MIH or MIH<m>",                  "MIH",        "exact",  true,  true,  false, false, true,  true,  UINT64_MAX,  1, ParseOptionalOne, MakeMih},
+  {"Bucket",    "Bucket or Bucket<nprobe>",       "Bucket",     "bucket", false, true,  false, true,  true,  true,  UINT64_MAX,  1, ParseOptionalOne, MakeBucket},
+  {"IVF",       "IVF<nlist>[_<nprobe>]",          "IVF8_2",     "ivf",    false, false, false, false, false, false, kFaissMaxId, 8, ParseIvf,         MakeIvf},
 };
 // clang-format on
 
@@ -165,6 +166,7 @@ StatusOr<IndexSpecInfo> DescribeIndexSpec(std::string_view spec) {
   info.gpu = row->gpu;
   info.needs_codebook = row->needs_codebook;
   info.keeps_scores = row->keeps_scores;
+  info.filters = row->filters;
   info.max_id = row->max_id;
   info.bits_multiple = row->bits_multiple;
   return info;

@@ -554,8 +554,8 @@ size_t MihIndex::memory_bytes() const {
   return bytes + tables_.capacity() * sizeof(Table);
 }
 
-SlotView MihIndex::View() const {
-  return MakeSlotView(codes_, ids_, scores_.data(), bits(), kernel_);
+SlotView MihIndex::View(const IdFilter* filter) const {
+  return MakeSlotView(codes_, ids_, scores_.data(), bits(), kernel_, filter);
 }
 
 uint64_t MihIndex::SubstringOf(const uint8_t* code, const Table& t) const {
@@ -937,7 +937,7 @@ double MihIndex::ScanCost(int threads) const {
   return per_item * static_cast<double>(ids_.size()) / std::max(threads, 1);
 }
 
-bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak tie,
+bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak tie, const IdFilter* filter,
                         std::vector<Neighbor>* out) const {
   const NeighborOrder order{tie};
   const size_t n = ids_.size();
@@ -981,6 +981,9 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
       const Neighbor nb{ids_[batch[i]], dist[i], scores_.Get(batch[i])};
       if (heap.size() == k && !order(nb, heap.front())) continue;
       if (!first_found_here(batch[i])) continue;
+      // Rejected items never enter the heap, so the stop rule below (k held,
+      // the k-th within the distance seen) counts only allowed ones.
+      if (filter != nullptr && !filter->Allows(nb.id)) continue;
       heap.push_back(nb);
       std::push_heap(heap.begin(), heap.end(), order);
       if (heap.size() > k) {
@@ -1074,6 +1077,7 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
 }
 
 bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, TieBreak tie,
+                          const IdFilter* filter,
                           std::vector<Neighbor>* out) const {
   const int m = static_cast<int>(tables_.size());
   const size_t cb = code_bytes();
@@ -1113,7 +1117,8 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, 
     kernel_.distances_indexed(query, codes_.data(), batch, batch_size, cb, dist);
     work += kCandidateCost * static_cast<double>(batch_size);
     for (size_t i = 0; i < batch_size; ++i) {
-      if (dist[i] <= radius && first_found_here(batch[i])) {
+      if (dist[i] <= radius && first_found_here(batch[i]) &&
+          (filter == nullptr || filter->Allows(ids_[batch[i]]))) {
         found.push_back(Neighbor{ids_[batch[i]], dist[i], scores_.Get(batch[i])});
       }
     }
@@ -1153,13 +1158,13 @@ StatusOr<SearchResult> MihIndex::Search(const uint8_t* query, size_t k,
   try {
     double budget = 0;
     if (KnnProbeBudget(k, params, threads, &budget) &&
-        ProbeKnn(query, k, budget, params.tie_break, &result.neighbors)) {
+        ProbeKnn(query, k, budget, params.tie_break, params.filter, &result.neighbors)) {
       return result;
     }
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("MihIndex::Search: out of memory");
   }
-  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanKnn(View(), query, k, threads, params.tie_break));
+  HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanKnn(View(params.filter), query, k, threads, params.tie_break));
   return result;
 }
 
@@ -1180,7 +1185,9 @@ Status MihIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const 
   double budget = 0;
   if (KnnProbeBudget(k, params, threads, &budget)) {
     HAMDB_RETURN_IF_ERROR(pool.ParallelFor(nq, threads, [&](size_t i) {
-      if (ProbeKnn(queries + i * cb, k, budget, params.tie_break, &(*out)[i].neighbors)) scan[i] = 0;
+      if (ProbeKnn(queries + i * cb, k, budget, params.tie_break, params.filter, &(*out)[i].neighbors)) {
+        scan[i] = 0;
+      }
     }));
   }
   std::vector<size_t> rest;
@@ -1191,7 +1198,7 @@ Status MihIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const 
   std::vector<uint8_t> packed(rest.size() * cb);
   for (size_t j = 0; j < rest.size(); ++j) std::memcpy(&packed[j * cb], queries + rest[j] * cb, cb);
   std::vector<std::vector<Neighbor>> lists;
-  HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(), packed.data(), rest.size(), k, threads, params.tie_break,
+  HAMDB_RETURN_IF_ERROR(ScanKnnBatch(View(params.filter), packed.data(), rest.size(), k, threads, params.tie_break,
                                      &lists));
   for (size_t j = 0; j < rest.size(); ++j) (*out)[rest[j]].neighbors = std::move(lists[j]);
   return Status::OK();
@@ -1209,13 +1216,15 @@ StatusOr<SearchResult> MihIndex::RangeSearch(const uint8_t* query, uint32_t radi
         (params.mih_mode > 0 || n >= kMinProbeSize)) {
       const double budget = params.mih_mode > 0 ? std::numeric_limits<double>::infinity()
                                                 : ScanCost(threads);
-      if (ProbeRange(query, radius, budget, params.tie_break, &result.neighbors)) return result;
+      if (ProbeRange(query, radius, budget, params.tie_break, params.filter, &result.neighbors)) {
+        return result;
+      }
     }
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("MihIndex::RangeSearch: out of memory");
   }
   HAMDB_ASSIGN_OR_RETURN(result.neighbors,
-                         ScanRange(View(), query, radius, threads, params.tie_break));
+                         ScanRange(View(params.filter), query, radius, threads, params.tie_break));
   return result;
 }
 

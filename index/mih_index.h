@@ -122,7 +122,7 @@ class MihIndex : public BinaryIndex {
 
   MihIndex(int bits, int fixed_m);
 
-  SlotView View() const;
+  SlotView View(const IdFilter* filter = nullptr) const;
   uint64_t SubstringOf(const uint8_t* code, const Table& t) const;
   // Sets up m empty tables (substring bit ranges) and rebuilds them.
   void Configure(int m);
@@ -168,11 +168,12 @@ class MihIndex : public BinaryIndex {
   void ReplayLog(std::vector<Table>* built) const;
 
   // Probing k-NN; returns false (out untouched) when `budget` work units
-  // were exceeded and the caller should scan instead.
-  bool ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak tie,
+  // were exceeded and the caller should scan instead. filter: null, or only
+  // the items it allows count and are returned.
+  bool ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak tie, const IdFilter* filter,
                 std::vector<Neighbor>* out) const;
   bool ProbeRange(const uint8_t* query, uint32_t radius, double budget, TieBreak tie,
-                  std::vector<Neighbor>* out) const;
+                  const IdFilter* filter, std::vector<Neighbor>* out) const;
   // Work units of one exhaustive scan of all slots with `threads` threads.
   double ScanCost(int threads) const;
   // Whether a k-NN search should probe before it scans (mih_mode, the size

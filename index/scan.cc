@@ -30,10 +30,12 @@ size_t TaskCount(size_t n, int threads) {
 }
 
 // Offers slot i of (ids, scores) at distance d when d is at most the
-// threshold, which `threshold` caches. scores may be null (none).
+// threshold, which `threshold` caches, and the filter (null: none) allows
+// its id. scores may be null (none). The filter is asked last: most slots
+// are rejected by their distance.
 inline void OfferIfWithin(uint32_t d, const uint64_t* ids, const uint16_t* scores, size_t i,
-                          TopKCollector* top, uint32_t* threshold) {
-  if (d <= *threshold) {
+                          const IdFilter* filter, TopKCollector* top, uint32_t* threshold) {
+  if (d <= *threshold && (filter == nullptr || filter->Allows(ids[i]))) {
     top->Offer(d, ids[i], scores != nullptr ? scores[i] : kNoScore);
     *threshold = top->threshold();
   }
@@ -44,7 +46,7 @@ inline void OfferIfWithin(uint32_t d, const uint64_t* ids, const uint16_t* score
 // are compared at a time (SSE2, part of every x86-64) and a group that is
 // all above costs one compare; `threshold` caches top.threshold().
 void OfferBlock(const uint16_t* dist, const uint64_t* ids, const uint16_t* scores, size_t len,
-                TopKCollector* top, uint32_t* threshold) {
+                const IdFilter* filter, TopKCollector* top, uint32_t* threshold) {
   size_t i = 0;
 #if defined(__SSE2__)
   // Signed 16-bit compares: distances are at most kMaxCodeBits < 2^15.
@@ -53,10 +55,10 @@ void OfferBlock(const uint16_t* dist, const uint64_t* ids, const uint16_t* score
     const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(dist + i));
     const __m128i above = _mm_cmpgt_epi16(d, _mm_set1_epi16(static_cast<int16_t>(*threshold)));
     if (_mm_movemask_epi8(above) == 0xffff) continue;
-    for (size_t j = i; j < i + 8; ++j) OfferIfWithin(dist[j], ids, scores, j, top, threshold);
+    for (size_t j = i; j < i + 8; ++j) OfferIfWithin(dist[j], ids, scores, j, filter, top, threshold);
   }
 #endif
-  for (; i < len; ++i) OfferIfWithin(dist[i], ids, scores, i, top, threshold);
+  for (; i < len; ++i) OfferIfWithin(dist[i], ids, scores, i, filter, top, threshold);
 }
 
 // Whether scans of `view` take OfferBlock8Avx2: 8-byte codes, where AVX2 is
@@ -80,7 +82,7 @@ bool UseAvx2For8Bytes(const SlotView& view) {
 // 2x. Offers exactly the pairs OfferBlock would, in the same order.
 __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes, const uint64_t* ids,
                                                             const uint16_t* scores, size_t len,
-                                                            const uint8_t* query,
+                                                            const uint8_t* query, const IdFilter* filter,
                                                             TopKCollector* top, uint32_t* threshold) {
   uint64_t q;
   std::memcpy(&q, query, 8);
@@ -101,13 +103,13 @@ __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes
     alignas(32) uint64_t dist[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(dist), d);
     for (size_t j = 0; j < 4; ++j) {
-      OfferIfWithin(static_cast<uint32_t>(dist[j]), ids, scores, i + j, top, threshold);
+      OfferIfWithin(static_cast<uint32_t>(dist[j]), ids, scores, i + j, filter, top, threshold);
     }
   }
   for (; i < len; ++i) {
     uint64_t c;
     std::memcpy(&c, codes + i * 8, 8);
-    OfferIfWithin(static_cast<uint32_t>(__builtin_popcountll(c ^ q)), ids, scores, i, top,
+    OfferIfWithin(static_cast<uint32_t>(__builtin_popcountll(c ^ q)), ids, scores, i, filter, top,
                   threshold);
   }
 }
@@ -119,13 +121,13 @@ void ScanBlock(const SlotView& view, bool avx2_8, const uint8_t* query, size_t b
   const uint16_t* scores = view.scores != nullptr ? view.scores + b : nullptr;
 #if defined(__x86_64__)
   if (avx2_8) {
-    OfferBlock8Avx2(view.codes + b * 8, view.ids + b, scores, len, query, top, threshold);
+    OfferBlock8Avx2(view.codes + b * 8, view.ids + b, scores, len, query, view.filter, top, threshold);
     return;
   }
 #endif
   (void)avx2_8;
   view.kernel.distances(query, view.codes + b * view.code_bytes, len, view.code_bytes, dist);
-  OfferBlock(dist, view.ids + b, scores, len, top, threshold);
+  OfferBlock(dist, view.ids + b, scores, len, view.filter, top, threshold);
 }
 
 }  // namespace
@@ -250,7 +252,7 @@ StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* q
       const size_t len = std::min(kBlock, end - b);
       view.kernel.distances(query, view.codes + b * view.code_bytes, len, view.code_bytes, dist);
       for (size_t i = 0; i < len; ++i) {
-        if (dist[i] <= radius) {
+        if (dist[i] <= radius && (view.filter == nullptr || view.filter->Allows(view.ids[b + i]))) {
           parts[t].push_back(Neighbor{view.ids[b + i], dist[i],
                                       view.scores != nullptr ? view.scores[b + i] : kNoScore});
         }

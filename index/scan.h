@@ -28,11 +28,13 @@ struct SlotView {
   size_t code_bytes = 0;
   int bits = 0;
   HammingKernel kernel{};
+  const IdFilter* filter = nullptr;  // scans return only the items it allows; null: all
 };
 
 // The view of dense slot arrays as the indexes keep them; scores may be null.
 inline SlotView MakeSlotView(const std::vector<uint8_t>& codes, const std::vector<uint64_t>& ids,
-                             const uint16_t* scores, int bits, const HammingKernel& kernel) {
+                             const uint16_t* scores, int bits, const HammingKernel& kernel,
+                             const IdFilter* filter = nullptr) {
   SlotView v;
   v.codes = codes.data();
   v.ids = ids.data();
@@ -41,6 +43,7 @@ inline SlotView MakeSlotView(const std::vector<uint8_t>& codes, const std::vecto
   v.code_bytes = (static_cast<size_t>(bits) + 7) / 8;
   v.bits = bits;
   v.kernel = kernel;
+  v.filter = filter;
   return v;
 }
 

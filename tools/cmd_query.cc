@@ -20,7 +20,7 @@ namespace {
 using nlohmann::json;
 
 struct QueryArgs {
-  std::string url = "http://127.0.0.1:8080", collection, image, code, mode, tie_break, api_key;
+  std::string url = "http://127.0.0.1:8080", collection, image, code, mode, tie_break, api_key, filter;
   size_t k = 10;
   int64_t radius = -1;
   int nprobe = 0;
@@ -75,6 +75,7 @@ int RunQuery(const QueryArgs& a) {
     if (!a.mode.empty()) qs += "&mode=" + UrlEncode(a.mode);
     if (a.nprobe != 0) qs += "&nprobe=" + std::to_string(a.nprobe);
     if (!a.tie_break.empty()) qs += "&tie_break=" + UrlEncode(a.tie_break);
+    if (!a.filter.empty()) qs += "&filter=" + UrlEncode(a.filter);
     resp = HttpPost(*url, path + qs, f == ImageFormat::kPng ? "image/png" : "image/jpeg", std::move(bytes),
                 a.api_key);
   } else {
@@ -83,6 +84,10 @@ int RunQuery(const QueryArgs& a) {
     if (!a.mode.empty()) body["mode"] = a.mode;
     if (a.nprobe != 0) body["nprobe"] = a.nprobe;
     if (!a.tie_break.empty()) body["tie_break"] = a.tie_break;
+    if (!a.filter.empty()) {
+      body["filter"] = json::parse(a.filter, nullptr, false);
+      if (body["filter"].is_discarded()) return Fail(Status::InvalidArgument("--filter is not valid JSON"));
+    }
     resp = HttpPost(*url, path, "application/json", body.dump(), a.api_key);
   }
   if (!resp.ok()) return Fail(resp.status());
@@ -110,6 +115,9 @@ void AddQueryCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--url", a->url, "Server address")->envname("HAMDB_URL")->capture_default_str();
   cmd->add_option("--tie-break", a->tie_break, "Order of equal distances: id or score (default: the collection's)")
       ->check(CLI::IsMember({"id", "score"}));
+  cmd->add_option("--filter", a->filter,
+                  "Only items matching this JSON filter, e.g. '{\"field\": \"label\", \"eq\": 8}' "
+                  "(docs/api.md#filtered-search)");
   cmd->add_option("--collection,-c", a->collection, "Collection")->required();
   cmd->add_option("--image", a->image, "Query image (PNG or JPEG), encoded by the collection's encoder");
   cmd->add_option("--code", a->code, "Query code: hex or a 0/1 bit string");

@@ -3,7 +3,9 @@
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "collection/filter.h"
 #include "collection/live_collection.h"
 #include "core/binary_code.h"
 #include "index/synthetic.h"
@@ -17,7 +19,7 @@ namespace hamdb::tools {
 namespace {
 
 struct SearchArgs {
-  std::string db, collection, code, index_spec, tie_break;
+  std::string db, collection, code, index_spec, tie_break, filter;
   int64_t id = -1;
   size_t k = 10;
   int64_t radius = -1;
@@ -65,6 +67,15 @@ int RunSearch(const SearchArgs& a) {
     auto tie = ParseTieBreak(a.tie_break);
     if (!tie.ok()) return Fail(tie.status().WithContext("--tie-break"));
     p.tie_break = *tie;
+  }
+  std::optional<ItemFilter> filter;
+  std::optional<StoreFilter> store_filter;
+  if (!a.filter.empty()) {
+    auto f = ItemFilter::Parse(a.filter);
+    if (!f.ok()) return Fail(f.status().WithContext("--filter"));
+    filter = std::move(f).value();
+    store_filter.emplace(live->get(), &*filter);
+    p.filter = &*store_filter;
   }
   const auto t1 = std::chrono::steady_clock::now();
   StatusOr<SearchResult> r =
@@ -154,6 +165,9 @@ void AddSearchCommands(CLI::App* app, int* exit_code) {
                   "Order of equal distances: id, or score (higher first, unscored last); "
                   "default: the collection's")
       ->check(CLI::IsMember({"id", "score"}));
+  cmd->add_option("--filter", a->filter,
+                  "Only items matching this JSON filter, e.g. '{\"field\": \"label\", \"eq\": 8}' "
+                  "(docs/api.md#filtered-search); needs a Flat, MIH or Bucket index");
   cmd->add_flag("--json", a->json, "Print JSON instead of a table");
   cmd->callback([a, exit_code, code, id] {
     if (code->count() == 0 && id->count() == 0) {

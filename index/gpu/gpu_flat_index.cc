@@ -80,7 +80,7 @@ StatusOr<SearchResult> GpuFlatIndex::Search(const uint8_t* query, size_t k,
 Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                                  const SearchParams& params, std::vector<SearchResult>* out) const {
   HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
+  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   if (SearchDevice(queries, nq, k, out).ok()) {
     mirror_.set_used_gpu(true);
@@ -111,7 +111,7 @@ Status GpuFlatIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
 StatusOr<SearchResult> GpuFlatIndex::RangeSearch(const uint8_t* query, uint32_t radius,
                                                  const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
+  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   HAMDB_ASSIGN_OR_RETURN(

@@ -53,7 +53,7 @@ Status GpuListIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
 
 StatusOr<SearchResult> GpuListIndex::RangeSearch(const uint8_t* query, uint32_t radius,
                                                  const SearchParams& params) const {
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
+  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   return inner_->RangeSearch(query, radius, params);
 }
@@ -102,7 +102,7 @@ Status GpuListIndex::SearchBatchHostScan(const uint8_t* queries, size_t nq, size
                                          const SearchParams& params,
                                          std::vector<SearchResult>* out) const {
   HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
+  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   std::vector<uint8_t> codes;
   std::vector<uint64_t> ids, begin;
@@ -152,7 +152,7 @@ Status GpuListIndex::SearchDevice(const uint8_t* queries, size_t nq, size_t k,
 Status GpuListIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
                                  const SearchParams& params, std::vector<SearchResult>* out) const {
   HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
-  HAMDB_RETURN_IF_ERROR(CheckTieBreak(params));
+  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
   if (params.nprobe < -1) {
     return Status::InvalidArgument("nprobe must be >= 1, 0 (index default) or -1");
   }

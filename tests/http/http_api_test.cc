@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "http/http_util.h"
@@ -388,6 +389,103 @@ TEST_F(HttpApi, SearchMatchesBruteForce) {
             422);
   EXPECT_EQ(PostJson(port_, "/collections/s/search/batch", {{"codes", json::array()}}).status, 422);
   ExpectIntact("s");
+}
+
+// Filtered searches (single, batch, radius, by label, metadata and ids) equal
+// brute force over the matching items; bad filters are 400 or 422 naming the
+// bad part; an index that cannot filter says so.
+TEST_F(HttpApi, FilteredSearch) {
+  for (const char* index : {"MIH", "Flat"}) {
+    const std::string name = std::string("f") + index;
+    ASSERT_EQ(PostJson(port_, "/collections", {{"name", name}, {"bits", kBits}, {"index", index}}).status, 201);
+    std::mt19937_64 rng(5);
+    std::vector<std::pair<uint64_t, std::vector<uint8_t>>> items;
+    std::vector<int> labels;
+    json batch = json::array();
+    for (uint64_t id = 1; id <= 400; ++id) {
+      std::vector<uint8_t> code = RandomCode(rng, kBits);
+      if (id % 4 == 0) code = items[id - 3].second;  // ties
+      const int label = static_cast<int>(id % 10);
+      items.push_back({id, code});
+      labels.push_back(label);
+      json item = {{"id", id}, {"code", FormatHex(code.data(), kBits)}, {"label", label},
+                   {"metadata", {{"path", (id % 3 ? "bags/" : "coats/") + std::to_string(id)}, {"w", id % 7}}}};
+      if (id % 50 == 0) item.erase("label");
+      batch.push_back(item);
+    }
+    ASSERT_EQ(PostJson(port_, "/collections/" + name + "/items", {{"items", batch}}).status, 200);
+    auto matching = [&](auto pred) {
+      std::vector<std::pair<uint64_t, std::vector<uint8_t>>> out;
+      for (size_t i = 0; i < items.size(); ++i) {
+        if (pred(items[i].first, labels[i])) out.push_back(items[i]);
+      }
+      return out;
+    };
+    struct Case {
+      json filter;
+      std::function<bool(uint64_t, int)> pred;
+    };
+    const std::vector<Case> cases = {
+        {{{"field", "label"}, {"eq", 3}}, [](uint64_t id, int l) { return id % 50 != 0 && l == 3; }},
+        {{{"field", "metadata.path"}, {"prefix", "coats/"}}, [](uint64_t id, int) { return id % 3 == 0; }},
+        {{{"and", {{{"field", "metadata.w"}, {"gte", 2}, {"lt", 4}}, {{"not", {{"ids", {5, 6, 7}}}}}}}},
+         [](uint64_t id, int) { return id % 7 >= 2 && id % 7 < 4 && (id < 5 || id > 7); }},
+        {{{"or", {{{"ids", {400, 2}}}, {{"field", "label"}, {"in", {9, 8}}}}}},
+         [](uint64_t id, int l) { return id == 400 || id == 2 || (id % 50 != 0 && (l == 9 || l == 8)); }},
+        {{{"field", "label"}, {"eq", 77}}, [](uint64_t, int) { return false; }},
+        {{{"and", json::array()}}, [](uint64_t, int) { return true; }},
+    };
+    for (const Case& c : cases) {
+      const auto allowed = matching(c.pred);
+      for (int t = 0; t < 6; ++t) {
+        const std::vector<uint8_t> q = t % 2 ? RandomCode(rng, kBits) : items[t * 13].second;
+        for (size_t k : {1, 10, 60}) {
+          HttpReply r = PostJson(port_, "/collections/" + name + "/search",
+                                 {{"code", FormatHex(q.data(), kBits)}, {"k", k}, {"filter", c.filter}});
+          ASSERT_EQ(r.status, 200) << r.body;
+          EXPECT_TRUE(r.Json()["exact"].get<bool>());
+          EXPECT_EQ(ResultsOf(r.Json()["results"]), BruteForce(allowed, q, k)) << index << " " << c.filter.dump();
+        }
+        HttpReply rr = PostJson(port_, "/collections/" + name + "/search",
+                                {{"code", FormatHex(q.data(), kBits)}, {"radius", 26}, {"filter", c.filter}});
+        ASSERT_EQ(rr.status, 200);
+        std::vector<Neighbor> want = BruteForce(allowed, q, allowed.size());
+        want.erase(std::remove_if(want.begin(), want.end(), [](const Neighbor& n) { return n.distance > 26; }),
+                   want.end());
+        EXPECT_EQ(ResultsOf(rr.Json()["results"]), want);
+      }
+      HttpReply b = PostJson(port_, "/collections/" + name + "/search/batch",
+                             {{"codes", {FormatHex(items[0].second.data(), kBits), FormatHex(items[1].second.data(), kBits)}},
+                              {"k", 7}, {"filter", c.filter}});
+      ASSERT_EQ(b.status, 200) << b.body;
+      EXPECT_EQ(ResultsOf(b.Json()["batches"][1]["results"]), BruteForce(allowed, items[1].second, 7));
+    }
+  }
+  // Errors: not the grammar (400), or not a valid filter (422), naming the part.
+  const std::string code = "0123456789abcdef";
+  HttpReply grammar = PostJson(port_, "/collections/fMIH/search", {{"code", code}, {"filter", {{"and", 5}}}});
+  EXPECT_EQ(grammar.status, 400);
+  EXPECT_NE(grammar.body.find("filter.and"), std::string::npos) << grammar.body;
+  EXPECT_EQ(PostJson(port_, "/collections/fMIH/search", {{"code", code}, {"filter", "label=3"}}).status, 400);
+  HttpReply op = PostJson(port_, "/collections/fMIH/search",
+                          {{"code", code}, {"filter", {{"field", "label"}, {"near", 3}}}});
+  EXPECT_EQ(op.status, 422);
+  EXPECT_EQ(op.ErrorCode(), "invalid_filter");
+  EXPECT_NE(op.body.find("unknown operator 'near'"), std::string::npos) << op.body;
+  HttpReply field = PostJson(port_, "/collections/fMIH/search",
+                             {{"code", code}, {"filter", {{"field", "code"}, {"eq", 3}}}});
+  EXPECT_EQ(field.ErrorCode(), "invalid_filter");
+  HttpReply type = PostJson(port_, "/collections/fMIH/search",
+                            {{"code", code}, {"filter", {{"field", "label"}, {"gt", "x"}}}});
+  EXPECT_EQ(type.ErrorCode(), "invalid_filter");
+  EXPECT_EQ(Call(port_, "POST", "/collections/fMIH/search?filter=%7Bbad", "x", "image/png").status, 400);
+  // An index that cannot filter.
+  ASSERT_EQ(PostJson(port_, "/collections", {{"name", "ivf"}, {"bits", kBits}, {"index", "IVF4"}}).status, 201);
+  HttpReply ivf = PostJson(port_, "/collections/ivf/search",
+                           {{"code", code}, {"filter", {{"field", "label"}, {"eq", 3}}}});
+  EXPECT_EQ(ivf.status, 422);
+  EXPECT_EQ(ivf.ErrorCode(), "invalid_filter");
+  EXPECT_NE(ivf.body.find("cannot filter"), std::string::npos) << ivf.body;
 }
 
 TEST_F(HttpApi, ErrorPathsLeaveServerAndDataIntact) {

@@ -349,6 +349,125 @@ TEST_P(IndexConformance, ScoreTiesMatchFlat) {
   check(*loaded, "after a snapshot round trip");
 }
 
+// Allows the ids whose hash falls under `per_mille` of 1000 (0: none, 1000:
+// all), counting its calls.
+class HashFilter : public IdFilter {
+ public:
+  HashFilter(uint64_t seed, int per_mille) : seed_(seed), per_mille_(per_mille) {}
+  bool Allows(uint64_t id) const override {
+    uint64_t h = (id ^ seed_) * 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    return static_cast<int>(h % 1000) < per_mille_;
+  }
+
+ private:
+  uint64_t seed_;
+  int per_mille_;
+};
+
+// Filtered searches give exactly what a scan of the allowed items alone
+// gives, under each tie rule the index keeps, for filters that allow
+// nothing, a few, many and every item; indexes that cannot filter refuse.
+TEST_P(IndexConformance, FiltersMatchFlatOverTheAllowedItems) {
+  const std::string spec = GetParam();
+  auto info = DescribeIndexSpec(spec);
+  ASSERT_TRUE(info.ok());
+  const size_t n = 3000, cb = code_bytes(kBits);
+  Data d = MakeData(n, 41);
+  std::mt19937_64 rng(42);
+  for (size_t i = n / 2; i < n; ++i) {  // duplicate codes: large tie groups
+    const size_t from = rng() % (n / 2);
+    std::copy(d.codes.begin() + from * cb, d.codes.begin() + (from + 1) * cb, d.codes.begin() + i * cb);
+  }
+  std::vector<uint16_t> scores(n);
+  for (uint16_t& k : scores) k = rng() % 4 == 0 ? kNoScore : ScoreKey(static_cast<float>(rng() % 5));
+  IndexOptions options;
+  options.codebook = d.codebook;
+  auto index = std::move(MakeIndex(spec, kBits, options)).value();
+  ASSERT_TRUE(index->Add(d.ids.data(), d.codes.data(), n, scores.data()).ok());
+  Data qd = MakeData(12, 43);
+  std::copy(d.codes.begin(), d.codes.begin() + 6 * cb, qd.codes.begin());  // stored codes too
+  const size_t nq = 12;
+
+  HashFilter some(7, 300);
+  SearchParams filtered;
+  filtered.filter = &some;
+  EXPECT_EQ(info->filters, info->prefix == "Flat" || info->prefix == "MIH" || info->prefix == "Bucket")
+      << spec;
+  if (!info->filters) {
+    EXPECT_EQ(index->Search(qd.codes.data(), 10, filtered).status().code(), Status::Code::kInvalidArgument);
+    EXPECT_EQ(index->RangeSearch(qd.codes.data(), 3, filtered).status().code(),
+              Status::Code::kInvalidArgument);
+    return;
+  }
+  // The oracle: the allowed items, sorted by the rule.
+  auto brute = [&](const uint8_t* q, const IdFilter& f, TieBreak tie, size_t k, uint32_t radius) {
+    std::vector<Neighbor> all;
+    for (size_t i = 0; i < n; ++i) {
+      if (!f.Allows(d.ids[i])) continue;
+      uint32_t dist = 0;
+      for (size_t b = 0; b < cb; ++b) dist += __builtin_popcount(q[b] ^ d.codes[i * cb + b]);
+      if (dist <= radius) all.push_back(Neighbor{d.ids[i], dist, scores[i]});
+    }
+    std::sort(all.begin(), all.end(), NeighborOrder{tie});
+    all.resize(std::min(k, all.size()));
+    return all;
+  };
+  std::vector<TieBreak> ties = {TieBreak::kId};
+  if (info->keeps_scores) ties.push_back(TieBreak::kScore);
+  size_t checked = 0, nonempty = 0;
+  for (int per_mille : {0, 2, 30, 300, 1000}) {
+    const HashFilter f(per_mille + 11, per_mille);
+    for (TieBreak tie : ties) {
+      SearchParams p;
+      p.tie_break = tie;
+      p.filter = &f;
+      std::vector<SearchParams> variants = {p};
+      if (info->prefix == "MIH") {
+        variants.push_back(p);
+        variants.back().mih_mode = 1;
+        variants.push_back(p);
+        variants.back().mih_mode = -1;
+      }
+      if (info->exact_on_request && !info->exact) {
+        variants.push_back(p);
+        variants.back().nprobe = -1;
+      }
+      for (const SearchParams& v : variants) {
+        for (size_t k : {size_t{1}, size_t{10}, size_t{150}}) {
+          std::vector<SearchResult> batch;
+          ASSERT_TRUE(index->SearchBatch(qd.codes.data(), nq, k, v, &batch).ok());
+          for (size_t q = 0; q < nq; ++q) {
+            const uint8_t* query = qd.codes.data() + q * cb;
+            const std::vector<Neighbor> want = brute(query, f, tie, k, kBits);
+            auto got = index->Search(query, k, v);
+            ASSERT_TRUE(got.ok()) << got.status().ToString();
+            const bool must_be_exact = info->exact || v.nprobe == -1;
+            if (must_be_exact) EXPECT_TRUE(got->exact) << spec;
+            if (got->exact) {
+              EXPECT_EQ(got->neighbors, want) << spec << " allowing " << per_mille << "/1000, tie "
+                                              << TieBreakName(tie) << ", k " << k << ", mih_mode "
+                                              << v.mih_mode << ", nprobe " << v.nprobe << ", query " << q;
+              ++checked;
+              nonempty += !want.empty();
+            }
+            for (const Neighbor& nb : got->neighbors) EXPECT_TRUE(f.Allows(nb.id)) << spec;
+            if (batch[q].exact) EXPECT_EQ(batch[q].neighbors, want) << spec << " batch";
+          }
+        }
+        for (size_t q = 0; q < nq; ++q) {
+          const uint8_t* query = qd.codes.data() + q * cb;
+          auto got = index->RangeSearch(query, 12, v);
+          ASSERT_TRUE(got.ok());
+          EXPECT_EQ(got->neighbors, brute(query, f, tie, n, 12)) << spec << " range, " << per_mille;
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 0u);
+  EXPECT_GT(nonempty, checked / 2);
+}
+
 INSTANTIATE_TEST_SUITE_P(EverySpec, IndexConformance, ::testing::ValuesIn(ExampleIndexSpecs()),
                          [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
 

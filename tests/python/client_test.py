@@ -151,6 +151,17 @@ class ClientTest(unittest.TestCase):
         np.testing.assert_array_equal(got.ids, by_code.ids)
         self.assertEqual(int(got.distances[0]), 0)
         self.assertIn(int(ids[0]), db.search("fashion", got.query["code"], radius=0, k=None).ids.tolist())
+        # A filter keeps only matching items, by image and by code alike.
+        meta_class = db.get("fashion", int(ids[0]))["metadata"]["class"]
+        only = {"field": "metadata.class", "eq": meta_class}
+        filtered = db.search_image("fashion", paths[0], k=10, filter=only, with_metadata=True)
+        self.assertTrue(len(filtered) > 0)
+        self.assertTrue(all(r["class"] == meta_class for r in (m["metadata"] for m in filtered.raw["results"])))
+        none = db.search("fashion", got.query["code"], k=10, filter={"ids": []})
+        self.assertEqual(len(none), 0)
+        with self.assertRaises(hamdb.HamdbError) as e:
+            db.search("fashion", got.query["code"], filter={"field": "metadata.class", "near": 1})
+        self.assertEqual(e.exception.code, "invalid_filter")
         # Image items keep their file as a thumbnail (small PNGs); a random item is a stored one.
         with open(paths[0], "rb") as f:
             self.assertEqual(db.thumbnail("fashion", int(ids[0])), f.read())

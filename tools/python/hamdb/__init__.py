@@ -260,7 +260,7 @@ class Client:
     # -- search -----------------------------------------------------------------------------------------
 
     @staticmethod
-    def _params(k, radius, mode, nprobe, tie_break, with_metadata):
+    def _params(k, radius, mode, nprobe, tie_break, with_metadata, filter=None):
         body = {}
         if radius is not None:
             body["radius"] = int(radius)
@@ -273,32 +273,35 @@ class Client:
                 body[key] = value
         if with_metadata:
             body["with_metadata"] = True
+        if filter is not None:
+            body["filter"] = filter  # a dict, e.g. {"field": "label", "eq": 8} (docs/api.md#filtered-search)
         return body
 
     def search(self, name, code, k=10, radius=None, mode=None, nprobe=None, tie_break=None,
-               with_metadata=False):
-        """The k nearest items to one code (or every item within `radius`)."""
-        body = self._params(k, radius, mode, nprobe, tie_break, with_metadata)
+               with_metadata=False, filter=None):
+        """The k nearest items to one code (or every item within `radius`); `filter` keeps only the
+        items that match it (a dict in the JSON filter language)."""
+        body = self._params(k, radius, mode, nprobe, tie_break, with_metadata, filter)
         body["code"] = pack_codes(code, self.bits(name))[0]
         return SearchResult(self._call("POST", f"/collections/{self._name(name)}/search", body))
 
     def search_image(self, name, image, k=10, radius=None, mode=None, nprobe=None, tie_break=None,
-                     with_metadata=False):
+                     with_metadata=False, filter=None):
         """Search by an image file path or its bytes; the result's `query` says what the encoder made of it."""
         if not isinstance(image, (bytes, bytearray)):
             with open(image, "rb") as f:
                 image = f.read()
-        body = self._params(k, radius, mode, nprobe, tie_break, with_metadata)
+        body = self._params(k, radius, mode, nprobe, tie_break, with_metadata, filter)
         body["image"] = base64.b64encode(bytes(image)).decode()
         return SearchResult(self._call("POST", f"/collections/{self._name(name)}/search", body))
 
     def search_batch(self, name, codes, k=10, radius=None, mode=None, nprobe=None, tie_break=None,
-                     batch=10000):
+                     batch=10000, filter=None):
         """Many codes with the same parameters, `batch` per request; one SearchResult per code."""
         hexes = pack_codes(codes, self.bits(name))
         out = []
         for start in range(0, len(hexes), batch):
-            body = self._params(k, radius, mode, nprobe, tie_break, False)
+            body = self._params(k, radius, mode, nprobe, tie_break, False, filter)
             body["codes"] = hexes[start:start + batch]
             answer = self._call("POST", f"/collections/{self._name(name)}/search/batch", body)
             out.extend(SearchResult(b) for b in answer["batches"])
