@@ -77,6 +77,29 @@ struct FilterError {
 
 }  // namespace
 
+namespace {
+
+// An item's metadata object, parsed once, when a condition first asks.
+class LazyMetadata {
+ public:
+  // Null when the item has no metadata or it is not a JSON object.
+  const json* Get(const Item* item) {
+    if (!parsed_) {
+      parsed_ = true;
+      if (item != nullptr && !item->metadata_json.empty()) {
+        value_ = json::parse(item->metadata_json, nullptr, false);
+      }
+    }
+    return value_.is_object() ? &value_ : nullptr;
+  }
+
+ private:
+  bool parsed_ = false;
+  json value_;
+};
+
+}  // namespace
+
 struct ItemFilter::Node {
   enum Kind { kAnd, kOr, kNot, kIds, kCondition } kind = kAnd;
   std::vector<Node> children;
@@ -111,8 +134,9 @@ struct ItemFilter::Node {
     return true;
   }
 
-  // metadata: the item's parsed metadata (null when absent or not an object).
-  bool Matches(uint64_t id, const Item* item, const json* metadata) const {
+  // metadata: the item's metadata, parsed on first use (a label or ids
+  // filter never parses it).
+  bool Matches(uint64_t id, const Item* item, LazyMetadata* metadata) const {
     switch (kind) {
       case kAnd:
         for (const Node& c : children) {
@@ -138,9 +162,10 @@ struct ItemFilter::Node {
           v.d = static_cast<double>(v.i);
           return HoldsFor(v);
         }
-        if (metadata == nullptr) return false;
-        auto f = metadata->find(key);
-        if (f == metadata->end()) return false;
+        const json* m = metadata->Get(item);
+        if (m == nullptr) return false;
+        auto f = m->find(key);
+        if (f == m->end()) return false;
         const std::optional<Scalar> v = ScalarOf(*f);
         return v && HoldsFor(*v);
       }
@@ -282,13 +307,8 @@ StatusOr<ItemFilter> ItemFilter::Parse(std::string_view json_text, ErrorKind* ki
 bool ItemFilter::needs_item() const { return root_->NeedsItem(); }
 
 bool ItemFilter::Matches(uint64_t id, const Item* item) const {
-  json metadata;
-  const json* m = nullptr;
-  if (item != nullptr && !item->metadata_json.empty()) {
-    metadata = json::parse(item->metadata_json, nullptr, false);
-    if (metadata.is_object()) m = &metadata;
-  }
-  return root_->Matches(id, item, m);
+  LazyMetadata metadata;
+  return root_->Matches(id, item, &metadata);
 }
 
 bool StoreFilter::Allows(uint64_t id) const {
