@@ -668,8 +668,8 @@ TieBreak LiveCollection::default_tie_break() const {
 Status LiveCollection::CheckTieBreak(const SearchParams& p) const {
   if (p.filter != nullptr && !spec_.filters) {
     return Status::InvalidArgument("collection '" + info_.name + "' has index " + spec_.spec +
-                                   ", which cannot filter; filtered searches need a Flat, MIH or "
-                                   "Bucket index");
+                                   ", which cannot filter; filtered searches need a Flat, MIH, "
+                                   "Bucket or IVF index");
   }
   return CheckTieBreakSupported(spec_.spec, spec_.keeps_scores, p.tie_break);
 }

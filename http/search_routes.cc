@@ -84,7 +84,7 @@ std::optional<StoreFilter> MakeFilter(const SearchOptions& o, const LiveCollecti
   if (!live.spec().filters) {
     Fail(422, "invalid_filter",
          "collection '" + live.info().name + "' has index " + live.spec().spec +
-             ", which cannot filter; filtered searches need a Flat, MIH or Bucket index");
+             ", which cannot filter; filtered searches need a Flat, MIH, Bucket or IVF index");
   }
   return StoreFilter(&live, &*o.filter);
 }

@@ -27,7 +27,7 @@ Status CheckTieBreakSupported(const std::string& spec, bool keeps_scores, TieBre
 Status BinaryIndex::CheckParamsSupported(const SearchParams& params) const {
   if (params.filter != nullptr) {
     return Status::InvalidArgument("index " + spec() +
-                                   " cannot filter; filtered searches need a Flat, MIH or Bucket index");
+                                   " cannot filter; filtered searches need a Flat, MIH, Bucket or IVF index");
   }
   return CheckTieBreakSupported(spec(), keeps_scores(), params.tie_break);
 }

@@ -79,9 +79,11 @@ struct SearchParams {
   // The order of ties on distance. kScore needs an index that keeps scores
   // (keeps_scores()); the others refuse it with InvalidArgument.
   TieBreak tie_break = TieBreak::kId;
-  // Only items it allows are returned; null: every item. Indexes that filter
-  // (IndexSpecInfo::filters) stay exact: the answer is the one a scan of the
-  // allowed items alone gives. The others refuse a filter (InvalidArgument).
+  // Only items it allows are returned; null: every item. Exact indexes that
+  // filter (IndexSpecInfo::filters) stay exact: the answer is the one a scan
+  // of the allowed items alone gives; IVF keeps its approximate answer (and
+  // may return fewer than k when few allowed items sit in the lists it
+  // probes). The others refuse a filter (InvalidArgument).
   const IdFilter* filter = nullptr;
 };
 

@@ -417,12 +417,12 @@ FaissIvfIndex::ListView FaissIvfIndex::list(int l) const {
 StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
                                              const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckSearchArgs(query, k, bits()));
-  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreakSupported(spec(), keeps_scores(), params.tie_break));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   if (ivf_ == nullptr) {
     HAMDB_ASSIGN_OR_RETURN(result.neighbors,
-                           ScanKnn(MakeSlotView(pending_codes_, ids_, nullptr, bits(), kernel_),
+                           ScanKnn(MakeSlotView(pending_codes_, ids_, nullptr, bits(), kernel_, params.filter),
                                    query, k, params.num_threads, TieBreak::kId));
     return result;
   }
@@ -441,7 +441,8 @@ StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
       const size_t len = std::min(kBlock, v.size - at);
       kernel_.distances(query, v.codes + at * cb, len, cb, dist);
       for (size_t i = 0; i < len; ++i) {
-        if (dist[i] <= threshold) {
+        if (dist[i] <= threshold &&
+            (params.filter == nullptr || params.filter->Allows(static_cast<uint64_t>(v.ids[at + i])))) {
           top.Offer(dist[i], static_cast<uint64_t>(v.ids[at + i]));
           threshold = top.threshold();
         }
@@ -455,12 +456,12 @@ StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
 StatusOr<SearchResult> FaissIvfIndex::RangeSearch(const uint8_t* query, uint32_t radius,
                                                   const SearchParams& params) const {
   HAMDB_RETURN_IF_ERROR(CheckRangeArgs(query, bits()));
-  HAMDB_RETURN_IF_ERROR(CheckParamsSupported(params));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreakSupported(spec(), keeps_scores(), params.tie_break));
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   SearchResult result;
   if (ivf_ == nullptr) {
     HAMDB_ASSIGN_OR_RETURN(result.neighbors,
-                           ScanRange(MakeSlotView(pending_codes_, ids_, nullptr, bits(), kernel_),
+                           ScanRange(MakeSlotView(pending_codes_, ids_, nullptr, bits(), kernel_, params.filter),
                                      query, radius, params.num_threads, TieBreak::kId));
     return result;
   }
@@ -475,7 +476,8 @@ StatusOr<SearchResult> FaissIvfIndex::RangeSearch(const uint8_t* query, uint32_t
       const size_t len = std::min(kBlock, v.size - at);
       kernel_.distances(query, v.codes + at * cb, len, cb, dist);
       for (size_t i = 0; i < len; ++i) {
-        if (dist[i] <= radius) {
+        if (dist[i] <= radius &&
+            (params.filter == nullptr || params.filter->Allows(static_cast<uint64_t>(v.ids[at + i])))) {
           result.neighbors.push_back(Neighbor{static_cast<uint64_t>(v.ids[at + i]), dist[i]});
         }
       }

@@ -111,7 +111,7 @@ constexpr SpecRow kSpecTable[] = {
   {"Flat",      "Flat",                           "Flat",       "exact",  true,  true,  false, false, true,  true,  UINT64_MAX,  1, ParseNone,        MakeFlat},
   {"MIH",       "MIH or MIH<m>",                  "MIH",        "exact",  true,  true,  false, false, true,  true,  UINT64_MAX,  1, ParseOptionalOne, MakeMih},
   {"Bucket",    "Bucket or Bucket<nprobe>",       "Bucket",     "bucket", false, true,  false, true,  true,  true,  UINT64_MAX,  1, ParseOptionalOne, MakeBucket},
-  {"IVF",       "IVF<nlist>[_<nprobe>]",          "IVF8_2",     "ivf",    false, false, false, false, false, false, kFaissMaxId, 8, ParseIvf,         MakeIvf},
+  {"IVF",       "IVF<nlist>[_<nprobe>]",          "IVF8_2",     "ivf",    false, false, false, false, false, true,  kFaissMaxId, 8, ParseIvf,         MakeIvf},
 };
 // clang-format on
 

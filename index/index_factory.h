@@ -57,7 +57,8 @@ struct IndexSpecInfo {
   bool needs_codebook = false;
   // Keeps item scores and orders ties by them (BinaryIndex::keeps_scores).
   bool keeps_scores = false;
-  // Takes SearchParams::filter and stays exact (or provably exact) with it.
+  // Takes SearchParams::filter: exact indexes stay exact (and Bucket with
+  // nprobe -1 provably exact); IVF stays approximate and says so.
   bool filters = false;
   // The largest item id the index takes (FAISS ids are int64: 2^63 - 1).
   uint64_t max_id = UINT64_MAX;

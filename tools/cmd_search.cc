@@ -167,7 +167,7 @@ void AddSearchCommands(CLI::App* app, int* exit_code) {
       ->check(CLI::IsMember({"id", "score"}));
   cmd->add_option("--filter", a->filter,
                   "Only items matching this JSON filter, e.g. '{\"field\": \"label\", \"eq\": 8}' "
-                  "(docs/api.md#filtered-search); needs a Flat, MIH or Bucket index");
+                  "(docs/api.md#filtered-search); needs a Flat, MIH, Bucket or IVF index");
   cmd->add_flag("--json", a->json, "Print JSON instead of a table");
   cmd->callback([a, exit_code, code, id] {
     if (code->count() == 0 && id->count() == 0) {
