@@ -637,11 +637,11 @@ StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k,
         kernel.distances(query, codes, n, nb, dist.data());
         for (size_t i = 0; i < n; ++i) {
           const uint16_t key = scores != nullptr ? ScoreKeyOrNone(scores[i]) : kNoScore;
-          if (filter != nullptr && (is_range ? dist[i] > radius : dist[i] > top.threshold())) continue;
-          if (filter != nullptr && !filter->Allows(ids[i])) continue;
+          // The filter is asked last: most items are rejected by distance.
+          const auto allowed = [&] { return filter == nullptr || filter->Allows(ids[i]); };
           if (is_range) {
-            if (dist[i] <= radius) in_range.push_back({ids[i], dist[i], key});
-          } else if (dist[i] <= top.threshold()) {
+            if (dist[i] <= radius && allowed()) in_range.push_back({ids[i], dist[i], key});
+          } else if (dist[i] <= top.threshold() && allowed()) {
             top.Offer(dist[i], ids[i], key);
           }
         }
@@ -666,11 +666,8 @@ TieBreak LiveCollection::default_tie_break() const {
 }
 
 Status LiveCollection::CheckTieBreak(const SearchParams& p) const {
-  if (p.filter != nullptr && !spec_.filters) {
-    return Status::InvalidArgument("collection '" + info_.name + "' has index " + spec_.spec +
-                                   ", which cannot filter; filtered searches need a Flat, MIH, "
-                                   "Bucket or IVF index");
-  }
+  HAMDB_RETURN_IF_ERROR(CheckFilterSupported(spec_.spec, spec_.filters, p.filter)
+                            .WithContext("collection '" + info_.name + "'"));
   return CheckTieBreakSupported(spec_.spec, spec_.keeps_scores, p.tie_break);
 }
 

@@ -117,7 +117,8 @@ class Service::Call {
   const std::string& name() const { return target_.segments[1]; }
   const std::string& item_id() const { return target_.segments[3]; }
   // An ETag for `body`, and whether the request's If-None-Match holds it;
-  // `r` gets the ETag and cache headers.
+  // `r` gets the ETag and cache headers, and when it matches, status 304
+  // with no content type (the caller then returns r as it is).
   bool NotModified(std::string_view body, Response* r) const;
 
   Service* svc_;

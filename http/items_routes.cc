@@ -306,11 +306,7 @@ Response Service::Call::GetThumbnail() {
     FailStatus(thumb.status());
   }
   Response r;
-  if (NotModified(*thumb, &r)) {
-    r.status = 304;
-    r.content_type.clear();
-    return r;
-  }
+  if (NotModified(*thumb, &r)) return r;
   const uint8_t* p = reinterpret_cast<const uint8_t*>(thumb->data());
   r.content_type = DetectImageFormat(p, thumb->size()) == ImageFormat::kPng ? "image/png" : "image/jpeg";
   r.body = std::move(thumb).value();

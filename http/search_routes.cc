@@ -81,12 +81,12 @@ SearchOptions ParseSearchOptions(const json& j, int64_t max_k) {
 // the collection's index cannot filter.
 std::optional<StoreFilter> MakeFilter(const SearchOptions& o, const LiveCollection& live) {
   if (!o.filter) return std::nullopt;
-  if (!live.spec().filters) {
-    Fail(422, "invalid_filter",
-         "collection '" + live.info().name + "' has index " + live.spec().spec +
-             ", which cannot filter; filtered searches need a Flat, MIH, Bucket or IVF index");
+  StoreFilter filter(&live, &*o.filter);
+  const Status supported = CheckFilterSupported(live.spec().spec, live.spec().filters, &filter);
+  if (!supported.ok()) {
+    Fail(422, "invalid_filter", "collection '" + live.info().name + "': " + supported.message());
   }
-  return StoreFilter(&live, &*o.filter);
+  return filter;
 }
 
 // Resolves `mode` against the index's table row (IndexSpecInfo): "" or

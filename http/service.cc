@@ -515,7 +515,10 @@ bool Service::Call::NotModified(std::string_view body, Response* r) const {
   // replace what a URL names.
   r->headers.emplace_back("Cache-Control", "private, no-cache");
   const std::string_view match = req_.if_none_match;
-  return match == "*" || match.find(tag) != std::string_view::npos;
+  if (match != "*" && match.find(tag) == std::string_view::npos) return false;
+  r->status = 304;
+  r->content_type.clear();
+  return true;
 }
 
 EncodedImage Service::Call::EncodeImage(const LiveCollection& c, const uint8_t* data, size_t n,

@@ -41,11 +41,7 @@ Response Service::Call::UiFile() {
                          "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
                          "base-uri 'none'; frame-ancestors 'none'");
   r.headers.emplace_back("X-Content-Type-Options", "nosniff");
-  if (NotModified(f->body, &r)) {
-    r.status = 304;
-    r.content_type.clear();
-    return r;
-  }
+  if (NotModified(f->body, &r)) return r;
   r.content_type = std::string(ContentTypeOf(file));
   r.body = std::string(f->body);
   return r;

@@ -24,11 +24,16 @@ Status CheckTieBreakSupported(const std::string& spec, bool keeps_scores, TieBre
   return Status::OK();
 }
 
-Status BinaryIndex::CheckParamsSupported(const SearchParams& params) const {
-  if (params.filter != nullptr) {
-    return Status::InvalidArgument("index " + spec() +
+Status CheckFilterSupported(const std::string& spec, bool filters, const IdFilter* filter) {
+  if (filter != nullptr && !filters) {
+    return Status::InvalidArgument("index " + spec +
                                    " cannot filter; filtered searches need a Flat, MIH, Bucket or IVF index");
   }
+  return Status::OK();
+}
+
+Status BinaryIndex::CheckParamsSupported(const SearchParams& params) const {
+  HAMDB_RETURN_IF_ERROR(CheckFilterSupported(spec(), /*filters=*/false, params.filter));
   return CheckTieBreakSupported(spec(), keeps_scores(), params.tie_break);
 }
 

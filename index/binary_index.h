@@ -103,6 +103,9 @@ struct SearchResult {
 // cannot give: kScore where the index keeps no scores. The one wording of
 // that error, for indexes and the collections over them.
 Status CheckTieBreakSupported(const std::string& spec, bool keeps_scores, TieBreak tie);
+// InvalidArgument when `filter` is set and an index of spec `spec` cannot
+// filter (IndexSpecInfo::filters). The one wording of that error.
+Status CheckFilterSupported(const std::string& spec, bool filters, const IdFilter* filter);
 
 class BinaryIndex {
  public:

@@ -1,7 +1,7 @@
 // The hamdb page: query a collection by image, by code or with a random
 // stored item, and see the nearest items as thumbnails. Everything comes from
 // the HTTP API (docs/api.md). An API key, when the server asks for one, is
-// kept in sessionStorage (this tab, this session) and sent only in the
+// kept in sessionStorage (the tab's own storage, gone when it closes) and sent only in the
 // Authorization header; thumbnails are fetched with it and shown from blob
 // URLs, so the key never appears in a URL.
 'use strict';
