@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "collection/live_collection.h"
+#include "index/scan.h"
 
 namespace hamdb {
 
@@ -13,55 +14,7 @@ using nlohmann::json;
 
 namespace {
 
-// A scalar of a condition or of a field: a number, a string or a boolean.
-struct Scalar {
-  enum Type { kNumber, kString, kBool } type = kNumber;
-  bool is_int = false;
-  int64_t i = 0;
-  double d = 0;
-  std::string s;
-  bool b = false;
-};
-
-std::optional<Scalar> ScalarOf(const json& v) {
-  Scalar x;
-  if (v.is_number_integer()) {
-    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-      x.d = static_cast<double>(v.get<uint64_t>());
-    } else {
-      x.is_int = true;
-      x.i = v.get<int64_t>();
-      x.d = static_cast<double>(x.i);
-    }
-  } else if (v.is_number_float()) {
-    x.d = v.get<double>();
-  } else if (v.is_string()) {
-    x.type = Scalar::kString;
-    x.s = v.get<std::string>();
-  } else if (v.is_boolean()) {
-    x.type = Scalar::kBool;
-    x.b = v.get<bool>();
-  } else {
-    return std::nullopt;
-  }
-  return x;
-}
-
-// -1, 0, 1 for numbers; integers compare exactly.
-int CompareNumbers(const Scalar& a, const Scalar& b) {
-  if (a.is_int && b.is_int) return a.i < b.i ? -1 : a.i > b.i ? 1 : 0;
-  return a.d < b.d ? -1 : a.d > b.d ? 1 : 0;
-}
-
-bool Equal(const Scalar& a, const Scalar& b) {
-  if (a.type != b.type) return false;
-  switch (a.type) {
-    case Scalar::kNumber: return CompareNumbers(a, b) == 0;
-    case Scalar::kString: return a.s == b.s;
-    case Scalar::kBool: return a.b == b.b;
-  }
-  return false;
-}
+using Scalar = FieldValue;
 
 struct FilterError {
   ItemFilter::ErrorKind kind;
@@ -79,26 +32,65 @@ struct FilterError {
 
 namespace {
 
-// An item's metadata object, parsed once, when a condition first asks.
-class LazyMetadata {
+// What one evaluation knows of the item: its field-index ordinals, and the
+// stored item, read and its metadata parsed only when a condition on an
+// unindexed field first asks.
+class ItemView {
  public:
-  // Null when the item has no metadata or it is not a JSON object.
-  const json* Get(const Item* item) {
-    if (!parsed_) {
-      parsed_ = true;
-      if (item != nullptr && !item->metadata_json.empty()) {
-        value_ = json::parse(item->metadata_json, nullptr, false);
+  // item: known already (or null: not stored); read: how to fetch it.
+  ItemView(uint64_t id, const Item* item, const uint32_t* ords, const ItemReader* read)
+      : id_(id), item_(item), loaded_(read == nullptr), ords_(ords), read_(read) {}
+
+  uint64_t id() const { return id_; }
+  // The ordinal of field f's value (FieldIndex::kNone when none).
+  uint32_t ordinal(int f) const { return ords_[f]; }
+  // Null when the item is not stored or cannot be read.
+  const Item* item() {
+    if (!loaded_) {
+      loaded_ = true;
+      StatusOr<Item> got = (*read_)(id_);
+      if (got.ok()) {
+        owned_ = std::move(got).value();
+        item_ = &*owned_;
       }
     }
-    return value_.is_object() ? &value_ : nullptr;
+    return item_;
+  }
+  // Null when the item has no metadata or it is not a JSON object.
+  const json* metadata() {
+    if (!parsed_) {
+      parsed_ = true;
+      const Item* it = item();
+      if (it != nullptr && !it->metadata_json.empty()) {
+        metadata_ = json::parse(it->metadata_json, nullptr, false);
+      }
+    }
+    return metadata_.is_object() ? &metadata_ : nullptr;
   }
 
  private:
+  uint64_t id_;
+  const Item* item_;
+  bool loaded_;
+  const uint32_t* ords_;
+  const ItemReader* read_;
+  std::optional<Item> owned_;
   bool parsed_ = false;
-  json value_;
+  json metadata_;
 };
 
 }  // namespace
+
+// How a filter's nodes are answered from a field index: per node, the field
+// a condition is on (-1: not indexed, answered from the item) with its
+// passing ordinals and their item count, and an upper bound of the items
+// the node allows.
+struct StoreFilter::Plan {
+  int field = -1;
+  std::vector<uint8_t> ok;  // by ordinal
+  uint64_t bound = UINT64_MAX;  // UINT64_MAX: unknown (any item may match)
+  std::vector<Plan> children;
+};
 
 struct ItemFilter::Node {
   enum Kind { kAnd, kOr, kNot, kIds, kCondition } kind = kAnd;
@@ -117,6 +109,8 @@ struct ItemFilter::Node {
     return std::any_of(children.begin(), children.end(), [](const Node& c) { return c.NeedsItem(); });
   }
 
+  std::string FieldName() const { return is_label ? "label" : "metadata." + key; }
+
   bool HoldsFor(const Scalar& v) const {
     if (has_in && std::none_of(in.begin(), in.end(), [&](const Scalar& x) { return Equal(x, v); })) {
       return false;
@@ -134,41 +128,99 @@ struct ItemFilter::Node {
     return true;
   }
 
-  // metadata: the item's metadata, parsed on first use (a label or ids
-  // filter never parses it).
-  bool Matches(uint64_t id, const Item* item, LazyMetadata* metadata) const {
+  // plan: this node's plan, or null (no field index).
+  bool Matches(ItemView* item, const StoreFilter::Plan* plan) const {
+    auto child_plan = [&](size_t i) { return plan != nullptr ? &plan->children[i] : nullptr; };
     switch (kind) {
       case kAnd:
-        for (const Node& c : children) {
-          if (!c.Matches(id, item, metadata)) return false;
+        for (size_t i = 0; i < children.size(); ++i) {
+          if (!children[i].Matches(item, child_plan(i))) return false;
         }
         return true;
       case kOr:
-        for (const Node& c : children) {
-          if (c.Matches(id, item, metadata)) return true;
+        for (size_t i = 0; i < children.size(); ++i) {
+          if (children[i].Matches(item, child_plan(i))) return true;
         }
         return false;
       case kNot:
-        return !children[0].Matches(id, item, metadata);
+        return !children[0].Matches(item, child_plan(0));
       case kIds:
-        return std::binary_search(ids.begin(), ids.end(), id);
+        return std::binary_search(ids.begin(), ids.end(), item->id());
       case kCondition: {
-        if (item == nullptr) return false;
-        if (is_label) {
-          if (!item->label) return false;
-          Scalar v;
-          v.is_int = true;
-          v.i = *item->label;
-          v.d = static_cast<double>(v.i);
-          return HoldsFor(v);
+        if (plan != nullptr && plan->field >= 0) {
+          const uint32_t o = item->ordinal(plan->field);
+          return o < plan->ok.size() && plan->ok[o] != 0;
         }
-        const json* m = metadata->Get(item);
+        const Item* it = item->item();
+        if (it == nullptr) return false;
+        if (is_label) return it->label && HoldsFor(FieldValue::Int(*it->label));
+        const json* m = item->metadata();
         if (m == nullptr) return false;
         auto f = m->find(key);
         if (f == m->end()) return false;
-        const std::optional<Scalar> v = ScalarOf(*f);
+        const std::optional<Scalar> v = FieldValue::FromJson(*f);
         return v && HoldsFor(*v);
       }
+    }
+    return false;
+  }
+
+  // The plan of this node over `fields` (see StoreFilter::Plan).
+  StoreFilter::Plan MakePlan(const FieldIndex& fields) const {
+    StoreFilter::Plan p;
+    for (const Node& c : children) p.children.push_back(c.MakePlan(fields));
+    auto add = [](uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; };
+    switch (kind) {
+      case kAnd:
+        for (const StoreFilter::Plan& c : p.children) p.bound = std::min(p.bound, c.bound);
+        break;
+      case kOr:
+        p.bound = 0;
+        for (const StoreFilter::Plan& c : p.children) p.bound = add(p.bound, c.bound);
+        break;
+      case kNot:
+        break;
+      case kIds:
+        p.bound = ids.size();
+        break;
+      case kCondition:
+        p.field = fields.FieldNumber(FieldName());
+        if (p.field >= 0) {
+          fields.Evaluate(p.field, [&](const FieldValue& v) { return HoldsFor(v); }, &p.ok, &p.bound);
+        }
+        break;
+    }
+    return p;
+  }
+
+  // Appends a superset of the ids this node allows; plan.bound is known.
+  // Returns whether it may have appended an id twice.
+  bool Enumerate(const FieldIndex& fields, const StoreFilter::Plan& plan,
+                 std::vector<uint64_t>* out) const {
+    switch (kind) {
+      case kAnd: {
+        if (children.empty()) return false;  // bound unknown: never reached
+        size_t best = 0;
+        for (size_t i = 1; i < children.size(); ++i) {
+          if (plan.children[i].bound < plan.children[best].bound) best = i;
+        }
+        return children[best].Enumerate(fields, plan.children[best], out);
+      }
+      case kOr: {
+        bool twice = children.size() > 1;
+        for (size_t i = 0; i < children.size(); ++i) {
+          twice = children[i].Enumerate(fields, plan.children[i], out) || twice;
+        }
+        return twice;
+      }
+      case kIds:
+        out->insert(out->end(), ids.begin(), ids.end());
+        return false;  // distinct since parsing
+      case kCondition:
+        fields.AppendIds(plan.field, plan.ok, out);  // one value per item
+        return false;
+      case kNot:
+        return false;  // never: its bound is unknown
     }
     return false;
   }
@@ -188,7 +240,7 @@ std::vector<Node> ParseList(const json& v, const std::string& where, int depth) 
 }
 
 Scalar ParseScalar(const json& v, const std::string& where) {
-  std::optional<Scalar> x = ScalarOf(v);
+  std::optional<Scalar> x = FieldValue::FromJson(v);
   if (!x) Invalid(where, "must be a number, a string or a boolean, not " + v.dump());
   return *x;
 }
@@ -278,6 +330,7 @@ Node ParseNode(const json& j, const std::string& where, int depth) {
       n.ids.push_back(ids[i].get<uint64_t>());
     }
     std::sort(n.ids.begin(), n.ids.end());
+    n.ids.erase(std::unique(n.ids.begin(), n.ids.end()), n.ids.end());
   }
   return n;
 }
@@ -307,14 +360,73 @@ StatusOr<ItemFilter> ItemFilter::Parse(std::string_view json_text, ErrorKind* ki
 bool ItemFilter::needs_item() const { return root_->NeedsItem(); }
 
 bool ItemFilter::Matches(uint64_t id, const Item* item) const {
-  LazyMetadata metadata;
-  return root_->Matches(id, item, &metadata);
+  ItemView view(id, item, nullptr, nullptr);
+  return root_->Matches(&view, nullptr);
 }
 
+namespace {
+const FieldIndex& NoFields() {
+  static const FieldIndex none({});
+  return none;
+}
+}  // namespace
+
+StoreFilter::StoreFilter(const ItemFilter* filter, std::shared_ptr<const FieldIndex> fields,
+                         ItemReader read)
+    : filter_(filter), fields_(std::move(fields)), read_(std::move(read)) {
+  if (fields_ != nullptr && fields_->fields().empty()) fields_.reset();
+  plan_ = std::make_unique<Plan>(filter_->root_->MakePlan(fields_ ? *fields_ : NoFields()));
+}
+
+StoreFilter::StoreFilter(const LiveCollection* live, const ItemFilter* filter)
+    : StoreFilter(filter, live->field_index(), [live](uint64_t id) { return live->Get(id); }) {}
+
+StoreFilter::StoreFilter(StoreFilter&&) noexcept = default;
+StoreFilter::~StoreFilter() = default;
+
+uint64_t StoreFilter::MatchBound() const { return plan_->bound; }
+
 bool StoreFilter::Allows(uint64_t id) const {
-  if (!filter_->needs_item()) return filter_->Matches(id, nullptr);
-  StatusOr<Item> item = live_->Get(id);
-  return filter_->Matches(id, item.ok() ? &*item : nullptr);
+  if (fields_ == nullptr || !filter_->needs_item()) {
+    ItemView view(id, nullptr, nullptr, &read_);
+    return filter_->root_->Matches(&view, plan_.get());
+  }
+  uint32_t small[8];
+  std::vector<uint32_t> large;
+  const size_t nf = fields_->fields().size();
+  uint32_t* ords = small;
+  if (nf > 8) {
+    large.resize(nf);
+    ords = large.data();
+  }
+  fields_->Values(&id, 1, ords);
+  ItemView view(id, nullptr, ords, &read_);
+  return filter_->root_->Matches(&view, plan_.get());
+}
+
+bool StoreFilter::Candidates(size_t limit, std::vector<uint64_t>* ids) const {
+  ids->clear();
+  if (plan_->bound > limit) return false;
+  if (filter_->root_->Enumerate(fields_ ? *fields_ : NoFields(), *plan_, ids)) {
+    std::sort(ids->begin(), ids->end());
+    ids->erase(std::unique(ids->begin(), ids->end()), ids->end());
+  }
+  return true;
+}
+
+std::optional<StatusOr<SearchResult>> SearchListedIfSelective(const BinaryIndex& index,
+                                                              const uint8_t* query, size_t k,
+                                                              uint32_t radius, bool is_range,
+                                                              const SearchParams& p,
+                                                              double fraction, size_t min_items) {
+  if (p.filter == nullptr || fraction <= 0) return std::nullopt;
+  const size_t limit =
+      std::max<size_t>(min_items, static_cast<size_t>(fraction * static_cast<double>(index.size())));
+  std::vector<uint64_t> ids;
+  if (!p.filter->Candidates(limit, &ids)) return std::nullopt;
+  StatusOr<SearchResult> r = ScanListed(index, ids, query, k, radius, is_range, p);
+  if (!r.ok() && r.status().code() == Status::Code::kNotSupported) return std::nullopt;
+  return r;
 }
 
 }  // namespace hamdb

@@ -1,7 +1,8 @@
 // ItemFilter: the predicate of a filtered search (docs/api.md#filtered-search),
 // parsed from JSON and evaluated against stored items; StoreFilter adapts it
-// to the indexes' IdFilter, reading an item's label and metadata from the
-// store when the predicate needs them.
+// to the indexes' IdFilter, answering conditions on indexed fields from the
+// collection's FieldIndex and reading an item's label and metadata from the
+// store for the others.
 //
 // Grammar: a filter is a JSON object of one of these shapes.
 //   {"and": [F, ...]}  {"or": [F, ...]}  {"not": F}     combinators ("and" of
@@ -29,10 +30,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
+#include "collection/field_index.h"
 #include "db/code_store.h"
 #include "index/binary_index.h"
 #include "core/status.h"
@@ -60,21 +65,59 @@ class ItemFilter {
   struct Node;
 
  private:
+  friend class StoreFilter;
   explicit ItemFilter(std::unique_ptr<Node> root);
   std::unique_ptr<Node> root_;
 };
 
-// An IdFilter that allows the items of `live` that `filter` matches. Items
-// are read from the store only when the filter needs them; an item that
-// cannot be read is not allowed. Both must outlive it.
+// Reads a stored item for a filter (LiveCollection::Get).
+using ItemReader = std::function<StatusOr<Item>(uint64_t id)>;
+
+// An IdFilter that allows the items `filter` matches. Conditions on fields
+// of the collection's field index (collection/field_index.h) are answered
+// from it; the others read the item (through `read`) when they are reached,
+// and an item that cannot be read is not allowed. The filter must outlive
+// it. Made once per search: the field index's values are evaluated at
+// construction, so a value first written after it never matches.
+//
+// Selectivity: when the field index, or an "ids" list, bounds the items the
+// filter can allow, Candidates lists them, so that a search may look at
+// those items alone (LiveCollection's selective path): an "and" lists its
+// most selective child, an "or" all its children; a "not" or a condition on
+// an unindexed field bounds nothing.
 class StoreFilter : public IdFilter {
  public:
-  StoreFilter(const LiveCollection* live, const ItemFilter* filter) : live_(live), filter_(filter) {}
+  // fields: the collection's field index, or null for none.
+  StoreFilter(const ItemFilter* filter, std::shared_ptr<const FieldIndex> fields, ItemReader read);
+  // `filter` over the items of `live` (which must outlive it).
+  StoreFilter(const LiveCollection* live, const ItemFilter* filter);
+  StoreFilter(StoreFilter&&) noexcept;
+  ~StoreFilter() override;
+
   bool Allows(uint64_t id) const override;
+  bool Candidates(size_t limit, std::vector<uint64_t>* ids) const override;
+  // An upper bound of the items it allows; UINT64_MAX when it has none.
+  uint64_t MatchBound() const;
+
+  struct Plan;
 
  private:
-  const LiveCollection* live_;
   const ItemFilter* filter_;
+  std::shared_ptr<const FieldIndex> fields_;
+  ItemReader read_;
+  std::unique_ptr<Plan> plan_;
 };
+
+// The selective path of a filtered search (docs/api.md#filtered-search):
+// when p.filter can list its candidates (IdFilter::Candidates) and they are
+// at most max(min_items, fraction * index.size()), the exact scan of those
+// items alone (ScanListed, index/scan.h); nullopt when the index's own
+// filtered search should run instead (no filter, too many candidates,
+// fraction 0, or an index that cannot look items up).
+std::optional<StatusOr<SearchResult>> SearchListedIfSelective(const BinaryIndex& index,
+                                                              const uint8_t* query, size_t k,
+                                                              uint32_t radius, bool is_range,
+                                                              const SearchParams& p,
+                                                              double fraction, size_t min_items);
 
 }  // namespace hamdb

@@ -26,7 +26,8 @@ Status FromIO(const rocksdb::IOStatus& s, const std::string& what) {
 }  // namespace
 
 Status WriteIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
-                          const IndexSnapshotHeader& header, std::string_view state) {
+                          const IndexSnapshotHeader& header, std::string_view state,
+                          std::string_view fields_state) {
   const nlohmann::json h = {{"collection_id", header.collection_id},
                             {"collection", header.collection},
                             {"spec", header.spec},
@@ -46,6 +47,9 @@ Status WriteIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   XXH3_64bits_update(xx, head.data(), head.size());
   XXH3_64bits_update(xx, state.data(), state.size());
   std::string tail;
+  state_io::Put<uint64_t>(&tail, fields_state.size());
+  tail.append(fields_state.data(), fields_state.size());
+  XXH3_64bits_update(xx, tail.data(), tail.size());
   state_io::Put<uint64_t>(&tail, XXH3_64bits_digest(xx));
 
   const std::string dir = std::filesystem::path(path).parent_path().string();
@@ -76,7 +80,8 @@ Status WriteIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
 }
 
 Status ReadIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
-                         IndexSnapshotHeader* header, std::string* state) {
+                         IndexSnapshotHeader* header, std::string* state,
+                         std::string* fields_state) {
   rocksdb::IOStatus exists = fs->FileExists(path, rocksdb::IOOptions(), nullptr);
   if (exists.IsNotFound()) return Status::NotFound("no index snapshot at '" + path + "'");
   HAMDB_RETURN_IF_ERROR(FromIO(exists, "look up " + path));
@@ -114,7 +119,7 @@ Status ReadIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   std::string_view in(data.data() + sizeof(kMagic), data.size() - sizeof(kMagic) - 8);
   uint32_t version = 0, head_len = 0;
   if (!state_io::Get(&in, &version).ok()) return Status::Corruption(where + " is too short");
-  if (version != kIndexSnapshotVersion) {
+  if (version != kIndexSnapshotVersion && version != 4) {
     return Status::NotSupported(where + " has format version " + std::to_string(version) +
                                 "; this build reads version " +
                                 std::to_string(kIndexSnapshotVersion));
@@ -126,9 +131,17 @@ Status ReadIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   in.remove_prefix(head_len);
   uint64_t state_len = 0;
   if (h.is_discarded() || !h.is_object() || !state_io::Get(&in, &state_len).ok() ||
-      in.size() != state_len) {
+      in.size() < state_len) {
     return Status::Corruption(where + " has a header or length that does not decode");
   }
+  std::string_view fields = in.substr(state_len);
+  in = in.substr(0, state_len);
+  uint64_t fields_len = 0;
+  if (version >= 5 && (!state_io::Get(&fields, &fields_len).ok() || fields.size() != fields_len)) {
+    return Status::Corruption(where + " has a field index length that does not decode");
+  }
+  if (version == 4 && !fields.empty()) return Status::Corruption(where + " has trailing bytes");
+  if (fields_state != nullptr) fields_state->assign(fields.data(), fields.size());
   try {
     header->collection_id = h.at("collection_id").get<uint32_t>();
     header->collection = h.at("collection").get<std::string>();
@@ -139,9 +152,9 @@ Status ReadIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption(where + " header: " + e.what());
   }
-  // The state, in place: drop the trailing checksum and everything before it.
+  // The state, in place: drop everything after it and before it.
   const size_t state_begin = static_cast<size_t>(in.data() - data.data());
-  data.resize(data.size() - 8);
+  data.resize(state_begin + in.size());
   data.erase(0, state_begin);
   *state = std::move(data);
   return Status::OK();

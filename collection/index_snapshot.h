@@ -7,7 +7,12 @@
 //   u32 H, then H bytes         header JSON: collection_id, collection, spec,
 //                               bits, change_seq, items
 //   u64 S, then S bytes         the index's state (BinaryIndex::SaveState)
+//   u64 F, then F bytes         the field index's state (FieldIndex::
+//                               AppendState); F = 0 when the collection
+//                               indexes no fields
 //   u64 checksum                XXH3-64 of every byte before it
+// Version 4 files (this layout without the field index's state) are read
+// too, with no field state.
 // A snapshot reflects the store up to its change sequence number
 // (CodeStore::ChangeSequence); the changes after it are replayed from the
 // store's change log at open.
@@ -30,7 +35,7 @@ class FileSystem;
 
 namespace hamdb {
 
-inline constexpr uint32_t kIndexSnapshotVersion = 4;
+inline constexpr uint32_t kIndexSnapshotVersion = 5;
 
 struct IndexSnapshotHeader {
   uint32_t collection_id = 0;  // CollectionInfo::internal_id
@@ -44,12 +49,15 @@ struct IndexSnapshotHeader {
 // Writes header and state to `path` atomically (see above). IOError on any
 // file-system failure; the previous snapshot, if any, is then untouched.
 Status WriteIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
-                          const IndexSnapshotHeader& header, std::string_view state);
+                          const IndexSnapshotHeader& header, std::string_view state,
+                          std::string_view fields_state = {});
 
-// Reads and verifies a snapshot. NotFound when there is no file; Corruption
+// Reads and verifies a snapshot; *fields_state (optional) gets the field
+// index's state (empty when it has none). NotFound when there is no file; Corruption
 // for a bad magic, a short file, a checksum mismatch or a header that does
 // not decode; NotSupported for another format version.
 Status ReadIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
-                         IndexSnapshotHeader* header, std::string* state);
+                         IndexSnapshotHeader* header, std::string* state,
+                         std::string* fields_state = nullptr);
 
 }  // namespace hamdb

@@ -6,6 +6,7 @@
 
 #include "core/binary_code.h"
 #include "core/hamming.h"
+#include "collection/filter.h"
 #include "collection/index_snapshot.h"
 #include "index/scan.h"
 
@@ -23,6 +24,7 @@ Status LiveCollection::Create(CodeStore* store, const std::string& name, int bit
                                    "-bit codes but the collection " + std::to_string(bits));
   }
   HAMDB_RETURN_IF_ERROR(CheckIndexSpec(index_spec, bits, settings.codebook.has_value()));
+  HAMDB_RETURN_IF_ERROR(CheckIndexedFields(settings.indexed_fields));
   if (settings.tie_break == TieBreak::kScore) {
     HAMDB_ASSIGN_OR_RETURN(IndexSpecInfo info, DescribeIndexSpec(index_spec));
     if (!info.keeps_scores) {
@@ -125,8 +127,9 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
     std::lock_guard<std::mutex> write(c->write_mu_);
     const auto t0 = Clock::now();
     StatusOr<std::shared_ptr<BinaryIndex>> index = Status::NotFound("snapshots are off");
+    std::shared_ptr<FieldIndex> fields;
     if (options.snapshots) {
-      index = c->LoadSnapshot();
+      index = c->LoadSnapshot(&fields);
       if (index.ok()) {
         c->open_info_.from_snapshot = true;
       } else if (index.status().code() == Status::Code::kNotFound) {
@@ -139,11 +142,12 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
     }
     if (!index.ok()) {
       c->open_info_.why_rebuilt = index.status().ToString();
-      index = c->BuildIndex();
+      index = c->BuildIndex(&fields);
     }
     c->open_info_.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     if (index.ok()) {
       c->index_ = std::move(index).value();
+      c->fields_ = std::move(fields);
       if (options.snapshots) {
         std::lock_guard<std::mutex> lock(c->state_mu_);
         c->snapshot_missing_ = !c->open_info_.from_snapshot && c->index_->size() > 0;
@@ -160,7 +164,13 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
   return c;
 }
 
-StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex() const {
+std::shared_ptr<FieldIndex> LiveCollection::NewFieldIndex() const {
+  if (settings_.indexed_fields.empty()) return nullptr;
+  return std::make_shared<FieldIndex>(settings_.indexed_fields);
+}
+
+StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex(
+    std::shared_ptr<FieldIndex>* fields) const {
   HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> index,
                          options_.index_maker(spec_.spec, bits(), index_options_));
   uint64_t total = 0;
@@ -199,6 +209,17 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex() const {
   }
   HAMDB_RETURN_IF_ERROR(
       index->Add(ids.data(), codes.data(), ids.size(), scores.empty() ? nullptr : scores.data()));
+  *fields = NewFieldIndex();
+  if (*fields) {
+    try {
+      HAMDB_RETURN_IF_ERROR(store_->ScanRecords(info_.name, [&](const Item& item) {
+        (*fields)->Set(item.id, item.label, item.metadata_json);
+        return true;
+      }));
+    } catch (const std::bad_alloc&) {
+      return Status::ResourceExhausted("out of memory indexing the fields of '" + info_.name + "'");
+    }
+  }
   return std::shared_ptr<BinaryIndex>(std::move(index));
 }
 
@@ -227,13 +248,20 @@ size_t LiveCollection::index_size() const {
 
 size_t LiveCollection::index_memory_bytes() const {
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
-  return index ? index->memory_bytes() : 0;
+  std::shared_ptr<const FieldIndex> fields = field_index();
+  return (index ? index->memory_bytes() : 0) + (fields ? fields->memory_bytes() : 0);
+}
+
+std::shared_ptr<const FieldIndex> LiveCollection::field_index() const {
+  std::lock_guard<std::mutex> lock(state_mu_);
+  return fields_;
 }
 
 void LiveCollection::MarkDegraded(const Status& why) {
   {
     std::lock_guard<std::mutex> lock(state_mu_);
     index_.reset();
+    fields_.reset();
     degraded_reason_ = why.ToString();
     failed_rebuilds_ = 0;
     next_rebuild_ = Clock::now() + options_.rebuild_delay;
@@ -245,12 +273,24 @@ void LiveCollection::MarkDegraded(const Status& why) {
 }
 
 void LiveCollection::UpdateIndex(const char* what, std::string* warning,
-                                 const std::function<Status(BinaryIndex&)>& update) {
-  std::shared_ptr<BinaryIndex> index = CurrentIndex();
+                                 const std::function<Status(BinaryIndex&)>& update,
+                                 const std::function<void(FieldIndex&)>& update_fields) {
+  std::shared_ptr<BinaryIndex> index;
+  std::shared_ptr<FieldIndex> fields;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    index = index_;
+    fields = fields_;
+  }
   if (!index) return;  // degraded: the rebuild reads the store
   Status s;
   try {
+    // A new value is in the field index before the index returns the item;
+    // a removed item leaves the index first.
+    const bool removing = std::string_view(what) == "delete";
+    if (fields && !removing) update_fields(*fields);
     s = update(*index);
+    if (fields && removing && s.ok()) update_fields(*fields);
   } catch (const std::bad_alloc&) {
     s = Status::ResourceExhausted("out of memory");
   }
@@ -298,17 +338,19 @@ void LiveCollection::RebuildLoop() {
     }
     lock.unlock();
     StatusOr<std::shared_ptr<BinaryIndex>> built = Status::Internal("not run");
+    std::shared_ptr<FieldIndex> fields;
     {
       // Writes wait while the index is rebuilt, so none is missed by it.
       std::lock_guard<std::mutex> write(write_mu_);
       try {
-        built = BuildIndex();
+        built = BuildIndex(&fields);
       } catch (const std::exception& e) {
         built = Status::Internal(std::string("rebuild threw: ") + e.what());
       }
       lock.lock();
       if (built.ok()) {
         index_ = std::move(built).value();
+        fields_ = std::move(fields);
         degraded_reason_.clear();
         failed_rebuilds_ = 0;
       }
@@ -342,7 +384,7 @@ bool LiveCollection::SnapshotDue() const {
 Status LiveCollection::SaveSnapshot() {
   std::lock_guard<std::mutex> one_at_a_time(snapshot_mu_);
   const auto t0 = Clock::now();
-  std::string state;
+  std::string state, fields_state;
   IndexSnapshotHeader header;
   uint64_t counted = 0;
   {
@@ -371,6 +413,7 @@ Status LiveCollection::SaveSnapshot() {
     state.reserve(index->memory_bytes() + (1u << 20));
     HAMDB_RETURN_IF_ERROR(index->SaveState(&state));
     header.items = index->size();
+    if (std::shared_ptr<const FieldIndex> fields = field_index()) fields->AppendState(&fields_state);
   }
   const double copy_s = std::chrono::duration<double>(Clock::now() - t0).count();
   header.collection_id = info_.internal_id;
@@ -378,7 +421,7 @@ Status LiveCollection::SaveSnapshot() {
   header.spec = spec_.spec;
   header.bits = bits();
   HAMDB_RETURN_IF_ERROR(
-      WriteIndexSnapshot(store_->file_system(), store_->SnapshotPath(info_), header, state));
+      WriteIndexSnapshot(store_->file_system(), store_->SnapshotPath(info_), header, state, fields_state));
   HAMDB_RETURN_IF_ERROR(store_->TrimChanges(info_.name, header.change_seq));
   snapshot_seq_ = header.change_seq;
   {
@@ -394,7 +437,8 @@ Status LiveCollection::SaveSnapshot() {
   return Status::OK();
 }
 
-StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
+StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot(
+    std::shared_ptr<FieldIndex>* fields) {
   auto t0 = Clock::now();
   auto lap = [&t0] {
     const auto now = Clock::now();
@@ -403,9 +447,9 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
     return s;
   };
   IndexSnapshotHeader h;
-  std::string state;
-  HAMDB_RETURN_IF_ERROR(
-      ReadIndexSnapshot(store_->file_system(), store_->SnapshotPath(info_), &h, &state));
+  std::string state, fields_state;
+  HAMDB_RETURN_IF_ERROR(ReadIndexSnapshot(store_->file_system(), store_->SnapshotPath(info_), &h,
+                                          &state, &fields_state));
   open_info_.read_seconds = lap();
   if (h.collection_id != info_.internal_id || h.spec != spec_.spec || h.bits != bits()) {
     return Status::FailedPrecondition("the snapshot is of index " + h.spec + " over " +
@@ -420,6 +464,15 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
   if (index->size() != h.items) {
     return Status::Corruption("the snapshot holds " + std::to_string(index->size()) +
                               " items, its header says " + std::to_string(h.items));
+  }
+  *fields = NewFieldIndex();
+  if (*fields) {
+    if (fields_state.empty()) {
+      return Status::FailedPrecondition("the snapshot has no field index for indexed_fields");
+    }
+    std::string_view in = fields_state;
+    HAMDB_RETURN_IF_ERROR((*fields)->LoadState(&in).WithContext("snapshot field index"));
+    if (!in.empty()) return Status::Corruption("snapshot field index has trailing bytes");
   }
   // Bring it up to date: every id touched after the snapshot is re-read.
   std::vector<uint64_t> touched;
@@ -439,10 +492,12 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot() {
   for (uint64_t id : touched) {
     StatusOr<Item> item = store_->Get(info_.name, id);
     if (item.ok()) {
+      if (*fields) (*fields)->Set(id, item->label, item->metadata_json);
       add_ids.push_back(id);
       add_codes.insert(add_codes.end(), item->code.begin(), item->code.end());
       add_scores.push_back(item->score ? ScoreKey(*item->score) : kNoScore);
     } else if (item.status().code() == Status::Code::kNotFound) {
+      if (*fields) (*fields)->Erase(id);
       removed.push_back(id);
     } else {
       return item.status();
@@ -546,9 +601,11 @@ Status LiveCollection::Commit(PendingWrite* w) {
       GroupedWrite& op = p->op;
       if (!op.status.ok()) continue;
       if (op.kind == GroupedWrite::Kind::kDelete) {
-        UpdateIndex("delete", p->warning, [&](BinaryIndex& index) {
-          return index.Remove(op.ids, op.n, nullptr);
-        });
+        UpdateIndex(
+            "delete", p->warning, [&](BinaryIndex& index) { return index.Remove(op.ids, op.n, nullptr); },
+            [&](FieldIndex& fields) {
+              for (size_t i = 0; i < op.n; ++i) fields.Erase(op.ids[i]);
+            });
       } else if (op.kind == GroupedWrite::Kind::kPutCodes) {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
           std::vector<uint16_t> keys;
@@ -558,6 +615,9 @@ Status LiveCollection::Commit(PendingWrite* w) {
           }
           return index.Add(op.assigned_ids.data(), op.codes, op.n,
                            keys.empty() ? nullptr : keys.data());
+        }, [&](FieldIndex& fields) {
+          // Bare codes replace whole items: no label, no metadata.
+          for (uint64_t id : op.assigned_ids) fields.Erase(id);
         });
       } else {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
@@ -572,6 +632,11 @@ Status LiveCollection::Commit(PendingWrite* w) {
           }
           return index.Add(op.assigned_ids.data(), codes.data(), op.assigned_ids.size(),
                            keys.data());
+        }, [&](FieldIndex& fields) {
+          for (size_t i = 0; i < op.items->size(); ++i) {
+            const ItemInput& in = (*op.items)[i];
+            fields.Set(op.assigned_ids[i], in.label, in.metadata_json);
+          }
         });
       }
     }
@@ -671,12 +736,20 @@ Status LiveCollection::CheckTieBreak(const SearchParams& p) const {
   return CheckTieBreakSupported(spec_.spec, spec_.keeps_scores, p.tie_break);
 }
 
+std::optional<StatusOr<SearchResult>> LiveCollection::SearchSelective(
+    const BinaryIndex& index, const uint8_t* query, size_t k, uint32_t radius, bool is_range,
+    const SearchParams& p) const {
+  return SearchListedIfSelective(index, query, k, radius, is_range, p, options_.selective_fraction,
+                                 options_.selective_min_items);
+}
+
 StatusOr<SearchResult> LiveCollection::Search(const uint8_t* query, size_t k,
                                               const SearchParams& p, bool* from_store_scan) const {
   HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
   if (!index) return ScanStore(query, k, 0, false, p.tie_break, p.filter);
+  if (auto r = SearchSelective(*index, query, k, 0, false, p)) return std::move(*r);
   return index->Search(query, k, p);
 }
 
@@ -687,6 +760,7 @@ StatusOr<SearchResult> LiveCollection::RangeSearch(const uint8_t* query, uint32_
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
   if (!index) return ScanStore(query, 0, radius, true, p.tie_break, p.filter);
+  if (auto r = SearchSelective(*index, query, 0, radius, true, p)) return std::move(*r);
   return index->RangeSearch(query, radius, p);
 }
 
@@ -696,6 +770,22 @@ Status LiveCollection::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
+  if (index && p.filter != nullptr && nq > 0) {
+    // The selective path per query (the candidates are listed each time:
+    // cheap next to the scan).
+    const size_t nb = code_bytes(bits());
+    std::vector<SearchResult> results;
+    for (size_t q = 0; q < nq; ++q) {
+      std::optional<StatusOr<SearchResult>> r = SearchSelective(*index, queries + q * nb, k, 0, false, p);
+      if (!r) break;
+      HAMDB_RETURN_IF_ERROR(r->status());
+      results.push_back(std::move(**r));
+    }
+    if (results.size() == nq) {
+      *out = std::move(results);
+      return Status::OK();
+    }
+  }
   if (index) return index->SearchBatch(queries, nq, k, p, out);
   out->clear();
   const size_t nb = code_bytes(bits());

@@ -38,11 +38,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "collection/field_index.h"
 #include "collection/settings.h"
 #include "db/code_store.h"
 #include "encoder/encoder.h"
@@ -89,6 +91,13 @@ struct LiveCollectionOptions {
   bool snapshots = false;
   uint64_t snapshot_after_items = 1000000;
   std::chrono::milliseconds snapshot_interval{std::chrono::minutes(10)};
+  // The selective path of filtered searches: when the filter can list the
+  // items it may allow (IdFilter::Candidates) and they are at most
+  // max(selective_min_items, selective_fraction * items), the search looks
+  // at those items alone instead of asking the index to filter as it goes.
+  // selective_fraction 0 turns the path off, 1 takes it whenever it can.
+  double selective_fraction = 0.01;
+  size_t selective_min_items = 4096;
 };
 
 // How Open obtained the index, for logs and the restart benchmark.
@@ -145,6 +154,9 @@ class LiveCollection {
   // Items and heap bytes of the index (0 while degraded: there is none).
   size_t index_size() const;
   size_t index_memory_bytes() const;
+  // The in-memory index of settings().indexed_fields; null when there are
+  // none, and while degraded (filters then read the store).
+  std::shared_ptr<const FieldIndex> field_index() const;
 
   // Store first (durable, atomic), then the index. Same contracts as
   // CodeStore::Put / PutCodes / Delete, with ids above spec().max_id refused
@@ -222,20 +234,31 @@ class LiveCollection {
   // leader, or by another).
   Status Commit(PendingWrite* w);
 
-  // Builds a fresh index from the store. Caller holds write_mu_.
-  StatusOr<std::shared_ptr<BinaryIndex>> BuildIndex() const;
+  // Builds a fresh index, and the field index when fields are declared
+  // (*fields; else null), from the store. Caller holds write_mu_.
+  StatusOr<std::shared_ptr<BinaryIndex>> BuildIndex(std::shared_ptr<FieldIndex>* fields) const;
+  // An empty field index of the declared fields, or null for none.
+  std::shared_ptr<FieldIndex> NewFieldIndex() const;
+  // The filtered search over the listed items alone, when p.filter lists few
+  // enough (the selective path); nullopt when the index's own search runs.
+  std::optional<StatusOr<SearchResult>> SearchSelective(const BinaryIndex& index,
+                                                        const uint8_t* query, size_t k,
+                                                        uint32_t radius, bool is_range,
+                                                        const SearchParams& p) const;
   std::shared_ptr<BinaryIndex> CurrentIndex() const;
   // Drops the index, records why and wakes the rebuild thread.
   void MarkDegraded(const Status& why);
   // Applies a durable write (`what`: "write" or "delete") to the index, if
   // there is one. A failure degrades the collection and sets *warning.
   // Caller holds write_mu_.
+  // update_fields applies the same write to the field index, if any.
   void UpdateIndex(const char* what, std::string* warning,
-                   const std::function<Status(BinaryIndex&)>& update);
+                   const std::function<Status(BinaryIndex&)>& update,
+                   const std::function<void(FieldIndex&)>& update_fields);
   void RebuildLoop();
   // Open's fast path: the snapshot plus the changes after it. Caller holds
   // write_mu_. An error says why the index must be rebuilt instead.
-  StatusOr<std::shared_ptr<BinaryIndex>> LoadSnapshot();
+  StatusOr<std::shared_ptr<BinaryIndex>> LoadSnapshot(std::shared_ptr<FieldIndex>* fields);
   bool SnapshotDue() const;  // requires state_mu_
   StatusOr<SearchResult> ScanStore(const uint8_t* query, size_t k, uint32_t radius,
                                    bool is_range, TieBreak tie, const IdFilter* filter) const;
@@ -261,6 +284,7 @@ class LiveCollection {
   mutable std::mutex state_mu_;  // guards the fields below
   mutable std::condition_variable state_cv_;
   std::shared_ptr<BinaryIndex> index_;  // null while degraded
+  std::shared_ptr<FieldIndex> fields_;  // null while degraded or with no fields
   std::string degraded_reason_;
   int failed_rebuilds_ = 0;
   std::chrono::steady_clock::time_point next_rebuild_;

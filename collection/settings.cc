@@ -1,5 +1,7 @@
 #include "collection/settings.h"
 
+#include <algorithm>
+
 // Header-only use of Debian's xxHash (libxxhash-dev).
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -8,6 +10,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "collection/field_index.h"
 #include "core/binary_code.h"
 
 namespace hamdb {
@@ -87,7 +90,35 @@ StatusOr<CollectionSettings> ParseCollectionSettings(std::string_view settings_j
     HAMDB_ASSIGN_OR_RETURN(TieBreak tie, ParseTieBreak(it->get_ref<const std::string&>()));
     settings.tie_break = tie;
   }
+  if (auto it = j.find("indexed_fields"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) {
+      return Status::InvalidArgument("settings.indexed_fields must be an array of field names");
+    }
+    for (const json& f : *it) {
+      if (!f.is_string()) {
+        return Status::InvalidArgument("settings.indexed_fields must be an array of field names, not " +
+                                       it->dump());
+      }
+      settings.indexed_fields.push_back(f.get<std::string>());
+    }
+    HAMDB_RETURN_IF_ERROR(CheckIndexedFields(settings.indexed_fields));
+  }
   return settings;
+}
+
+Status CheckIndexedFields(const std::vector<std::string>& fields) {
+  if (fields.size() > kMaxIndexedFields) {
+    return Status::InvalidArgument("settings.indexed_fields: at most " +
+                                   std::to_string(kMaxIndexedFields) + " fields");
+  }
+  for (size_t i = 0; i < fields.size(); ++i) {
+    HAMDB_RETURN_IF_ERROR(FieldIndex::CheckFieldName(fields[i]).WithContext("settings.indexed_fields"));
+    if (std::find(fields.begin(), fields.begin() + static_cast<std::ptrdiff_t>(i), fields[i]) !=
+        fields.begin() + static_cast<std::ptrdiff_t>(i)) {
+      return Status::InvalidArgument("settings.indexed_fields names '" + fields[i] + "' twice");
+    }
+  }
+  return Status::OK();
 }
 
 std::string CollectionSettingsJson(const CollectionSettings& settings) {
@@ -103,6 +134,7 @@ std::string CollectionSettingsJson(const CollectionSettings& settings) {
     j["codebook"] = {{"bits", cb.bits()}, {"codes", codes}, {"class_names", cb.class_names()}};
   }
   if (settings.tie_break) j["tie_break"] = TieBreakName(*settings.tie_break);
+  if (!settings.indexed_fields.empty()) j["indexed_fields"] = settings.indexed_fields;
   return j.dump();
 }
 

@@ -6,7 +6,8 @@
 //   {"encoder": "<artifact path>",
 //    "encoder_checksum": "xxh3-128:<32 hex digits>",
 //    "codebook": {"bits": K, "codes": ["<hex>", ...], "class_names": [...]},
-//    "tie_break": "id" | "score"}
+//    "tie_break": "id" | "score",
+//    "indexed_fields": ["label", "metadata.<key>", ...]}
 // The codebook is copied from the encoder into the settings so that a
 // collection can still be decoded and bucketed when the artifact is moved or
 // lost. Fields this build does not know are ignored by the reader.
@@ -36,7 +37,16 @@ struct CollectionSettings {
   // "score" for a collection with an encoder whose index keeps scores, "id"
   // otherwise (LiveCollection::default_tie_break).
   std::optional<TieBreak> tie_break;
+  // Fields kept in the collection's in-memory FieldIndex, so that filters on
+  // them need no store reads (collection/field_index.h). Fixed at create.
+  std::vector<std::string> indexed_fields;
 };
+
+inline constexpr size_t kMaxIndexedFields = 16;
+
+// InvalidArgument unless every name is "label" or "metadata.<key>", none
+// twice, and there are at most kMaxIndexedFields.
+Status CheckIndexedFields(const std::vector<std::string>& fields);
 
 // Reads the settings of a collection of `bits`-bit codes. InvalidArgument
 // when the JSON is not an object or a field is malformed: a codebook whose

@@ -914,6 +914,25 @@ Status CodeStore::ScanCodes(std::string_view collection, const ScanFn& fn, size_
   return Status::OK();
 }
 
+Status CodeStore::ScanRecords(std::string_view collection, const RecordFn& fn) const {
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
+  Impl::Cursor cursor(impl_.get(), info.internal_id, impl_->items_cf);
+  rocksdb::Iterator* it = cursor.it.get();
+  for (; it->Valid(); it->Next()) {
+    const rocksdb::Slice k = it->key(), v = it->value();
+    if (k.size() != sf::kItemKeySize) {
+      return Status::Corruption("collection '" + info.name + "': item record key of " +
+                                std::to_string(k.size()) + " bytes");
+    }
+    Item item;
+    item.id = sf::GetBigEndian64(k.data() + 4);
+    HAMDB_RETURN_IF_ERROR(DecodeItemRecord(std::string_view(v.data(), v.size()), info.bits, &item)
+                              .WithContext("collection '" + info.name + "'"));
+    if (!fn(item)) return Status::OK();
+  }
+  return FromRocks(it->status(), "scan item records");
+}
+
 StatusOr<uint64_t> CodeStore::Count(std::string_view collection) const {
   HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, impl_->Lookup(collection));
   Impl::Cursor cursor(impl_.get(), info.internal_id);

@@ -228,6 +228,14 @@ class CodeStore {
                                     const float* scores, size_t n)>;
   Status ScanCodes(std::string_view collection, const ScanFn& fn, size_t chunk = 65536) const;
 
+  // Streams the label, class code and metadata of every item that has any,
+  // in ascending id order: fn(item) gets an Item whose code and score are
+  // empty, valid only during the call; returning false stops the scan. Only
+  // the item record column family is read (for building in-memory indexes
+  // of labels and metadata fields).
+  using RecordFn = std::function<bool(const Item& item)>;
+  Status ScanRecords(std::string_view collection, const RecordFn& fn) const;
+
   // Exact number of items (a key scan of the code column family: O(n)).
   StatusOr<uint64_t> Count(std::string_view collection) const;
 

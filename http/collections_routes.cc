@@ -92,6 +92,7 @@ json Service::Call::Describe(const Collection& c) const {
     j["encoder_loaded"] = l.encoder() != nullptr;
     if (!l.encoder()) j["encoder_error"] = l.encoder_error().ToString();
   }
+  j["indexed_fields"] = s.indexed_fields;
   if (s.codebook) {
     j["classes"] = s.codebook->num_classes();
     j["class_names"] = s.codebook->class_names();
@@ -165,6 +166,15 @@ Response Service::Call::CreateCollection() {
   if (auto it = j.find("tie_break"); it != j.end() && !it->is_null()) {
     if (!it->is_string()) Fail(422, "invalid_argument", "'tie_break' must be \"id\" or \"score\"");
     settings.tie_break = ValueOr(ParseTieBreak(it->get_ref<const std::string&>()));
+  }
+  if (auto it = j.find("indexed_fields"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) Fail(400, "bad_request", "'indexed_fields' must be an array of field names");
+    for (const json& f : *it) {
+      if (!f.is_string()) Fail(400, "bad_request", "'indexed_fields' must be an array of field names");
+      settings.indexed_fields.push_back(f.get<std::string>());
+    }
+    const Status fields = CheckIndexedFields(settings.indexed_fields);
+    if (!fields.ok()) Fail(422, "invalid_argument", fields.message());
   }
   if (!bits) Fail(400, "bad_request", "'bits' is required (or 'encoder')");
   if (*bits < 1 || *bits > kMaxCodeBits) {

@@ -15,6 +15,10 @@ Status BinaryIndex::ExportItems(std::vector<uint64_t>*, std::vector<uint8_t>*,
   return Status::NotSupported("index " + spec() + " cannot export its items");
 }
 
+Status BinaryIndex::Lookup(const uint64_t*, size_t, uint8_t*, uint16_t*, uint8_t*) const {
+  return Status::NotSupported("index " + spec() + " cannot look items up by id");
+}
+
 Status CheckTieBreakSupported(const std::string& spec, bool keeps_scores, TieBreak tie) {
   if (tie == TieBreak::kScore && !keeps_scores) {
     return Status::InvalidArgument("index " + spec +

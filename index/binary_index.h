@@ -65,6 +65,15 @@ class IdFilter {
  public:
   virtual ~IdFilter() = default;
   virtual bool Allows(uint64_t id) const = 0;
+  // A filter that can list a superset of the ids it allows, of at most
+  // `limit` ids, puts them in *ids and returns true; a search may then look
+  // at those items alone (LiveCollection's selective path). The default
+  // cannot.
+  virtual bool Candidates(size_t limit, std::vector<uint64_t>* ids) const {
+    (void)limit;
+    (void)ids;
+    return false;
+  }
 };
 
 struct SearchParams {
@@ -156,6 +165,12 @@ class BinaryIndex {
   virtual Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
                              std::vector<uint16_t>* scores) const;
 
+  // The items of the listed ids, for a scan of a few chosen items: for each
+  // i, found[i] = 1 and the code at codes + i * code_bytes() and score key
+  // scores[i] when ids[i] is held, found[i] = 0 otherwise (its code and score
+  // left as they were). NotSupported where an index does not offer it.
+  virtual Status Lookup(const uint64_t* ids, size_t n, uint8_t* codes, uint16_t* scores,
+                        uint8_t* found) const;
   // Snapshots (collection/index_snapshot.h). SaveState appends to *out what
   // LoadState needs to restore this index's contents into a fresh, empty
   // index of the same spec and bits. The default saves the items of

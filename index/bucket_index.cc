@@ -329,6 +329,21 @@ Status ClassBucketIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) 
   return Status::OK();
 }
 
+Status ClassBucketIndex::Lookup(const uint64_t* ids, size_t n, uint8_t* codes, uint16_t* scores,
+                                uint8_t* found) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  const size_t nb = code_bytes();
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t g = slot_of_.Find(ids[i], ids_.data());
+    found[i] = g != IdSlotMap::kNoSlot;
+    if (!found[i]) continue;
+    const Bucket& b = buckets_[bucket_of_[g]];
+    std::memcpy(codes + i * nb, b.codes.data() + size_t{pos_[g]} * nb, nb);
+    scores[i] = b.scores.Get(pos_[g]);
+  }
+  return Status::OK();
+}
+
 Status ClassBucketIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
                                      std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);

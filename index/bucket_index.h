@@ -96,6 +96,8 @@ class ClassBucketIndex : public BinaryIndex, public ListSource {
   Status AddWithClasses(const uint64_t* ids, const uint8_t* codes, const uint32_t* classes,
                         size_t n, const uint16_t* scores = nullptr);
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  Status Lookup(const uint64_t* ids, size_t n, uint8_t* codes, uint16_t* scores,
+                uint8_t* found) const override;
   Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
                      std::vector<uint16_t>* scores) const override;
   StatusOr<SearchResult> Search(const uint8_t* query, size_t k,

@@ -76,6 +76,20 @@ StatusOr<SearchResult> FlatIndex::RangeSearch(const uint8_t* query, uint32_t rad
   return result;
 }
 
+Status FlatIndex::Lookup(const uint64_t* ids, size_t n, uint8_t* codes, uint16_t* scores,
+                         uint8_t* found) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  const size_t nb = code_bytes();
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t slot = slots_.Find(ids[i]);
+    found[i] = slot != IdSlotMap::kNoSlot;
+    if (!found[i]) continue;
+    std::memcpy(codes + i * nb, slots_.codes().data() + size_t{slot} * nb, nb);
+    scores[i] = slots_.scores().Get(slot);
+  }
+  return Status::OK();
+}
+
 Status FlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
                               std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);

@@ -54,6 +54,8 @@ class FlatIndex : public BinaryIndex {
   // scan (ScanKnnBatch); a smaller one splits each query's scan instead.
   Status SearchBatch(const uint8_t* queries, size_t nq, size_t k, const SearchParams& params,
                      std::vector<SearchResult>* out) const override;
+  Status Lookup(const uint64_t* ids, size_t n, uint8_t* codes, uint16_t* scores,
+                uint8_t* found) const override;
   Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
                      std::vector<uint16_t>* scores) const override;
   // The dense slots and their id map as they are: loading is copies.

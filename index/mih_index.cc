@@ -1228,6 +1228,20 @@ StatusOr<SearchResult> MihIndex::RangeSearch(const uint8_t* query, uint32_t radi
   return result;
 }
 
+Status MihIndex::Lookup(const uint64_t* ids, size_t n, uint8_t* codes, uint16_t* scores,
+                        uint8_t* found) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  const size_t nb = code_bytes();
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
+    found[i] = slot != IdSlotMap::kNoSlot;
+    if (!found[i]) continue;
+    std::memcpy(codes + i * nb, codes_.data() + size_t{slot} * nb, nb);
+    scores[i] = scores_.Get(slot);
+  }
+  return Status::OK();
+}
+
 Status MihIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
                              std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);

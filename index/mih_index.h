@@ -83,6 +83,8 @@ class MihIndex : public BinaryIndex {
 
   bool keeps_scores() const override { return true; }
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
+  Status Lookup(const uint64_t* ids, size_t n, uint8_t* codes, uint16_t* scores,
+                uint8_t* found) const override;
   Status ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
                      std::vector<uint16_t>* scores) const override;
   // The slots, the id map and the tables as they are: loading is copies

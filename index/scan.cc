@@ -238,6 +238,41 @@ Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, siz
   });
 }
 
+StatusOr<SearchResult> ScanListed(const BinaryIndex& index, const std::vector<uint64_t>& ids,
+                                  const uint8_t* query, size_t k, uint32_t radius, bool is_range,
+                                  const SearchParams& p) {
+  const int bits = index.bits();
+  HAMDB_RETURN_IF_ERROR(is_range ? CheckRangeArgs(query, bits) : CheckSearchArgs(query, k, bits));
+  HAMDB_RETURN_IF_ERROR(CheckTieBreakSupported(index.spec(), index.keeps_scores(), p.tie_break));
+  const size_t nb = index.code_bytes();
+  std::vector<uint8_t> codes(ids.size() * nb), found(ids.size());
+  std::vector<uint16_t> scores(ids.size(), kNoScore);
+  HAMDB_RETURN_IF_ERROR(index.Lookup(ids.data(), ids.size(), codes.data(), scores.data(), found.data()));
+  // The items held, packed to the front.
+  std::vector<uint64_t> held(ids.size());
+  size_t n = 0;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!found[i]) continue;
+    if (n != i) {
+      std::memcpy(codes.data() + n * nb, codes.data() + i * nb, nb);
+      scores[n] = scores[i];
+    }
+    held[n++] = ids[i];
+  }
+  held.resize(n);
+  codes.resize(n * nb);
+  SlotView view = MakeSlotView(codes, held, index.keeps_scores() ? scores.data() : nullptr, bits,
+                               SelectHammingKernel(nb), p.filter);
+  SearchResult r;
+  if (is_range) {
+    HAMDB_ASSIGN_OR_RETURN(r.neighbors, ScanRange(view, query, radius, p.num_threads, p.tie_break));
+  } else {
+    HAMDB_ASSIGN_OR_RETURN(r.neighbors, ScanKnn(view, query, k, p.num_threads, p.tie_break));
+  }
+  r.exact = true;
+  return r;
+}
+
 StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* query,
                                           uint32_t radius, int threads, TieBreak tie) {
   threads = ThreadPool::Default().Resolve(threads);

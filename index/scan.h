@@ -100,6 +100,15 @@ Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, siz
 StatusOr<std::vector<Neighbor>> ScanRange(const SlotView& view, const uint8_t* query,
                                           uint32_t radius, int threads, TieBreak tie);
 
+// Exact k-NN (is_range false) or every item within radius (is_range true)
+// among the listed ids that `index` holds and p.filter allows: the items
+// are looked up (BinaryIndex::Lookup) and scanned as ScanKnn / ScanRange
+// scan, on p.num_threads threads, in order NeighborOrder{p.tie_break}. The
+// result is exact. NotSupported when the index cannot look items up.
+StatusOr<SearchResult> ScanListed(const BinaryIndex& index, const std::vector<uint64_t>& ids,
+                                  const uint8_t* query, size_t k, uint32_t radius, bool is_range,
+                                  const SearchParams& p);
+
 // Argument checks shared by all indexes; InvalidArgument with a message that
 // names the offending item. `what` names the array ("query", "code").
 Status CheckCodes(const uint8_t* codes, size_t n, int bits, const char* what);

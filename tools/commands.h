@@ -14,6 +14,7 @@ void AddSearchCommands(CLI::App* app, int* exit_code);
 // bench ingest
 void AddBenchIngestCommand(CLI::App* bench, int* exit_code);
 void AddBenchRestartCommand(CLI::App* bench, int* exit_code);
+void AddBenchFilterCommand(CLI::App* bench, int* exit_code);
 // backup, restore, check (cmd_backup.cc).
 void AddBackupCommands(CLI::App* app, int* exit_code);
 // bench hamming

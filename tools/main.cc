@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   bench->require_subcommand(1);
   hamdb::tools::AddBenchIngestCommand(bench, &exit_code);
   hamdb::tools::AddBenchRestartCommand(bench, &exit_code);
+  hamdb::tools::AddBenchFilterCommand(bench, &exit_code);
   hamdb::tools::AddBenchHammingCommand(bench, &exit_code);
   hamdb::tools::AddBenchIndexCommand(bench, &exit_code);
   hamdb::tools::AddBenchMapCommand(bench, &exit_code);

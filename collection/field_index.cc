@@ -1,0 +1,358 @@
+#include "collection/field_index.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "index/state_io.h"
+
+namespace hamdb {
+
+using nlohmann::json;
+
+FieldValue FieldValue::Int(int64_t v) {
+  FieldValue x;
+  x.is_int = true;
+  x.i = v;
+  x.d = static_cast<double>(v);
+  return x;
+}
+
+std::optional<FieldValue> FieldValue::FromJson(const json& v) {
+  FieldValue x;
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      x.d = static_cast<double>(v.get<uint64_t>());
+    } else {
+      x = Int(v.get<int64_t>());
+    }
+  } else if (v.is_number_float()) {
+    x.d = v.get<double>();
+  } else if (v.is_string()) {
+    x.type = kString;
+    x.s = v.get<std::string>();
+  } else if (v.is_boolean()) {
+    x.type = kBool;
+    x.b = v.get<bool>();
+  } else {
+    return std::nullopt;
+  }
+  return x;
+}
+
+std::string FieldValue::Key() const {
+  std::string k;
+  switch (type) {
+    case kNumber:
+      k.push_back(is_int ? 'i' : 'd');
+      if (is_int) {
+        k.append(reinterpret_cast<const char*>(&i), sizeof(i));
+      } else {
+        k.append(reinterpret_cast<const char*>(&d), sizeof(d));
+      }
+      break;
+    case kString:
+      k.push_back('s');
+      k += s;
+      break;
+    case kBool:
+      k.push_back(b ? 'T' : 'F');
+      break;
+  }
+  return k;
+}
+
+int CompareNumbers(const FieldValue& a, const FieldValue& b) {
+  if (a.is_int && b.is_int) return a.i < b.i ? -1 : a.i > b.i ? 1 : 0;
+  return a.d < b.d ? -1 : a.d > b.d ? 1 : 0;
+}
+
+bool Equal(const FieldValue& a, const FieldValue& b) {
+  if (a.type != b.type) return false;
+  switch (a.type) {
+    case FieldValue::kNumber: return CompareNumbers(a, b) == 0;
+    case FieldValue::kString: return a.s == b.s;
+    case FieldValue::kBool: return a.b == b.b;
+  }
+  return false;
+}
+
+Status FieldIndex::CheckFieldName(std::string_view name) {
+  if (name == "label") return Status::OK();
+  if (name.rfind("metadata.", 0) == 0 && name.size() > 9) return Status::OK();
+  return Status::InvalidArgument("cannot index field '" + std::string(name) +
+                                 "'; indexable fields are \"label\" and \"metadata.<key>\" (a "
+                                 "top-level metadata field)");
+}
+
+FieldIndex::FieldIndex(std::vector<std::string> fields)
+    : fields_(std::move(fields)), by_field_(fields_.size()) {
+  for (size_t f = 0; f < fields_.size(); ++f) {
+    if (fields_[f] == "label") {
+      label_field_ = static_cast<int>(f);
+    } else {
+      metadata_fields_.emplace_back(fields_[f].substr(9), static_cast<int>(f));
+    }
+  }
+}
+
+int FieldIndex::FieldNumber(std::string_view name) const {
+  for (size_t f = 0; f < fields_.size(); ++f) {
+    if (fields_[f] == name) return static_cast<int>(f);
+  }
+  return -1;
+}
+
+uint32_t FieldIndex::OrdinalFor(Field* fd, const FieldValue& v) {
+  auto [it, added] = fd->ordinal.emplace(v.Key(), static_cast<uint32_t>(fd->values.size()));
+  if (added) {
+    try {
+      fd->values.push_back(v);
+      fd->postings.emplace_back();
+    } catch (...) {
+      fd->values.resize(it->second);
+      fd->postings.resize(it->second);
+      fd->ordinal.erase(it);
+      throw;
+    }
+  }
+  return it->second;
+}
+
+void FieldIndex::Set(uint64_t id, const std::optional<int64_t>& label,
+                     std::string_view metadata_json) {
+  // The new values, found before the lock is taken.
+  std::vector<std::optional<FieldValue>> values(fields_.size());
+  if (label_field_ >= 0 && label) values[static_cast<size_t>(label_field_)] = FieldValue::Int(*label);
+  if (!metadata_fields_.empty() && !metadata_json.empty()) {
+    const json m = json::parse(metadata_json.begin(), metadata_json.end(), nullptr, false);
+    if (m.is_object()) {
+      for (const auto& [key, f] : metadata_fields_) {
+        auto it = m.find(key);
+        if (it != m.end()) values[static_cast<size_t>(f)] = FieldValue::FromJson(*it);
+      }
+    }
+  }
+  bool any = false;
+  for (const auto& v : values) any = any || v.has_value();
+
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  uint32_t slot = slot_of_.Find(id, ids_.data());
+  if (slot != IdSlotMap::kNoSlot) EraseSlotLocked(slot);
+  if (!any) return;
+  // Room first, so that the appends below cannot fail half-way.
+  slot = static_cast<uint32_t>(ids_.size());
+  ReserveForAppend(&ids_, 1);
+  slot_of_.Reserve(ids_.size() + 1, ids_.data());
+  std::vector<uint32_t> ords(fields_.size(), kNone);
+  for (size_t f = 0; f < fields_.size(); ++f) {
+    Field& fd = by_field_[f];
+    ReserveForAppend(&fd.ord, 1);
+    ReserveForAppend(&fd.pos, 1);
+    if (values[f]) {
+      ords[f] = OrdinalFor(&fd, *values[f]);
+      ReserveForAppend(&fd.postings[ords[f]], 1);
+    }
+  }
+  ids_.push_back(id);
+  slot_of_.Insert(id, slot, ids_.data());
+  for (size_t f = 0; f < fields_.size(); ++f) {
+    Field& fd = by_field_[f];
+    fd.ord.push_back(ords[f]);
+    if (ords[f] == kNone) {
+      fd.pos.push_back(0);
+    } else {
+      fd.pos.push_back(static_cast<uint32_t>(fd.postings[ords[f]].size()));
+      fd.postings[ords[f]].push_back(slot);
+    }
+  }
+}
+
+void FieldIndex::Erase(uint64_t id) {
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  const uint32_t slot = slot_of_.Find(id, ids_.data());
+  if (slot != IdSlotMap::kNoSlot) EraseSlotLocked(slot);
+}
+
+void FieldIndex::EraseSlotLocked(uint32_t slot) {
+  const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
+  for (Field& fd : by_field_) {
+    // Out of its posting list: the list's last entry takes its place.
+    if (fd.ord[slot] != kNone) {
+      std::vector<uint32_t>& list = fd.postings[fd.ord[slot]];
+      const uint32_t p = fd.pos[slot];
+      list[p] = list.back();
+      fd.pos[list[p]] = p;
+      list.pop_back();
+    }
+    // The last slot moves into the hole.
+    if (slot != last) {
+      fd.ord[slot] = fd.ord[last];
+      fd.pos[slot] = fd.pos[last];
+      if (fd.ord[slot] != kNone) fd.postings[fd.ord[slot]][fd.pos[slot]] = slot;
+    }
+    fd.ord.pop_back();
+    fd.pos.pop_back();
+  }
+  slot_of_.Erase(ids_[slot], ids_.data());
+  if (slot != last) {
+    slot_of_.Move(ids_[last], last, slot, ids_.data());
+    ids_[slot] = ids_[last];
+  }
+  ids_.pop_back();
+}
+
+size_t FieldIndex::size() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  return ids_.size();
+}
+
+size_t FieldIndex::memory_bytes() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  size_t bytes = ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes();
+  for (const Field& fd : by_field_) {
+    bytes += (fd.ord.capacity() + fd.pos.capacity()) * sizeof(uint32_t);
+    bytes += fd.values.capacity() * sizeof(FieldValue) + fd.postings.capacity() * sizeof(fd.postings[0]);
+    for (const auto& list : fd.postings) bytes += list.capacity() * sizeof(uint32_t);
+    // The dictionary's nodes: key, ordinal and the node's own pointers.
+    for (const auto& [key, o] : fd.ordinal) bytes += key.capacity() + 48;
+    for (const FieldValue& v : fd.values) bytes += v.s.capacity();
+  }
+  return bytes;
+}
+
+void FieldIndex::Values(const uint64_t* ids, size_t n, uint32_t* ords) const {
+  const size_t nf = fields_.size();
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
+    for (size_t f = 0; f < nf; ++f) {
+      ords[i * nf + f] = slot == IdSlotMap::kNoSlot ? kNone : by_field_[f].ord[slot];
+    }
+  }
+}
+
+void FieldIndex::AppendIds(int f, const std::vector<uint8_t>& ok, std::vector<uint64_t>* out) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  const Field& fd = by_field_[static_cast<size_t>(f)];
+  const size_t n = std::min(ok.size(), fd.postings.size());
+  for (size_t o = 0; o < n; ++o) {
+    if (!ok[o]) continue;
+    for (uint32_t slot : fd.postings[o]) out->push_back(ids_[slot]);
+  }
+}
+
+// State layout: u32 field count, each field's name (u32 length, bytes);
+// the ids (vector); the id map (IdSlotMap state); then per field its
+// dictionary (u64 count, each value's Key as u32 length and bytes) and
+// its ordinal per slot (vector). Positions and posting lists are rebuilt.
+void FieldIndex::AppendState(std::string* out) const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  state_io::Put<uint32_t>(out, static_cast<uint32_t>(fields_.size()));
+  for (const std::string& name : fields_) {
+    state_io::Put<uint32_t>(out, static_cast<uint32_t>(name.size()));
+    out->append(name);
+  }
+  state_io::PutVector(out, ids_);
+  slot_of_.AppendState(out);
+  for (const Field& fd : by_field_) {
+    state_io::Put<uint64_t>(out, fd.values.size());
+    for (const FieldValue& v : fd.values) {
+      const std::string key = v.Key();
+      state_io::Put<uint32_t>(out, static_cast<uint32_t>(key.size()));
+      out->append(key);
+    }
+    state_io::PutVector(out, fd.ord);
+  }
+}
+
+namespace {
+
+Status GetBytes(std::string_view* in, std::string* s) {
+  uint32_t len = 0;
+  HAMDB_RETURN_IF_ERROR(state_io::Get(in, &len));
+  if (in->size() < len) return Status::Corruption("field index state is truncated");
+  s->assign(in->data(), len);
+  in->remove_prefix(len);
+  return Status::OK();
+}
+
+// The value a FieldValue::Key was made from.
+std::optional<FieldValue> FromKey(const std::string& k) {
+  if (k.empty()) return std::nullopt;
+  FieldValue v;
+  const char* p = k.data() + 1;
+  switch (k[0]) {
+    case 'i':
+      if (k.size() != 9) return std::nullopt;
+      int64_t i;
+      std::memcpy(&i, p, 8);
+      return FieldValue::Int(i);
+    case 'd':
+      if (k.size() != 9) return std::nullopt;
+      std::memcpy(&v.d, p, 8);
+      return v;
+    case 's':
+      v.type = FieldValue::kString;
+      v.s = k.substr(1);
+      return v;
+    case 'T':
+    case 'F':
+      if (k.size() != 1) return std::nullopt;
+      v.type = FieldValue::kBool;
+      v.b = k[0] == 'T';
+      return v;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+void FieldIndex::ClearLocked() {
+  ids_.clear();
+  slot_of_.Clear();
+  for (Field& fd : by_field_) fd = Field();
+}
+
+Status FieldIndex::LoadState(std::string_view* in) {
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  if (!ids_.empty()) return Status::FailedPrecondition("LoadState needs an empty field index");
+  Status st = [&]() -> Status {
+    uint32_t nf = 0;
+    HAMDB_RETURN_IF_ERROR(state_io::Get(in, &nf));
+    std::vector<std::string> names(nf);
+    for (std::string& name : names) HAMDB_RETURN_IF_ERROR(GetBytes(in, &name));
+    if (names != fields_) return Status::Corruption("the field index state is of other fields");
+    HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &ids_));
+    HAMDB_RETURN_IF_ERROR(slot_of_.LoadState(in, ids_.size()));
+    for (Field& fd : by_field_) {
+      uint64_t nv = 0;
+      HAMDB_RETURN_IF_ERROR(state_io::Get(in, &nv));
+      if (nv > in->size()) return Status::Corruption("field index dictionary is truncated");
+      for (uint64_t o = 0; o < nv; ++o) {
+        std::string key;
+        HAMDB_RETURN_IF_ERROR(GetBytes(in, &key));
+        std::optional<FieldValue> v = FromKey(key);
+        if (!v || !fd.ordinal.emplace(key, static_cast<uint32_t>(o)).second) {
+          return Status::Corruption("field index dictionary entry does not decode");
+        }
+        fd.values.push_back(std::move(*v));
+      }
+      fd.postings.resize(fd.values.size());
+      HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &fd.ord));
+      if (fd.ord.size() != ids_.size()) return Status::Corruption("field index ordinals do not match its ids");
+      fd.pos.resize(ids_.size());
+      for (uint32_t slot = 0; slot < fd.ord.size(); ++slot) {
+        const uint32_t o = fd.ord[slot];
+        if (o == kNone) continue;
+        if (o >= fd.values.size()) return Status::Corruption("field index ordinal out of range");
+        fd.pos[slot] = static_cast<uint32_t>(fd.postings[o].size());
+        fd.postings[o].push_back(slot);
+      }
+    }
+    return Status::OK();
+  }();
+  if (!st.ok()) ClearLocked();
+  return st;
+}
+
+}  // namespace hamdb

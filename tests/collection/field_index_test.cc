@@ -1,0 +1,142 @@
+// FieldIndex: random writes and erases against a model map (values, posting
+// lists, evaluation counts), value typing, and the snapshot state.
+#include "collection/field_index.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+
+namespace hamdb {
+namespace {
+
+struct ModelItem {
+  std::optional<int64_t> label;
+  std::optional<std::string> folder;
+};
+
+// The index answers as the model does: each id's ordinals decode to its
+// values, and each value's posting list is exactly its items.
+void ExpectMatchesModel(const FieldIndex& fx, const std::map<uint64_t, ModelItem>& model) {
+  size_t with_value = 0;
+  for (const auto& [id, m] : model) with_value += (m.label || m.folder) ? 1 : 0;
+  EXPECT_EQ(fx.size(), with_value);
+  for (int label = 0; label < 6; ++label) {
+    std::vector<uint8_t> ok;
+    uint64_t count = 0;
+    fx.Evaluate(0, [&](const FieldValue& v) { return v.is_int && v.i == label; }, &ok, &count);
+    std::vector<uint64_t> got;
+    fx.AppendIds(0, ok, &got);
+    std::set<uint64_t> want;
+    for (const auto& [id, m] : model) {
+      if (m.label == label) want.insert(id);
+    }
+    EXPECT_EQ(count, want.size()) << "label " << label;
+    EXPECT_EQ(std::set<uint64_t>(got.begin(), got.end()), want) << "label " << label;
+    EXPECT_EQ(got.size(), want.size()) << "label " << label;
+  }
+  std::vector<uint8_t> ok;
+  uint64_t count = 0;
+  fx.Evaluate(1, [](const FieldValue& v) { return v.type == FieldValue::kString && v.s.rfind("a", 0) == 0; },
+              &ok, &count);
+  std::vector<uint64_t> got;
+  fx.AppendIds(1, ok, &got);
+  std::set<uint64_t> want;
+  for (const auto& [id, m] : model) {
+    if (m.folder && m.folder->rfind("a", 0) == 0) want.insert(id);
+  }
+  EXPECT_EQ(std::set<uint64_t>(got.begin(), got.end()), want);
+  EXPECT_EQ(count, want.size());
+}
+
+TEST(FieldIndex, RandomWritesMatchAModel) {
+  FieldIndex fx({"label", "metadata.folder"});
+  EXPECT_EQ(fx.FieldNumber("label"), 0);
+  EXPECT_EQ(fx.FieldNumber("metadata.folder"), 1);
+  EXPECT_EQ(fx.FieldNumber("metadata.other"), -1);
+  std::map<uint64_t, ModelItem> model;
+  std::mt19937_64 rng(7);
+  const char* folders[] = {"a1", "a2", "b1", "b2"};
+  for (int step = 0; step < 4000; ++step) {
+    const uint64_t id = rng() % 500 * 0x9E3779B97F4A7C15ull;  // sparse 64-bit ids
+    if (rng() % 4 == 0) {
+      fx.Erase(id);
+      model.erase(id);
+      continue;
+    }
+    ModelItem m;
+    if (rng() % 5 != 0) m.label = static_cast<int64_t>(rng() % 6);
+    std::string metadata;
+    switch (rng() % 4) {
+      case 0: break;  // no metadata
+      case 1: metadata = R"({"folder": [1, 2]})"; break;  // not a scalar: no value
+      default:
+        m.folder = folders[rng() % 4];
+        metadata = "{\"folder\": \"" + *m.folder + "\", \"n\": 3}";
+    }
+    fx.Set(id, m.label, metadata);
+    model[id] = m;
+    if (step % 1000 == 999) ExpectMatchesModel(fx, model);
+  }
+  ExpectMatchesModel(fx, model);
+
+  // Values: one lookup per id, kNone where there is none.
+  std::vector<uint64_t> ids;
+  for (const auto& [id, m] : model) ids.push_back(id);
+  ids.push_back(12345);  // never written
+  std::vector<uint32_t> ords(ids.size() * 2);
+  fx.Values(ids.data(), ids.size(), ords.data());
+  EXPECT_EQ(ords[ords.size() - 2], FieldIndex::kNone);
+  EXPECT_EQ(ords[ords.size() - 1], FieldIndex::kNone);
+  for (size_t i = 0; i + 1 < ids.size(); ++i) {
+    EXPECT_EQ(ords[2 * i] == FieldIndex::kNone, !model[ids[i]].label.has_value());
+    EXPECT_EQ(ords[2 * i + 1] == FieldIndex::kNone, !model[ids[i]].folder.has_value());
+  }
+
+  // The snapshot state restores the same index.
+  std::string state;
+  fx.AppendState(&state);
+  FieldIndex again({"label", "metadata.folder"});
+  std::string_view in = state;
+  ASSERT_TRUE(again.LoadState(&in).ok());
+  EXPECT_TRUE(in.empty());
+  ExpectMatchesModel(again, model);
+  // And keeps working after it.
+  again.Erase(ids[0]);
+  model.erase(ids[0]);
+  ExpectMatchesModel(again, model);
+
+  // Other fields, or a cut state, are refused and leave the index empty.
+  FieldIndex other({"label"});
+  in = state;
+  EXPECT_EQ(other.LoadState(&in).code(), Status::Code::kCorruption);
+  FieldIndex cut({"label", "metadata.folder"});
+  std::string_view short_state(state.data(), state.size() / 2);
+  EXPECT_EQ(cut.LoadState(&short_state).code(), Status::Code::kCorruption);
+  EXPECT_EQ(cut.size(), 0u);
+}
+
+TEST(FieldIndex, NumbersKeepTheirTypeAndNamesAreChecked) {
+  FieldIndex fx({"metadata.n"});
+  fx.Set(1, std::nullopt, R"({"n": 3})");
+  fx.Set(2, std::nullopt, R"({"n": 3.0})");
+  fx.Set(3, std::nullopt, R"({"n": "3"})");
+  fx.Set(4, std::nullopt, R"({"n": true})");
+  fx.Set(5, std::nullopt, R"({"n": null})");
+  fx.Set(6, std::nullopt, "not json");
+  EXPECT_EQ(fx.size(), 4u);
+  std::vector<uint8_t> ok;
+  uint64_t count = 0;
+  const FieldValue three = FieldValue::Int(3);
+  fx.Evaluate(0, [&](const FieldValue& v) { return Equal(v, three); }, &ok, &count);
+  EXPECT_EQ(count, 2u);  // 3 and 3.0, not "3" or true
+  EXPECT_TRUE(FieldIndex::CheckFieldName("label").ok());
+  EXPECT_TRUE(FieldIndex::CheckFieldName("metadata.folder").ok());
+  EXPECT_FALSE(FieldIndex::CheckFieldName("metadata.").ok());
+  EXPECT_FALSE(FieldIndex::CheckFieldName("score").ok());
+}
+
+}  // namespace
+}  // namespace hamdb

@@ -1,0 +1,220 @@
+// hamdb bench filter: filtered k-NN latency against unfiltered, by
+// selectivity, on clustered codes with labels that are independent of the
+// codes or equal to each code's centre. The label is an indexed field
+// (collection/field_index.h); each filter is "label in a set of labels"
+// chosen to match a given share of the items. Three ways, in one run on the
+// same index and queries: the index filtering as it goes, the selective
+// path (a scan of the listed items), and the rule a collection applies
+// (SearchListedIfSelective with the collection's default limits).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+#include <random>
+
+#include "collection/filter.h"
+#include "collection/live_collection.h"
+#include "core/binary_code.h"
+#include "index/index_factory.h"
+#include "index/scan.h"
+#include "index/synthetic.h"
+#include "tools/bench/bench_report.h"
+#include "tools/cli_common.h"
+#include "tools/commands.h"
+#include "tools/progress.h"
+
+namespace hamdb::tools {
+
+namespace {
+
+struct BenchFilterArgs {
+  uint64_t n = 10000000;
+  int bits = 64;
+  std::string spec = "MIH";
+  size_t labels = 1000;
+  size_t queries = 200;
+  size_t k = 10;
+  int threads = 1;
+  double flip_prob = 0.03;
+  std::vector<double> selectivities = {50, 10, 1, 0.1};
+  std::vector<std::string> cases = {"independent", "correlated"};
+  std::string out;
+  uint64_t seed = 1;
+};
+
+struct Latency {
+  double median_ms = 0, p90_ms = 0;
+};
+
+Latency Summarise(std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  Latency l;
+  if (ms.empty()) return l;
+  l.median_ms = ms[ms.size() / 2];
+  l.p90_ms = ms[std::min(ms.size() - 1, ms.size() * 9 / 10)];
+  return l;
+}
+
+// Runs `search` once per query and returns the latencies; fails the bench
+// on an error.
+template <typename Search>
+StatusOr<std::vector<double>> Time(size_t nq, Search&& search) {
+  std::vector<double> ms;
+  for (size_t q = 0; q < nq; ++q) {
+    const auto t0 = std::chrono::steady_clock::now();
+    HAMDB_RETURN_IF_ERROR(search(q));
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return ms;
+}
+
+int RunBenchFilter(const BenchFilterArgs& a, const std::string& cmdline) {
+  SyntheticSpec ss;
+  ss.kind = "clustered";
+  ss.num_centres = a.labels;
+  ss.flip_prob = a.flip_prob;
+  ss.seed = a.seed;
+  std::fprintf(stderr, "generating %llu clustered %d-bit codes around %zu centres...\n",
+               static_cast<unsigned long long>(a.n), a.bits, a.labels);
+  // The queries come from the same distribution: the last codes generated.
+  StatusOr<SyntheticCodes> gen = GenerateCodes(ss, a.n + a.queries, a.bits);
+  if (!gen.ok()) return Fail(gen.status());
+  const size_t nb = code_bytes(a.bits);
+  const uint8_t* queries = gen->codes.data() + a.n * nb;
+  std::vector<uint64_t> ids(a.n);
+  std::iota(ids.begin(), ids.end(), uint64_t{1});
+
+  StatusOr<std::unique_ptr<BinaryIndex>> index = MakeIndex(a.spec, a.bits);
+  if (!index.ok()) return Fail(index.status());
+  {
+    std::fprintf(stderr, "building %s...\n", a.spec.c_str());
+    const auto t0 = std::chrono::steady_clock::now();
+    Status s = (*index)->Add(ids.data(), gen->codes.data(), a.n);
+    if (!s.ok()) return Fail(s);
+    std::fprintf(stderr, "built in %.1f s\n",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  SearchParams plain;
+  plain.num_threads = a.threads;
+  auto unfiltered = Time(a.queries, [&](size_t q) {
+    return (*index)->Search(queries + q * nb, a.k, plain).status();
+  });
+  if (!unfiltered.ok()) return Fail(unfiltered.status());
+  const Latency base = Summarise(*unfiltered);
+
+  const LiveCollectionOptions defaults;
+  std::string table =
+      "| labels | selectivity | matching items | unfiltered ms | index filters ms | selective scan ms "
+      "| collection rule ms | rule's path | rule / unfiltered | p90: unfiltered, rule |\n"
+      "|---|---:|---:|---:|---:|---:|---:|---|---:|---|\n";
+  std::mt19937_64 rng(a.seed + 7);
+  for (const std::string& labels_case : a.cases) {
+    if (labels_case != "independent" && labels_case != "correlated") {
+      return Fail(Status::InvalidArgument("--cases: independent or correlated, not " + labels_case));
+    }
+    // The field index of the labels.
+    auto fields = std::make_shared<FieldIndex>(std::vector<std::string>{"label"});
+    {
+      Progress progress("label index (" + labels_case + ")", a.n, "items");
+      for (uint64_t i = 0; i < a.n; ++i) {
+        const int64_t label = labels_case == "correlated"
+                                  ? static_cast<int64_t>(gen->centres[i])
+                                  : static_cast<int64_t>(rng() % a.labels);
+        fields->Set(ids[i], label, "");
+        if (i % 1000000 == 999999) progress.Add(1000000);
+      }
+      progress.Finish();
+    }
+    const ItemReader no_items = [](uint64_t id) -> StatusOr<Item> {
+      return Status::NotFound("item " + std::to_string(id) + " has no stored record in this benchmark");
+    };
+    for (double sel : a.selectivities) {
+      // The first labels of a random order, as many as the share asks.
+      const size_t want = std::max<size_t>(1, static_cast<size_t>(a.labels * sel / 100.0 + 0.5));
+      std::vector<int64_t> order(a.labels);
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng);
+      std::string text = "{\"field\": \"label\", \"in\": [";
+      for (size_t i = 0; i < want; ++i) text += (i ? "," : "") + std::to_string(order[i]);
+      text += "]}";
+      StatusOr<ItemFilter> f = ItemFilter::Parse(text);
+      if (!f.ok()) return Fail(f.status());
+      StoreFilter filter(&*f, fields, no_items);
+      SearchParams p = plain;
+      p.filter = &filter;
+      auto by_index = Time(a.queries, [&](size_t q) {
+        return (*index)->Search(queries + q * nb, a.k, p).status();
+      });
+      if (!by_index.ok()) return Fail(by_index.status());
+      auto selective = Time(a.queries, [&](size_t q) {
+        std::vector<uint64_t> listed;
+        filter.Candidates(SIZE_MAX, &listed);
+        return ScanListed(**index, listed, queries + q * nb, a.k, 0, false, p).status();
+      });
+      if (!selective.ok()) return Fail(selective.status());
+      bool took_selective = false;
+      auto rule = Time(a.queries, [&](size_t q) -> Status {
+        std::optional<StatusOr<SearchResult>> r =
+            SearchListedIfSelective(**index, queries + q * nb, a.k, 0, false, p,
+                                    defaults.selective_fraction, defaults.selective_min_items);
+        took_selective = r.has_value();
+        return r ? r->status() : (*index)->Search(queries + q * nb, a.k, p).status();
+      });
+      if (!rule.ok()) return Fail(rule.status());
+      const Latency li = Summarise(*by_index), ls = Summarise(*selective), lr = Summarise(*rule);
+      char row[512];
+      std::snprintf(row, sizeof row,
+                    "| %s | %g%% | %llu | %.3f | %.3f | %.3f | %.3f | %s | %.2fx | %.3f, %.3f |\n",
+                    labels_case.c_str(), sel, static_cast<unsigned long long>(filter.MatchBound()),
+                    base.median_ms, li.median_ms, ls.median_ms, lr.median_ms,
+                    took_selective ? "selective scan" : "index filters",
+                    lr.median_ms / std::max(base.median_ms, 1e-9), base.p90_ms, lr.p90_ms);
+      std::printf("%s", row);
+      std::fflush(stdout);
+      table += row;
+    }
+  }
+  const std::string note =
+      "\n\n" + std::to_string(a.n) + " x " + std::to_string(a.bits) + "-bit clustered codes (" +
+      std::to_string(a.labels) + " centres, flip " + std::to_string(a.flip_prob) + "), " +
+      std::to_string(a.queries) + " queries, k=" + std::to_string(a.k) + ", " + a.spec + ", " +
+      std::to_string(a.threads) + " search thread(s); medians of per-query latency.";
+  std::printf("\n%s", table.c_str());
+  if (!a.out.empty()) {
+    Status s = AppendBenchTable(a.out, cmdline, table, note);
+    if (!s.ok()) return Fail(s);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddBenchFilterCommand(CLI::App* bench, int* exit_code) {
+  auto a = std::make_shared<BenchFilterArgs>();
+  CLI::App* cmd = bench->add_subcommand(
+      "filter", "Filtered k-NN latency against unfiltered, by selectivity, with an indexed label field");
+  cmd->add_option("--n", a->n, "Number of codes")->capture_default_str();
+  cmd->add_option("--bits", a->bits, "Code length in bits")->capture_default_str();
+  cmd->add_option("--spec", a->spec, "Index spec")->capture_default_str();
+  cmd->add_option("--labels", a->labels, "Labels (and cluster centres)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--queries", a->queries, "Queries per measurement")->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--k", a->k, "Neighbours per query")->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Search threads per query")->capture_default_str();
+  cmd->add_option("--flip-prob", a->flip_prob, "Per-bit noise around the centres")->capture_default_str();
+  cmd->add_option("--selectivities", a->selectivities, "Shares of items the filter matches, in percent")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--cases", a->cases, "independent (labels at random) and/or correlated (label = centre)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--out", a->out, "Append the markdown table to this file");
+  cmd->add_option("--seed", a->seed, "Random seed")->capture_default_str();
+  cmd->callback([a, exit_code, cmd] {
+    *exit_code = RunBenchFilter(*a, CommandLine("hamdb bench filter", cmd));
+  });
+}
+
+}  // namespace hamdb::tools
