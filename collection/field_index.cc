@@ -84,8 +84,8 @@ Status FieldIndex::CheckFieldName(std::string_view name) {
                                  "top-level metadata field)");
 }
 
-FieldIndex::FieldIndex(std::vector<std::string> fields)
-    : fields_(std::move(fields)), by_field_(fields_.size()) {
+FieldIndex::FieldIndex(std::vector<std::string> fields, size_t code_bytes)
+    : fields_(std::move(fields)), code_bytes_(code_bytes), by_field_(fields_.size()) {
   for (size_t f = 0; f < fields_.size(); ++f) {
     if (fields_[f] == "label") {
       label_field_ = static_cast<int>(f);
@@ -118,8 +118,29 @@ uint32_t FieldIndex::OrdinalFor(Field* fd, const FieldValue& v) {
   return it->second;
 }
 
-void FieldIndex::Set(uint64_t id, const std::optional<int64_t>& label,
-                     std::string_view metadata_json) {
+void FieldIndex::AppendToPosting(Posting* p, uint32_t slot, const uint8_t* code, uint16_t score) {
+  p->slots.push_back(slot);
+  p->codes.insert(p->codes.end(), code, code + code_bytes_);
+  p->scores.push_back(score);
+}
+
+void FieldIndex::RemoveFromPosting(Posting* p, uint32_t i, uint32_t* moved_slot) {
+  const uint32_t last = static_cast<uint32_t>(p->size() - 1);
+  *moved_slot = kNone;
+  if (i != last) {
+    p->slots[i] = p->slots[last];
+    std::memcpy(p->codes.data() + size_t{i} * code_bytes_, p->codes.data() + size_t{last} * code_bytes_,
+                code_bytes_);
+    p->scores[i] = p->scores[last];
+    *moved_slot = p->slots[i];
+  }
+  p->slots.pop_back();
+  p->codes.resize(p->codes.size() - code_bytes_);
+  p->scores.pop_back();
+}
+
+void FieldIndex::Set(uint64_t id, const uint8_t* code, uint16_t score,
+                     const std::optional<int64_t>& label, std::string_view metadata_json) {
   // The new values, found before the lock is taken.
   std::vector<std::optional<FieldValue>> values(fields_.size());
   if (label_field_ >= 0 && label) values[static_cast<size_t>(label_field_)] = FieldValue::Int(*label);
@@ -150,7 +171,10 @@ void FieldIndex::Set(uint64_t id, const std::optional<int64_t>& label,
     ReserveForAppend(&fd.pos, 1);
     if (values[f]) {
       ords[f] = OrdinalFor(&fd, *values[f]);
-      ReserveForAppend(&fd.postings[ords[f]], 1);
+      Posting& p = fd.postings[ords[f]];
+      ReserveForAppend(&p.slots, 1);
+      ReserveForAppend(&p.codes, code_bytes_);
+      ReserveForAppend(&p.scores, 1);
     }
   }
   ids_.push_back(id);
@@ -162,7 +186,7 @@ void FieldIndex::Set(uint64_t id, const std::optional<int64_t>& label,
       fd.pos.push_back(0);
     } else {
       fd.pos.push_back(static_cast<uint32_t>(fd.postings[ords[f]].size()));
-      fd.postings[ords[f]].push_back(slot);
+      AppendToPosting(&fd.postings[ords[f]], slot, code, score);
     }
   }
 }
@@ -178,17 +202,15 @@ void FieldIndex::EraseSlotLocked(uint32_t slot) {
   for (Field& fd : by_field_) {
     // Out of its posting list: the list's last entry takes its place.
     if (fd.ord[slot] != kNone) {
-      std::vector<uint32_t>& list = fd.postings[fd.ord[slot]];
-      const uint32_t p = fd.pos[slot];
-      list[p] = list.back();
-      fd.pos[list[p]] = p;
-      list.pop_back();
+      uint32_t moved;
+      RemoveFromPosting(&fd.postings[fd.ord[slot]], fd.pos[slot], &moved);
+      if (moved != kNone) fd.pos[moved] = fd.pos[slot];
     }
     // The last slot moves into the hole.
     if (slot != last) {
       fd.ord[slot] = fd.ord[last];
       fd.pos[slot] = fd.pos[last];
-      if (fd.ord[slot] != kNone) fd.postings[fd.ord[slot]][fd.pos[slot]] = slot;
+      if (fd.ord[slot] != kNone) fd.postings[fd.ord[slot]].slots[fd.pos[slot]] = slot;
     }
     fd.ord.pop_back();
     fd.pos.pop_back();
@@ -211,8 +233,11 @@ size_t FieldIndex::memory_bytes() const {
   size_t bytes = ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes();
   for (const Field& fd : by_field_) {
     bytes += (fd.ord.capacity() + fd.pos.capacity()) * sizeof(uint32_t);
-    bytes += fd.values.capacity() * sizeof(FieldValue) + fd.postings.capacity() * sizeof(fd.postings[0]);
-    for (const auto& list : fd.postings) bytes += list.capacity() * sizeof(uint32_t);
+    bytes += fd.values.capacity() * sizeof(FieldValue) + fd.postings.capacity() * sizeof(Posting);
+    for (const Posting& p : fd.postings) {
+      bytes += p.slots.capacity() * sizeof(uint32_t) + p.codes.capacity() +
+               p.scores.capacity() * sizeof(uint16_t);
+    }
     // The dictionary's nodes: key, ordinal and the node's own pointers.
     for (const auto& [key, o] : fd.ordinal) bytes += key.capacity() + 48;
     for (const FieldValue& v : fd.values) bytes += v.s.capacity();
@@ -222,7 +247,6 @@ size_t FieldIndex::memory_bytes() const {
 
 void FieldIndex::Values(const uint64_t* ids, size_t n, uint32_t* ords) const {
   const size_t nf = fields_.size();
-  std::shared_lock<WriterPriorityMutex> lock(mu_);
   for (size_t i = 0; i < n; ++i) {
     const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
     for (size_t f = 0; f < nf; ++f) {
@@ -232,19 +256,19 @@ void FieldIndex::Values(const uint64_t* ids, size_t n, uint32_t* ords) const {
 }
 
 void FieldIndex::AppendIds(int f, const std::vector<uint8_t>& ok, std::vector<uint64_t>* out) const {
-  std::shared_lock<WriterPriorityMutex> lock(mu_);
   const Field& fd = by_field_[static_cast<size_t>(f)];
   const size_t n = std::min(ok.size(), fd.postings.size());
   for (size_t o = 0; o < n; ++o) {
     if (!ok[o]) continue;
-    for (uint32_t slot : fd.postings[o]) out->push_back(ids_[slot]);
+    for (uint32_t slot : fd.postings[o].slots) out->push_back(ids_[slot]);
   }
 }
 
 // State layout: u32 field count, each field's name (u32 length, bytes);
-// the ids (vector); the id map (IdSlotMap state); then per field its
-// dictionary (u64 count, each value's Key as u32 length and bytes) and
-// its ordinal per slot (vector). Positions and posting lists are rebuilt.
+// u64 code bytes; the ids (vector); the id map (IdSlotMap state); then per
+// field its dictionary (u64 count, each value's Key as u32 length and
+// bytes), its ordinal per slot (vector), and each ordinal's posting list
+// (slots, codes, score keys: three vectors). Positions are rebuilt.
 void FieldIndex::AppendState(std::string* out) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   state_io::Put<uint32_t>(out, static_cast<uint32_t>(fields_.size()));
@@ -252,6 +276,7 @@ void FieldIndex::AppendState(std::string* out) const {
     state_io::Put<uint32_t>(out, static_cast<uint32_t>(name.size()));
     out->append(name);
   }
+  state_io::Put<uint64_t>(out, code_bytes_);
   state_io::PutVector(out, ids_);
   slot_of_.AppendState(out);
   for (const Field& fd : by_field_) {
@@ -262,6 +287,11 @@ void FieldIndex::AppendState(std::string* out) const {
       out->append(key);
     }
     state_io::PutVector(out, fd.ord);
+    for (const Posting& p : fd.postings) {
+      state_io::PutVector(out, p.slots);
+      state_io::PutVector(out, p.codes);
+      state_io::PutVector(out, p.scores);
+    }
   }
 }
 
@@ -322,6 +352,9 @@ Status FieldIndex::LoadState(std::string_view* in) {
     std::vector<std::string> names(nf);
     for (std::string& name : names) HAMDB_RETURN_IF_ERROR(GetBytes(in, &name));
     if (names != fields_) return Status::Corruption("the field index state is of other fields");
+    uint64_t nb = 0;
+    HAMDB_RETURN_IF_ERROR(state_io::Get(in, &nb));
+    if (nb != code_bytes_) return Status::Corruption("the field index state is of other code lengths");
     HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &ids_));
     HAMDB_RETURN_IF_ERROR(slot_of_.LoadState(in, ids_.size()));
     for (Field& fd : by_field_) {
@@ -340,13 +373,28 @@ Status FieldIndex::LoadState(std::string_view* in) {
       fd.postings.resize(fd.values.size());
       HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &fd.ord));
       if (fd.ord.size() != ids_.size()) return Status::Corruption("field index ordinals do not match its ids");
-      fd.pos.resize(ids_.size());
+      fd.pos.assign(ids_.size(), kNone);
+      for (uint32_t o = 0; o < fd.postings.size(); ++o) {
+        Posting& p = fd.postings[o];
+        HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &p.slots));
+        HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &p.codes));
+        HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &p.scores));
+        if (p.codes.size() != p.slots.size() * code_bytes_ || p.scores.size() != p.slots.size()) {
+          return Status::Corruption("field index posting list does not decode");
+        }
+        for (uint32_t i = 0; i < p.slots.size(); ++i) {
+          const uint32_t slot = p.slots[i];
+          if (slot >= ids_.size() || fd.ord[slot] != o || fd.pos[slot] != kNone) {
+            return Status::Corruption("field index posting list does not match its ordinals");
+          }
+          fd.pos[slot] = i;
+        }
+      }
       for (uint32_t slot = 0; slot < fd.ord.size(); ++slot) {
-        const uint32_t o = fd.ord[slot];
-        if (o == kNone) continue;
-        if (o >= fd.values.size()) return Status::Corruption("field index ordinal out of range");
-        fd.pos[slot] = static_cast<uint32_t>(fd.postings[o].size());
-        fd.postings[o].push_back(slot);
+        if (fd.ord[slot] != kNone && fd.pos[slot] == kNone) {
+          return Status::Corruption("field index item missing from its posting list");
+        }
+        if (fd.ord[slot] == kNone) fd.pos[slot] = 0;
       }
     }
     return Status::OK();

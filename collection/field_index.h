@@ -9,11 +9,13 @@
 // for it. Each distinct value of a field gets an ordinal (a dictionary
 // entry, kept for the index's life); each item with at least one value has
 // a dense slot holding, per field, its value's ordinal and its position in
-// that value's posting list (the slots holding the value). So a lookup by id
-// is one hash probe, and the items of a value are its posting list.
+// that value's posting list. A posting list holds its items' slots, codes
+// and score keys side by side, so the items of a value are scanned as one
+// contiguous run of codes (the selective path of filtered search), and a
+// lookup by id is one hash probe.
 //
-// Memory: about 16 + 8 * fields bytes per item with a value, plus each
-// distinct value once. Fields of a few distinct values (labels, folders,
+// Memory: about 16 bytes per item with a value, plus 14 + code bytes per
+// item and field with a value, plus each distinct value once. Fields of a few distinct values (labels, folders,
 // categories) are the intended use; a field unique to each item (a path)
 // works but costs a dictionary entry per item, and a filter on it evaluates
 // every entry.
@@ -22,11 +24,14 @@
 // (posting lists are rebuilt from the slots), beside the index's state in
 // the collection's index snapshot.
 //
-// Thread safety: Set and Erase (writers) are serialised by the caller; every
-// method takes the index's reader/writer lock for its own duration, so
-// readers run concurrently with each other and with a writer's other work.
+// Thread safety: Set and Erase (writers) are serialised by the caller and
+// take the write lock. Readers hold ReadLock() around the reads marked
+// "requires ReadLock()" (a filter holds it for a whole search); size(),
+// memory_bytes() and AppendState take it themselves. A thread that holds
+// ReadLock() must not write.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -73,8 +78,9 @@ class FieldIndex {
   // non-empty KEY.
   static Status CheckFieldName(std::string_view name);
 
-  // fields: distinct names that pass CheckFieldName.
-  explicit FieldIndex(std::vector<std::string> fields);
+  // fields: distinct names that pass CheckFieldName; code_bytes: the size
+  // of the codes Set is given.
+  FieldIndex(std::vector<std::string> fields, size_t code_bytes);
   FieldIndex(const FieldIndex&) = delete;
   FieldIndex& operator=(const FieldIndex&) = delete;
 
@@ -82,23 +88,29 @@ class FieldIndex {
   // The position of a field in fields(), or -1 when it is not indexed.
   int FieldNumber(std::string_view name) const;
 
-  // Writers. Set records an item's values (replacing any it had): its label,
-  // and its metadata JSON (empty or not an object: no metadata values).
-  // Erase forgets an item. May throw std::bad_alloc; the index is then left
-  // consistent but may miss the item's new values, so the owner must drop
+  // Writers. Set records an item (replacing what it had): its code
+  // (code_bytes) and score key, its label, and its metadata JSON (empty or
+  // not an object: no metadata values); an item with no value of any field
+  // is not kept. Erase forgets an item. May throw std::bad_alloc; the index
+  // is then left consistent but may miss the item, so the owner must drop
   // it.
-  void Set(uint64_t id, const std::optional<int64_t>& label, std::string_view metadata_json);
+  void Set(uint64_t id, const uint8_t* code, uint16_t score, const std::optional<int64_t>& label,
+           std::string_view metadata_json);
   void Erase(uint64_t id);
 
   // Readers.
+  std::shared_lock<WriterPriorityMutex> ReadLock() const {
+    return std::shared_lock<WriterPriorityMutex>(mu_);
+  }
+  size_t code_bytes() const { return code_bytes_; }
   // Items with at least one value.
   size_t size() const;
   size_t memory_bytes() const;
   // For each ordinal o of field f: (*ok)[o] = pred(value o); *count (optional)
   // = the items whose value passes. Ordinals added later are not in *ok.
+  // Requires ReadLock().
   template <typename Pred>
   void Evaluate(int f, Pred&& pred, std::vector<uint8_t>* ok, uint64_t* count) const {
-    std::shared_lock<WriterPriorityMutex> lock(mu_);
     const Field& fd = by_field_[static_cast<size_t>(f)];
     ok->assign(fd.values.size(), 0);
     uint64_t c = 0;
@@ -110,10 +122,25 @@ class FieldIndex {
     if (count) *count = c;
   }
   // The ordinals of the values of n ids: ords[i * fields().size() + f] for
-  // field f of ids[i] (kNone when it has none).
+  // field f of ids[i] (kNone when it has none). Requires ReadLock().
   void Values(const uint64_t* ids, size_t n, uint32_t* ords) const;
   // Appends the ids of the items whose value of field f has ok[ordinal] set.
+  // Requires ReadLock().
   void AppendIds(int f, const std::vector<uint8_t>& ok, std::vector<uint64_t>* out) const;
+  // Calls visit(slots, codes, scores, n) for the posting list of each
+  // ordinal of field f with ok set: n items' slots, codes (n * code_bytes())
+  // and score keys. Requires ReadLock().
+  template <typename Visit>
+  void ScanPostings(int f, const std::vector<uint8_t>& ok, Visit&& visit) const {
+    const Field& fd = by_field_[static_cast<size_t>(f)];
+    const size_t n = std::min(ok.size(), fd.postings.size());
+    for (size_t o = 0; o < n; ++o) {
+      const Posting& p = fd.postings[o];
+      if (ok[o] && !p.empty()) visit(p.slots.data(), p.codes.data(), p.scores.data(), p.size());
+    }
+  }
+  // The id of a slot ScanPostings gave. Requires ReadLock().
+  uint64_t id_of_slot(uint32_t slot) const { return ids_[slot]; }
 
   // Snapshots. LoadState needs an empty index with the same fields;
   // Corruption when the state does not decode or names other fields.
@@ -121,10 +148,18 @@ class FieldIndex {
   Status LoadState(std::string_view* in);
 
  private:
+  // The items of one value: slot, code and score key of each.
+  struct Posting {
+    std::vector<uint32_t> slots;
+    std::vector<uint8_t> codes;  // code_bytes per item
+    std::vector<uint16_t> scores;
+    size_t size() const { return slots.size(); }
+    bool empty() const { return slots.empty(); }
+  };
   struct Field {
     std::vector<FieldValue> values;                   // by ordinal
     std::unordered_map<std::string, uint32_t> ordinal;  // FieldValue::Key -> ordinal
-    std::vector<std::vector<uint32_t>> postings;      // by ordinal: slots
+    std::vector<Posting> postings;                    // by ordinal
     std::vector<uint32_t> ord;                        // by slot
     std::vector<uint32_t> pos;                        // by slot: index in its posting list
   };
@@ -132,7 +167,14 @@ class FieldIndex {
   void EraseSlotLocked(uint32_t slot);
   void ClearLocked();
 
+  // Appends slot's item to posting p (room reserved).
+  void AppendToPosting(Posting* p, uint32_t slot, const uint8_t* code, uint16_t score);
+  // Removes entry i of posting p; its last entry takes the place, and
+  // *moved_slot gets that entry's slot (or kNone when i was the last).
+  void RemoveFromPosting(Posting* p, uint32_t i, uint32_t* moved_slot);
+
   std::vector<std::string> fields_;
+  size_t code_bytes_;
   int label_field_ = -1;
   std::vector<std::pair<std::string, int>> metadata_fields_;  // key, field number
 

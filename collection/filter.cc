@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "collection/live_collection.h"
+#include "core/hamming.h"
 #include "index/scan.h"
 
 namespace hamdb {
@@ -366,7 +367,7 @@ bool ItemFilter::Matches(uint64_t id, const Item* item) const {
 
 namespace {
 const FieldIndex& NoFields() {
-  static const FieldIndex none({});
+  static const FieldIndex none({}, 0);
   return none;
 }
 }  // namespace
@@ -375,6 +376,7 @@ StoreFilter::StoreFilter(const ItemFilter* filter, std::shared_ptr<const FieldIn
                          ItemReader read)
     : filter_(filter), fields_(std::move(fields)), read_(std::move(read)) {
   if (fields_ != nullptr && fields_->fields().empty()) fields_.reset();
+  if (fields_ != nullptr) read_lock_ = fields_->ReadLock();
   plan_ = std::make_unique<Plan>(filter_->root_->MakePlan(fields_ ? *fields_ : NoFields()));
 }
 
@@ -404,6 +406,72 @@ bool StoreFilter::Allows(uint64_t id) const {
   return filter_->root_->Matches(&view, plan_.get());
 }
 
+std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIndex& index,
+                                                                  const uint8_t* query, size_t k,
+                                                                  uint32_t radius, bool is_range,
+                                                                  const SearchParams& p) const {
+  if (fields_ == nullptr || fields_->code_bytes() != index.code_bytes()) return std::nullopt;
+  // The node that lists the candidates: down the most selective child of
+  // each "and" to a condition on an indexed field.
+  const ItemFilter::Node* node = filter_->root_.get();
+  const Plan* plan = plan_.get();
+  while (node->kind == ItemFilter::Node::kAnd && !node->children.empty()) {
+    size_t best = 0;
+    for (size_t i = 1; i < node->children.size(); ++i) {
+      if (plan->children[i].bound < plan->children[best].bound) best = i;
+    }
+    node = &node->children[best];
+    plan = &plan->children[best];
+  }
+  if (node->kind != ItemFilter::Node::kCondition || plan->field < 0) return std::nullopt;
+  // The listed items are exactly the allowed ones when that condition is the
+  // whole filter; otherwise each item close enough is asked.
+  const bool whole = node == filter_->root_.get();
+  const int bits = index.bits();
+  Status args = is_range ? CheckRangeArgs(query, bits) : CheckSearchArgs(query, k, bits);
+  if (args.ok()) args = CheckTieBreakSupported(index.spec(), index.keeps_scores(), p.tie_break);
+  if (!args.ok()) return StatusOr<SearchResult>(args);
+  const size_t nb = index.code_bytes();
+  const bool scores = index.keeps_scores();
+  const HammingKernel kernel = SelectHammingKernel(nb);
+  TopKCollector top(is_range ? 1 : k, bits, p.tie_break);
+  std::vector<Neighbor> in_range;
+  std::vector<uint16_t> dist;
+  std::vector<uint32_t> ords(fields_->fields().size());
+  auto allowed = [&](uint64_t id) {
+    if (whole) return true;
+    fields_->Values(&id, 1, ords.data());
+    ItemView view(id, nullptr, ords.data(), &read_);
+    return filter_->root_->Matches(&view, plan_.get());
+  };
+  fields_->ScanPostings(plan->field, plan->ok, [&](const uint32_t* slots, const uint8_t* codes,
+                                                   const uint16_t* keys, size_t n) {
+    dist.resize(n);
+    kernel.distances(query, codes, n, nb, dist.data());
+    for (size_t i = 0; i < n; ++i) {
+      const uint32_t limit = is_range ? radius : top.threshold();
+      if (dist[i] > limit) continue;
+      const uint64_t id = fields_->id_of_slot(slots[i]);
+      if (!allowed(id)) continue;
+      const uint16_t key = scores ? keys[i] : kNoScore;
+      if (is_range) {
+        in_range.push_back({id, dist[i], key});
+      } else {
+        top.Offer(dist[i], id, key);
+      }
+    }
+  });
+  SearchResult r;
+  if (is_range) {
+    std::sort(in_range.begin(), in_range.end(), NeighborOrder{p.tie_break});
+    r.neighbors = std::move(in_range);
+  } else {
+    r.neighbors = top.Finish();
+  }
+  r.exact = true;
+  return StatusOr<SearchResult>(std::move(r));
+}
+
 bool StoreFilter::Candidates(size_t limit, std::vector<uint64_t>* ids) const {
   ids->clear();
   if (plan_->bound > limit) return false;
@@ -418,10 +486,17 @@ std::optional<StatusOr<SearchResult>> SearchListedIfSelective(const BinaryIndex&
                                                               const uint8_t* query, size_t k,
                                                               uint32_t radius, bool is_range,
                                                               const SearchParams& p,
-                                                              double fraction, size_t min_items) {
-  if (p.filter == nullptr || fraction <= 0) return std::nullopt;
+                                                              const SelectiveLimits& limits) {
+  if (p.filter == nullptr) return std::nullopt;
+  const double items = static_cast<double>(index.size());
+  if (const auto* sf = dynamic_cast<const StoreFilter*>(p.filter);
+      sf != nullptr && limits.posting_fraction > 0 &&
+      static_cast<double>(sf->MatchBound()) <= limits.posting_fraction * items) {
+    if (auto r = sf->SearchPostings(index, query, k, radius, is_range, p)) return r;
+  }
+  if (limits.lookup_fraction <= 0) return std::nullopt;
   const size_t limit =
-      std::max<size_t>(min_items, static_cast<size_t>(fraction * static_cast<double>(index.size())));
+      std::max<size_t>(limits.lookup_min_items, static_cast<size_t>(limits.lookup_fraction * items));
   std::vector<uint64_t> ids;
   if (!p.filter->Candidates(limit, &ids)) return std::nullopt;
   StatusOr<SearchResult> r = ScanListed(index, ids, query, k, radius, is_range, p);

@@ -31,11 +31,11 @@
 
 #include <cstdint>
 #include <functional>
-#include <vector>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "collection/field_index.h"
 #include "db/code_store.h"
@@ -77,8 +77,9 @@ using ItemReader = std::function<StatusOr<Item>(uint64_t id)>;
 // of the collection's field index (collection/field_index.h) are answered
 // from it; the others read the item (through `read`) when they are reached,
 // and an item that cannot be read is not allowed. The filter must outlive
-// it. Made once per search: the field index's values are evaluated at
-// construction, so a value first written after it never matches.
+// it. Made once per search: it holds the field index's read lock for its
+// life (writes to the collection wait for it, so the thread holding one
+// must not write), and evaluates the field values at construction.
 //
 // Selectivity: when the field index, or an "ids" list, bounds the items the
 // filter can allow, Candidates lists them, so that a search may look at
@@ -98,26 +99,49 @@ class StoreFilter : public IdFilter {
   bool Candidates(size_t limit, std::vector<uint64_t>* ids) const override;
   // An upper bound of the items it allows; UINT64_MAX when it has none.
   uint64_t MatchBound() const;
+  // The exact filtered k-NN (or range) search by a scan of the field
+  // index's posting lists of the filter's most selective condition (the
+  // whole filter, or the most selective part of an "and"), asking the rest
+  // of the filter only of items close enough; nullopt when no such
+  // condition exists. For the selective path: the caller checks MatchBound.
+  std::optional<StatusOr<SearchResult>> SearchPostings(const BinaryIndex& index, const uint8_t* query,
+                                                       size_t k, uint32_t radius, bool is_range,
+                                                       const SearchParams& p) const;
 
   struct Plan;
 
  private:
   const ItemFilter* filter_;
   std::shared_ptr<const FieldIndex> fields_;
+  std::shared_lock<WriterPriorityMutex> read_lock_;  // on *fields_, for the filter's life
   ItemReader read_;
   std::unique_ptr<Plan> plan_;
 };
 
-// The selective path of a filtered search (docs/api.md#filtered-search):
-// when p.filter can list its candidates (IdFilter::Candidates) and they are
-// at most max(min_items, fraction * index.size()), the exact scan of those
-// items alone (ScanListed, index/scan.h); nullopt when the index's own
-// filtered search should run instead (no filter, too many candidates,
-// fraction 0, or an index that cannot look items up).
+// When a filtered search looks at the matching items alone (the selective
+// path, docs/api.md#filtered-search), as shares of the index's items. 0
+// turns a path off; 1 takes it whenever the filter bounds its matches.
+struct SelectiveLimits {
+  // A scan of the field index's posting lists (StoreFilter::SearchPostings):
+  // a streaming scan of contiguous codes, a few ns per item.
+  double posting_fraction = 0.2;
+  // A lookup of each listed item in the index (IdFilter::Candidates, then
+  // ScanListed): a hash probe and a random read per item, and at least
+  // lookup_min_items.
+  double lookup_fraction = 0.01;
+  size_t lookup_min_items = 4096;
+};
+
+// The selective path of a filtered search: a StoreFilter whose bound is
+// within limits.posting_fraction scans its posting lists; else a filter that
+// lists at most max(lookup_min_items, lookup_fraction * items) candidates
+// has them looked up and scanned. Both are exact. nullopt when the index's
+// own filtered search should run (no filter, no bound, too many matches, or
+// an index that cannot look items up).
 std::optional<StatusOr<SearchResult>> SearchListedIfSelective(const BinaryIndex& index,
                                                               const uint8_t* query, size_t k,
                                                               uint32_t radius, bool is_range,
                                                               const SearchParams& p,
-                                                              double fraction, size_t min_items);
+                                                              const SelectiveLimits& limits);
 
 }  // namespace hamdb

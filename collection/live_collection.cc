@@ -166,7 +166,7 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
 
 std::shared_ptr<FieldIndex> LiveCollection::NewFieldIndex() const {
   if (settings_.indexed_fields.empty()) return nullptr;
-  return std::make_shared<FieldIndex>(settings_.indexed_fields);
+  return std::make_shared<FieldIndex>(settings_.indexed_fields, code_bytes(bits()));
 }
 
 StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex(
@@ -212,8 +212,13 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex(
   *fields = NewFieldIndex();
   if (*fields) {
     try {
+      // Both scans run in id order: each record finds its code by a merge.
+      size_t at = 0;
       HAMDB_RETURN_IF_ERROR(store_->ScanRecords(info_.name, [&](const Item& item) {
-        (*fields)->Set(item.id, item.label, item.metadata_json);
+        while (at < ids.size() && ids[at] < item.id) ++at;
+        if (at == ids.size() || ids[at] != item.id) return true;  // a record without a code
+        (*fields)->Set(item.id, codes.data() + at * nb, scores.empty() ? kNoScore : scores[at],
+                       item.label, item.metadata_json);
         return true;
       }));
     } catch (const std::bad_alloc&) {
@@ -492,7 +497,10 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot(
   for (uint64_t id : touched) {
     StatusOr<Item> item = store_->Get(info_.name, id);
     if (item.ok()) {
-      if (*fields) (*fields)->Set(id, item->label, item->metadata_json);
+      if (*fields) {
+        (*fields)->Set(id, item->code.data(), item->score ? ScoreKey(*item->score) : kNoScore,
+                       item->label, item->metadata_json);
+      }
       add_ids.push_back(id);
       add_codes.insert(add_codes.end(), item->code.begin(), item->code.end());
       add_scores.push_back(item->score ? ScoreKey(*item->score) : kNoScore);
@@ -635,7 +643,8 @@ Status LiveCollection::Commit(PendingWrite* w) {
         }, [&](FieldIndex& fields) {
           for (size_t i = 0; i < op.items->size(); ++i) {
             const ItemInput& in = (*op.items)[i];
-            fields.Set(op.assigned_ids[i], in.label, in.metadata_json);
+            fields.Set(op.assigned_ids[i], in.code.data(), in.score ? ScoreKey(*in.score) : kNoScore,
+                       in.label, in.metadata_json);
           }
         });
       }
@@ -739,8 +748,7 @@ Status LiveCollection::CheckTieBreak(const SearchParams& p) const {
 std::optional<StatusOr<SearchResult>> LiveCollection::SearchSelective(
     const BinaryIndex& index, const uint8_t* query, size_t k, uint32_t radius, bool is_range,
     const SearchParams& p) const {
-  return SearchListedIfSelective(index, query, k, radius, is_range, p, options_.selective_fraction,
-                                 options_.selective_min_items);
+  return SearchListedIfSelective(index, query, k, radius, is_range, p, options_.selective);
 }
 
 StatusOr<SearchResult> LiveCollection::Search(const uint8_t* query, size_t k,

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "collection/field_index.h"
+#include "collection/filter.h"
 #include "collection/settings.h"
 #include "db/code_store.h"
 #include "encoder/encoder.h"
@@ -91,13 +92,9 @@ struct LiveCollectionOptions {
   bool snapshots = false;
   uint64_t snapshot_after_items = 1000000;
   std::chrono::milliseconds snapshot_interval{std::chrono::minutes(10)};
-  // The selective path of filtered searches: when the filter can list the
-  // items it may allow (IdFilter::Candidates) and they are at most
-  // max(selective_min_items, selective_fraction * items), the search looks
-  // at those items alone instead of asking the index to filter as it goes.
-  // selective_fraction 0 turns the path off, 1 takes it whenever it can.
-  double selective_fraction = 0.01;
-  size_t selective_min_items = 4096;
+  // When filtered searches look at the matching items alone (the selective
+  // path; collection/filter.h).
+  SelectiveLimits selective;
 };
 
 // How Open obtained the index, for logs and the restart benchmark.

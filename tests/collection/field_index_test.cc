@@ -23,6 +23,7 @@ void ExpectMatchesModel(const FieldIndex& fx, const std::map<uint64_t, ModelItem
   size_t with_value = 0;
   for (const auto& [id, m] : model) with_value += (m.label || m.folder) ? 1 : 0;
   EXPECT_EQ(fx.size(), with_value);
+  auto lock = fx.ReadLock();
   for (int label = 0; label < 6; ++label) {
     std::vector<uint8_t> ok;
     uint64_t count = 0;
@@ -36,6 +37,17 @@ void ExpectMatchesModel(const FieldIndex& fx, const std::map<uint64_t, ModelItem
     EXPECT_EQ(count, want.size()) << "label " << label;
     EXPECT_EQ(std::set<uint64_t>(got.begin(), got.end()), want) << "label " << label;
     EXPECT_EQ(got.size(), want.size()) << "label " << label;
+    // The posting lists carry each item's code and score key.
+    size_t scanned = 0;
+    fx.ScanPostings(0, ok, [&](const uint32_t* slots, const uint8_t* codes, const uint16_t* scores, size_t n) {
+      for (size_t i = 0; i < n; ++i, ++scanned) {
+        const uint64_t id = fx.id_of_slot(slots[i]);
+        EXPECT_EQ(codes[i], id % 251);
+        EXPECT_EQ(scores[i], id % 7);
+        EXPECT_EQ(want.count(id), 1u);
+      }
+    });
+    EXPECT_EQ(scanned, want.size());
   }
   std::vector<uint8_t> ok;
   uint64_t count = 0;
@@ -52,7 +64,7 @@ void ExpectMatchesModel(const FieldIndex& fx, const std::map<uint64_t, ModelItem
 }
 
 TEST(FieldIndex, RandomWritesMatchAModel) {
-  FieldIndex fx({"label", "metadata.folder"});
+  FieldIndex fx({"label", "metadata.folder"}, 1);
   EXPECT_EQ(fx.FieldNumber("label"), 0);
   EXPECT_EQ(fx.FieldNumber("metadata.folder"), 1);
   EXPECT_EQ(fx.FieldNumber("metadata.other"), -1);
@@ -76,7 +88,8 @@ TEST(FieldIndex, RandomWritesMatchAModel) {
         m.folder = folders[rng() % 4];
         metadata = "{\"folder\": \"" + *m.folder + "\", \"n\": 3}";
     }
-    fx.Set(id, m.label, metadata);
+    const uint8_t code = static_cast<uint8_t>(id % 251);
+    fx.Set(id, &code, static_cast<uint16_t>(id % 7), m.label, metadata);
     model[id] = m;
     if (step % 1000 == 999) ExpectMatchesModel(fx, model);
   }
@@ -87,7 +100,10 @@ TEST(FieldIndex, RandomWritesMatchAModel) {
   for (const auto& [id, m] : model) ids.push_back(id);
   ids.push_back(12345);  // never written
   std::vector<uint32_t> ords(ids.size() * 2);
-  fx.Values(ids.data(), ids.size(), ords.data());
+  {
+    auto lock = fx.ReadLock();
+    fx.Values(ids.data(), ids.size(), ords.data());
+  }
   EXPECT_EQ(ords[ords.size() - 2], FieldIndex::kNone);
   EXPECT_EQ(ords[ords.size() - 1], FieldIndex::kNone);
   for (size_t i = 0; i + 1 < ids.size(); ++i) {
@@ -98,7 +114,7 @@ TEST(FieldIndex, RandomWritesMatchAModel) {
   // The snapshot state restores the same index.
   std::string state;
   fx.AppendState(&state);
-  FieldIndex again({"label", "metadata.folder"});
+  FieldIndex again({"label", "metadata.folder"}, 1);
   std::string_view in = state;
   ASSERT_TRUE(again.LoadState(&in).ok());
   EXPECT_TRUE(in.empty());
@@ -109,27 +125,29 @@ TEST(FieldIndex, RandomWritesMatchAModel) {
   ExpectMatchesModel(again, model);
 
   // Other fields, or a cut state, are refused and leave the index empty.
-  FieldIndex other({"label"});
+  FieldIndex other({"label"}, 1);
   in = state;
   EXPECT_EQ(other.LoadState(&in).code(), Status::Code::kCorruption);
-  FieldIndex cut({"label", "metadata.folder"});
+  FieldIndex cut({"label", "metadata.folder"}, 1);
   std::string_view short_state(state.data(), state.size() / 2);
   EXPECT_EQ(cut.LoadState(&short_state).code(), Status::Code::kCorruption);
   EXPECT_EQ(cut.size(), 0u);
 }
 
 TEST(FieldIndex, NumbersKeepTheirTypeAndNamesAreChecked) {
-  FieldIndex fx({"metadata.n"});
-  fx.Set(1, std::nullopt, R"({"n": 3})");
-  fx.Set(2, std::nullopt, R"({"n": 3.0})");
-  fx.Set(3, std::nullopt, R"({"n": "3"})");
-  fx.Set(4, std::nullopt, R"({"n": true})");
-  fx.Set(5, std::nullopt, R"({"n": null})");
-  fx.Set(6, std::nullopt, "not json");
+  FieldIndex fx({"metadata.n"}, 1);
+  const uint8_t one = 1;
+  fx.Set(1, &one, kNoScore, std::nullopt, R"({"n": 3})");
+  fx.Set(2, &one, kNoScore, std::nullopt, R"({"n": 3.0})");
+  fx.Set(3, &one, kNoScore, std::nullopt, R"({"n": "3"})");
+  fx.Set(4, &one, kNoScore, std::nullopt, R"({"n": true})");
+  fx.Set(5, &one, kNoScore, std::nullopt, R"({"n": null})");
+  fx.Set(6, &one, kNoScore, std::nullopt, "not json");
   EXPECT_EQ(fx.size(), 4u);
   std::vector<uint8_t> ok;
   uint64_t count = 0;
   const FieldValue three = FieldValue::Int(3);
+  auto lock = fx.ReadLock();
   fx.Evaluate(0, [&](const FieldValue& v) { return Equal(v, three); }, &ok, &count);
   EXPECT_EQ(count, 2u);  // 3 and 3.0, not "3" or true
   EXPECT_TRUE(FieldIndex::CheckFieldName("label").ok());

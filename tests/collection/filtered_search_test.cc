@@ -80,8 +80,9 @@ class FilteredSearch : public ::testing::TestWithParam<std::string> {
 
   std::unique_ptr<LiveCollection> Open(double fraction, bool snapshots = false) {
     LiveCollectionOptions o;
-    o.selective_fraction = fraction;
-    o.selective_min_items = 0;
+    o.selective.posting_fraction = fraction;
+    o.selective.lookup_fraction = fraction;
+    o.selective.lookup_min_items = 0;
     o.snapshots = snapshots;
     return std::move(LiveCollection::Open(store.get(), "c", o)).value();
   }

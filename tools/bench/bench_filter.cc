@@ -113,14 +113,14 @@ int RunBenchFilter(const BenchFilterArgs& a, const std::string& cmdline) {
       return Fail(Status::InvalidArgument("--cases: independent or correlated, not " + labels_case));
     }
     // The field index of the labels.
-    auto fields = std::make_shared<FieldIndex>(std::vector<std::string>{"label"});
+    auto fields = std::make_shared<FieldIndex>(std::vector<std::string>{"label"}, nb);
     {
       Progress progress("label index (" + labels_case + ")", a.n, "items");
       for (uint64_t i = 0; i < a.n; ++i) {
         const int64_t label = labels_case == "correlated"
                                   ? static_cast<int64_t>(gen->centres[i])
                                   : static_cast<int64_t>(rng() % a.labels);
-        fields->Set(ids[i], label, "");
+        fields->Set(ids[i], gen->codes.data() + i * nb, kNoScore, label, "");
         if (i % 1000000 == 999999) progress.Add(1000000);
       }
       progress.Finish();
@@ -146,17 +146,21 @@ int RunBenchFilter(const BenchFilterArgs& a, const std::string& cmdline) {
         return (*index)->Search(queries + q * nb, a.k, p).status();
       });
       if (!by_index.ok()) return Fail(by_index.status());
-      auto selective = Time(a.queries, [&](size_t q) {
-        std::vector<uint64_t> listed;
-        filter.Candidates(SIZE_MAX, &listed);
-        return ScanListed(**index, listed, queries + q * nb, a.k, 0, false, p).status();
+      SelectiveLimits forced;
+      forced.posting_fraction = 1;
+      forced.lookup_fraction = 1;
+      auto selective = Time(a.queries, [&](size_t q) -> Status {
+        // Forced: any number of listed items is "few".
+        std::optional<StatusOr<SearchResult>> r =
+            SearchListedIfSelective(**index, queries + q * nb, a.k, 0, false, p, forced);
+        if (!r) return Status::Internal("the filter did not take the selective path");
+        return r->status();
       });
       if (!selective.ok()) return Fail(selective.status());
       bool took_selective = false;
       auto rule = Time(a.queries, [&](size_t q) -> Status {
         std::optional<StatusOr<SearchResult>> r =
-            SearchListedIfSelective(**index, queries + q * nb, a.k, 0, false, p,
-                                    defaults.selective_fraction, defaults.selective_min_items);
+            SearchListedIfSelective(**index, queries + q * nb, a.k, 0, false, p, defaults.selective);
         took_selective = r.has_value();
         return r ? r->status() : (*index)->Search(queries + q * nb, a.k, p).status();
       });
