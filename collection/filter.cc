@@ -482,26 +482,76 @@ bool StoreFilter::Candidates(size_t limit, std::vector<uint64_t>* ids) const {
   return true;
 }
 
-std::optional<StatusOr<SearchResult>> SearchListedIfSelective(const BinaryIndex& index,
-                                                              const uint8_t* query, size_t k,
-                                                              uint32_t radius, bool is_range,
-                                                              const SearchParams& p,
-                                                              const SelectiveLimits& limits) {
-  if (p.filter == nullptr) return std::nullopt;
-  const double items = static_cast<double>(index.size());
-  if (const auto* sf = dynamic_cast<const StoreFilter*>(p.filter);
-      sf != nullptr && limits.posting_fraction > 0 &&
-      static_cast<double>(sf->MatchBound()) <= limits.posting_fraction * items) {
-    if (auto r = sf->SearchPostings(index, query, k, radius, is_range, p)) return r;
+const char* FilterPathName(FilterPath path) {
+  switch (path) {
+    case FilterPath::kNone: return "no filter";
+    case FilterPath::kIndex: return "index filters";
+    case FilterPath::kPostings: return "posting scan";
+    case FilterPath::kOverfetch: return "over-fetch";
+    case FilterPath::kLookup: return "id lookup";
   }
-  if (limits.lookup_fraction <= 0) return std::nullopt;
-  const size_t limit =
-      std::max<size_t>(limits.lookup_min_items, static_cast<size_t>(limits.lookup_fraction * items));
-  std::vector<uint64_t> ids;
-  if (!p.filter->Candidates(limit, &ids)) return std::nullopt;
-  StatusOr<SearchResult> r = ScanListed(index, ids, query, k, radius, is_range, p);
-  if (!r.ok() && r.status().code() == Status::Code::kNotSupported) return std::nullopt;
-  return r;
+  return "?";
+}
+
+StatusOr<SearchResult> SearchFiltered(const BinaryIndex& index, const uint8_t* query, size_t k,
+                                      uint32_t radius, bool is_range, const SearchParams& p,
+                                      const FilterPlanning& planning, FilterPath* path) {
+  FilterPath unused;
+  if (path == nullptr) path = &unused;
+  auto by_index = [&]() -> StatusOr<SearchResult> {
+    return is_range ? index.RangeSearch(query, radius, p) : index.Search(query, k, p);
+  };
+  *path = p.filter == nullptr ? FilterPath::kNone : FilterPath::kIndex;
+  if (p.filter == nullptr || !planning.plan) return by_index();
+  const double items = static_cast<double>(index.size());
+  const auto* sf = dynamic_cast<const StoreFilter*>(p.filter);
+  if (sf != nullptr && static_cast<double>(sf->MatchBound()) < items) {
+    const double matches = std::max<double>(1, static_cast<double>(sf->MatchBound()));
+    bool scan = matches <= planning.posting_fraction * items;
+    if (!scan && planning.overfetch > 0 && !is_range && CheckSearchArgs(query, k, index.bits()).ok()) {
+      // The first K items of the unfiltered order: the first k of them that
+      // pass are the first k that pass of all items.
+      const double want = planning.overfetch * static_cast<double>(k) * items / matches;
+      const size_t fetch = static_cast<size_t>(std::min<double>(
+          std::max<double>(want, static_cast<double>(k)),
+          static_cast<double>(std::max(planning.max_overfetch, k))));
+      SearchParams unfiltered = p;
+      unfiltered.filter = nullptr;
+      HAMDB_ASSIGN_OR_RETURN(SearchResult r, index.Search(query, fetch, unfiltered));
+      std::vector<Neighbor> passing;
+      for (const Neighbor& n : r.neighbors) {
+        if (passing.size() == k) break;
+        if (p.filter->Allows(n.id)) passing.push_back(n);
+      }
+      // Fewer than asked came back: that was every item.
+      if (r.exact && (passing.size() == k || r.neighbors.size() < fetch)) {
+        *path = FilterPath::kOverfetch;
+        r.neighbors = std::move(passing);
+        r.visited_buckets.clear();
+        return r;
+      }
+      scan = true;
+    }
+    if (scan) {
+      if (std::optional<StatusOr<SearchResult>> r = sf->SearchPostings(index, query, k, radius, is_range, p)) {
+        *path = FilterPath::kPostings;
+        return std::move(*r);
+      }
+    }
+  }
+  if (planning.lookup_fraction > 0) {
+    const size_t limit = std::max<size_t>(planning.lookup_min_items,
+                                          static_cast<size_t>(planning.lookup_fraction * items));
+    std::vector<uint64_t> ids;
+    if (p.filter->Candidates(limit, &ids)) {
+      StatusOr<SearchResult> r = ScanListed(index, ids, query, k, radius, is_range, p);
+      if (r.ok() || r.status().code() != Status::Code::kNotSupported) {
+        *path = FilterPath::kLookup;
+        return r;
+      }
+    }
+  }
+  return by_index();
 }
 
 }  // namespace hamdb

@@ -118,30 +118,41 @@ class StoreFilter : public IdFilter {
   std::unique_ptr<Plan> plan_;
 };
 
-// When a filtered search looks at the matching items alone (the selective
-// path, docs/api.md#filtered-search), as shares of the index's items. 0
-// turns a path off; 1 takes it whenever the filter bounds its matches.
-struct SelectiveLimits {
-  // A scan of the field index's posting lists (StoreFilter::SearchPostings):
-  // a streaming scan of contiguous codes, a few ns per item.
-  double posting_fraction = 0.2;
-  // A lookup of each listed item in the index (IdFilter::Candidates, then
-  // ScanListed): a hash probe and a random read per item, and at least
-  // lookup_min_items.
+// How a filtered search is planned (docs/api.md#filtered-search), as shares
+// of the index's items.
+struct FilterPlanning {
+  // false: the index always filters as it goes (for tests and benchmarks).
+  bool plan = true;
+  // A filter whose condition on an indexed field matches at most this share
+  // has that field's posting lists scanned (StoreFilter::SearchPostings): a
+  // streaming scan of contiguous codes, a few ns per item, exact.
+  double posting_fraction = 0.02;
+  // A filter with posting lists but more matches first tries an unfiltered
+  // search for overfetch * k * items / matches items (at most
+  // max_overfetch): when k of them pass the filter, they are the exact
+  // answer. When fewer pass, the matches are not where the query is, the
+  // index would test many candidates in vain, and the posting lists are
+  // scanned instead. 0: the index filters as it goes instead.
+  double overfetch = 2;
+  size_t max_overfetch = 4096;
+  // Other filters that list their candidates (IdFilter::Candidates), at most
+  // max(lookup_min_items, lookup_fraction * items), have each looked up in
+  // the index (ScanListed): a hash probe and a random read per item.
   double lookup_fraction = 0.01;
   size_t lookup_min_items = 4096;
 };
 
-// The selective path of a filtered search: a StoreFilter whose bound is
-// within limits.posting_fraction scans its posting lists; else a filter that
-// lists at most max(lookup_min_items, lookup_fraction * items) candidates
-// has them looked up and scanned. Both are exact. nullopt when the index's
-// own filtered search should run (no filter, no bound, too many matches, or
-// an index that cannot look items up).
-std::optional<StatusOr<SearchResult>> SearchListedIfSelective(const BinaryIndex& index,
-                                                              const uint8_t* query, size_t k,
-                                                              uint32_t radius, bool is_range,
-                                                              const SearchParams& p,
-                                                              const SelectiveLimits& limits);
+// How SearchFiltered answered.
+enum class FilterPath { kNone, kIndex, kPostings, kOverfetch, kLookup };
+const char* FilterPathName(FilterPath path);
+
+// A k-NN (is_range false) or range search of `index` under p.filter (or
+// none), planned as `planning` says: the posting lists, an over-fetch, a
+// lookup of listed items, or the index filtering as it goes. The answer is
+// the one the index gives with the filter, exact where the index is; the
+// planned paths are exact. *path (optional) says which ran.
+StatusOr<SearchResult> SearchFiltered(const BinaryIndex& index, const uint8_t* query, size_t k,
+                                      uint32_t radius, bool is_range, const SearchParams& p,
+                                      const FilterPlanning& planning, FilterPath* path = nullptr);
 
 }  // namespace hamdb

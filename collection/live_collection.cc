@@ -745,20 +745,13 @@ Status LiveCollection::CheckTieBreak(const SearchParams& p) const {
   return CheckTieBreakSupported(spec_.spec, spec_.keeps_scores, p.tie_break);
 }
 
-std::optional<StatusOr<SearchResult>> LiveCollection::SearchSelective(
-    const BinaryIndex& index, const uint8_t* query, size_t k, uint32_t radius, bool is_range,
-    const SearchParams& p) const {
-  return SearchListedIfSelective(index, query, k, radius, is_range, p, options_.selective);
-}
-
 StatusOr<SearchResult> LiveCollection::Search(const uint8_t* query, size_t k,
                                               const SearchParams& p, bool* from_store_scan) const {
   HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
   if (!index) return ScanStore(query, k, 0, false, p.tie_break, p.filter);
-  if (auto r = SearchSelective(*index, query, k, 0, false, p)) return std::move(*r);
-  return index->Search(query, k, p);
+  return SearchFiltered(*index, query, k, 0, false, p, options_.filter_planning);
 }
 
 StatusOr<SearchResult> LiveCollection::RangeSearch(const uint8_t* query, uint32_t radius,
@@ -768,8 +761,7 @@ StatusOr<SearchResult> LiveCollection::RangeSearch(const uint8_t* query, uint32_
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
   if (!index) return ScanStore(query, 0, radius, true, p.tie_break, p.filter);
-  if (auto r = SearchSelective(*index, query, 0, radius, true, p)) return std::move(*r);
-  return index->RangeSearch(query, radius, p);
+  return SearchFiltered(*index, query, 0, radius, true, p, options_.filter_planning);
 }
 
 Status LiveCollection::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
@@ -778,21 +770,17 @@ Status LiveCollection::SearchBatch(const uint8_t* queries, size_t nq, size_t k,
   HAMDB_RETURN_IF_ERROR(CheckTieBreak(p));
   std::shared_ptr<const BinaryIndex> index = CurrentIndex();
   if (from_store_scan) *from_store_scan = index == nullptr;
-  if (index && p.filter != nullptr && nq > 0) {
-    // The selective path per query (the candidates are listed each time:
-    // cheap next to the scan).
+  if (index && p.filter != nullptr && options_.filter_planning.plan) {
+    // Each query planned on its own: the best path depends on where it is.
+    HAMDB_RETURN_IF_ERROR(CheckBatchArgs(queries, nq, k, bits(), out));
     const size_t nb = code_bytes(bits());
-    std::vector<SearchResult> results;
+    std::vector<SearchResult> results(nq);
     for (size_t q = 0; q < nq; ++q) {
-      std::optional<StatusOr<SearchResult>> r = SearchSelective(*index, queries + q * nb, k, 0, false, p);
-      if (!r) break;
-      HAMDB_RETURN_IF_ERROR(r->status());
-      results.push_back(std::move(**r));
+      HAMDB_ASSIGN_OR_RETURN(results[q], SearchFiltered(*index, queries + q * nb, k, 0, false, p,
+                                                        options_.filter_planning));
     }
-    if (results.size() == nq) {
-      *out = std::move(results);
-      return Status::OK();
-    }
+    *out = std::move(results);
+    return Status::OK();
   }
   if (index) return index->SearchBatch(queries, nq, k, p, out);
   out->clear();

@@ -92,9 +92,8 @@ struct LiveCollectionOptions {
   bool snapshots = false;
   uint64_t snapshot_after_items = 1000000;
   std::chrono::milliseconds snapshot_interval{std::chrono::minutes(10)};
-  // When filtered searches look at the matching items alone (the selective
-  // path; collection/filter.h).
-  SelectiveLimits selective;
+  // How filtered searches are planned (collection/filter.h).
+  FilterPlanning filter_planning;
 };
 
 // How Open obtained the index, for logs and the restart benchmark.
@@ -236,12 +235,6 @@ class LiveCollection {
   StatusOr<std::shared_ptr<BinaryIndex>> BuildIndex(std::shared_ptr<FieldIndex>* fields) const;
   // An empty field index of the declared fields, or null for none.
   std::shared_ptr<FieldIndex> NewFieldIndex() const;
-  // The filtered search over the listed items alone, when p.filter lists few
-  // enough (the selective path); nullopt when the index's own search runs.
-  std::optional<StatusOr<SearchResult>> SearchSelective(const BinaryIndex& index,
-                                                        const uint8_t* query, size_t k,
-                                                        uint32_t radius, bool is_range,
-                                                        const SearchParams& p) const;
   std::shared_ptr<BinaryIndex> CurrentIndex() const;
   // Drops the index, records why and wakes the rebuild thread.
   void MarkDegraded(const Status& why);

@@ -78,11 +78,17 @@ class FilteredSearch : public ::testing::TestWithParam<std::string> {
     ASSERT_TRUE(LiveCollection::Create(store.get(), "c", kBits, GetParam(), settings).ok());
   }
 
-  std::unique_ptr<LiveCollection> Open(double fraction, bool snapshots = false) {
+  // Planning 0: the index filters; 1: the posting lists or id lookups
+  // whenever the filter allows; 2: over-fetch first, then posting lists.
+  std::unique_ptr<LiveCollection> Open(int planning, bool snapshots = false) {
     LiveCollectionOptions o;
-    o.selective.posting_fraction = fraction;
-    o.selective.lookup_fraction = fraction;
-    o.selective.lookup_min_items = 0;
+    FilterPlanning& f = o.filter_planning;
+    f.plan = planning != 0;
+    f.posting_fraction = planning == 1 ? 1 : 0;
+    f.overfetch = planning == 2 ? 2 : 0;
+    f.max_overfetch = 64;
+    f.lookup_fraction = planning == 1 ? 1 : 0;
+    f.lookup_min_items = 0;
     o.snapshots = snapshots;
     return std::move(LiveCollection::Open(store.get(), "c", o)).value();
   }
@@ -183,7 +189,7 @@ TEST_P(FilteredSearch, EqualsAScanOfTheMatchingItems) {
     model.clear();
     Create(indexed);
     {
-      std::unique_ptr<LiveCollection> live = Open(0.01);
+      std::unique_ptr<LiveCollection> live = Open(0);
       EXPECT_EQ(live->field_index() != nullptr, indexed);
       Write(live.get(), 600, 1);
       // Updates move items between values; deletes and bare codes remove them.
@@ -202,9 +208,9 @@ TEST_P(FilteredSearch, EqualsAScanOfTheMatchingItems) {
         EXPECT_LT(live->field_index()->size(), model.size());
       }
     }
-    for (double fraction : {0.0, 1.0}) {
-      SCOPED_TRACE(fraction == 0 ? "index filters" : "selective path");
-      std::unique_ptr<LiveCollection> live = Open(fraction);
+    for (int planning : {0, 1, 2}) {
+      SCOPED_TRACE(planning == 0 ? "index filters" : planning == 1 ? "selective path" : "over-fetch");
+      std::unique_ptr<LiveCollection> live = Open(planning);
       ExpectExact(*live, 30);
     }
   }
@@ -213,7 +219,7 @@ TEST_P(FilteredSearch, EqualsAScanOfTheMatchingItems) {
 TEST_P(FilteredSearch, TheFieldIndexTravelsWithTheSnapshot) {
   Create(/*indexed=*/true);
   {
-    std::unique_ptr<LiveCollection> live = Open(1.0, /*snapshots=*/true);
+    std::unique_ptr<LiveCollection> live = Open(1, /*snapshots=*/true);
     Write(live.get(), 400, 1);
     ASSERT_TRUE(live->SaveSnapshot().ok());
     // Changes after the snapshot are replayed into both indexes.
@@ -222,7 +228,7 @@ TEST_P(FilteredSearch, TheFieldIndexTravelsWithTheSnapshot) {
     ASSERT_TRUE(live->Delete(gone).ok());
     model.erase(gone[0]);
   }
-  std::unique_ptr<LiveCollection> live = Open(1.0, /*snapshots=*/true);
+  std::unique_ptr<LiveCollection> live = Open(1, /*snapshots=*/true);
   EXPECT_TRUE(live->open_info().from_snapshot) << live->open_info().why_rebuilt;
   EXPECT_GT(live->open_info().replayed_ids, 0u);
   ASSERT_NE(live->field_index(), nullptr);

@@ -395,9 +395,20 @@ TEST_F(HttpApi, SearchMatchesBruteForce) {
 // brute force over the matching items; bad filters are 400 or 422 naming the
 // bad part; an index that cannot filter says so.
 TEST_F(HttpApi, FilteredSearch) {
-  for (const char* index : {"MIH", "Flat"}) {
-    const std::string name = std::string("f") + index;
-    ASSERT_EQ(PostJson(port_, "/collections", {{"name", name}, {"bits", kBits}, {"index", index}}).status, 201);
+  // A field that cannot be indexed is refused, and nothing is created.
+  HttpReply bad = PostJson(port_, "/collections", {{"name", "fbad"}, {"bits", kBits}, {"indexed_fields", {"label", "colour"}}});
+  EXPECT_EQ(bad.status, 422);
+  EXPECT_NE(bad.body.find("colour"), std::string::npos) << bad.body;
+  EXPECT_EQ(Call(port_, "GET", "/collections/fbad").status, 404);
+  // MIH and Flat reading items from the store, and MIH with indexed fields.
+  for (const std::string variant : {"MIH", "Flat", "MIH-indexed"}) {
+    const std::string index = variant.substr(0, variant.find('-'));
+    const std::string name = "f" + variant;
+    json create = {{"name", name}, {"bits", kBits}, {"index", index}};
+    if (variant == "MIH-indexed") create["indexed_fields"] = {"label", "metadata.path"};
+    ASSERT_EQ(PostJson(port_, "/collections", create).status, 201);
+    EXPECT_EQ(Call(port_, "GET", "/collections/" + name).Json()["indexed_fields"].size(),
+              variant == "MIH-indexed" ? 2u : 0u);
     std::mt19937_64 rng(5);
     std::vector<std::pair<uint64_t, std::vector<uint8_t>>> items;
     std::vector<int> labels;
