@@ -184,9 +184,11 @@ int RunBenchFilter(const BenchFilterArgs& a, const std::string& cmdline) {
       table += row;
     }
   }
+  char flip[32];
+  std::snprintf(flip, sizeof flip, "%g", a.flip_prob);
   const std::string note =
       "\n\n" + std::to_string(a.n) + " x " + std::to_string(a.bits) + "-bit clustered codes (" +
-      std::to_string(a.labels) + " centres, flip " + std::to_string(a.flip_prob) + "), " +
+      std::to_string(a.labels) + " centres, flip " + flip + "), " +
       std::to_string(a.queries) + " queries (index filters: " +
       std::to_string(std::min(a.queries, a.index_queries)) + "), k=" + std::to_string(a.k) + ", " + a.spec + ", " +
       std::to_string(a.threads) + " search thread(s); medians of per-query latency.";
