@@ -24,6 +24,6 @@ cmake --build "$BUILD_DIR" --target http_test collection_test -j "$JOBS"
 # halt_on_error: any data race fails the run with a non-zero exit status.
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
 "$BUILD_DIR/tests/collection_test" \
-  --gtest_filter="${COLLECTION_FILTER:-LiveCollectionWrite.*:LiveCollectionSnapshot.*}"
+  --gtest_filter="${COLLECTION_FILTER:-LiveCollectionWrite.*:LiveCollectionSnapshot.*:*FilteredSearch.SearchesBesideWrites*}"
 "$BUILD_DIR/tests/http_test" --gtest_filter="$FILTER"
 echo "test-tsan: no data races reported"

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <map>
 #include <random>
 #include <string>
@@ -233,6 +235,49 @@ TEST_P(FilteredSearch, TheFieldIndexTravelsWithTheSnapshot) {
   EXPECT_GT(live->open_info().replayed_ids, 0u);
   ASSERT_NE(live->field_index(), nullptr);
   ExpectExact(*live, 20);
+}
+
+// Filtered searches (each holding the field index's read lock while it
+// runs) beside a writer that upserts and deletes: nobody waits forever, and
+// every answer holds only matching items, in order.
+TEST_P(FilteredSearch, SearchesBesideWrites) {
+  Create(/*indexed=*/true);
+  std::unique_ptr<LiveCollection> live = Open(1);
+  Write(live.get(), 300, 1);
+  std::atomic<bool> stop{false};
+  std::atomic<int> searches{0};
+  auto searcher = [&](uint64_t seed) {
+    std::mt19937_64 r(seed);
+    StatusOr<ItemFilter> f = ItemFilter::Parse(R"({"field": "label", "in": [1, 2, 3]})");
+    while (!stop) {
+      StoreFilter sf(live.get(), &*f);
+      SearchParams p;
+      p.filter = &sf;
+      p.nprobe = GetParam() == "Bucket" ? -1 : 0;
+      const std::vector<uint8_t> q = testing_util::CodeOfId(r() % 8 + 1000, kBits);
+      StatusOr<SearchResult> res = live->Search(q.data(), 10, p);
+      ASSERT_TRUE(res.ok()) << res.status().ToString();
+      // Items change under it, so only the shape is checked here.
+      EXPECT_LE(res->neighbors.size(), 10u);
+      for (size_t i = 1; i < res->neighbors.size(); ++i) {
+        EXPECT_FALSE(NeighborOrder{}(res->neighbors[i], res->neighbors[i - 1]));
+      }
+      ++searches;
+    }
+  };
+  std::thread a(searcher, 1), b(searcher, 2);
+  for (int round = 0; round < 20; ++round) {
+    Write(live.get(), 50, 1 + static_cast<uint64_t>(round % 3) * 100003);
+    std::vector<uint64_t> gone = {model.begin()->first};
+    ASSERT_TRUE(live->Delete(gone).ok());
+    model.erase(gone[0]);
+  }
+  stop = true;
+  a.join();
+  b.join();
+  EXPECT_GT(searches.load(), 0);
+  // Quiet again: exact.
+  ExpectExact(*live, 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(Specs, FilteredSearch, ::testing::Values("Flat", "MIH", "Bucket"));
