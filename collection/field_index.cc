@@ -3,6 +3,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "core/hamming.h"
 #include "index/state_io.h"
 
 namespace hamdb {
@@ -119,6 +120,12 @@ uint32_t FieldIndex::OrdinalFor(Field* fd, const FieldValue& v) {
 }
 
 void FieldIndex::AppendToPosting(Posting* p, uint32_t slot, const uint8_t* code, uint16_t score) {
+  if (p->empty()) {
+    p->pivot.assign(code, code + code_bytes_);
+    p->radius = 0;
+  } else {
+    p->radius = std::max(p->radius, HammingDistance(p->pivot.data(), code, code_bytes_));
+  }
   p->slots.push_back(slot);
   p->codes.insert(p->codes.end(), code, code + code_bytes_);
   p->scores.push_back(score);
@@ -139,9 +146,8 @@ void FieldIndex::RemoveFromPosting(Posting* p, uint32_t i, uint32_t* moved_slot)
   p->scores.pop_back();
 }
 
-void FieldIndex::Set(uint64_t id, const uint8_t* code, uint16_t score,
-                     const std::optional<int64_t>& label, std::string_view metadata_json) {
-  // The new values, found before the lock is taken.
+std::vector<std::optional<FieldValue>> FieldIndex::ValuesOf(const std::optional<int64_t>& label,
+                                                            std::string_view metadata_json) const {
   std::vector<std::optional<FieldValue>> values(fields_.size());
   if (label_field_ >= 0 && label) values[static_cast<size_t>(label_field_)] = FieldValue::Int(*label);
   if (!metadata_fields_.empty() && !metadata_json.empty()) {
@@ -153,10 +159,37 @@ void FieldIndex::Set(uint64_t id, const uint8_t* code, uint16_t score,
       }
     }
   }
+  return values;
+}
+
+void FieldIndex::Set(uint64_t id, const uint8_t* code, uint16_t score,
+                     const std::optional<int64_t>& label, std::string_view metadata_json) {
+  const std::vector<std::optional<FieldValue>> values = ValuesOf(label, metadata_json);
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  SetLocked(id, code, score, values);
+}
+
+void FieldIndex::Apply(const std::vector<Update>& updates) {
+  std::vector<std::vector<std::optional<FieldValue>>> values(updates.size());
+  for (size_t i = 0; i < updates.size(); ++i) {
+    if (!updates[i].erase) values[i] = ValuesOf(updates[i].label, updates[i].metadata_json);
+  }
+  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  for (size_t i = 0; i < updates.size(); ++i) {
+    const Update& u = updates[i];
+    if (u.erase) {
+      const uint32_t slot = slot_of_.Find(u.id, ids_.data());
+      if (slot != IdSlotMap::kNoSlot) EraseSlotLocked(slot);
+    } else {
+      SetLocked(u.id, u.code, u.score, values[i]);
+    }
+  }
+}
+
+void FieldIndex::SetLocked(uint64_t id, const uint8_t* code, uint16_t score,
+                           const std::vector<std::optional<FieldValue>>& values) {
   bool any = false;
   for (const auto& v : values) any = any || v.has_value();
-
-  std::unique_lock<WriterPriorityMutex> lock(mu_);
   uint32_t slot = slot_of_.Find(id, ids_.data());
   if (slot != IdSlotMap::kNoSlot) EraseSlotLocked(slot);
   if (!any) return;
@@ -175,6 +208,7 @@ void FieldIndex::Set(uint64_t id, const uint8_t* code, uint16_t score,
       ReserveForAppend(&p.slots, 1);
       ReserveForAppend(&p.codes, code_bytes_);
       ReserveForAppend(&p.scores, 1);
+      p.pivot.reserve(code_bytes_);
     }
   }
   ids_.push_back(id);
@@ -236,7 +270,7 @@ size_t FieldIndex::memory_bytes() const {
     bytes += fd.values.capacity() * sizeof(FieldValue) + fd.postings.capacity() * sizeof(Posting);
     for (const Posting& p : fd.postings) {
       bytes += p.slots.capacity() * sizeof(uint32_t) + p.codes.capacity() +
-               p.scores.capacity() * sizeof(uint16_t);
+               p.scores.capacity() * sizeof(uint16_t) + p.pivot.capacity();
     }
     // The dictionary's nodes: key, ordinal and the node's own pointers.
     for (const auto& [key, o] : fd.ordinal) bytes += key.capacity() + 48;
@@ -253,6 +287,22 @@ void FieldIndex::Values(const uint64_t* ids, size_t n, uint32_t* ords) const {
       ords[i * nf + f] = slot == IdSlotMap::kNoSlot ? kNone : by_field_[f].ord[slot];
     }
   }
+}
+
+std::vector<FieldIndex::PostingBound> FieldIndex::Bounds(int f, const std::vector<uint8_t>& ok,
+                                                         const uint8_t* query) const {
+  const Field& fd = by_field_[static_cast<size_t>(f)];
+  const size_t n = std::min(ok.size(), fd.postings.size());
+  std::vector<PostingBound> out;
+  for (size_t o = 0; o < n; ++o) {
+    const Posting& p = fd.postings[o];
+    if (!ok[o] || p.empty()) continue;
+    const uint32_t d = HammingDistance(query, p.pivot.data(), code_bytes_);
+    out.push_back({d > p.radius ? d - p.radius : 0, static_cast<uint32_t>(o)});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const PostingBound& a, const PostingBound& b) { return a.bound < b.bound; });
+  return out;
 }
 
 void FieldIndex::AppendIds(int f, const std::vector<uint8_t>& ok, std::vector<uint64_t>* out) const {
@@ -381,6 +431,15 @@ Status FieldIndex::LoadState(std::string_view* in) {
         HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &p.scores));
         if (p.codes.size() != p.slots.size() * code_bytes_ || p.scores.size() != p.slots.size()) {
           return Status::Corruption("field index posting list does not decode");
+        }
+        // The ball: the first item as pivot, the radius measured.
+        if (!p.empty()) {
+          p.pivot.assign(p.codes.begin(), p.codes.begin() + static_cast<std::ptrdiff_t>(code_bytes_));
+          p.radius = 0;
+          for (size_t i = 1; i < p.size(); ++i) {
+            p.radius = std::max(p.radius, HammingDistance(p.pivot.data(), p.codes.data() + i * code_bytes_,
+                                                          code_bytes_));
+          }
         }
         for (uint32_t i = 0; i < p.slots.size(); ++i) {
           const uint32_t slot = p.slots[i];

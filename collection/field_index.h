@@ -15,7 +15,8 @@
 // lookup by id is one hash probe.
 //
 // Memory: about 16 bytes per item with a value, plus 14 + code bytes per
-// item and field with a value, plus each distinct value once. Fields of a few distinct values (labels, folders,
+// item and field with a value, plus each distinct value once (with a pivot
+// code). Fields of a few distinct values (labels, folders,
 // categories) are the intended use; a field unique to each item (a path)
 // works but costs a dictionary entry per item, and a filter on it evaluates
 // every entry.
@@ -97,6 +98,19 @@ class FieldIndex {
   void Set(uint64_t id, const uint8_t* code, uint16_t score, const std::optional<int64_t>& label,
            std::string_view metadata_json);
   void Erase(uint64_t id);
+  // Many Sets (erase false) and Erases in order, under one write lock (the
+  // values are found before it is taken), so that a write group waits once
+  // for the searches that hold ReadLock(). The pointed-to data must live
+  // through the call.
+  struct Update {
+    uint64_t id = 0;
+    bool erase = false;
+    const uint8_t* code = nullptr;
+    uint16_t score = 0;
+    std::optional<int64_t> label;
+    std::string_view metadata_json;
+  };
+  void Apply(const std::vector<Update>& updates);
 
   // Readers.
   std::shared_lock<WriterPriorityMutex> ReadLock() const {
@@ -127,19 +141,27 @@ class FieldIndex {
   // Appends the ids of the items whose value of field f has ok[ordinal] set.
   // Requires ReadLock().
   void AppendIds(int f, const std::vector<uint8_t>& ok, std::vector<uint64_t>* out) const;
-  // Calls visit(slots, codes, scores, n) for the posting list of each
-  // ordinal of field f with ok set: n items' slots, codes (n * code_bytes())
-  // and score keys. Requires ReadLock().
+  // A posting list to scan and the least distance any of its items can
+  // have from the query: max(0, d(query, pivot) - radius), where every item
+  // of the list is within radius of the list's pivot code (the triangle
+  // inequality). Lists are scanned by increasing bound, and a k-NN scan
+  // stops at the first list whose bound exceeds its k-th distance.
+  struct PostingBound {
+    uint32_t bound;
+    uint32_t ordinal;
+  };
+  // The non-empty posting lists of the ordinals of field f with ok set,
+  // with their bounds for `query`, sorted by bound. Requires ReadLock().
+  std::vector<PostingBound> Bounds(int f, const std::vector<uint8_t>& ok, const uint8_t* query) const;
+  // Calls visit(slots, codes, scores, n) with posting list `ordinal` of
+  // field f: its n items' slots, codes (n * code_bytes()) and score keys.
+  // Requires ReadLock().
   template <typename Visit>
-  void ScanPostings(int f, const std::vector<uint8_t>& ok, Visit&& visit) const {
-    const Field& fd = by_field_[static_cast<size_t>(f)];
-    const size_t n = std::min(ok.size(), fd.postings.size());
-    for (size_t o = 0; o < n; ++o) {
-      const Posting& p = fd.postings[o];
-      if (ok[o] && !p.empty()) visit(p.slots.data(), p.codes.data(), p.scores.data(), p.size());
-    }
+  void ScanPosting(int f, uint32_t ordinal, Visit&& visit) const {
+    const Posting& p = by_field_[static_cast<size_t>(f)].postings[ordinal];
+    if (!p.empty()) visit(p.slots.data(), p.codes.data(), p.scores.data(), p.size());
   }
-  // The id of a slot ScanPostings gave. Requires ReadLock().
+  // The id of a slot ScanPosting gave. Requires ReadLock().
   uint64_t id_of_slot(uint32_t slot) const { return ids_[slot]; }
 
   // Snapshots. LoadState needs an empty index with the same fields;
@@ -148,11 +170,16 @@ class FieldIndex {
   Status LoadState(std::string_view* in);
 
  private:
-  // The items of one value: slot, code and score key of each.
+  // The items of one value: slot, code and score key of each, and a ball
+  // that holds them all: the code of the list's first item (pivot) and a
+  // radius at least its largest distance to any item. An erase leaves the
+  // radius as it is (still an upper bound); an emptied list starts anew.
   struct Posting {
     std::vector<uint32_t> slots;
     std::vector<uint8_t> codes;  // code_bytes per item
     std::vector<uint16_t> scores;
+    std::vector<uint8_t> pivot;  // code_bytes; empty while the list is
+    uint32_t radius = 0;
     size_t size() const { return slots.size(); }
     bool empty() const { return slots.empty(); }
   };
@@ -164,6 +191,11 @@ class FieldIndex {
     std::vector<uint32_t> pos;                        // by slot: index in its posting list
   };
   uint32_t OrdinalFor(Field* fd, const FieldValue& v);  // adds a new value
+  // An item's value of each field (nullopt: none).
+  std::vector<std::optional<FieldValue>> ValuesOf(const std::optional<int64_t>& label,
+                                                  std::string_view metadata_json) const;
+  void SetLocked(uint64_t id, const uint8_t* code, uint16_t score,
+                 const std::vector<std::optional<FieldValue>>& values);
   void EraseSlotLocked(uint32_t slot);
   void ClearLocked();
 

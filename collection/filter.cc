@@ -377,6 +377,7 @@ StoreFilter::StoreFilter(const ItemFilter* filter, std::shared_ptr<const FieldIn
     : filter_(filter), fields_(std::move(fields)), read_(std::move(read)) {
   if (fields_ != nullptr && fields_->fields().empty()) fields_.reset();
   if (fields_ != nullptr) read_lock_ = fields_->ReadLock();
+  needs_item_ = filter_->needs_item();
   plan_ = std::make_unique<Plan>(filter_->root_->MakePlan(fields_ ? *fields_ : NoFields()));
 }
 
@@ -389,7 +390,7 @@ StoreFilter::~StoreFilter() = default;
 uint64_t StoreFilter::MatchBound() const { return plan_->bound; }
 
 bool StoreFilter::Allows(uint64_t id) const {
-  if (fields_ == nullptr || !filter_->needs_item()) {
+  if (fields_ == nullptr || !needs_item_) {
     ItemView view(id, nullptr, nullptr, &read_);
     return filter_->root_->Matches(&view, plan_.get());
   }
@@ -415,13 +416,22 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
   // each "and" to a condition on an indexed field.
   const ItemFilter::Node* node = filter_->root_.get();
   const Plan* plan = plan_.get();
-  while (node->kind == ItemFilter::Node::kAnd && !node->children.empty()) {
-    size_t best = 0;
-    for (size_t i = 1; i < node->children.size(); ++i) {
-      if (plan->children[i].bound < plan->children[best].bound) best = i;
+  while (node->kind == ItemFilter::Node::kAnd) {
+    // The most selective child that is, or may lead to, such a condition.
+    const ItemFilter::Node* next = nullptr;
+    const Plan* next_plan = nullptr;
+    for (size_t i = 0; i < node->children.size(); ++i) {
+      const ItemFilter::Node& c = node->children[i];
+      const bool indexed = c.kind == ItemFilter::Node::kCondition && plan->children[i].field >= 0;
+      if ((indexed || c.kind == ItemFilter::Node::kAnd) &&
+          (next == nullptr || plan->children[i].bound < next_plan->bound)) {
+        next = &c;
+        next_plan = &plan->children[i];
+      }
     }
-    node = &node->children[best];
-    plan = &plan->children[best];
+    if (next == nullptr) return std::nullopt;
+    node = next;
+    plan = next_plan;
   }
   if (node->kind != ItemFilter::Node::kCondition || plan->field < 0) return std::nullopt;
   // The listed items are exactly the allowed ones when that condition is the
@@ -444,8 +454,7 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
     ItemView view(id, nullptr, ords.data(), &read_);
     return filter_->root_->Matches(&view, plan_.get());
   };
-  fields_->ScanPostings(plan->field, plan->ok, [&](const uint32_t* slots, const uint8_t* codes,
-                                                   const uint16_t* keys, size_t n) {
+  auto visit = [&](const uint32_t* slots, const uint8_t* codes, const uint16_t* keys, size_t n) {
     dist.resize(n);
     kernel.distances(query, codes, n, nb, dist.data());
     for (size_t i = 0; i < n; ++i) {
@@ -460,7 +469,13 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
         top.Offer(dist[i], id, key);
       }
     }
-  });
+  };
+  // Nearest balls first; a list whose bound is past the k-th distance (or
+  // the radius) holds nothing that can enter, nor do the lists after it.
+  for (const FieldIndex::PostingBound& b : fields_->Bounds(plan->field, plan->ok, query)) {
+    if (b.bound > (is_range ? radius : top.threshold())) break;
+    fields_->ScanPosting(plan->field, b.ordinal, visit);
+  }
   SearchResult r;
   if (is_range) {
     std::sort(in_range.begin(), in_range.end(), NeighborOrder{p.tie_break});

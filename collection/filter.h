@@ -115,6 +115,7 @@ class StoreFilter : public IdFilter {
   std::shared_ptr<const FieldIndex> fields_;
   std::shared_lock<WriterPriorityMutex> read_lock_;  // on *fields_, for the filter's life
   ItemReader read_;
+  bool needs_item_ = false;
   std::unique_ptr<Plan> plan_;
 };
 

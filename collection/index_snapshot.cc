@@ -46,10 +46,11 @@ Status WriteIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
   XXH3_64bits_reset(xx);
   XXH3_64bits_update(xx, head.data(), head.size());
   XXH3_64bits_update(xx, state.data(), state.size());
+  std::string fields_len;
+  state_io::Put<uint64_t>(&fields_len, fields_state.size());
+  XXH3_64bits_update(xx, fields_len.data(), fields_len.size());
+  XXH3_64bits_update(xx, fields_state.data(), fields_state.size());
   std::string tail;
-  state_io::Put<uint64_t>(&tail, fields_state.size());
-  tail.append(fields_state.data(), fields_state.size());
-  XXH3_64bits_update(xx, tail.data(), tail.size());
   state_io::Put<uint64_t>(&tail, XXH3_64bits_digest(xx));
 
   const std::string dir = std::filesystem::path(path).parent_path().string();
@@ -61,10 +62,15 @@ Status WriteIndexSnapshot(rocksdb::FileSystem* fs, const std::string& path,
       FromIO(fs->NewWritableFile(tmp, rocksdb::FileOptions(), &file, nullptr), "create " + tmp));
   Status st = FromIO(file->Append(head, io, nullptr), "write " + tmp);
   // Large states go in 64 MiB pieces.
-  for (size_t pos = 0; st.ok() && pos < state.size(); pos += 64u << 20) {
-    const size_t len = std::min<size_t>(64u << 20, state.size() - pos);
-    st = FromIO(file->Append(rocksdb::Slice(state.data() + pos, len), io, nullptr), "write " + tmp);
-  }
+  auto append = [&](std::string_view bytes) {
+    for (size_t pos = 0; st.ok() && pos < bytes.size(); pos += 64u << 20) {
+      const size_t len = std::min<size_t>(64u << 20, bytes.size() - pos);
+      st = FromIO(file->Append(rocksdb::Slice(bytes.data() + pos, len), io, nullptr), "write " + tmp);
+    }
+  };
+  append(state);
+  append(fields_len);
+  append(fields_state);
   if (st.ok()) st = FromIO(file->Append(tail, io, nullptr), "write " + tmp);
   if (st.ok()) st = FromIO(file->Sync(io, nullptr), "fsync " + tmp);
   Status closed = FromIO(file->Close(io, nullptr), "close " + tmp);

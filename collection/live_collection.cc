@@ -494,22 +494,26 @@ StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::LoadSnapshot(
   std::vector<uint64_t> add_ids, removed;
   std::vector<uint8_t> add_codes;
   std::vector<uint16_t> add_scores;
-  for (uint64_t id : touched) {
-    StatusOr<Item> item = store_->Get(info_.name, id);
-    if (item.ok()) {
-      if (*fields) {
-        (*fields)->Set(id, item->code.data(), item->score ? ScoreKey(*item->score) : kNoScore,
-                       item->label, item->metadata_json);
+  try {
+    for (uint64_t id : touched) {
+      StatusOr<Item> item = store_->Get(info_.name, id);
+      if (item.ok()) {
+        if (*fields) {
+          (*fields)->Set(id, item->code.data(), item->score ? ScoreKey(*item->score) : kNoScore,
+                         item->label, item->metadata_json);
+        }
+        add_ids.push_back(id);
+        add_codes.insert(add_codes.end(), item->code.begin(), item->code.end());
+        add_scores.push_back(item->score ? ScoreKey(*item->score) : kNoScore);
+      } else if (item.status().code() == Status::Code::kNotFound) {
+        if (*fields) (*fields)->Erase(id);
+        removed.push_back(id);
+      } else {
+        return item.status();
       }
-      add_ids.push_back(id);
-      add_codes.insert(add_codes.end(), item->code.begin(), item->code.end());
-      add_scores.push_back(item->score ? ScoreKey(*item->score) : kNoScore);
-    } else if (item.status().code() == Status::Code::kNotFound) {
-      if (*fields) (*fields)->Erase(id);
-      removed.push_back(id);
-    } else {
-      return item.status();
     }
+  } catch (const std::bad_alloc&) {
+    return Status::ResourceExhausted("out of memory replaying the changes after the snapshot");
   }
   if (!removed.empty()) {
     HAMDB_RETURN_IF_ERROR(index->Remove(removed.data(), removed.size(), nullptr));
@@ -612,7 +616,12 @@ Status LiveCollection::Commit(PendingWrite* w) {
         UpdateIndex(
             "delete", p->warning, [&](BinaryIndex& index) { return index.Remove(op.ids, op.n, nullptr); },
             [&](FieldIndex& fields) {
-              for (size_t i = 0; i < op.n; ++i) fields.Erase(op.ids[i]);
+              std::vector<FieldIndex::Update> erase(op.n);
+              for (size_t i = 0; i < op.n; ++i) {
+                erase[i].id = op.ids[i];
+                erase[i].erase = true;
+              }
+              fields.Apply(erase);
             });
       } else if (op.kind == GroupedWrite::Kind::kPutCodes) {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
@@ -625,7 +634,12 @@ Status LiveCollection::Commit(PendingWrite* w) {
                            keys.empty() ? nullptr : keys.data());
         }, [&](FieldIndex& fields) {
           // Bare codes replace whole items: no label, no metadata.
-          for (uint64_t id : op.assigned_ids) fields.Erase(id);
+          std::vector<FieldIndex::Update> erase(op.assigned_ids.size());
+          for (size_t i = 0; i < erase.size(); ++i) {
+            erase[i].id = op.assigned_ids[i];
+            erase[i].erase = true;
+          }
+          fields.Apply(erase);
         });
       } else {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
@@ -641,11 +655,16 @@ Status LiveCollection::Commit(PendingWrite* w) {
           return index.Add(op.assigned_ids.data(), codes.data(), op.assigned_ids.size(),
                            keys.data());
         }, [&](FieldIndex& fields) {
-          for (size_t i = 0; i < op.items->size(); ++i) {
+          std::vector<FieldIndex::Update> set(op.items->size());
+          for (size_t i = 0; i < set.size(); ++i) {
             const ItemInput& in = (*op.items)[i];
-            fields.Set(op.assigned_ids[i], in.code.data(), in.score ? ScoreKey(*in.score) : kNoScore,
-                       in.label, in.metadata_json);
+            set[i].id = op.assigned_ids[i];
+            set[i].code = in.code.data();
+            set[i].score = in.score ? ScoreKey(*in.score) : kNoScore;
+            set[i].label = in.label;
+            set[i].metadata_json = in.metadata_json;
           }
+          fields.Apply(set);
         });
       }
     }

@@ -195,13 +195,16 @@ Response Service::Call::Search() {
   const SearchOptions o = ParseSearchOptions(j, svc_->options_.max_k);
   std::string mode;
   SearchParams p = ResolveMode(o, live, svc_->options_.search_threads, &mode);
-  const std::optional<StoreFilter> filter = MakeFilter(o, live);
+  // Holds the field index's read lock: released as soon as the search is
+  // done, so that writes wait for the search only, not for the response.
+  std::optional<StoreFilter> filter = MakeFilter(o, live);
   if (filter) p.filter = &*filter;
 
   const Clock::time_point t0 = Clock::now();
   bool scanned_store = false;
   SearchResult r = o.radius ? ValueOr(live.RangeSearch(query.data(), *o.radius, p, &scanned_store))
                             : ValueOr(live.Search(query.data(), *o.k, p, &scanned_store));
+  filter.reset();
   if (o.radius && o.k && r.neighbors.size() > *o.k) r.neighbors.resize(*o.k);
   const bool truncated = r.neighbors.size() > svc_->options_.max_results;
   if (truncated) r.neighbors.resize(svc_->options_.max_results);
@@ -240,7 +243,9 @@ Response Service::Call::SearchBatch() {
   const SearchOptions o = ParseSearchOptions(j, svc_->options_.max_k);
   std::string mode;
   SearchParams p = ResolveMode(o, live, svc_->options_.search_threads, &mode);
-  const std::optional<StoreFilter> filter = MakeFilter(o, live);
+  // Holds the field index's read lock: released as soon as the search is
+  // done, so that writes wait for the search only, not for the response.
+  std::optional<StoreFilter> filter = MakeFilter(o, live);
   if (filter) p.filter = &*filter;
 
   const Clock::time_point t0 = Clock::now();
@@ -258,6 +263,7 @@ Response Service::Call::SearchBatch() {
   } else {
     Check(live.SearchBatch(queries.data(), nq, *o.k, p, &results, &scanned_store));
   }
+  filter.reset();
   const double took = MsSince(t0);
   // The response cap counts results over all queries, in query order.
   size_t budget = svc_->options_.max_results;

@@ -1,6 +1,7 @@
 // FieldIndex: random writes and erases against a model map (values, posting
 // lists, evaluation counts), value typing, and the snapshot state.
 #include "collection/field_index.h"
+#include "core/hamming.h"
 
 #include <gtest/gtest.h>
 
@@ -38,15 +39,20 @@ void ExpectMatchesModel(const FieldIndex& fx, const std::map<uint64_t, ModelItem
     EXPECT_EQ(std::set<uint64_t>(got.begin(), got.end()), want) << "label " << label;
     EXPECT_EQ(got.size(), want.size()) << "label " << label;
     // The posting lists carry each item's code and score key.
+    // and every item of a list is at least its bound away from the query.
     size_t scanned = 0;
-    fx.ScanPostings(0, ok, [&](const uint32_t* slots, const uint8_t* codes, const uint16_t* scores, size_t n) {
-      for (size_t i = 0; i < n; ++i, ++scanned) {
-        const uint64_t id = fx.id_of_slot(slots[i]);
-        EXPECT_EQ(codes[i], id % 251);
-        EXPECT_EQ(scores[i], id % 7);
-        EXPECT_EQ(want.count(id), 1u);
-      }
-    });
+    const uint8_t query = static_cast<uint8_t>(label * 37);
+    for (const FieldIndex::PostingBound& b : fx.Bounds(0, ok, &query)) {
+      fx.ScanPosting(0, b.ordinal, [&](const uint32_t* slots, const uint8_t* codes, const uint16_t* scores, size_t n) {
+        for (size_t i = 0; i < n; ++i, ++scanned) {
+          const uint64_t id = fx.id_of_slot(slots[i]);
+          EXPECT_EQ(codes[i], id % 251);
+          EXPECT_EQ(scores[i], id % 7);
+          EXPECT_EQ(want.count(id), 1u);
+          EXPECT_GE(HammingDistance(&query, &codes[i], 1), b.bound);
+        }
+      });
+    }
     EXPECT_EQ(scanned, want.size());
   }
   std::vector<uint8_t> ok;
