@@ -298,7 +298,7 @@ std::vector<FieldIndex::PostingBound> FieldIndex::Bounds(int f, const std::vecto
     const Posting& p = fd.postings[o];
     if (!ok[o] || p.empty()) continue;
     const uint32_t d = HammingDistance(query, p.pivot.data(), code_bytes_);
-    out.push_back({d > p.radius ? d - p.radius : 0, static_cast<uint32_t>(o)});
+    out.push_back({d > p.radius ? d - p.radius : 0, static_cast<uint32_t>(o), p.radius, p.size()});
   }
   std::sort(out.begin(), out.end(),
             [](const PostingBound& a, const PostingBound& b) { return a.bound < b.bound; });

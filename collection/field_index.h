@@ -149,6 +149,8 @@ class FieldIndex {
   struct PostingBound {
     uint32_t bound;
     uint32_t ordinal;
+    uint32_t radius;  // of the list's ball
+    size_t items;
   };
   // The non-empty posting lists of the ordinals of field f with ok set,
   // with their bounds for `query`, sorted by bound. Requires ReadLock().

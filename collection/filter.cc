@@ -410,7 +410,8 @@ bool StoreFilter::Allows(uint64_t id) const {
 std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIndex& index,
                                                                   const uint8_t* query, size_t k,
                                                                   uint32_t radius, bool is_range,
-                                                                  const SearchParams& p) const {
+                                                                  const SearchParams& p,
+                                                                  bool only_if_tight) const {
   if (fields_ == nullptr || fields_->code_bytes() != index.code_bytes()) return std::nullopt;
   // The node that lists the candidates: down the most selective child of
   // each "and" to a condition on an indexed field.
@@ -434,6 +435,15 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
     plan = next_plan;
   }
   if (node->kind != ItemFilter::Node::kCondition || plan->field < 0) return std::nullopt;
+  const std::vector<FieldIndex::PostingBound> lists = fields_->Bounds(plan->field, plan->ok, query);
+  if (only_if_tight) {
+    double weighted = 0, items = 0;
+    for (const FieldIndex::PostingBound& b : lists) {
+      weighted += static_cast<double>(b.radius) * static_cast<double>(b.items);
+      items += static_cast<double>(b.items);
+    }
+    if (items > 0 && weighted > items * index.bits() / 4.0) return std::nullopt;
+  }
   // The listed items are exactly the allowed ones when that condition is the
   // whole filter; otherwise each item close enough is asked.
   const bool whole = node == filter_->root_.get();
@@ -472,7 +482,7 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
   };
   // Nearest balls first; a list whose bound is past the k-th distance (or
   // the radius) holds nothing that can enter, nor do the lists after it.
-  for (const FieldIndex::PostingBound& b : fields_->Bounds(plan->field, plan->ok, query)) {
+  for (const FieldIndex::PostingBound& b : lists) {
     if (b.bound > (is_range ? radius : top.threshold())) break;
     fields_->ScanPosting(plan->field, b.ordinal, visit);
   }
@@ -523,6 +533,14 @@ StatusOr<SearchResult> SearchFiltered(const BinaryIndex& index, const uint8_t* q
   if (sf != nullptr && static_cast<double>(sf->MatchBound()) < items) {
     const double matches = std::max<double>(1, static_cast<double>(sf->MatchBound()));
     bool scan = matches <= planning.posting_fraction * items;
+    if (!scan) {
+      // Many matches, in tight balls: the bounds will prune the scan.
+      if (std::optional<StatusOr<SearchResult>> r =
+              sf->SearchPostings(index, query, k, radius, is_range, p, /*only_if_tight=*/true)) {
+        *path = FilterPath::kPostings;
+        return std::move(*r);
+      }
+    }
     if (!scan && planning.overfetch > 0 && !is_range && CheckSearchArgs(query, k, index.bits()).ok()) {
       // The first K items of the unfiltered order: the first k of them that
       // pass are the first k that pass of all items.

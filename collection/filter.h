@@ -104,9 +104,13 @@ class StoreFilter : public IdFilter {
   // whole filter, or the most selective part of an "and"), asking the rest
   // of the filter only of items close enough; nullopt when no such
   // condition exists. For the selective path: the caller checks MatchBound.
+  // only_if_tight: run only when the lists' balls are tight (their mean
+  // radius, weighted by items, at most a quarter of the bits), so that the
+  // bounds can prune; nullopt otherwise.
   std::optional<StatusOr<SearchResult>> SearchPostings(const BinaryIndex& index, const uint8_t* query,
                                                        size_t k, uint32_t radius, bool is_range,
-                                                       const SearchParams& p) const;
+                                                       const SearchParams& p,
+                                                       bool only_if_tight = false) const;
 
   struct Plan;
 
@@ -128,11 +132,12 @@ struct FilterPlanning {
   // has that field's posting lists scanned (StoreFilter::SearchPostings): a
   // streaming scan of contiguous codes, a few ns per item, exact.
   double posting_fraction = 0.02;
-  // A filter with posting lists but more matches first tries an unfiltered
-  // search for overfetch * k * items / matches items (at most
-  // max_overfetch): when k of them pass the filter, they are the exact
-  // answer. When fewer pass, the matches are not where the query is, the
-  // index would test many candidates in vain, and the posting lists are
+  // A filter with more matches has its posting lists scanned when their
+  // balls are tight (SearchPostings' only_if_tight). Otherwise it first
+  // tries an unfiltered search for overfetch * k * items / matches items
+  // (at most max_overfetch): when k of them pass the filter, they are the
+  // exact answer. When fewer pass, the matches are not where the query is,
+  // the index would test many candidates in vain, and the posting lists are
   // scanned instead. 0: the index filters as it goes instead.
   double overfetch = 2;
   size_t max_overfetch = 4096;
