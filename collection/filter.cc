@@ -454,8 +454,7 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
   const size_t nb = index.code_bytes();
   const bool scores = index.keeps_scores();
   const HammingKernel kernel = SelectHammingKernel(nb);
-  TopKCollector top(is_range ? 1 : k, bits, p.tie_break);
-  std::vector<Neighbor> in_range;
+  ExactScanResult result(k, radius, is_range, bits, p.tie_break);
   std::vector<uint16_t> dist;
   std::vector<uint32_t> ords(fields_->fields().size());
   auto allowed = [&](uint64_t id) {
@@ -468,33 +467,18 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
     dist.resize(n);
     kernel.distances(query, codes, n, nb, dist.data());
     for (size_t i = 0; i < n; ++i) {
-      const uint32_t limit = is_range ? radius : top.threshold();
-      if (dist[i] > limit) continue;
+      if (dist[i] > result.limit()) continue;
       const uint64_t id = fields_->id_of_slot(slots[i]);
-      if (!allowed(id)) continue;
-      const uint16_t key = scores ? keys[i] : kNoScore;
-      if (is_range) {
-        in_range.push_back({id, dist[i], key});
-      } else {
-        top.Offer(dist[i], id, key);
-      }
+      if (allowed(id)) result.Offer(dist[i], id, scores ? keys[i] : kNoScore);
     }
   };
   // Nearest balls first; a list whose bound is past the k-th distance (or
   // the radius) holds nothing that can enter, nor do the lists after it.
   for (const FieldIndex::PostingBound& b : lists) {
-    if (b.bound > (is_range ? radius : top.threshold())) break;
+    if (b.bound > result.limit()) break;
     fields_->ScanPosting(plan->field, b.ordinal, visit);
   }
-  SearchResult r;
-  if (is_range) {
-    std::sort(in_range.begin(), in_range.end(), NeighborOrder{p.tie_break});
-    r.neighbors = std::move(in_range);
-  } else {
-    r.neighbors = top.Finish();
-  }
-  r.exact = true;
-  return StatusOr<SearchResult>(std::move(r));
+  return StatusOr<SearchResult>(result.Finish());
 }
 
 bool StoreFilter::Candidates(size_t limit, std::vector<uint64_t>* ids) const {

@@ -720,8 +720,7 @@ StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k,
   HAMDB_RETURN_IF_ERROR(is_range ? CheckRangeArgs(query, bits()) : CheckSearchArgs(query, k, bits()));
   const size_t nb = code_bytes(bits());
   const HammingKernel kernel = SelectHammingKernel(nb);
-  TopKCollector top(is_range ? 1 : k, bits(), tie);
-  std::vector<Neighbor> in_range;
+  ExactScanResult result(k, radius, is_range, bits(), tie);
   std::vector<uint16_t> dist;
   HAMDB_RETURN_IF_ERROR(store_->ScanCodes(
       info_.name,
@@ -729,27 +728,14 @@ StatusOr<SearchResult> LiveCollection::ScanStore(const uint8_t* query, size_t k,
         dist.resize(n);
         kernel.distances(query, codes, n, nb, dist.data());
         for (size_t i = 0; i < n; ++i) {
-          const uint16_t key = scores != nullptr ? ScoreKeyOrNone(scores[i]) : kNoScore;
           // The filter is asked last: most items are rejected by distance.
-          const auto allowed = [&] { return filter == nullptr || filter->Allows(ids[i]); };
-          if (is_range) {
-            if (dist[i] <= radius && allowed()) in_range.push_back({ids[i], dist[i], key});
-          } else if (dist[i] <= top.threshold() && allowed()) {
-            top.Offer(dist[i], ids[i], key);
-          }
+          if (dist[i] > result.limit() || (filter != nullptr && !filter->Allows(ids[i]))) continue;
+          result.Offer(dist[i], ids[i], scores != nullptr ? ScoreKeyOrNone(scores[i]) : kNoScore);
         }
         return true;
       },
       options_.scan_chunk));
-  SearchResult r;
-  if (is_range) {
-    std::sort(in_range.begin(), in_range.end(), NeighborOrder{tie});
-    r.neighbors = std::move(in_range);
-  } else {
-    r.neighbors = top.Finish();
-  }
-  r.exact = true;
-  return r;
+  return result.Finish();
 }
 
 TieBreak LiveCollection::default_tie_break() const {

@@ -238,6 +238,19 @@ Status ScanKnnBatch(const SlotView& view, const uint8_t* queries, size_t nq, siz
   });
 }
 
+SearchResult ExactScanResult::Finish() {
+  SearchResult r;
+  if (is_range_) {
+    std::sort(in_range_.begin(), in_range_.end(), NeighborOrder{tie_});
+    r.neighbors = std::move(in_range_);
+    in_range_.clear();
+  } else {
+    r.neighbors = top_.Finish();
+  }
+  r.exact = true;
+  return r;
+}
+
 StatusOr<SearchResult> ScanListed(const BinaryIndex& index, const std::vector<uint64_t>& ids,
                                   const uint8_t* query, size_t k, uint32_t radius, bool is_range,
                                   const SearchParams& p) {

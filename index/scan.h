@@ -82,6 +82,36 @@ class TopKCollector {
   std::vector<Neighbor> buffer_;
 };
 
+// The answer of an exact scan that is either a k-NN (the k first items in
+// NeighborOrder{tie}, by a TopKCollector) or a range search (every item
+// within radius, sorted), for scans that stream items through one place:
+// the store scan of a degraded collection, the field index's posting lists.
+// Callers skip items with distance > limit() before any costlier test.
+class ExactScanResult {
+ public:
+  ExactScanResult(size_t k, uint32_t radius, bool is_range, int bits, TieBreak tie)
+      : is_range_(is_range), radius_(radius), tie_(tie), top_(is_range ? 1 : k, bits, tie) {}
+  // Distances above this cannot enter the answer.
+  uint32_t limit() const { return is_range_ ? radius_ : top_.threshold(); }
+  // Offers an item with distance <= limit().
+  void Offer(uint32_t distance, uint64_t id, uint16_t score) {
+    if (is_range_) {
+      in_range_.push_back({id, distance, score});
+    } else {
+      top_.Offer(distance, id, score);
+    }
+  }
+  // The answer, sorted, exact. Leaves the collector empty.
+  SearchResult Finish();
+
+ private:
+  bool is_range_;
+  uint32_t radius_;
+  TieBreak tie_;
+  TopKCollector top_;
+  std::vector<Neighbor> in_range_;
+};
+
 // Exact k-NN by a scan of `view`, split over up to `threads` threads of the
 // default pool (contiguous ranges of slots). Sorted by NeighborOrder{tie};
 // each Neighbor carries its slot's score key.
