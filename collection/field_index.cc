@@ -85,8 +85,12 @@ Status FieldIndex::CheckFieldName(std::string_view name) {
                                  "top-level metadata field)");
 }
 
-FieldIndex::FieldIndex(std::vector<std::string> fields, size_t code_bytes)
-    : fields_(std::move(fields)), code_bytes_(code_bytes), by_field_(fields_.size()) {
+FieldIndex::FieldIndex(std::vector<std::string> fields, size_t code_bytes, size_t block_items)
+    : fields_(std::move(fields)),
+      code_bytes_(code_bytes),
+      block_items_(std::clamp<size_t>(block_items, 1, kMaxBlockItems)),
+      rings_(static_cast<uint32_t>(code_bytes * 8 + 1)),
+      by_field_(fields_.size()) {
   for (size_t f = 0; f < fields_.size(); ++f) {
     if (fields_[f] == "label") {
       label_field_ = static_cast<int>(f);
@@ -119,8 +123,27 @@ uint32_t FieldIndex::OrdinalFor(Field* fd, const FieldValue& v) {
   return it->second;
 }
 
-void FieldIndex::AppendToPosting(Posting* p, uint32_t slot, const uint8_t* code, uint16_t score) {
-  if (p->empty()) {
+void FieldIndex::MeasureTailBall(Posting* p) const {
+  const size_t begin = p->blocks * block_items_;
+  p->radius = 0;
+  if (begin == p->size()) return;
+  const uint8_t* codes = p->codes.data();
+  p->pivot.assign(codes + begin * code_bytes_, codes + (begin + 1) * code_bytes_);
+  for (size_t i = begin + 1; i < p->size(); ++i) {
+    p->radius = std::max(p->radius, HammingDistance(p->pivot.data(), codes + i * code_bytes_, code_bytes_));
+  }
+}
+
+void FieldIndex::MoveEntry(Field* fd, Posting* p, size_t from, size_t to) {
+  p->slots[to] = p->slots[from];
+  std::memcpy(p->codes.data() + to * code_bytes_, p->codes.data() + from * code_bytes_, code_bytes_);
+  p->scores[to] = p->scores[from];
+  if (fd != nullptr) fd->pos[p->slots[to]] = static_cast<uint32_t>(to);
+}
+
+void FieldIndex::AppendToPosting(Field* fd, Posting* p, uint32_t slot, const uint8_t* code, uint16_t score) {
+  const size_t tail = p->size() - p->blocks * block_items_;
+  if (tail == 0) {
     p->pivot.assign(code, code + code_bytes_);
     p->radius = 0;
   } else {
@@ -129,17 +152,114 @@ void FieldIndex::AppendToPosting(Posting* p, uint32_t slot, const uint8_t* code,
   p->slots.push_back(slot);
   p->codes.insert(p->codes.end(), code, code + code_bytes_);
   p->scores.push_back(score);
+  if (tail + 1 >= block_items_ + std::max<size_t>(1, block_items_ / 4)) SealBlock(fd, p);
 }
 
-void FieldIndex::RemoveFromPosting(Posting* p, uint32_t i, uint32_t* moved_slot) {
-  const uint32_t last = static_cast<uint32_t>(p->size() - 1);
-  *moved_slot = kNone;
-  if (i != last) {
-    p->slots[i] = p->slots[last];
-    std::memcpy(p->codes.data() + size_t{i} * code_bytes_, p->codes.data() + size_t{last} * code_bytes_,
-                code_bytes_);
-    p->scores[i] = p->scores[last];
-    *moved_slot = p->slots[i];
+void FieldIndex::SealBlock(Field* fd, Posting* p) {
+  const size_t S = block_items_;
+  const size_t nb = code_bytes_;
+  const size_t begin = p->blocks * S;
+  std::vector<uint32_t> slots;
+  std::vector<uint8_t> codes;
+  std::vector<uint16_t> scores;
+  std::vector<uint32_t> ring, ones, next;
+  try {
+    slots.resize(S);
+    codes.resize(S * nb);
+    scores.resize(S);
+    ring.resize(S);
+    ones.resize(nb * 8);
+    next.resize(rings_);
+    p->block_pivots.resize((p->blocks + 1) * nb);
+    p->block_starts.resize((p->blocks + 1) * (rings_ + 1));
+  } catch (const std::bad_alloc&) {
+    return;  // the tail stays longer; still a valid posting list
+  }
+  // Pivot: each bit set when more than half the block's codes set it.
+  const uint8_t* in = p->codes.data() + begin * nb;
+  uint8_t* pivot = p->block_pivots.data() + p->blocks * nb;
+  for (size_t i = 0; i < S; ++i) {
+    for (size_t j = 0; j < nb; ++j) {
+      const uint8_t byte = in[i * nb + j];
+      for (int bit = 0; bit < 8; ++bit) ones[j * 8 + bit] += (byte >> bit) & 1u;
+    }
+  }
+  for (size_t j = 0; j < nb; ++j) {
+    uint8_t byte = 0;
+    for (int bit = 0; bit < 8; ++bit) {
+      if (2 * ones[j * 8 + bit] > S) byte |= static_cast<uint8_t>(1u << bit);
+    }
+    pivot[j] = byte;
+  }
+  // Sorted by ring, stably (a counting sort).
+  uint16_t* start = p->block_starts.data() + p->blocks * (rings_ + 1);
+  std::fill(start, start + rings_ + 1, 0);
+  for (size_t i = 0; i < S; ++i) {
+    ring[i] = HammingDistance(pivot, in + i * nb, nb);
+    ++start[ring[i] + 1];
+  }
+  for (uint32_t r = 1; r <= rings_; ++r) start[r] = static_cast<uint16_t>(start[r] + start[r - 1]);
+  std::copy(start, start + rings_, next.begin());
+  for (size_t i = 0; i < S; ++i) {
+    const size_t to = next[ring[i]]++;
+    slots[to] = p->slots[begin + i];
+    std::memcpy(codes.data() + to * nb, in + i * nb, nb);
+    scores[to] = p->scores[begin + i];
+  }
+  std::copy(slots.begin(), slots.end(), p->slots.begin() + static_cast<std::ptrdiff_t>(begin));
+  std::copy(codes.begin(), codes.end(), p->codes.begin() + static_cast<std::ptrdiff_t>(begin * nb));
+  std::copy(scores.begin(), scores.end(), p->scores.begin() + static_cast<std::ptrdiff_t>(begin));
+  if (fd != nullptr) {
+    for (size_t i = 0; i < S; ++i) fd->pos[slots[i]] = static_cast<uint32_t>(begin + i);
+  }
+  ++p->blocks;
+  MeasureTailBall(p);
+}
+
+void FieldIndex::UnsealLastBlock(Posting* p) {
+  --p->blocks;
+  p->block_pivots.resize(p->blocks * code_bytes_);
+  p->block_starts.resize(p->blocks * (rings_ + 1));
+  MeasureTailBall(p);
+}
+
+void FieldIndex::RemoveFromPosting(Field* fd, Posting* p, size_t i) {
+  const size_t S = block_items_;
+  // With an empty tail, the last block becomes the tail (its order is no
+  // longer needed), so that the item that fills a hole comes from the tail.
+  if (p->blocks > 0 && p->size() == p->blocks * S) UnsealLastBlock(p);
+  const size_t last = p->size() - 1;
+  if (i >= p->blocks * S) {
+    if (i != last) MoveEntry(fd, p, last, i);
+  } else {
+    const size_t base = i / S * S;
+    uint16_t* start = p->block_starts.data() + i / S * (rings_ + 1);
+    const uint8_t* pivot = p->block_pivots.data() + i / S * code_bytes_;
+    // The hole moves to the block's end: each ring from the hole's own
+    // outwards gives its last item to the hole and shrinks by one.
+    size_t hole = i - base;
+    uint32_t r = 0;
+    while (start[r + 1] <= hole) ++r;
+    for (;;) {
+      const size_t end = start[r + 1] - 1u;
+      if (end != hole) MoveEntry(fd, p, base + end, base + hole);
+      hole = end;
+      --start[r + 1];
+      if (r + 1 == rings_) break;
+      ++r;
+    }
+    // The tail's last item goes into its ring: each outer ring moves its
+    // first item to the hole after it, which opens a hole before it.
+    const uint32_t want = HammingDistance(pivot, p->codes.data() + last * code_bytes_, code_bytes_);
+    start[rings_] = static_cast<uint16_t>(S);
+    hole = S - 1;
+    for (uint32_t q = rings_ - 1; q > want; --q) {
+      const size_t first = start[q];
+      if (first < hole) MoveEntry(fd, p, base + first, base + hole);
+      hole = first;
+      start[q] = static_cast<uint16_t>(first + 1);
+    }
+    MoveEntry(fd, p, last, base + hole);
   }
   p->slots.pop_back();
   p->codes.resize(p->codes.size() - code_bytes_);
@@ -220,7 +340,7 @@ void FieldIndex::SetLocked(uint64_t id, const uint8_t* code, uint16_t score,
       fd.pos.push_back(0);
     } else {
       fd.pos.push_back(static_cast<uint32_t>(fd.postings[ords[f]].size()));
-      AppendToPosting(&fd.postings[ords[f]], slot, code, score);
+      AppendToPosting(&fd, &fd.postings[ords[f]], slot, code, score);
     }
   }
 }
@@ -235,11 +355,7 @@ void FieldIndex::EraseSlotLocked(uint32_t slot) {
   const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
   for (Field& fd : by_field_) {
     // Out of its posting list: the list's last entry takes its place.
-    if (fd.ord[slot] != kNone) {
-      uint32_t moved;
-      RemoveFromPosting(&fd.postings[fd.ord[slot]], fd.pos[slot], &moved);
-      if (moved != kNone) fd.pos[moved] = fd.pos[slot];
-    }
+    if (fd.ord[slot] != kNone) RemoveFromPosting(&fd, &fd.postings[fd.ord[slot]], fd.pos[slot]);
     // The last slot moves into the hole.
     if (slot != last) {
       fd.ord[slot] = fd.ord[last];
@@ -270,7 +386,8 @@ size_t FieldIndex::memory_bytes() const {
     bytes += fd.values.capacity() * sizeof(FieldValue) + fd.postings.capacity() * sizeof(Posting);
     for (const Posting& p : fd.postings) {
       bytes += p.slots.capacity() * sizeof(uint32_t) + p.codes.capacity() +
-               p.scores.capacity() * sizeof(uint16_t) + p.pivot.capacity();
+               p.scores.capacity() * sizeof(uint16_t) + p.pivot.capacity() + p.block_pivots.capacity() +
+               p.block_starts.capacity() * sizeof(uint16_t);
     }
     // The dictionary's nodes: key, ordinal and the node's own pointers.
     for (const auto& [key, o] : fd.ordinal) bytes += key.capacity() + 48;
@@ -297,8 +414,22 @@ std::vector<FieldIndex::PostingBound> FieldIndex::Bounds(int f, const std::vecto
   for (size_t o = 0; o < n; ++o) {
     const Posting& p = fd.postings[o];
     if (!ok[o] || p.empty()) continue;
-    const uint32_t d = HammingDistance(query, p.pivot.data(), code_bytes_);
-    out.push_back({d > p.radius ? d - p.radius : 0, static_cast<uint32_t>(o), p.radius, p.size()});
+    const uint32_t ordinal = static_cast<uint32_t>(o);
+    for (size_t b = 0; b < p.blocks; ++b) {
+      const uint16_t* start = p.block_starts.data() + b * (rings_ + 1);
+      uint32_t lo = 0;
+      while (start[lo + 1] == 0) ++lo;  // the innermost ring with items
+      uint32_t hi = rings_ - 1;
+      while (start[hi] == start[rings_]) --hi;  // the outermost
+      const uint32_t d = HammingDistance(query, p.block_pivots.data() + b * code_bytes_, code_bytes_);
+      const uint32_t bound = d > hi ? d - hi : d < lo ? lo - d : 0;
+      out.push_back({bound, ordinal, hi, block_items_, static_cast<uint32_t>(b), d});
+    }
+    const size_t tail = p.size() - p.blocks * block_items_;
+    if (tail > 0) {
+      const uint32_t d = HammingDistance(query, p.pivot.data(), code_bytes_);
+      out.push_back({d > p.radius ? d - p.radius : 0, ordinal, p.radius, tail, kNone, d});
+    }
   }
   std::sort(out.begin(), out.end(),
             [](const PostingBound& a, const PostingBound& b) { return a.bound < b.bound; });
@@ -432,15 +563,15 @@ Status FieldIndex::LoadState(std::string_view* in) {
         if (p.codes.size() != p.slots.size() * code_bytes_ || p.scores.size() != p.slots.size()) {
           return Status::Corruption("field index posting list does not decode");
         }
-        // The ball: the first item as pivot, the radius measured.
-        if (!p.empty()) {
-          p.pivot.assign(p.codes.begin(), p.codes.begin() + static_cast<std::ptrdiff_t>(code_bytes_));
-          p.radius = 0;
-          for (size_t i = 1; i < p.size(); ++i) {
-            p.radius = std::max(p.radius, HammingDistance(p.pivot.data(), p.codes.data() + i * code_bytes_,
-                                                          code_bytes_));
-          }
+        // Blocks sealed while the tail holds a block's worth, then the
+        // tail's ball.
+        p.pivot.reserve(code_bytes_);
+        while (p.size() - p.blocks * block_items_ >= block_items_) {
+          const size_t blocks = p.blocks;
+          SealBlock(nullptr, &p);
+          if (p.blocks == blocks) return Status::ResourceExhausted("no memory for a field index block");
         }
+        MeasureTailBall(&p);
         for (uint32_t i = 0; i < p.slots.size(); ++i) {
           const uint32_t slot = p.slots[i];
           if (slot >= ids_.size() || fd.ord[slot] != o || fd.pos[slot] != kNone) {

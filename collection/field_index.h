@@ -10,19 +10,32 @@
 // entry, kept for the index's life); each item with at least one value has
 // a dense slot holding, per field, its value's ordinal and its position in
 // that value's posting list. A posting list holds its items' slots, codes
-// and score keys side by side, so the items of a value are scanned as one
-// contiguous run of codes (the selective path of filtered search), and a
-// lookup by id is one hash probe.
+// and score keys side by side, so the items of a value are scanned as runs
+// of contiguous codes (the selective path of filtered search), and a lookup
+// by id is one hash probe.
+//
+// A posting list is a sequence of sealed blocks of block_items items and an
+// unordered tail. A block is sealed when the tail reaches 1.25 times
+// block_items (its first block_items items), and the last block goes back
+// into the tail when an erase finds the tail empty: its pivot is the bitwise
+// majority of its codes, and its items are sorted by their distance to the
+// pivot ("rings"), so a scan reads only the rings that can hold an item
+// within the current limit of the query (the triangle inequality). The tail
+// keeps a ball: its first item's code and a radius. Costs: an append is
+// O(1) amortised (sealing or unsealing a block is O(block_items), and
+// between two of them come at least block_items / 4 appends or erases); an
+// erase is O(bits) moves inside its block.
 //
 // Memory: about 16 bytes per item with a value, plus 14 + code bytes per
 // item and field with a value, plus each distinct value once (with a pivot
-// code). Fields of a few distinct values (labels, folders,
+// code), plus per sealed block a pivot and 2 * (bits + 2) bytes of ring
+// offsets. Fields of a few distinct values (labels, folders,
 // categories) are the intended use; a field unique to each item (a path)
 // works but costs a dictionary entry per item, and a filter on it evaluates
 // every entry.
 //
 // Snapshots: AppendState / LoadState save and restore the whole structure
-// (posting lists are rebuilt from the slots), beside the index's state in
+// (positions, blocks and balls are rebuilt from the posting lists), beside the index's state in
 // the collection's index snapshot.
 //
 // Thread safety: Set and Erase (writers) are serialised by the caller and
@@ -79,9 +92,14 @@ class FieldIndex {
   // non-empty KEY.
   static Status CheckFieldName(std::string_view name);
 
+  static constexpr size_t kDefaultBlockItems = 4096;
+  static constexpr size_t kMaxBlockItems = 32768;
+
   // fields: distinct names that pass CheckFieldName; code_bytes: the size
-  // of the codes Set is given.
-  FieldIndex(std::vector<std::string> fields, size_t code_bytes);
+  // of the codes Set is given; block_items: the items of a sealed posting
+  // block, clamped to [1, kMaxBlockItems] (small values are for tests).
+  FieldIndex(std::vector<std::string> fields, size_t code_bytes,
+             size_t block_items = kDefaultBlockItems);
   FieldIndex(const FieldIndex&) = delete;
   FieldIndex& operator=(const FieldIndex&) = delete;
 
@@ -141,27 +159,53 @@ class FieldIndex {
   // Appends the ids of the items whose value of field f has ok[ordinal] set.
   // Requires ReadLock().
   void AppendIds(int f, const std::vector<uint8_t>& ok, std::vector<uint64_t>* out) const;
-  // A posting list to scan and the least distance any of its items can
-  // have from the query: max(0, d(query, pivot) - radius), where every item
-  // of the list is within radius of the list's pivot code (the triangle
-  // inequality). Lists are scanned by increasing bound, and a k-NN scan
-  // stops at the first list whose bound exceeds its k-th distance.
+  // A run of a posting list to scan (its tail, or one sealed block) and the
+  // least distance any of its items can have from the query. For the tail:
+  // max(0, d(query, pivot) - radius). For a block whose items lie in rings
+  // [lo, hi] around its pivot: the distance from center = d(query, pivot)
+  // to that interval. Runs are scanned by increasing bound, and a k-NN scan
+  // stops at the first run whose bound exceeds its k-th distance.
   struct PostingBound {
     uint32_t bound;
     uint32_t ordinal;
-    uint32_t radius;  // of the list's ball
+    uint32_t radius;  // of the run's ball (a block: its outermost ring)
     size_t items;
+    uint32_t block;   // kNone: the tail
+    uint32_t center;  // d(query, the run's pivot)
   };
-  // The non-empty posting lists of the ordinals of field f with ok set,
-  // with their bounds for `query`, sorted by bound. Requires ReadLock().
+  // The non-empty runs of the posting lists of the ordinals of field f with
+  // ok set, with their bounds for `query`, sorted by bound. Requires
+  // ReadLock().
   std::vector<PostingBound> Bounds(int f, const std::vector<uint8_t>& ok, const uint8_t* query) const;
-  // Calls visit(slots, codes, scores, n) with posting list `ordinal` of
-  // field f: its n items' slots, codes (n * code_bytes()) and score keys.
-  // Requires ReadLock().
-  template <typename Visit>
-  void ScanPosting(int f, uint32_t ordinal, Visit&& visit) const {
-    const Posting& p = by_field_[static_cast<size_t>(f)].postings[ordinal];
-    if (!p.empty()) visit(p.slots.data(), p.codes.data(), p.scores.data(), p.size());
+  // Calls visit(slots, codes, scores, n) on the items of run b (from Bounds
+  // of field f) that can lie within limit() of the query: n items' slots,
+  // codes (n * code_bytes()) and score keys, in one or more calls. A block
+  // is read ring by ring outwards from b.center, re-reading limit() between
+  // rings, and stops at the first ring distance past it; a tail is read
+  // whole. Requires ReadLock().
+  template <typename Limit, typename Visit>
+  void ScanPosting(int f, const PostingBound& b, Limit&& limit, Visit&& visit) const {
+    const Posting& p = by_field_[static_cast<size_t>(f)].postings[b.ordinal];
+    auto run = [&](size_t begin, size_t end) {
+      if (begin < end) {
+        visit(p.slots.data() + begin, p.codes.data() + begin * code_bytes_, p.scores.data() + begin,
+              end - begin);
+      }
+    };
+    if (b.block == kNone) {
+      run(p.blocks * block_items_, p.size());
+      return;
+    }
+    const size_t base = size_t{b.block} * block_items_;
+    const uint16_t* start = p.block_starts.data() + size_t{b.block} * (rings_ + 1);
+    const uint32_t c = b.center;
+    for (uint32_t delta = 0; delta <= limit(); ++delta) {
+      const bool below = delta <= c;
+      const bool above = delta > 0 && c + delta < rings_;
+      if (!below && c + delta >= rings_) break;
+      if (below) run(base + start[c - delta], base + start[c - delta + 1]);
+      if (above) run(base + start[c + delta], base + start[c + delta + 1]);
+    }
   }
   // The id of a slot ScanPosting gave. Requires ReadLock().
   uint64_t id_of_slot(uint32_t slot) const { return ids_[slot]; }
@@ -172,15 +216,23 @@ class FieldIndex {
   Status LoadState(std::string_view* in);
 
  private:
-  // The items of one value: slot, code and score key of each, and a ball
-  // that holds them all: the code of the list's first item (pivot) and a
-  // radius at least its largest distance to any item. An erase leaves the
-  // radius as it is (still an upper bound); an emptied list starts anew.
+  // The items of one value: slot, code and score key of each. Items
+  // [b * block_items_, (b + 1) * block_items_) form sealed block b for
+  // b < blocks: ring r of block b is its items [start[r], start[r + 1])
+  // (offsets from the block's first item; start = block_starts + b *
+  // (rings_ + 1)), the items at distance r from the block's pivot. The
+  // rest is the tail, inside a ball: the code of the tail's first item
+  // (pivot) and a radius at least its largest distance to any tail item.
+  // An erase leaves the radius as it is (still an upper bound); an emptied
+  // tail starts anew.
   struct Posting {
     std::vector<uint32_t> slots;
     std::vector<uint8_t> codes;  // code_bytes per item
     std::vector<uint16_t> scores;
-    std::vector<uint8_t> pivot;  // code_bytes; empty while the list is
+    size_t blocks = 0;
+    std::vector<uint8_t> block_pivots;   // code_bytes per block
+    std::vector<uint16_t> block_starts;  // rings_ + 1 per block
+    std::vector<uint8_t> pivot;          // the tail's; code_bytes
     uint32_t radius = 0;
     size_t size() const { return slots.size(); }
     bool empty() const { return slots.empty(); }
@@ -201,14 +253,27 @@ class FieldIndex {
   void EraseSlotLocked(uint32_t slot);
   void ClearLocked();
 
-  // Appends slot's item to posting p (room reserved).
-  void AppendToPosting(Posting* p, uint32_t slot, const uint8_t* code, uint16_t score);
-  // Removes entry i of posting p; its last entry takes the place, and
-  // *moved_slot gets that entry's slot (or kNone when i was the last).
-  void RemoveFromPosting(Posting* p, uint32_t i, uint32_t* moved_slot);
+  // Appends slot's item to posting p (room reserved), and seals a block
+  // when the tail reaches 1.25 block_items_. fd->pos of slot must exist.
+  void AppendToPosting(Field* fd, Posting* p, uint32_t slot, const uint8_t* code, uint16_t score);
+  // Removes entry i of posting p, keeping the blocks' ring order; fd->pos
+  // follows every entry that moves.
+  void RemoveFromPosting(Field* fd, Posting* p, size_t i);
+  // Moves entry `from` of p to `to` (overwriting it); fd->pos follows when
+  // fd is not null.
+  void MoveEntry(Field* fd, Posting* p, size_t from, size_t to);
+  // Seals the first block_items_ items of the tail as a block (the tail
+  // must hold that many). Does nothing when the room for it cannot be had.
+  void SealBlock(Field* fd, Posting* p);
+  // The last block back into the tail, which must be empty.
+  void UnsealLastBlock(Posting* p);
+  // The tail's ball, measured anew.
+  void MeasureTailBall(Posting* p) const;
 
   std::vector<std::string> fields_;
   size_t code_bytes_;
+  size_t block_items_;
+  uint32_t rings_;  // distances 0..bits: code_bytes_ * 8 + 1
   int label_field_ = -1;
   std::vector<std::pair<std::string, int>> metadata_fields_;  // key, field number
 

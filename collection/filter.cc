@@ -472,11 +472,11 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
       if (allowed(id)) result.Offer(dist[i], id, scores ? keys[i] : kNoScore);
     }
   };
-  // Nearest balls first; a list whose bound is past the k-th distance (or
-  // the radius) holds nothing that can enter, nor do the lists after it.
+  // Nearest runs first; a run whose bound is past the k-th distance (or the
+  // radius) holds nothing that can enter, nor do the runs after it.
   for (const FieldIndex::PostingBound& b : lists) {
     if (b.bound > result.limit()) break;
-    fields_->ScanPosting(plan->field, b.ordinal, visit);
+    fields_->ScanPosting(plan->field, b, [&result] { return result.limit(); }, visit);
   }
   return StatusOr<SearchResult>(result.Finish());
 }

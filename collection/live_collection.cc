@@ -166,7 +166,7 @@ StatusOr<std::unique_ptr<LiveCollection>> LiveCollection::Open(
 
 std::shared_ptr<FieldIndex> LiveCollection::NewFieldIndex() const {
   if (settings_.indexed_fields.empty()) return nullptr;
-  return std::make_shared<FieldIndex>(settings_.indexed_fields, code_bytes(bits()));
+  return std::make_shared<FieldIndex>(settings_.indexed_fields, code_bytes(bits()), options_.field_block_items);
 }
 
 StatusOr<std::shared_ptr<BinaryIndex>> LiveCollection::BuildIndex(

@@ -94,6 +94,9 @@ struct LiveCollectionOptions {
   std::chrono::milliseconds snapshot_interval{std::chrono::minutes(10)};
   // How filtered searches are planned (collection/filter.h).
   FilterPlanning filter_planning;
+  // Items per sealed block of the field index's posting lists
+  // (collection/field_index.h); small values are for tests.
+  size_t field_block_items = FieldIndex::kDefaultBlockItems;
 };
 
 // How Open obtained the index, for logs and the restart benchmark.

@@ -43,7 +43,7 @@ void ExpectMatchesModel(const FieldIndex& fx, const std::map<uint64_t, ModelItem
     size_t scanned = 0;
     const uint8_t query = static_cast<uint8_t>(label * 37);
     for (const FieldIndex::PostingBound& b : fx.Bounds(0, ok, &query)) {
-      fx.ScanPosting(0, b.ordinal, [&](const uint32_t* slots, const uint8_t* codes, const uint16_t* scores, size_t n) {
+      fx.ScanPosting(0, b, [] { return 8u; }, [&](const uint32_t* slots, const uint8_t* codes, const uint16_t* scores, size_t n) {
         for (size_t i = 0; i < n; ++i, ++scanned) {
           const uint64_t id = fx.id_of_slot(slots[i]);
           EXPECT_EQ(codes[i], id % 251);
@@ -54,6 +54,24 @@ void ExpectMatchesModel(const FieldIndex& fx, const std::map<uint64_t, ModelItem
       });
     }
     EXPECT_EQ(scanned, want.size());
+    // A scan with a limit reads at least every item within it: runs by
+    // bound, rings by distance from the run's pivot.
+    for (uint32_t limit = 0; limit <= 8; ++limit) {
+      std::set<uint64_t> seen;
+      for (const FieldIndex::PostingBound& b : fx.Bounds(0, ok, &query)) {
+        if (b.bound > limit) break;
+        fx.ScanPosting(0, b, [limit] { return limit; },
+                       [&](const uint32_t* slots, const uint8_t*, const uint16_t*, size_t n) {
+                         for (size_t i = 0; i < n; ++i) seen.insert(fx.id_of_slot(slots[i]));
+                       });
+      }
+      for (uint64_t id : want) {
+        const uint8_t code = static_cast<uint8_t>(id % 251);
+        if (HammingDistance(&query, &code, 1) <= limit) {
+          EXPECT_EQ(seen.count(id), 1u) << "label " << label << " limit " << limit;
+        }
+      }
+    }
   }
   std::vector<uint8_t> ok;
   uint64_t count = 0;
@@ -69,8 +87,12 @@ void ExpectMatchesModel(const FieldIndex& fx, const std::map<uint64_t, ModelItem
   EXPECT_EQ(count, want.size());
 }
 
-TEST(FieldIndex, RandomWritesMatchAModel) {
-  FieldIndex fx({"label", "metadata.folder"}, 1);
+// Posting blocks of the default size (every list a tail here), and small
+// ones, so that appends seal blocks and erases move items between rings.
+class FieldIndexBlocks : public ::testing::TestWithParam<size_t> {};
+
+TEST_P(FieldIndexBlocks, RandomWritesMatchAModel) {
+  FieldIndex fx({"label", "metadata.folder"}, 1, GetParam());
   EXPECT_EQ(fx.FieldNumber("label"), 0);
   EXPECT_EQ(fx.FieldNumber("metadata.folder"), 1);
   EXPECT_EQ(fx.FieldNumber("metadata.other"), -1);
@@ -97,7 +119,7 @@ TEST(FieldIndex, RandomWritesMatchAModel) {
     const uint8_t code = static_cast<uint8_t>(id % 251);
     fx.Set(id, &code, static_cast<uint16_t>(id % 7), m.label, metadata);
     model[id] = m;
-    if (step % 1000 == 999) ExpectMatchesModel(fx, model);
+    if (step % 100 == 99) ExpectMatchesModel(fx, model);
   }
   ExpectMatchesModel(fx, model);
 
@@ -120,7 +142,7 @@ TEST(FieldIndex, RandomWritesMatchAModel) {
   // The snapshot state restores the same index.
   std::string state;
   fx.AppendState(&state);
-  FieldIndex again({"label", "metadata.folder"}, 1);
+  FieldIndex again({"label", "metadata.folder"}, 1, GetParam() + 1);  // blocks are rebuilt
   std::string_view in = state;
   ASSERT_TRUE(again.LoadState(&in).ok());
   EXPECT_TRUE(in.empty());
@@ -139,6 +161,9 @@ TEST(FieldIndex, RandomWritesMatchAModel) {
   EXPECT_EQ(cut.LoadState(&short_state).code(), Status::Code::kCorruption);
   EXPECT_EQ(cut.size(), 0u);
 }
+
+INSTANTIATE_TEST_SUITE_P(BlockItems, FieldIndexBlocks,
+                         ::testing::Values(FieldIndex::kDefaultBlockItems, size_t{3}, size_t{1}));
 
 TEST(FieldIndex, NumbersKeepTheirTypeAndNamesAreChecked) {
   FieldIndex fx({"metadata.n"}, 1);

@@ -92,6 +92,8 @@ class FilteredSearch : public ::testing::TestWithParam<std::string> {
     f.lookup_fraction = planning == 1 ? 1 : 0;
     f.lookup_min_items = 0;
     o.snapshots = snapshots;
+    // Posting lists of sealed blocks and a tail, on this small data.
+    if (planning != 0) o.field_block_items = 5;
     return std::move(LiveCollection::Open(store.get(), "c", o)).value();
   }
 

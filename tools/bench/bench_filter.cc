@@ -5,7 +5,8 @@
 // chosen to match a given share of the items. Three ways, in one run on the
 // same index and queries: the index filtering as it goes, a scan of the
 // label's posting lists, and the plan a collection makes (SearchFiltered
-// with the collection's default FilterPlanning).
+// with the collection's default FilterPlanning); the last two once per
+// posting block size asked for (--block-items).
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -40,6 +41,7 @@ struct BenchFilterArgs {
   double flip_prob = 0.03;
   std::vector<double> selectivities = {50, 10, 1, 0.1};
   std::vector<std::string> cases = {"independent", "correlated"};
+  std::vector<size_t> block_items = {FieldIndex::kDefaultBlockItems};
   std::string out;
   uint64_t seed = 1;
 };
@@ -106,26 +108,31 @@ int RunBenchFilter(const BenchFilterArgs& a, const std::string& cmdline) {
 
   const LiveCollectionOptions defaults;
   std::string table =
-      "| labels | selectivity | matching items | unfiltered ms | index filters ms | posting scan ms "
+      "| labels | block items | selectivity | matching items | unfiltered ms | index filters ms | posting scan ms "
       "| planned ms | planned paths (share of queries) | planned / unfiltered | p90 ms: unfiltered, planned |\n"
-      "|---|---:|---:|---:|---:|---:|---:|---|---:|---|\n";
+      "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|\n";
   std::mt19937_64 rng(a.seed + 7);
   for (const std::string& labels_case : a.cases) {
     if (labels_case != "independent" && labels_case != "correlated") {
       return Fail(Status::InvalidArgument("--cases: independent or correlated, not " + labels_case));
     }
-    // The field index of the labels.
-    auto fields = std::make_shared<FieldIndex>(std::vector<std::string>{"label"}, nb);
-    {
-      Progress progress("label index (" + labels_case + ")", a.n, "items");
+    std::vector<int64_t> item_labels(a.n);
+    for (uint64_t i = 0; i < a.n; ++i) {
+      item_labels[i] = labels_case == "correlated" ? static_cast<int64_t>(gen->centres[i])
+                                                   : static_cast<int64_t>(rng() % a.labels);
+    }
+    // The field index of the labels, once per posting block size.
+    std::vector<std::shared_ptr<FieldIndex>> fields_by_block;
+    for (size_t block : a.block_items) {
+      auto fields = std::make_shared<FieldIndex>(std::vector<std::string>{"label"}, nb, block);
+      Progress progress("label index (" + labels_case + ", blocks of " + std::to_string(block) + ")", a.n,
+                        "items");
       for (uint64_t i = 0; i < a.n; ++i) {
-        const int64_t label = labels_case == "correlated"
-                                  ? static_cast<int64_t>(gen->centres[i])
-                                  : static_cast<int64_t>(rng() % a.labels);
-        fields->Set(ids[i], gen->codes.data() + i * nb, kNoScore, label, "");
+        fields->Set(ids[i], gen->codes.data() + i * nb, kNoScore, item_labels[i], "");
         if (i % 1000000 == 999999) progress.Add(1000000);
       }
       progress.Finish();
+      fields_by_block.push_back(std::move(fields));
     }
     const ItemReader no_items = [](uint64_t id) -> StatusOr<Item> {
       return Status::NotFound("item " + std::to_string(id) + " has no stored record in this benchmark");
@@ -141,47 +148,56 @@ int RunBenchFilter(const BenchFilterArgs& a, const std::string& cmdline) {
       text += "]}";
       StatusOr<ItemFilter> f = ItemFilter::Parse(text);
       if (!f.ok()) return Fail(f.status());
-      StoreFilter filter(&*f, fields, no_items);
-      SearchParams p = plain;
-      p.filter = &filter;
-      // The index filtering as it goes can take seconds a query: fewer.
-      auto by_index = Time(std::min(a.queries, a.index_queries), [&](size_t q) {
-        return (*index)->Search(queries + q * nb, a.k, p).status();
-      });
+      // The index filtering as it goes (the same for every block size) can
+      // take seconds a query: fewer.
+      StatusOr<std::vector<double>> by_index = [&] {
+        StoreFilter filter(&*f, fields_by_block[0], no_items);
+        SearchParams p = plain;
+        p.filter = &filter;
+        return Time(std::min(a.queries, a.index_queries), [&](size_t q) {
+          return (*index)->Search(queries + q * nb, a.k, p).status();
+        });
+      }();
       if (!by_index.ok()) return Fail(by_index.status());
-      FilterPlanning forced;  // the posting lists, whatever their size
-      forced.posting_fraction = 1;
-      forced.overfetch = 0;
-      auto postings = Time(a.queries, [&](size_t q) -> Status {
-        FilterPath path;
-        Status st = SearchFiltered(**index, queries + q * nb, a.k, 0, false, p, forced, &path).status();
-        if (st.ok() && path != FilterPath::kPostings) return Status::Internal("the posting scan did not run");
-        return st;
-      });
-      if (!postings.ok()) return Fail(postings.status());
-      std::map<std::string, size_t> paths;
-      auto planned = Time(a.queries, [&](size_t q) -> Status {
-        FilterPath path;
-        Status st = SearchFiltered(**index, queries + q * nb, a.k, 0, false, p, defaults.filter_planning,
-                                   &path).status();
-        ++paths[FilterPathName(path)];
-        return st;
-      });
-      if (!planned.ok()) return Fail(planned.status());
-      std::string took;
-      for (const auto& [name, count] : paths) {
-        took += (took.empty() ? "" : ", ") + name + " " + std::to_string(count * 100 / a.queries) + "%";
+      for (size_t bi = 0; bi < a.block_items.size(); ++bi) {
+        StoreFilter filter(&*f, fields_by_block[bi], no_items);
+        SearchParams p = plain;
+        p.filter = &filter;
+        FilterPlanning forced;  // the posting lists, whatever their size
+        forced.posting_fraction = 1;
+        forced.overfetch = 0;
+        auto postings = Time(a.queries, [&](size_t q) -> Status {
+          FilterPath path;
+          Status st = SearchFiltered(**index, queries + q * nb, a.k, 0, false, p, forced, &path).status();
+          if (st.ok() && path != FilterPath::kPostings) return Status::Internal("the posting scan did not run");
+          return st;
+        });
+        if (!postings.ok()) return Fail(postings.status());
+        std::map<std::string, size_t> paths;
+        auto planned = Time(a.queries, [&](size_t q) -> Status {
+          FilterPath path;
+          Status st = SearchFiltered(**index, queries + q * nb, a.k, 0, false, p, defaults.filter_planning,
+                                     &path).status();
+          ++paths[FilterPathName(path)];
+          return st;
+        });
+        if (!planned.ok()) return Fail(planned.status());
+        std::string took;
+        for (const auto& [name, count] : paths) {
+          took += (took.empty() ? "" : ", ") + name + " " + std::to_string(count * 100 / a.queries) + "%";
+        }
+        const Latency li = Summarise(*by_index), ls = Summarise(*postings), lr = Summarise(*planned);
+        char row[640];
+        std::snprintf(row, sizeof row,
+                      "| %s | %zu | %g%% | %llu | %.3f | %.3f | %.3f | %.3f | %s | %.2fx | %.3f, %.3f |\n",
+                      labels_case.c_str(), a.block_items[bi], sel,
+                      static_cast<unsigned long long>(filter.MatchBound()),
+                      base.median_ms, li.median_ms, ls.median_ms, lr.median_ms, took.c_str(),
+                      lr.median_ms / std::max(base.median_ms, 1e-9), base.p90_ms, lr.p90_ms);
+        std::printf("%s", row);
+        std::fflush(stdout);
+        table += row;
       }
-      const Latency li = Summarise(*by_index), ls = Summarise(*postings), lr = Summarise(*planned);
-      char row[640];
-      std::snprintf(row, sizeof row,
-                    "| %s | %g%% | %llu | %.3f | %.3f | %.3f | %.3f | %s | %.2fx | %.3f, %.3f |\n",
-                    labels_case.c_str(), sel, static_cast<unsigned long long>(filter.MatchBound()),
-                    base.median_ms, li.median_ms, ls.median_ms, lr.median_ms, took.c_str(),
-                    lr.median_ms / std::max(base.median_ms, 1e-9), base.p90_ms, lr.p90_ms);
-      std::printf("%s", row);
-      std::fflush(stdout);
-      table += row;
     }
   }
   char flip[32];
@@ -226,6 +242,11 @@ void AddBenchFilterCommand(CLI::App* bench, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--cases", a->cases, "independent (labels at random) and/or correlated (label = centre)")
       ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--block-items", a->block_items,
+                  "Items per sealed posting block of the label index; several to compare them")
+      ->delimiter(',')
+      ->check(CLI::Range(size_t{1}, FieldIndex::kMaxBlockItems))
       ->capture_default_str();
   cmd->add_option("--out", a->out, "Append the markdown table to this file");
   cmd->add_option("--seed", a->seed, "Random seed")->capture_default_str();
