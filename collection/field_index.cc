@@ -289,7 +289,7 @@ void FieldIndex::Set(uint64_t id, const uint8_t* code, uint16_t score,
   SetLocked(id, code, score, values);
 }
 
-void FieldIndex::Apply(const std::vector<Update>& updates) {
+Status FieldIndex::Apply(const std::vector<Update>& updates, const std::function<Status()>& together) {
   std::vector<std::vector<std::optional<FieldValue>>> values(updates.size());
   for (size_t i = 0; i < updates.size(); ++i) {
     if (!updates[i].erase) values[i] = ValuesOf(updates[i].label, updates[i].metadata_json);
@@ -304,6 +304,7 @@ void FieldIndex::Apply(const std::vector<Update>& updates) {
       SetLocked(u.id, u.code, u.score, values[i]);
     }
   }
+  return together ? together() : Status::OK();
 }
 
 void FieldIndex::SetLocked(uint64_t id, const uint8_t* code, uint16_t score,

@@ -47,6 +47,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -118,7 +119,10 @@ class FieldIndex {
   void Erase(uint64_t id);
   // Many Sets (erase false) and Erases in order, under one write lock (the
   // values are found before it is taken), so that a write group waits once
-  // for the searches that hold ReadLock(). The pointed-to data must live
+  // for the searches that hold ReadLock(). Then, still under that lock,
+  // `together` (when given) runs and its status is returned: a reader that
+  // holds ReadLock() sees the updates and what `together` changed (the
+  // collection's index) both or neither. The pointed-to data must live
   // through the call.
   struct Update {
     uint64_t id = 0;
@@ -128,7 +132,7 @@ class FieldIndex {
     std::optional<int64_t> label;
     std::string_view metadata_json;
   };
-  void Apply(const std::vector<Update>& updates);
+  Status Apply(const std::vector<Update>& updates, const std::function<Status()>& together = {});
 
   // Readers.
   std::shared_lock<WriterPriorityMutex> ReadLock() const {

@@ -279,7 +279,7 @@ void LiveCollection::MarkDegraded(const Status& why) {
 
 void LiveCollection::UpdateIndex(const char* what, std::string* warning,
                                  const std::function<Status(BinaryIndex&)>& update,
-                                 const std::function<void(FieldIndex&)>& update_fields) {
+                                 const std::function<std::vector<FieldIndex::Update>()>& field_updates) {
   std::shared_ptr<BinaryIndex> index;
   std::shared_ptr<FieldIndex> fields;
   {
@@ -290,12 +290,11 @@ void LiveCollection::UpdateIndex(const char* what, std::string* warning,
   if (!index) return;  // degraded: the rebuild reads the store
   Status s;
   try {
-    // A new value is in the field index before the index returns the item;
-    // a removed item leaves the index first.
-    const bool removing = std::string_view(what) == "delete";
-    if (fields && !removing) update_fields(*fields);
-    s = update(*index);
-    if (fields && removing && s.ok()) update_fields(*fields);
+    if (fields) {
+      s = fields->Apply(field_updates(), [&] { return update(*index); });
+    } else {
+      s = update(*index);
+    }
   } catch (const std::bad_alloc&) {
     s = Status::ResourceExhausted("out of memory");
   }
@@ -615,13 +614,13 @@ Status LiveCollection::Commit(PendingWrite* w) {
       if (op.kind == GroupedWrite::Kind::kDelete) {
         UpdateIndex(
             "delete", p->warning, [&](BinaryIndex& index) { return index.Remove(op.ids, op.n, nullptr); },
-            [&](FieldIndex& fields) {
+            [&] {
               std::vector<FieldIndex::Update> erase(op.n);
               for (size_t i = 0; i < op.n; ++i) {
                 erase[i].id = op.ids[i];
                 erase[i].erase = true;
               }
-              fields.Apply(erase);
+              return erase;
             });
       } else if (op.kind == GroupedWrite::Kind::kPutCodes) {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
@@ -632,14 +631,14 @@ Status LiveCollection::Commit(PendingWrite* w) {
           }
           return index.Add(op.assigned_ids.data(), op.codes, op.n,
                            keys.empty() ? nullptr : keys.data());
-        }, [&](FieldIndex& fields) {
+        }, [&] {
           // Bare codes replace whole items: no label, no metadata.
           std::vector<FieldIndex::Update> erase(op.assigned_ids.size());
           for (size_t i = 0; i < erase.size(); ++i) {
             erase[i].id = op.assigned_ids[i];
             erase[i].erase = true;
           }
-          fields.Apply(erase);
+          return erase;
         });
       } else {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
@@ -654,7 +653,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
           }
           return index.Add(op.assigned_ids.data(), codes.data(), op.assigned_ids.size(),
                            keys.data());
-        }, [&](FieldIndex& fields) {
+        }, [&] {
           std::vector<FieldIndex::Update> set(op.items->size());
           for (size_t i = 0; i < set.size(); ++i) {
             const ItemInput& in = (*op.items)[i];
@@ -664,7 +663,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
             set[i].label = in.label;
             set[i].metadata_json = in.metadata_json;
           }
-          fields.Apply(set);
+          return set;
         });
       }
     }

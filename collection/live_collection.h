@@ -244,10 +244,12 @@ class LiveCollection {
   // Applies a durable write (`what`: "write" or "delete") to the index, if
   // there is one. A failure degrades the collection and sets *warning.
   // Caller holds write_mu_.
-  // update_fields applies the same write to the field index, if any.
+  // field_updates gives the same write for the field index, if there is
+  // one; both are applied under the field index's write lock, so that a
+  // filtered search sees the write in both or in neither.
   void UpdateIndex(const char* what, std::string* warning,
                    const std::function<Status(BinaryIndex&)>& update,
-                   const std::function<void(FieldIndex&)>& update_fields);
+                   const std::function<std::vector<FieldIndex::Update>()>& field_updates);
   void RebuildLoop();
   // Open's fast path: the snapshot plus the changes after it. Caller holds
   // write_mu_. An error says why the index must be rebuilt instead.

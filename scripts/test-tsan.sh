@@ -2,7 +2,8 @@
 # Builds http_test and collection_test with ThreadSanitizer in their own
 # build directory and runs the concurrency tests under it: the collection's
 # group commit with searches checked against brute force while four writers
-# run, background index snapshots, and over HTTP concurrent inserts,
+# run, filtered searches beside upserts that change labels and codes
+# together, background index snapshots, and over HTTP concurrent inserts,
 # searches, metrics, collection create/drop, keep-alive, graceful shutdown
 # and a degraded collection's background rebuild. Both targets are torch-free, so only the store, the
 # indexes, the collection layer and the service are built. Backups are left
@@ -24,6 +25,6 @@ cmake --build "$BUILD_DIR" --target http_test collection_test -j "$JOBS"
 # halt_on_error: any data race fails the run with a non-zero exit status.
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
 "$BUILD_DIR/tests/collection_test" \
-  --gtest_filter="${COLLECTION_FILTER:-LiveCollectionWrite.*:LiveCollectionSnapshot.*:*FilteredSearch.SearchesBesideWrites*}"
+  --gtest_filter="${COLLECTION_FILTER:-LiveCollectionWrite.*:LiveCollectionSnapshot.*:*FilteredSearch.SearchesBesideWrites*:*FilteredSearch.UpsertsAreSeenWhole*}"
 "$BUILD_DIR/tests/http_test" --gtest_filter="$FILTER"
 echo "test-tsan: no data races reported"

@@ -285,6 +285,58 @@ TEST_P(FilteredSearch, SearchesBesideWrites) {
   ExpectExact(*live, 10);
 }
 
+// An upsert changes an item's label and code together; a filtered search
+// sees both changes or neither: every item it returns for "label eq L" has
+// label L's code, whichever path the search takes.
+TEST_P(FilteredSearch, UpsertsAreSeenWhole) {
+  Create(/*indexed=*/true);
+  for (int planning : {0, 1}) {
+    std::unique_ptr<LiveCollection> live = Open(planning);
+    auto item = [](uint64_t id, int label) {
+      ItemInput in;
+      in.id = id;
+      in.label = label;
+      in.code = testing_util::CodeOfId(1000 + static_cast<uint64_t>(label), kBits);
+      return in;
+    };
+    std::vector<ItemInput> first;
+    for (uint64_t id = 1; id <= 40; ++id) first.push_back(item(id, static_cast<int>(id % 4)));
+    ASSERT_TRUE(live->Put(first, {}, nullptr).ok());
+    std::atomic<bool> stop{false};
+    std::atomic<int> searches{0}, torn{0};
+    auto searcher = [&](uint64_t seed) {
+      std::mt19937_64 r(seed);
+      while (!stop) {
+        const int label = static_cast<int>(r() % 4);
+        StatusOr<ItemFilter> f = ItemFilter::Parse("{\"field\": \"label\", \"eq\": " + std::to_string(label) + "}");
+        StoreFilter sf(live.get(), &*f);
+        SearchParams p;
+        p.filter = &sf;
+        p.nprobe = GetParam() == "Bucket" ? -1 : 0;
+        const std::vector<uint8_t> q = testing_util::CodeOfId(1000 + static_cast<uint64_t>(label), kBits);
+        StatusOr<SearchResult> res = live->Search(q.data(), 40, p);
+        ASSERT_TRUE(res.ok()) << res.status().ToString();
+        for (const Neighbor& n : res->neighbors) {
+          if (n.distance != 0) ++torn;
+        }
+        ++searches;
+      }
+    };
+    std::thread a(searcher, 1), b(searcher, 2);
+    std::mt19937_64 r(5);
+    for (int round = 0; round < 300; ++round) {
+      std::vector<ItemInput> batch;
+      for (int i = 0; i < 8; ++i) batch.push_back(item(1 + r() % 40, static_cast<int>(r() % 4)));
+      ASSERT_TRUE(live->Put(batch, {}, nullptr).ok());
+    }
+    stop = true;
+    a.join();
+    b.join();
+    EXPECT_GT(searches.load(), 0);
+    EXPECT_EQ(torn.load(), 0) << "planning " << planning;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Specs, FilteredSearch, ::testing::Values("Flat", "MIH", "Bucket"));
 
 TEST(FilteredSearchSettings, IndexedFieldsAreChecked) {
