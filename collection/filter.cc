@@ -350,6 +350,11 @@ StatusOr<ItemFilter> ItemFilter::Parse(std::string_view json_text, ErrorKind* ki
     if (kind) *kind = ErrorKind::kSyntax;
     return Status::InvalidArgument("filter: not valid JSON");
   }
+  return FromJson(j, kind);
+}
+
+StatusOr<ItemFilter> ItemFilter::FromJson(const json& j, ErrorKind* kind) {
+  if (kind) *kind = ErrorKind::kNone;
   try {
     return ItemFilter(std::make_unique<Node>(ParseNode(j, "filter", 0)));
   } catch (const FilterError& e) {

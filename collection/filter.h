@@ -37,6 +37,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "collection/field_index.h"
 #include "db/code_store.h"
 #include "index/binary_index.h"
@@ -51,6 +53,8 @@ class ItemFilter {
   enum class ErrorKind { kNone, kSyntax, kInvalid };
   // Parses the JSON text of a filter; *kind (optional) says which error.
   static StatusOr<ItemFilter> Parse(std::string_view json_text, ErrorKind* kind = nullptr);
+  // The same from an already parsed JSON value (a request body's "filter").
+  static StatusOr<ItemFilter> FromJson(const nlohmann::json& j, ErrorKind* kind = nullptr);
 
   ItemFilter(ItemFilter&&) noexcept;
   ItemFilter& operator=(ItemFilter&&) noexcept;

@@ -66,7 +66,7 @@ SearchOptions ParseSearchOptions(const json& j, int64_t max_k) {
   }
   if (auto it = j.find("filter"); it != j.end() && !it->is_null()) {
     ItemFilter::ErrorKind kind;
-    StatusOr<ItemFilter> f = ItemFilter::Parse(it->dump(), &kind);
+    StatusOr<ItemFilter> f = ItemFilter::FromJson(*it, &kind);
     if (!f.ok()) {
       if (kind == ItemFilter::ErrorKind::kSyntax) Fail(400, "bad_request", f.status().message());
       Fail(422, "invalid_filter", f.status().message());
