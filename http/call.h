@@ -75,6 +75,7 @@ class Service::Call {
   Response Healthz();
   Response Readyz();
   Response MetricsText();
+  Response ClusterInfo();
   // collections_routes.cc
   Response ListCollections();
   Response CreateCollection();

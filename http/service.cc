@@ -1,5 +1,6 @@
 // The service's life cycle, the route table and the request helpers shared
 // by the handlers.
+#include "http/cluster.h"
 #include "http/service.h"
 
 #include <spdlog/spdlog.h>
@@ -248,6 +249,7 @@ const std::vector<Route>& RouteTable() {
       {"GET", {"healthz"}, "/healthz", Access::kPublic, false, &C::Healthz},
       {"GET", {"readyz"}, "/readyz", Access::kPublic, false, &C::Readyz},
       {"GET", {"metrics"}, "/metrics", Access::kRead, false, &C::MetricsText},
+      {"GET", {"cluster"}, "/cluster", Access::kRead, false, &C::ClusterInfo},
       {"GET", {"collections"}, "/collections", Access::kRead, true, &C::ListCollections},
       {"POST", {"admin", "backup"}, "/admin/backup", Access::kAdmin, true, &C::Backup},
       {"PUT", {"admin", "models", "{}"}, "/admin/models/{file}", Access::kAdmin, false,
@@ -432,6 +434,23 @@ Response Service::Call::Healthz() { return JsonResponse(200, {{"status", "ok"}})
 Response Service::Call::Readyz() {
   if (!svc_->ready()) Fail(503, "not_ready", "indexes are still being built");
   return JsonResponse(200, {{"status", "ready"}});
+}
+
+Response Service::Call::ClusterInfo() {
+  const ClusterMember* member = svc_->options_.cluster;
+  if (member == nullptr) return JsonResponse(200, {{"mode", "single"}});
+  const ClusterMember::View v = member->view();
+  json nodes = json::array();
+  for (const ClusterNode& n : v.nodes) nodes.push_back({{"node_id", n.node_id}, {"advertise", n.advertise}});
+  const auto since = std::chrono::steady_clock::now() - v.last_contact;
+  return JsonResponse(200, {{"mode", "cluster"},
+                            {"node_id", member->options().node_id},
+                            {"advertise", member->options().advertise},
+                            {"etcd", member->options().etcd},
+                            {"etcd_reachable", v.etcd_reachable},
+                            {"last_etcd_contact_ms",
+                             std::chrono::duration_cast<std::chrono::milliseconds>(since).count()},
+                            {"nodes", nodes}});
 }
 
 Response Service::Call::MetricsText() {

@@ -40,6 +40,8 @@
 
 namespace hamdb::http {
 
+class ClusterMember;  // http/cluster.h
+
 struct ServiceOptions {
   // Loads an encoder artifact; unset means image requests are refused (422).
   EncoderLoader encoder_loader;
@@ -84,6 +86,9 @@ struct ServiceOptions {
   bool snapshots = false;
   uint64_t snapshot_after_items = LiveCollectionOptions{}.snapshot_after_items;
   std::chrono::milliseconds snapshot_interval = LiveCollectionOptions{}.snapshot_interval;
+  // This node's cluster membership (http/cluster.h), owned by the caller
+  // and outliving the service; null for a single node. GET /cluster shows it.
+  const ClusterMember* cluster = nullptr;
 };
 
 struct Request {

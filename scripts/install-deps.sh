@@ -20,6 +20,8 @@ PACKAGES=(
   # The Python client's numpy paths and the web page's browser tests.
   python3-numpy
   chromium chromium-driver python3-selenium
+  # Cluster coordination (hamdb serve --cluster) and its tests.
+  etcd-server etcd-client
 )
 
 # Extras for the people-run benchmarks and reports (`--extras`): load

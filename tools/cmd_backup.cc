@@ -7,7 +7,7 @@
 #include "collection/index_snapshot.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
-#include "tools/http_client.h"
+#include "http/client.h"
 
 #include <rocksdb/file_system.h>
 
@@ -42,9 +42,9 @@ int RunBackup(const BackupArgs& a) {
         "--to (a stopped store)"));
   }
   if (!a.url.empty()) {
-    StatusOr<Url> url = ParseUrl(a.url);
+    StatusOr<http::Url> url = http::ParseUrl(a.url);
     if (!url.ok()) return Fail(url.status());
-    auto resp = HttpPost(*url, "/admin/backup", "application/json", "{}", a.api_key,
+    auto resp = http::HttpPost(*url, "/admin/backup", "application/json", "{}", a.api_key,
                          std::chrono::hours(24));
     if (!resp.ok()) return Fail(resp.status());
     if (resp->first != 200) {

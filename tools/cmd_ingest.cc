@@ -58,7 +58,7 @@
 #include "index/parallel.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
-#include "tools/http_client.h"
+#include "http/client.h"
 #include "tools/progress.h"
 
 namespace hamdb::tools {
@@ -253,7 +253,7 @@ class LocalTarget : public IngestTarget {
 };
 
 // The error a server answered with, as a Status.
-Status ServerError(const std::string& what, const HttpReply& r) {
+Status ServerError(const std::string& what, const http::HttpReply& r) {
   std::string message = r.body.substr(0, 500);
   const auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (j.is_object() && j.contains("error") && j["error"].is_object()) {
@@ -278,18 +278,18 @@ Status ServerError(const std::string& what, const HttpReply& r) {
 // resumes it). Ctrl-C ends the waiting.
 class RemoteTarget : public IngestTarget {
  public:
-  RemoteTarget(Url url, std::string api_key, std::string collection, std::string checksum)
+  RemoteTarget(http::Url url, std::string api_key, std::string collection, std::string checksum)
       : url_(std::move(url)),
         api_key_(std::move(api_key)),
         collection_(std::move(collection)),
         checksum_(std::move(checksum)) {}
 
-  StatusOr<HttpReply> Call(const std::string& method, const std::string& target,
+  StatusOr<http::HttpReply> Call(const std::string& method, const std::string& target,
                            const std::string& content_type, const std::string& body) const {
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(10);
     int lost = 0;
     for (;;) {
-      StatusOr<HttpReply> r = HttpCall(url_, method, target, content_type, body, api_key_,
+      StatusOr<http::HttpReply> r = http::HttpCall(url_, method, target, content_type, body, api_key_,
                                        std::chrono::seconds(300));
       const bool retry = !r.ok() ? ++lost <= 3 : r->status == 503 && std::chrono::steady_clock::now() < give_up;
       if (!retry || g_interrupted) {
@@ -311,7 +311,7 @@ class RemoteTarget : public IngestTarget {
     constexpr size_t kChunk = 1000;  // well under the server's limit per request
     for (size_t begin = 0; begin < ids.size(); begin += kChunk) {
       const std::vector<uint64_t> chunk(ids.begin() + begin, ids.begin() + std::min(ids.size(), begin + kChunk));
-      HAMDB_ASSIGN_OR_RETURN(HttpReply r, Call("POST", ItemsPath() + "/exists", "application/json",
+      HAMDB_ASSIGN_OR_RETURN(http::HttpReply r, Call("POST", ItemsPath() + "/exists", "application/json",
                                                nlohmann::json{{"ids", chunk}}.dump()));
       if (r.status != 200) return ServerError("looking up stored items", r);
       const auto j = nlohmann::json::parse(r.body, nullptr, false);
@@ -356,15 +356,15 @@ class RemoteTarget : public IngestTarget {
       body += (i ? "," : "") + one;
     }
     body += "]}";
-    HAMDB_ASSIGN_OR_RETURN(HttpReply r, Call("POST", ItemsPath(), "application/json", std::move(body)));
+    HAMDB_ASSIGN_OR_RETURN(http::HttpReply r, Call("POST", ItemsPath(), "application/json", std::move(body)));
     if (r.status != 200) return ServerError("storing a batch", r);
     return Status::OK();
   }
 
  private:
-  std::string ItemsPath() const { return "/collections/" + UrlEncode(collection_) + "/items"; }
+  std::string ItemsPath() const { return "/collections/" + http::UrlEncode(collection_) + "/items"; }
 
-  Url url_;
+  http::Url url_;
   std::string api_key_, collection_, checksum_;
 };
 
@@ -642,7 +642,7 @@ fs::path EncoderCacheDir() {
 
 // The collection's description from the server; NotFound when missing.
 StatusOr<nlohmann::json> DescribeRemote(const RemoteTarget& t, const std::string& collection) {
-  HAMDB_ASSIGN_OR_RETURN(HttpReply r, t.Call("GET", "/collections/" + UrlEncode(collection), "", ""));
+  HAMDB_ASSIGN_OR_RETURN(http::HttpReply r, t.Call("GET", "/collections/" + http::UrlEncode(collection), "", ""));
   if (r.status != 200) return ServerError("collection '" + collection + "'", r);
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (!j.is_object()) return Status::Corruption("the server's description of '" + collection + "' is not JSON");
@@ -650,7 +650,7 @@ StatusOr<nlohmann::json> DescribeRemote(const RemoteTarget& t, const std::string
 }
 
 int RunRemoteIngest(const IngestArgs& a) {
-  auto url = ParseUrl(a.url);
+  auto url = http::ParseUrl(a.url);
   if (!url.ok()) return Fail(url.status());
   const RemoteTarget probe(*url, a.api_key, a.collection, "");
   StatusOr<nlohmann::json> info = DescribeRemote(probe, a.collection);
@@ -674,7 +674,7 @@ int RunRemoteIngest(const IngestArgs& a) {
     std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     if (!in && !in.eof()) return Fail(Status::IOError("cannot read --model " + model_path));
     const std::string file = fs::path(model_path).filename().string();
-    auto up = probe.Call("PUT", "/admin/models/" + UrlEncode(file), "application/octet-stream", bytes);
+    auto up = probe.Call("PUT", "/admin/models/" + http::UrlEncode(file), "application/octet-stream", bytes);
     if (!up.ok() || up->status == 413) {
       Status s = up.ok() ? ServerError("uploading the encoder", *up) : up.status();
       if (bytes.size() > (8u << 20)) {
@@ -716,7 +716,7 @@ int RunRemoteIngest(const IngestArgs& a) {
     const fs::path cached = dir / (remote_sum.substr(remote_sum.find(':') + 1) + ".hdbe");
     auto have = ArtifactFileChecksum(cached.string());
     if (!have.ok() || *have != remote_sum) {
-      auto r = probe.Call("GET", "/collections/" + UrlEncode(a.collection) + "/encoder", "", "");
+      auto r = probe.Call("GET", "/collections/" + http::UrlEncode(a.collection) + "/encoder", "", "");
       if (!r.ok()) return Fail(r.status());
       if (r->status != 200) return Fail(ServerError("downloading the encoder", *r));
       const std::string got = ArtifactChecksum(r->body.data(), r->body.size());

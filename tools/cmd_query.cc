@@ -11,7 +11,7 @@
 #include "encoder/image.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
-#include "tools/http_client.h"
+#include "http/client.h"
 
 namespace hamdb::tools {
 
@@ -59,9 +59,9 @@ void PrintTable(const json& r) {
 
 int RunQuery(const QueryArgs& a) {
   if (a.image.empty() == a.code.empty()) return Fail(Status::InvalidArgument("give one of --image or --code"));
-  auto url = ParseUrl(a.url);
+  auto url = http::ParseUrl(a.url);
   if (!url.ok()) return Fail(url.status());
-  const std::string path = "/collections/" + UrlEncode(a.collection) + "/search";
+  const std::string path = "/collections/" + http::UrlEncode(a.collection) + "/search";
   StatusOr<std::pair<int, std::string>> resp = Status::Internal("no request");
   if (!a.image.empty()) {
     std::ifstream in(a.image, std::ios::binary);
@@ -72,11 +72,11 @@ int RunQuery(const QueryArgs& a) {
     if (f == ImageFormat::kUnknown) return Fail(Status::InvalidArgument(a.image + " is not a JPEG or PNG"));
     std::string qs = "?with_metadata=true";
     qs += a.radius >= 0 ? "&radius=" + std::to_string(a.radius) : "&k=" + std::to_string(a.k);
-    if (!a.mode.empty()) qs += "&mode=" + UrlEncode(a.mode);
+    if (!a.mode.empty()) qs += "&mode=" + http::UrlEncode(a.mode);
     if (a.nprobe != 0) qs += "&nprobe=" + std::to_string(a.nprobe);
-    if (!a.tie_break.empty()) qs += "&tie_break=" + UrlEncode(a.tie_break);
-    if (!a.filter.empty()) qs += "&filter=" + UrlEncode(a.filter);
-    resp = HttpPost(*url, path + qs, f == ImageFormat::kPng ? "image/png" : "image/jpeg", std::move(bytes),
+    if (!a.tie_break.empty()) qs += "&tie_break=" + http::UrlEncode(a.tie_break);
+    if (!a.filter.empty()) qs += "&filter=" + http::UrlEncode(a.filter);
+    resp = http::HttpPost(*url, path + qs, f == ImageFormat::kPng ? "image/png" : "image/jpeg", std::move(bytes),
                 a.api_key);
   } else {
     json body = {{"code", a.code}, {"with_metadata", true}};
@@ -88,7 +88,7 @@ int RunQuery(const QueryArgs& a) {
       body["filter"] = json::parse(a.filter, nullptr, false);
       if (body["filter"].is_discarded()) return Fail(Status::InvalidArgument("--filter is not valid JSON"));
     }
-    resp = HttpPost(*url, path, "application/json", body.dump(), a.api_key);
+    resp = http::HttpPost(*url, path, "application/json", body.dump(), a.api_key);
   }
   if (!resp.ok()) return Fail(resp.status());
   const auto& [status, text] = *resp;

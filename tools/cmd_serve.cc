@@ -15,6 +15,7 @@
 #include "encoder/encoder.h"
 #include "encoder/inference_process.h"
 #include "encoder/torch_threads.h"
+#include "http/cluster.h"
 #include "http/server.h"
 #include "http/service.h"
 #include "tools/cli_common.h"
@@ -51,6 +52,7 @@ struct ServeArgs {
   uint64_t snapshot_after_items = LiveCollectionOptions{}.snapshot_after_items;
   double snapshot_interval_s =
       std::chrono::duration<double>(LiveCollectionOptions{}.snapshot_interval).count();
+  http::ClusterOptions cluster;
 };
 
 int RunServe(const ServeArgs& a) {
@@ -99,6 +101,20 @@ int RunServe(const ServeArgs& a) {
   };
   if (!a.read_api_key.empty() && a.api_key.empty()) {
     return Fail(Status::InvalidArgument("--read-api-key needs --api-key (the admin key) as well"));
+  }
+  // Cluster membership: joined before the service starts, left after it
+  // stops (the member outlives the service).
+  std::unique_ptr<http::ClusterMember> member;
+  if (a.cluster.etcd.empty() && (!a.cluster.node_id.empty() || !a.cluster.advertise.empty())) {
+    return Fail(Status::InvalidArgument("--node-id and --advertise need --cluster"));
+  }
+  if (!a.cluster.etcd.empty()) {
+    StatusOr<std::unique_ptr<http::ClusterMember>> joined = http::ClusterMember::Join(a.cluster);
+    if (!joined.ok()) return Fail(joined.status().WithContext("cannot join the cluster"));
+    member = std::move(joined).value();
+    spdlog::info("joined the cluster at {} as node '{}' ({})", a.cluster.etcd, a.cluster.node_id,
+                 a.cluster.advertise);
+    so.cluster = member.get();
   }
   http::Service service(store->get(), so);
 
@@ -211,6 +227,15 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--snapshot-interval", a->snapshot_interval_s,
                   "Seconds after which a changed collection's index is snapshotted anyway")
       ->check(CLI::Range(1.0, 1e7))
+      ->capture_default_str();
+  cmd->add_option("--cluster", a->cluster.etcd,
+                  "Join the cluster coordinated by the etcd at this http://HOST:PORT (docs/cluster.md)");
+  cmd->add_option("--node-id", a->cluster.node_id, "This node's id in the cluster (unique among live nodes)");
+  cmd->add_option("--advertise", a->cluster.advertise,
+                  "The http://HOST:PORT where the other nodes reach this one");
+  cmd->add_option("--cluster-lease-ttl", a->cluster.lease_ttl_s,
+                  "Seconds after which a node that stopped renewing leaves the cluster")
+      ->check(CLI::Range(2, 60))
       ->capture_default_str();
   cmd->add_option("--log-format", a->log_format, "Log lines as text or json (one object a line)")
       ->check(CLI::IsMember({"text", "json"}))

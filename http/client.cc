@@ -1,4 +1,4 @@
-#include "tools/http_client.h"
+#include "http/client.h"
 
 #include <cctype>
 #include <cstdlib>
@@ -8,7 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-namespace hamdb::tools {
+namespace hamdb::http {
 
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
@@ -17,7 +17,7 @@ using tcp = boost::asio::ip::tcp;
 StatusOr<Url> ParseUrl(const std::string& url) {
   const std::string scheme = "http://";
   if (url.rfind(scheme, 0) != 0) {
-    return Status::InvalidArgument("--url must start with http:// (got " + url + ")");
+    return Status::InvalidArgument("a URL must start with http:// (got " + url + ")");
   }
   std::string rest = url.substr(scheme.size());
   Url u;
@@ -30,7 +30,7 @@ StatusOr<Url> ParseUrl(const std::string& url) {
   const size_t colon = rest.rfind(':');
   u.host = colon == std::string::npos ? rest : rest.substr(0, colon);
   u.port = colon == std::string::npos ? "80" : rest.substr(colon + 1);
-  if (u.host.empty()) return Status::InvalidArgument("--url has no host");
+  if (u.host.empty()) return Status::InvalidArgument("the URL " + url + " has no host");
   return u;
 }
 
@@ -96,4 +96,4 @@ StatusOr<std::pair<int, std::string>> HttpPost(const Url& u, const std::string& 
   return std::make_pair(r.status, std::move(r.body));
 }
 
-}  // namespace hamdb::tools
+}  // namespace hamdb::http

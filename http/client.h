@@ -1,6 +1,6 @@
-// A minimal HTTP/1.1 client for the `hamdb` commands that talk to a running
-// server (query, backup, ingest --url): one request per connection,
-// Boost.Beast.
+// A minimal HTTP/1.1 client: one request per connection, Boost.Beast. Used
+// by the `hamdb` commands that talk to a running server (query, backup,
+// ingest --url) and by the cluster mode's etcd client (http/etcd_client.h).
 #pragma once
 
 #include <chrono>
@@ -9,7 +9,7 @@
 
 #include "core/status.h"
 
-namespace hamdb::tools {
+namespace hamdb::http {
 
 struct Url {
   std::string host, port, base_path;
@@ -41,4 +41,4 @@ StatusOr<std::pair<int, std::string>> HttpPost(const Url& u, const std::string& 
                                                const std::string& api_key,
                                                std::chrono::seconds timeout = std::chrono::seconds(60));
 
-}  // namespace hamdb::tools
+}  // namespace hamdb::http

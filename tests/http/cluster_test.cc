@@ -1,0 +1,279 @@
+// Cluster coordination against a real etcd (the Debian etcd-server package,
+// installed by scripts/install-deps.sh): the etcd client's calls, node
+// registration under a lease, unique node ids, leaving, and what a node does
+// while etcd is down and after it returns. The fixture starts etcd on free
+// loopback ports with its own data directory.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "db/code_store.h"
+#include "http/cluster.h"
+#include "http/etcd_client.h"
+#include "http/service.h"
+#include "tests/db/test_util.h"
+
+extern char** environ;
+
+namespace hamdb::http {
+namespace {
+
+using testing_util::TempDir;
+using Clock = std::chrono::steady_clock;
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  socklen_t len = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Waits up to `limit` for pred().
+template <typename Pred>
+bool WaitFor(Pred pred, std::chrono::milliseconds limit) {
+  const auto end = Clock::now() + limit;
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return pred();
+}
+
+// One etcd member on loopback; Stop and Start keep its data.
+class EtcdProcess {
+ public:
+  EtcdProcess() : client_port_(FreePort()), peer_port_(FreePort()) {}
+  ~EtcdProcess() { Stop(); }
+
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
+
+  // False (with the reason in *why) when etcd is missing or does not answer.
+  bool Start(std::string* why) {
+    const char* bin = "/usr/bin/etcd";
+    if (!std::filesystem::exists(bin)) {
+      *why = "etcd is not installed (the etcd-server package; run scripts/install-deps.sh)";
+      return false;
+    }
+    const std::string client = endpoint();
+    const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
+    const std::string data = dir_.path() + "/etcd";
+    const std::string log = dir_.path() + "/etcd.log";
+    std::vector<std::string> args = {bin,
+                                     "--name", "test",
+                                     "--data-dir", data,
+                                     "--listen-client-urls", client,
+                                     "--advertise-client-urls", client,
+                                     "--listen-peer-urls", peer,
+                                     "--initial-advertise-peer-urls", peer,
+                                     "--initial-cluster", "test=" + peer};
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    // Its output goes to a log file.
+    posix_spawn_file_actions_t io;
+    posix_spawn_file_actions_init(&io);
+    posix_spawn_file_actions_addopen(&io, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&io, 1, 2);
+    const int spawned = posix_spawn(&pid_, bin, &io, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&io);
+    if (spawned != 0) {
+      *why = "cannot start etcd";
+      pid_ = 0;
+      return false;
+    }
+    StatusOr<EtcdClient> c = EtcdClient::Create(client);
+    if (!WaitFor([&] { return c->Range("/").ok() || waitpid(pid_, nullptr, WNOHANG) == pid_; },
+                 std::chrono::seconds(15)) ||
+        !c->Range("/").ok()) {
+      *why = "etcd did not answer at " + client + " (log: " + log + ")";
+      return false;
+    }
+    return true;
+  }
+
+  void Stop() {
+    if (pid_ == 0) return;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = 0;
+  }
+
+ private:
+  TempDir dir_;
+  int client_port_, peer_port_;
+  pid_t pid_ = 0;
+};
+
+class Cluster : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    ASSERT_TRUE(etcd_.Start(&why)) << why;
+  }
+  ClusterOptions Node(const std::string& id) const {
+    ClusterOptions o;
+    o.etcd = etcd_.endpoint();
+    o.node_id = id;
+    o.advertise = "http://127.0.0.1:" + std::to_string(9000 + id.size());
+    o.lease_ttl_s = 2;
+    return o;
+  }
+  EtcdProcess etcd_;
+};
+
+TEST_F(Cluster, EtcdClientCalls) {
+  EtcdClient c = std::move(EtcdClient::Create(etcd_.endpoint())).value();
+  ASSERT_TRUE(c.Put("/t/a", "1").ok());
+  ASSERT_TRUE(c.Put("/t/b", std::string("two\0bytes", 9)).ok());
+  ASSERT_TRUE(c.Put("/u/c", "3").ok());
+  StatusOr<std::optional<EtcdKeyValue>> a = c.Get("/t/a");
+  ASSERT_TRUE(a.ok() && a->has_value());
+  EXPECT_EQ((*a)->value, "1");
+  EXPECT_GT((*a)->create_revision, 0);
+  StatusOr<std::vector<EtcdKeyValue>> t = c.Range("/t/");
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(t->size(), 2u);
+  EXPECT_EQ((*t)[1].key, "/t/b");
+  EXPECT_EQ((*t)[1].value, std::string("two\0bytes", 9));
+  // Only when absent.
+  EXPECT_FALSE(*c.PutIfAbsent("/t/a", "other"));
+  EXPECT_EQ((*c.Get("/t/a"))->value, "1");
+  EXPECT_TRUE(*c.PutIfAbsent("/t/new", "x"));
+  ASSERT_TRUE(c.Delete("/t/new").ok());
+  EXPECT_FALSE(c.Get("/t/new")->has_value());
+  // A key on a lease goes with the lease.
+  StatusOr<int64_t> lease = c.GrantLease(30);
+  ASSERT_TRUE(lease.ok()) << lease.status().ToString();
+  ASSERT_TRUE(c.Put("/t/leased", "y", *lease).ok());
+  EXPECT_EQ((*c.Get("/t/leased"))->lease, *lease);
+  EXPECT_TRUE(c.KeepAlive(*lease).ok());
+  ASSERT_TRUE(c.RevokeLease(*lease).ok());
+  EXPECT_FALSE(c.Get("/t/leased")->has_value());
+  EXPECT_EQ(c.KeepAlive(*lease).code(), Status::Code::kNotFound);
+  // No etcd there: a clear error.
+  EtcdClient none = std::move(EtcdClient::Create("http://127.0.0.1:1")).value();
+  Status s = none.Put("/x", "1");
+  EXPECT_EQ(s.code(), Status::Code::kIOError);
+  EXPECT_NE(s.message().find("unreachable"), std::string::npos) << s.ToString();
+  EXPECT_EQ(EtcdClient::Create("localhost:2379").status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST_F(Cluster, NodesRegisterUniquelyAndLeave) {
+  StatusOr<std::unique_ptr<ClusterMember>> n1 = ClusterMember::Join(Node("n1"));
+  ASSERT_TRUE(n1.ok()) << n1.status().ToString();
+  StatusOr<std::unique_ptr<ClusterMember>> n2 = ClusterMember::Join(Node("n2"));
+  ASSERT_TRUE(n2.ok()) << n2.status().ToString();
+  // A live node's id is taken.
+  StatusOr<std::unique_ptr<ClusterMember>> again = ClusterMember::Join(Node("n1"));
+  EXPECT_EQ(again.status().code(), Status::Code::kAlreadyExists) << again.status().ToString();
+  // Bad options are refused before etcd is asked.
+  ClusterOptions bad = Node("n 3");
+  EXPECT_EQ(ClusterMember::Join(bad).status().code(), Status::Code::kInvalidArgument);
+  bad = Node("n3");
+  bad.advertise = "n3:8080";
+  EXPECT_EQ(ClusterMember::Join(bad).status().code(), Status::Code::kInvalidArgument);
+
+  // Each node sees both (n1 after its next renewal).
+  EXPECT_TRUE(WaitFor([&] { return (*n1)->view().nodes.size() == 2; }, std::chrono::seconds(3)));
+  const ClusterMember::View v = (*n2)->view();
+  ASSERT_EQ(v.nodes.size(), 2u);
+  EXPECT_EQ(v.nodes[0].node_id, "n1");
+  EXPECT_EQ(v.nodes[1].node_id, "n2");
+  EXPECT_EQ(v.nodes[1].advertise, Node("n2").advertise);
+  EXPECT_TRUE(v.etcd_reachable);
+
+  // Renewals keep a node registered past its TTL.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EtcdClient c = std::move(EtcdClient::Create(etcd_.endpoint())).value();
+  EXPECT_TRUE(c.Get("/hamdb/nodes/n1")->has_value());
+
+  // Leaving deletes the registration at once, and frees the id.
+  n2->reset();
+  EXPECT_FALSE(c.Get("/hamdb/nodes/n2")->has_value());
+  EXPECT_TRUE(WaitFor([&] { return (*n1)->view().nodes.size() == 1; }, std::chrono::seconds(3)));
+  StatusOr<std::unique_ptr<ClusterMember>> n2b = ClusterMember::Join(Node("n2"));
+  EXPECT_TRUE(n2b.ok()) << n2b.status().ToString();
+}
+
+TEST_F(Cluster, ANodeKeepsItsLastViewWhileEtcdIsDownAndRegistersAgainAfter) {
+  StatusOr<std::unique_ptr<ClusterMember>> n1 = ClusterMember::Join(Node("n1"));
+  ASSERT_TRUE(n1.ok()) << n1.status().ToString();
+  StatusOr<std::unique_ptr<ClusterMember>> n2 = ClusterMember::Join(Node("n2"));
+  ASSERT_TRUE(n2.ok()) << n2.status().ToString();
+  ASSERT_TRUE(WaitFor([&] { return (*n1)->view().nodes.size() == 2; }, std::chrono::seconds(3)));
+  const int64_t lease = (*n1)->view().lease;
+
+  etcd_.Stop();
+  EXPECT_TRUE(WaitFor([&] { return !(*n1)->view().etcd_reachable; }, std::chrono::seconds(5)));
+  EXPECT_EQ((*n1)->view().nodes.size(), 2u);  // the last view read
+
+  // Down for longer than the TTL: etcd expires the leases when it returns
+  // (a restarted etcd gives leases a fresh TTL, so wait it out), and each
+  // node registers again under a new lease.
+  std::string why;
+  ASSERT_TRUE(etcd_.Start(&why)) << why;
+  EXPECT_TRUE(WaitFor([&] { return (*n1)->view().etcd_reachable; }, std::chrono::seconds(5)));
+  EtcdClient c = std::move(EtcdClient::Create(etcd_.endpoint())).value();
+  EXPECT_TRUE(WaitFor([&] { return c.Get("/hamdb/nodes/n1")->has_value() && c.Get("/hamdb/nodes/n2")->has_value(); },
+                      std::chrono::seconds(8)));
+  // Still registered a TTL later: renewed, under the old lease or a new one.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  EXPECT_TRUE(c.Get("/hamdb/nodes/n1")->has_value());
+  EXPECT_TRUE(c.Get("/hamdb/nodes/n2")->has_value());
+  EXPECT_EQ((*n1)->view().nodes.size(), 2u);
+  (void)lease;
+}
+
+TEST_F(Cluster, TheClusterRouteShowsTheMembers) {
+  TempDir dir;
+  auto store = std::move(CodeStore::Open(dir.path())).value();
+  {
+    Service single(store.get(), {});
+    Request r;
+    r.method = "GET";
+    r.target = "/cluster";
+    const Response resp = single.Handle(r);
+    EXPECT_EQ(resp.status, 200);
+    EXPECT_EQ(nlohmann::json::parse(resp.body)["mode"], "single");
+  }
+  StatusOr<std::unique_ptr<ClusterMember>> n1 = ClusterMember::Join(Node("n1"));
+  ASSERT_TRUE(n1.ok()) << n1.status().ToString();
+  ServiceOptions so;
+  so.cluster = n1->get();
+  Service svc(store.get(), so);
+  Request r;
+  r.method = "GET";
+  r.target = "/cluster";
+  const Response resp = svc.Handle(r);
+  ASSERT_EQ(resp.status, 200) << resp.body;
+  const nlohmann::json j = nlohmann::json::parse(resp.body);
+  EXPECT_EQ(j["mode"], "cluster");
+  EXPECT_EQ(j["node_id"], "n1");
+  EXPECT_EQ(j["etcd_reachable"], true);
+  ASSERT_EQ(j["nodes"].size(), 1u);
+  EXPECT_EQ(j["nodes"][0]["advertise"], Node("n1").advertise);
+}
+
+}  // namespace
+}  // namespace hamdb::http
