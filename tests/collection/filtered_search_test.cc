@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <map>
 #include <random>
@@ -59,6 +60,14 @@ std::string RandomFilter(std::mt19937_64& rng, int depth, const std::vector<uint
     }
   }
   return "{\"and\": []}";
+}
+
+// Until the searcher threads have run a search (at most 10 s), so that the
+// writes that follow really run beside searches on a loaded machine.
+void WaitForFirstSearch(const std::atomic<int>& searches) {
+  for (int i = 0; i < 10000 && searches.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 class FilteredSearch : public ::testing::TestWithParam<std::string> {
@@ -271,6 +280,7 @@ TEST_P(FilteredSearch, SearchesBesideWrites) {
     }
   };
   std::thread a(searcher, 1), b(searcher, 2);
+  WaitForFirstSearch(searches);
   for (int round = 0; round < 20; ++round) {
     Write(live.get(), 50, 1 + static_cast<uint64_t>(round % 3) * 100003);
     std::vector<uint64_t> gone = {model.begin()->first};
@@ -323,6 +333,7 @@ TEST_P(FilteredSearch, UpsertsAreSeenWhole) {
       }
     };
     std::thread a(searcher, 1), b(searcher, 2);
+    WaitForFirstSearch(searches);
     std::mt19937_64 r(5);
     for (int round = 0; round < 300; ++round) {
       std::vector<ItemInput> batch;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <random>
 #include <set>
 #include <thread>
@@ -407,7 +408,12 @@ TEST(ClassBucketIndexTest, ConcurrentSearchesDuringWrites) {
     }
     ASSERT_TRUE(index->Remove(gone.data(), gone.size(), nullptr).ok());
     model.Remove(gone.data(), gone.size());
-    std::this_thread::yield();
+    // Let the readers search between rounds, so that reads interleave with
+    // writes even on a loaded machine (bounded, as in the MIH test).
+    const long seen = searches.load();
+    for (int spin = 0; spin < 1000 && searches.load() == seen; ++spin) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
   }
   stop = true;
   for (auto& t : readers) t.join();
