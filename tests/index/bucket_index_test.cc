@@ -390,33 +390,15 @@ TEST(ClassBucketIndexTest, ConcurrentSearchesDuringWrites) {
   for (int t = 0; t < 3; ++t) readers.emplace_back(reader, t);
   NaiveModel model(bits);
   model.Add(ids.data(), codes.data(), nbase);
-  std::mt19937_64 rng(5);
   std::vector<size_t> present;
-  size_t next = nbase;
-  for (int round = 0; round < 40; ++round) {
-    const size_t add = std::min<size_t>(100 + rng() % 200, nbase + nextra - next);
-    ASSERT_TRUE(index->Add(&ids[next], &codes[next * cb], add).ok());
-    model.Add(&ids[next], &codes[next * cb], add);
-    for (size_t i = 0; i < add; ++i) present.push_back(next + i);
-    next += add;
-    std::vector<uint64_t> gone;
-    for (size_t i = 0; i < 80 && !present.empty(); ++i) {
-      const size_t at = rng() % present.size();
-      gone.push_back(ids[present[at]]);
-      present[at] = present.back();
-      present.pop_back();
-    }
-    ASSERT_TRUE(index->Remove(gone.data(), gone.size(), nullptr).ok());
-    model.Remove(gone.data(), gone.size());
-    // Let the readers search between rounds, so that reads interleave with
-    // writes even on a loaded machine (bounded, as in the MIH test).
-    const long seen = searches.load();
-    for (int spin = 0; spin < 1000 && searches.load() == seen; ++spin) {
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
-  }
+  testing::WriteRoundsBesideReaders(index.get(), ids, codes, nbase, 100, 200, 80, searches, &present,
+                                    [&](size_t first, size_t n, const std::vector<uint64_t>& gone) {
+                                      model.Add(&ids[first], &codes[first * cb], n);
+                                      model.Remove(gone.data(), gone.size());
+                                    });
   stop = true;
   for (auto& t : readers) t.join();
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_EQ(failures.load(), 0);
   EXPECT_GT(searches.load(), 0);
   ASSERT_EQ(index->size(), model.size());

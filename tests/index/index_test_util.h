@@ -2,13 +2,19 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "index/binary_index.h"
 #include "core/binary_code.h"
@@ -185,6 +191,46 @@ inline std::vector<uint32_t> Distances(const std::vector<Neighbor>& v) {
   std::vector<uint32_t> d;
   for (const auto& nb : v) d.push_back(nb.distance);
   return d;
+}
+
+// The writer of a concurrency test: 40 rounds, each adding the next
+// add_min + rng() % add_spread items of ids/codes from index nbase on (until
+// they run out), removing `removes` random items among those added, then
+// waiting (bounded) until the readers have run another search, so that reads
+// interleave with writes even on a loaded machine. *present: the added items
+// still in the index (positions in ids). on_write(first, n, removed), if
+// set, sees each round (the added items are ids[first, first + n)), so that
+// a caller can keep a model. Failures are gtest failures; the caller stops
+// its readers either way.
+inline void WriteRoundsBesideReaders(
+    BinaryIndex* index, const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes, size_t nbase,
+    size_t add_min, size_t add_spread, size_t removes, const std::atomic<long>& searches,
+    std::vector<size_t>* present,
+    const std::function<void(size_t, size_t, const std::vector<uint64_t>&)>& on_write = {}) {
+  const size_t cb = index->code_bytes();
+  std::mt19937_64 rng(5);
+  size_t next = nbase;
+  for (int round = 0; round < 40; ++round) {
+    const size_t add = std::min<size_t>(add_min + rng() % add_spread, ids.size() - next);
+    if (add > 0) {
+      ASSERT_TRUE(index->Add(&ids[next], &codes[next * cb], add).ok());
+      for (size_t i = 0; i < add; ++i) present->push_back(next + i);
+    }
+    std::vector<uint64_t> gone;
+    for (size_t i = 0; i < removes && !present->empty(); ++i) {
+      const size_t at = rng() % present->size();
+      gone.push_back(ids[(*present)[at]]);
+      (*present)[at] = present->back();
+      present->pop_back();
+    }
+    ASSERT_TRUE(index->Remove(gone.data(), gone.size(), nullptr).ok());
+    if (on_write) on_write(next, add, gone);
+    next += add;
+    const long seen = searches.load();
+    for (int spin = 0; spin < 1000 && searches.load() == seen; ++spin) {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+  }
 }
 
 }  // namespace hamdb::testing

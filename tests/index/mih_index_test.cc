@@ -402,34 +402,11 @@ void RunConcurrent(const std::string& spec, size_t nbase = 4000, size_t nextra =
   };
   std::vector<std::thread> readers;
   for (int t = 0; t < 3; ++t) readers.emplace_back(reader, t);
-  std::mt19937_64 rng(5);
   std::vector<size_t> present;  // extra items currently in the index
-  size_t next = nbase;
-  for (int round = 0; round < 40; ++round) {
-    const size_t add = std::min<size_t>(150 + rng() % 300, nbase + nextra - next);
-    if (add > 0) {
-      ASSERT_TRUE(index->Add(&ids[next], &codes[next * cb], add).ok());
-      for (size_t i = 0; i < add; ++i) present.push_back(next + i);
-      next += add;
-    }
-    std::vector<uint64_t> gone;
-    for (size_t i = 0; i < 100 && !present.empty(); ++i) {
-      const size_t at = rng() % present.size();
-      gone.push_back(ids[present[at]]);
-      present[at] = present.back();
-      present.pop_back();
-    }
-    ASSERT_TRUE(index->Remove(gone.data(), gone.size(), nullptr).ok());
-    // Writes are fast (amortised O(batch)); let the readers search between
-    // rounds, so that reads really interleave with writes even on a loaded
-    // machine (bounded, so a stuck reader still fails the checks below).
-    const long seen = searches.load();
-    for (int spin = 0; spin < 1000 && searches.load() == seen; ++spin) {
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
-  }
+  testing::WriteRoundsBesideReaders(index.get(), ids, codes, nbase, 150, 300, 100, searches, &present);
   stop = true;
   for (auto& t : readers) t.join();
+  ASSERT_FALSE(::testing::Test::HasFatalFailure());
   EXPECT_EQ(failures.load(), 0);
   EXPECT_GT(searches.load(), 0);
 
