@@ -194,9 +194,7 @@ int RunBenchFilter(const BenchFilterArgs& a, const std::string& cmdline) {
                       static_cast<unsigned long long>(filter.MatchBound()),
                       base.median_ms, li.median_ms, ls.median_ms, lr.median_ms, took.c_str(),
                       lr.median_ms / std::max(base.median_ms, 1e-9), base.p90_ms, lr.p90_ms);
-        std::printf("%s", row);
-        std::fflush(stdout);
-        table += row;
+        EmitRow(&table, row);
       }
     }
   }
@@ -208,12 +206,8 @@ int RunBenchFilter(const BenchFilterArgs& a, const std::string& cmdline) {
       std::to_string(a.queries) + " queries (index filters: " +
       std::to_string(std::min(a.queries, a.index_queries)) + "), k=" + std::to_string(a.k) + ", " + a.spec + ", " +
       std::to_string(a.threads) + " search thread(s); medians of per-query latency.";
-  std::printf("\n%s", table.c_str());
-  if (!a.out.empty()) {
-    Status s = AppendBenchTable(a.out, cmdline, table, note);
-    if (!s.ok()) return Fail(s);
-  }
-  return 0;
+  Status s = FinishBenchTable(a.out, cmdline, table, note);
+  return s.ok() ? 0 : Fail(s);
 }
 
 }  // namespace

@@ -76,19 +76,13 @@ int RunBenchIngest(const BenchIngestArgs& a, const std::string& cmdline) {
                     static_cast<unsigned long long>(a.n), a.bits, batch,
                     wo.sync ? "on (fsync WAL per batch)" : "off (WAL, no fsync)", secs, a.n / secs,
                     a.n * nb / secs / 1e6, count_ok ? "ok" : "MISMATCH");
-      table += row;
-      std::printf("%s", row);
-      std::fflush(stdout);
+      EmitRow(&table, row);
       if (!count_ok) return Fail(Status::Internal("count mismatch after ingest"));
     }
   }
   std::filesystem::remove_all(base);
-  std::printf("\n%s", table.c_str());
-  if (!a.out.empty()) {
-    Status s = AppendBenchTable(a.out, cmdline, table);
-    if (!s.ok()) return Fail(s);
-  }
-  return 0;
+  Status s = FinishBenchTable(a.out, cmdline, table);
+  return s.ok() ? 0 : Fail(s);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // markdown table appended to --out, after the command that produced it.
 #pragma once
 
+#include <cstdio>
 #include <fstream>
 #include <string>
 
@@ -18,6 +19,22 @@ inline Status AppendBenchTable(const std::string& path, const std::string& comma
   f.flush();
   if (!f) return Status::IOError("cannot append to " + path);
   return Status::OK();
+}
+
+// Adds a row to the table and prints it at once, so that a long run shows
+// its rows as they come.
+inline void EmitRow(std::string* table, const std::string& row) {
+  *table += row;
+  std::printf("%s", row.c_str());
+  std::fflush(stdout);
+}
+
+// Prints the whole table, then appends it to `out` when that is set
+// (AppendBenchTable).
+inline Status FinishBenchTable(const std::string& out, const std::string& command, const std::string& table,
+                               const std::string& note = "") {
+  std::printf("\n%s", table.c_str());
+  return out.empty() ? Status::OK() : AppendBenchTable(out, command, table, note);
 }
 
 }  // namespace hamdb::tools

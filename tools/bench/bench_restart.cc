@@ -110,17 +110,11 @@ int RunBenchRestart(const BenchRestartArgs& a, const std::string& cmdline) {
                   static_cast<unsigned long long>(a.n), spec.c_str(), Median(rebuild_s),
                   Median(load_s), Median(rebuild_s) / std::max(Median(load_s), 1e-9), snapshot_mib,
                   write_s, index_bytes);
-    table += row;
-    std::printf("%s", row);
-    std::fflush(stdout);
+    EmitRow(&table, row);
   }
   std::filesystem::remove_all(base);
-  std::printf("\n%s", table.c_str());
-  if (!a.out.empty()) {
-    Status s = AppendBenchTable(a.out, cmdline, table);
-    if (!s.ok()) return Fail(s);
-  }
-  return 0;
+  Status s = FinishBenchTable(a.out, cmdline, table);
+  return s.ok() ? 0 : Fail(s);
 }
 
 }  // namespace
