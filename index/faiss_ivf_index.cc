@@ -426,31 +426,8 @@ StatusOr<SearchResult> FaissIvfIndex::Search(const uint8_t* query, size_t k,
                                    query, k, params.num_threads, TieBreak::kId));
     return result;
   }
-  result.exact = false;
-  HAMDB_ASSIGN_OR_RETURN(std::vector<int> probe, ProbeListsLocked(query, params.nprobe));
-  const size_t kk = std::min(k, ids_.size());
-  if (kk == 0) return result;
-  const size_t cb = code_bytes();
-  TopKCollector top(kk, bits());
-  uint16_t dist[kBlock];
-  for (int l : probe) {
-    result.visited_buckets.push_back(l);
-    const ListView v = list(l);
-    uint32_t threshold = top.threshold();
-    for (size_t at = 0; at < v.size; at += kBlock) {
-      const size_t len = std::min(kBlock, v.size - at);
-      kernel_.distances(query, v.codes + at * cb, len, cb, dist);
-      for (size_t i = 0; i < len; ++i) {
-        if (dist[i] <= threshold &&
-            (params.filter == nullptr || params.filter->Allows(static_cast<uint64_t>(v.ids[at + i])))) {
-          top.Offer(dist[i], static_cast<uint64_t>(v.ids[at + i]));
-          threshold = top.threshold();
-        }
-      }
-    }
-  }
-  result.neighbors = top.Finish();
-  return result;
+  // At most the items held: k only sizes the collector.
+  return SearchProbedLists(query, std::max<size_t>(1, std::min(k, ids_.size())), 0, false, params);
 }
 
 StatusOr<SearchResult> FaissIvfIndex::RangeSearch(const uint8_t* query, uint32_t radius,
@@ -465,25 +442,33 @@ StatusOr<SearchResult> FaissIvfIndex::RangeSearch(const uint8_t* query, uint32_t
                                      query, radius, params.num_threads, TieBreak::kId));
     return result;
   }
-  result.exact = false;
+  return SearchProbedLists(query, 0, radius, true, params);
+}
+
+StatusOr<SearchResult> FaissIvfIndex::SearchProbedLists(const uint8_t* query, size_t k, uint32_t radius,
+                                                        bool is_range, const SearchParams& params) const {
   HAMDB_ASSIGN_OR_RETURN(std::vector<int> probe, ProbeListsLocked(query, params.nprobe));
+  ExactScanResult collect(k, radius, is_range, bits(), TieBreak::kId);
+  std::vector<int> visited;
   const size_t cb = code_bytes();
   uint16_t dist[kBlock];
   for (int l : probe) {
-    result.visited_buckets.push_back(l);
+    visited.push_back(l);
     const ListView v = list(l);
     for (size_t at = 0; at < v.size; at += kBlock) {
       const size_t len = std::min(kBlock, v.size - at);
       kernel_.distances(query, v.codes + at * cb, len, cb, dist);
       for (size_t i = 0; i < len; ++i) {
-        if (dist[i] <= radius &&
-            (params.filter == nullptr || params.filter->Allows(static_cast<uint64_t>(v.ids[at + i])))) {
-          result.neighbors.push_back(Neighbor{static_cast<uint64_t>(v.ids[at + i]), dist[i]});
+        const uint64_t id = static_cast<uint64_t>(v.ids[at + i]);
+        if (dist[i] <= collect.limit() && (params.filter == nullptr || params.filter->Allows(id))) {
+          collect.Offer(dist[i], id, kNoScore);
         }
       }
     }
   }
-  std::sort(result.neighbors.begin(), result.neighbors.end(), NeighborLess);
+  SearchResult result = collect.Finish();
+  result.exact = false;  // only the probed lists were read
+  result.visited_buckets = std::move(visited);
   return result;
 }
 

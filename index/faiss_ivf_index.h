@@ -104,6 +104,11 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
   // Read-only view of one inverted list, for scanners of the trained lists
   // (the GPU bucket scan). Valid while the caller holds no writer and the
   // index is not modified; empty when untrained or list >= nlist.
+  // The k nearest (or, is_range, all within radius) among the items of
+  // the lists probe_lists picks for query: the trained path of Search and
+  // RangeSearch. Requires mu_ held.
+  StatusOr<SearchResult> SearchProbedLists(const uint8_t* query, size_t k, uint32_t radius, bool is_range,
+                                           const SearchParams& params) const;
   struct ListView {
     const uint8_t* codes = nullptr;  // size * code_bytes
     const int64_t* ids = nullptr;    // size ids
