@@ -417,11 +417,7 @@ std::vector<FieldIndex::PostingBound> FieldIndex::Bounds(int f, const std::vecto
     if (!ok[o] || p.empty()) continue;
     const uint32_t ordinal = static_cast<uint32_t>(o);
     for (size_t b = 0; b < p.blocks; ++b) {
-      const uint16_t* start = p.block_starts.data() + b * (rings_ + 1);
-      uint32_t lo = 0;
-      while (start[lo + 1] == 0) ++lo;  // the innermost ring with items
-      uint32_t hi = rings_ - 1;
-      while (start[hi] == start[rings_]) --hi;  // the outermost
+      const auto [lo, hi] = RingSpan(p, b);
       const uint32_t d = HammingDistance(query, p.block_pivots.data() + b * code_bytes_, code_bytes_);
       const uint32_t bound = d > hi ? d - hi : d < lo ? lo - d : 0;
       out.push_back({bound, ordinal, hi, block_items_, static_cast<uint32_t>(b), d});
@@ -435,6 +431,30 @@ std::vector<FieldIndex::PostingBound> FieldIndex::Bounds(int f, const std::vecto
   std::sort(out.begin(), out.end(),
             [](const PostingBound& a, const PostingBound& b) { return a.bound < b.bound; });
   return out;
+}
+
+double FieldIndex::MeanRadius(int f, const std::vector<uint8_t>& ok) const {
+  const Field& fd = by_field_[static_cast<size_t>(f)];
+  const size_t n = std::min(ok.size(), fd.postings.size());
+  double weighted = 0, items = 0;
+  for (size_t o = 0; o < n; ++o) {
+    const Posting& p = fd.postings[o];
+    if (!ok[o] || p.empty()) continue;
+    for (size_t b = 0; b < p.blocks; ++b) weighted += static_cast<double>(RingSpan(p, b).second) * block_items_;
+    const size_t tail = p.size() - p.blocks * block_items_;
+    weighted += static_cast<double>(p.radius) * static_cast<double>(tail);
+    items += static_cast<double>(p.size());
+  }
+  return items > 0 ? weighted / items : 0;
+}
+
+std::pair<uint32_t, uint32_t> FieldIndex::RingSpan(const Posting& p, size_t b) const {
+  const uint16_t* start = p.block_starts.data() + b * (rings_ + 1);
+  uint32_t lo = 0;
+  while (start[lo + 1] == 0) ++lo;
+  uint32_t hi = rings_ - 1;
+  while (start[hi] == start[rings_]) --hi;
+  return {lo, hi};
 }
 
 void FieldIndex::AppendIds(int f, const std::vector<uint8_t>& ok, std::vector<uint64_t>* out) const {

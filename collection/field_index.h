@@ -52,6 +52,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -181,6 +182,10 @@ class FieldIndex {
   // ok set, with their bounds for `query`, sorted by bound. Requires
   // ReadLock().
   std::vector<PostingBound> Bounds(int f, const std::vector<uint8_t>& ok, const uint8_t* query) const;
+  // The radius of the runs Bounds would list, averaged with their items as
+  // weights (0 when there are none): how tight the values' items cluster,
+  // whatever the query. Requires ReadLock().
+  double MeanRadius(int f, const std::vector<uint8_t>& ok) const;
   // Calls visit(slots, codes, scores, n) on the items of run b (from Bounds
   // of field f) that can lie within limit() of the query: n items' slots,
   // codes (n * code_bytes()) and score keys, in one or more calls. A block
@@ -273,6 +278,8 @@ class FieldIndex {
   void UnsealLastBlock(Posting* p);
   // The tail's ball, measured anew.
   void MeasureTailBall(Posting* p) const;
+  // The innermost and outermost rings of sealed block b of p that hold items.
+  std::pair<uint32_t, uint32_t> RingSpan(const Posting& p, size_t b) const;
 
   std::vector<std::string> fields_;
   size_t code_bytes_;

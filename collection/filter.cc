@@ -440,15 +440,8 @@ std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIn
     plan = next_plan;
   }
   if (node->kind != ItemFilter::Node::kCondition || plan->field < 0) return std::nullopt;
+  if (only_if_tight && fields_->MeanRadius(plan->field, plan->ok) > index.bits() / 4.0) return std::nullopt;
   const std::vector<FieldIndex::PostingBound> lists = fields_->Bounds(plan->field, plan->ok, query);
-  if (only_if_tight) {
-    double weighted = 0, items = 0;
-    for (const FieldIndex::PostingBound& b : lists) {
-      weighted += static_cast<double>(b.radius) * static_cast<double>(b.items);
-      items += static_cast<double>(b.items);
-    }
-    if (items > 0 && weighted > items * index.bits() / 4.0) return std::nullopt;
-  }
   // The listed items are exactly the allowed ones when that condition is the
   // whole filter; otherwise each item close enough is asked.
   const bool whole = node == filter_->root_.get();

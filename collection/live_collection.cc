@@ -584,6 +584,20 @@ Status LiveCollection::Delete(const std::vector<uint64_t>& ids, const StoreWrite
   return Status::OK();
 }
 
+namespace {
+
+// Field index updates that erase these ids.
+std::vector<FieldIndex::Update> EraseUpdates(const uint64_t* ids, size_t n) {
+  std::vector<FieldIndex::Update> erase(n);
+  for (size_t i = 0; i < n; ++i) {
+    erase[i].id = ids[i];
+    erase[i].erase = true;
+  }
+  return erase;
+}
+
+}  // namespace
+
 Status LiveCollection::Commit(PendingWrite* w) {
   std::unique_lock<std::mutex> queue_lock(queue_mu_);
   queue_.push_back(w);
@@ -614,14 +628,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
       if (op.kind == GroupedWrite::Kind::kDelete) {
         UpdateIndex(
             "delete", p->warning, [&](BinaryIndex& index) { return index.Remove(op.ids, op.n, nullptr); },
-            [&] {
-              std::vector<FieldIndex::Update> erase(op.n);
-              for (size_t i = 0; i < op.n; ++i) {
-                erase[i].id = op.ids[i];
-                erase[i].erase = true;
-              }
-              return erase;
-            });
+            [&] { return EraseUpdates(op.ids, op.n); });
       } else if (op.kind == GroupedWrite::Kind::kPutCodes) {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {
           std::vector<uint16_t> keys;
@@ -633,12 +640,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
                            keys.empty() ? nullptr : keys.data());
         }, [&] {
           // Bare codes replace whole items: no label, no metadata.
-          std::vector<FieldIndex::Update> erase(op.assigned_ids.size());
-          for (size_t i = 0; i < erase.size(); ++i) {
-            erase[i].id = op.assigned_ids[i];
-            erase[i].erase = true;
-          }
-          return erase;
+          return EraseUpdates(op.assigned_ids.data(), op.assigned_ids.size());
         });
       } else {
         UpdateIndex("write", p->warning, [&](BinaryIndex& index) {

@@ -54,6 +54,13 @@ StatusOr<EtcdKeyValue> KeyValue(const json& kv) {
   return out;
 }
 
+// The body of a put (also a transaction's request_put).
+json PutRequest(const std::string& key, const std::string& value, int64_t lease) {
+  json put{{"key", B64(key)}, {"value", B64(value)}};
+  if (lease != 0) put["lease"] = std::to_string(lease);
+  return put;
+}
+
 }  // namespace
 
 StatusOr<EtcdClient> EtcdClient::Create(const std::string& endpoint, std::chrono::seconds timeout) {
@@ -98,14 +105,11 @@ Status EtcdClient::RevokeLease(int64_t lease) {
 }
 
 Status EtcdClient::Put(const std::string& key, const std::string& value, int64_t lease) {
-  json body{{"key", B64(key)}, {"value", B64(value)}};
-  if (lease != 0) body["lease"] = std::to_string(lease);
-  return Call("/v3/kv/put", body).status();
+  return Call("/v3/kv/put", PutRequest(key, value, lease)).status();
 }
 
 StatusOr<bool> EtcdClient::PutIfAbsent(const std::string& key, const std::string& value, int64_t lease) {
-  json put{{"key", B64(key)}, {"value", B64(value)}};
-  if (lease != 0) put["lease"] = std::to_string(lease);
+  const json put = PutRequest(key, value, lease);
   const json body{
       {"compare", json::array({json{{"key", B64(key)}, {"target", "CREATE"}, {"result", "EQUAL"},
                                     {"create_revision", "0"}}})},

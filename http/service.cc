@@ -1,6 +1,5 @@
 // The service's life cycle, the route table and the request helpers shared
 // by the handlers.
-#include "http/cluster.h"
 #include "http/service.h"
 
 #include <spdlog/spdlog.h>
@@ -16,6 +15,7 @@
 #include "core/binary_code.h"
 #include "encoder/image.h"
 #include "http/call.h"
+#include "http/cluster.h"
 
 namespace hamdb::http {
 

@@ -85,8 +85,10 @@ class TopKCollector {
 // The answer of an exact scan that is either a k-NN (the k first items in
 // NeighborOrder{tie}, by a TopKCollector) or a range search (every item
 // within radius, sorted), for scans that stream items through one place:
-// the store scan of a degraded collection, the field index's posting lists.
-// Callers skip items with distance > limit() before any costlier test.
+// the store scan of a degraded collection, the field index's posting lists,
+// IVF's probed lists. Finish says exact; a caller that read only part of
+// the items (IVF) says otherwise. Callers skip items with distance >
+// limit() before any costlier test.
 class ExactScanResult {
  public:
   ExactScanResult(size_t k, uint32_t radius, bool is_range, int bits, TieBreak tie)

@@ -5,9 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "collection/index_snapshot.h"
+#include "http/client.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
-#include "http/client.h"
 
 #include <rocksdb/file_system.h>
 

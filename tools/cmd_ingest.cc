@@ -55,10 +55,10 @@
 #include "http/http_util.h"
 #include "encoder/inference_process.h"
 #include "encoder/torch_threads.h"
+#include "http/client.h"
 #include "index/parallel.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
-#include "http/client.h"
 #include "tools/progress.h"
 
 namespace hamdb::tools {

@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "encoder/image.h"
+#include "http/client.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
-#include "http/client.h"
 
 namespace hamdb::tools {
 
