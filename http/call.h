@@ -76,6 +76,7 @@ class Service::Call {
   Response Readyz();
   Response MetricsText();
   Response ClusterInfo();
+  Response ClusterSync();
   // collections_routes.cc
   Response ListCollections();
   Response CreateCollection();

@@ -61,6 +61,11 @@ json PutRequest(const std::string& key, const std::string& value, int64_t lease)
   return put;
 }
 
+// A transaction condition: the key does not exist.
+json AbsentCompare(const std::string& key) {
+  return json{{"key", B64(key)}, {"target", "CREATE"}, {"result", "EQUAL"}, {"create_revision", "0"}};
+}
+
 }  // namespace
 
 StatusOr<EtcdClient> EtcdClient::Create(const std::string& endpoint, std::chrono::seconds timeout) {
@@ -109,12 +114,25 @@ Status EtcdClient::Put(const std::string& key, const std::string& value, int64_t
 }
 
 StatusOr<bool> EtcdClient::PutIfAbsent(const std::string& key, const std::string& value, int64_t lease) {
-  const json put = PutRequest(key, value, lease);
-  const json body{
-      {"compare", json::array({json{{"key", B64(key)}, {"target", "CREATE"}, {"result", "EQUAL"},
-                                    {"create_revision", "0"}}})},
-      {"success", json::array({json{{"request_put", put}}})}};
+  const json body{{"compare", json::array({AbsentCompare(key)})},
+                  {"success", json::array({json{{"request_put", PutRequest(key, value, lease)}}})}};
   HAMDB_ASSIGN_OR_RETURN(json j, Call("/v3/kv/txn", body));
+  return j.value("succeeded", false);
+}
+
+StatusOr<bool> EtcdClient::Txn(const std::vector<EtcdCompare>& compares,
+                               const std::vector<std::pair<std::string, std::string>>& puts,
+                               const std::vector<std::string>& deletes) {
+  json compare = json::array(), success = json::array();
+  for (const EtcdCompare& c : compares) {
+    compare.push_back(c.mod_revision == 0
+                          ? AbsentCompare(c.key)
+                          : json{{"key", B64(c.key)}, {"target", "MOD"}, {"result", "EQUAL"},
+                                 {"mod_revision", std::to_string(c.mod_revision)}});
+  }
+  for (const auto& [key, value] : puts) success.push_back(json{{"request_put", PutRequest(key, value, 0)}});
+  for (const std::string& key : deletes) success.push_back(json{{"request_delete_range", {{"key", B64(key)}}}});
+  HAMDB_ASSIGN_OR_RETURN(json j, Call("/v3/kv/txn", json{{"compare", compare}, {"success", success}}));
   return j.value("succeeded", false);
 }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -24,6 +25,13 @@
 #include "http/client.h"
 
 namespace hamdb::http {
+
+// One condition of a transaction: the key's mod_revision equals
+// `mod_revision`, or, when it is 0, the key does not exist.
+struct EtcdCompare {
+  std::string key;
+  int64_t mod_revision = 0;
+};
 
 struct EtcdKeyValue {
   std::string key;
@@ -54,6 +62,11 @@ class EtcdClient {
   // Writes key = value only if key does not exist, in one transaction; false
   // (and nothing written) when it exists.
   StatusOr<bool> PutIfAbsent(const std::string& key, const std::string& value, int64_t lease = 0);
+  // Applies `puts` (key, value) and `deletes` in one transaction if every
+  // compare holds; false (and nothing changed) otherwise.
+  StatusOr<bool> Txn(const std::vector<EtcdCompare>& compares,
+                     const std::vector<std::pair<std::string, std::string>>& puts,
+                     const std::vector<std::string>& deletes = {});
   // The key, or nullopt.
   StatusOr<std::optional<EtcdKeyValue>> Get(const std::string& key);
   // Every key that starts with prefix, in key order.

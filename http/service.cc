@@ -277,6 +277,8 @@ const std::vector<Route>& RouteTable() {
        Access::kAdmin, true, &C::DeleteItem},
       {"POST", {"collections", "{}", "search"}, "/collections/{name}/search", Access::kRead, true,
        &C::Search},
+      {"POST", {"collections", "{}", "sync"}, "/collections/{name}/sync", Access::kAdmin, true,
+       &C::ClusterSync},
       {"POST", {"collections", "{}", "search", "batch"}, "/collections/{name}/search/batch",
        Access::kRead, true, &C::SearchBatch},
   };
@@ -313,6 +315,10 @@ Response Service::Call::Run(std::string* route) {
     CheckHost();
     Authorize(r.access);
     if (r.needs_ready) RequireReady();
+    if (RequestRouter* router = svc_->options_.router; router != nullptr && !req_.from_router) {
+      std::optional<Response> routed = router->Route(req_, *route, target_.segments, target_.query);
+      if (routed) return std::move(*routed);
+    }
     return (this->*r.handler)();
   }
   if (!allowed.empty()) {
@@ -427,6 +433,11 @@ void Service::Call::Authorize(Access level) const {
 
 void Service::Call::RequireReady() const {
   if (!svc_->ready()) Fail(503, "not_ready", "indexes are still being built; see /readyz");
+}
+
+Response Service::Call::ClusterSync() {
+  // Answered by the cluster router (http/shard_router.h) when there is one.
+  Fail(404, "not_found", "'/collections/{name}/sync' is a route between the nodes of a cluster");
 }
 
 Response Service::Call::Healthz() { return JsonResponse(200, {{"status", "ok"}}); }

@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <utility>
@@ -41,6 +42,7 @@
 namespace hamdb::http {
 
 class ClusterMember;  // http/cluster.h
+class RequestRouter;  // below
 
 struct ServiceOptions {
   // Loads an encoder artifact; unset means image requests are refused (422).
@@ -89,6 +91,9 @@ struct ServiceOptions {
   // This node's cluster membership (http/cluster.h), owned by the caller
   // and outliving the service; null for a single node. GET /cluster shows it.
   const ClusterMember* cluster = nullptr;
+  // Serves the collections sharded over the cluster (http/shard_router.h),
+  // owned by the caller and outliving the service; null for a single node.
+  RequestRouter* router = nullptr;
 };
 
 struct Request {
@@ -100,6 +105,9 @@ struct Request {
   std::string host;           // the Host header
   std::string if_none_match;  // the If-None-Match header
   std::string body;
+  // Set by the cluster router for its calls into this node's own
+  // collections, which it has already routed; never from the network.
+  bool from_router = false;
 };
 
 struct Response {
@@ -108,6 +116,20 @@ struct Response {
   std::string body;
   int retry_after_s = 0;  // > 0: sent as a Retry-After header
   std::vector<std::pair<std::string, std::string>> headers;  // more headers, as (name, value)
+};
+
+// Takes over routes that concern more than this node: in cluster mode, the
+// collections sharded over the nodes (http/shard_router.h). The service asks
+// it after a request's route, key and readiness have been checked.
+class RequestRouter {
+ public:
+  virtual ~RequestRouter() = default;
+  // The answer to `request`, which matched the route named `route` (as in
+  // docs/api.md: "/collections/{name}/items"); nullopt: the service answers
+  // it as a single node does. Never throws.
+  virtual std::optional<Response> Route(const Request& request, const std::string& route,
+                                        const std::vector<std::string>& segments,
+                                        const std::map<std::string, std::string>& query) = 0;
 };
 
 class Service {

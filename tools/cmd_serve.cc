@@ -16,6 +16,7 @@
 #include "encoder/inference_process.h"
 #include "encoder/torch_threads.h"
 #include "http/cluster.h"
+#include "http/shard_router.h"
 #include "http/server.h"
 #include "http/service.h"
 #include "tools/cli_common.h"
@@ -116,7 +117,20 @@ int RunServe(const ServeArgs& a) {
                  a.cluster.advertise);
     so.cluster = member.get();
   }
+  // The collections sharded over the cluster: any node answers for them.
+  std::unique_ptr<http::ClusterRouter> router;
+  if (member) {
+    http::ClusterRouterOptions ro;
+    ro.admin_key = a.api_key;
+    ro.max_results = so.max_results;
+    router = std::make_unique<http::ClusterRouter>(member.get(), store->get(), ro);
+    so.router = router.get();
+  }
   http::Service service(store->get(), so);
+  if (router) {
+    Status started = router->Start(&service);
+    if (!started.ok()) return Fail(started.WithContext("cannot read the cluster's shard map"));
+  }
 
   http::ServerOptions o;
   o.address = a.host;
@@ -139,6 +153,7 @@ int RunServe(const ServeArgs& a) {
   Status load = service.LoadCollections();
   if (!load.ok()) spdlog::warn("some collections are degraded or failed to open: {}", load.ToString());
   server.Wait();
+  router.reset();  // its loop calls into the service
   if (so.snapshots) {
     spdlog::info("writing index snapshots");
     (void)service.SaveSnapshots();  // each failure is logged; the next start rebuilds

@@ -1,0 +1,1209 @@
+#include "http/shard_router.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <future>
+#include <random>
+#include <set>
+
+#include "core/binary_code.h"
+#include "http/call.h"
+#include "http/client.h"
+
+namespace hamdb::http {
+
+namespace {
+
+// What one call to a node (or to this node's own service) gave.
+struct PeerReply {
+  bool reached = false;  // false: the node was not reachable (error says why)
+  int status = 0;
+  json body;             // the parsed body; null when it was not JSON
+  std::string raw;
+  std::string error;
+
+  bool ok() const { return reached && status >= 200 && status < 300; }
+  // A failure the node itself decided (a client error), as opposed to
+  // being unreachable or failing.
+  bool client_error() const { return reached && status >= 400 && status < 500; }
+};
+
+Response Relay(const PeerReply& r) {
+  Response out;
+  out.status = r.status;
+  out.body = r.raw;
+  return out;
+}
+
+// The key a request presented, to send on with the calls it causes.
+std::string ClientKey(const Request& r) {
+  if (!r.api_key.empty()) return r.api_key;
+  std::string_view auth = r.authorization;
+  if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
+    return std::string(auth.substr(7));
+  }
+  return "";
+}
+
+std::string ErrorMessage(const PeerReply& r) {
+  if (!r.reached) return r.error;
+  if (r.body.is_object() && r.body.contains("error")) {
+    return r.body["error"].value("message", std::string()) + " (HTTP " + std::to_string(r.status) + ")";
+  }
+  return "HTTP " + std::to_string(r.status);
+}
+
+bool WriteRoute(const std::string& route, const std::string& method) {
+  return (method == "POST" && (route == "/collections/{name}/items" || route == "/collections/{name}/items/delete")) ||
+         (method == "DELETE" && (route == "/collections/{name}/items/{id}" || route == "/collections/{name}"));
+}
+
+// Result order: (distance, id), or (distance, -score with unscored last, id).
+bool ResultBefore(const json& a, const json& b, bool by_score) {
+  const int64_t da = a.value("distance", int64_t{0}), db = b.value("distance", int64_t{0});
+  if (da != db) return da < db;
+  if (by_score) {
+    const bool sa = a.contains("score"), sb = b.contains("score");
+    if (sa != sb) return sa;
+    if (sa) {
+      const double xa = a["score"].get<double>(), xb = b["score"].get<double>();
+      if (xa != xb) return xa > xb;
+    }
+  }
+  return a.value("id", uint64_t{0}) < b.value("id", uint64_t{0});
+}
+
+}  // namespace
+
+class ClusterRouter::Impl {
+ public:
+  Impl(const ClusterMember* member, CodeStore* store, ClusterRouterOptions options)
+      : member_(member), store_(store), opt_(std::move(options)), self_(member->options().node_id) {}
+
+  Status Start(Service* local);
+  void Stop();
+  std::optional<Response> Route(const Request& req, const std::string& route,
+                                const std::vector<std::string>& segments,
+                                const std::map<std::string, std::string>& query);
+  ShardMap map() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return map_;
+  }
+
+ private:
+  // ---- the map
+  Status Refresh();
+  std::vector<std::string> LiveNodes() const;
+  bool Live(const std::string& node) const;
+  std::optional<ShardState> CachedShard(const std::string& name, int k) const;
+  // The shard's state as etcd has it now (and cached).
+  StatusOr<ShardState> ReadShard(const std::string& name, int k);
+  void Loop();
+  void Failover(const std::string& name, int k, const ShardState& s);
+  void RequestCatchUp(const std::string& name, int k, const ShardState& s);
+
+  // ---- calls
+  PeerReply Call(const std::string& node, const std::string& method, const std::string& target,
+                 const std::string& body, const std::string& key, std::chrono::seconds timeout) const;
+  PeerReply CallLocal(const std::string& method, const std::string& target, const std::string& body,
+                      const std::string& key) const;
+  // A read of one shard from its first in-sync copy that answers (this
+  // node's own, then the primary, then the others).
+  PeerReply ReadShardCopy(const std::string& name, int k, const std::string& method, const std::string& suffix,
+                          const std::string& body, const std::string& key) const;
+  // A write of one shard through its primary, retried over a failover.
+  PeerReply WriteShard(const std::string& name, int k, const std::string& method, const std::string& suffix,
+                       const std::string& body, const std::string& key);
+
+  // ---- coordinator routes (a cluster collection by its name)
+  Response Create(const Request& req);
+  Response Drop(const std::string& name, const Request& req);
+  json Describe(const ClusterCollection& c, const std::string& key);
+  Response List(const Request& req);
+  Response Insert(const ClusterCollection& c, const Request& req);
+  Response DeleteMany(const ClusterCollection& c, const Request& req);
+  Response DeleteOne(const ClusterCollection& c, const std::string& id_text, const Request& req);
+  Response ReadOne(const ClusterCollection& c, const std::string& id_text, const std::string& suffix,
+                   const Request& req);
+  Response Sample(const ClusterCollection& c, const Request& req);
+  Response Exists(const ClusterCollection& c, const Request& req);
+  Response Search(const ClusterCollection& c, const Request& req, bool batch);
+  std::vector<uint64_t> AssignIds(const std::string& name, size_t n);
+
+  // ---- shard routes (one copy of a shard, called by another node)
+  Response ShardWrite(const std::string& name, int k, int64_t epoch, bool replica, const Request& req,
+                      const std::string& local_target);
+  Response CatchUp(const std::string& name, int k, int64_t epoch, const std::string& node, const Request& req);
+  Status CopyShardTo(const std::string& name, int k, int64_t epoch, const std::string& node);
+  // Changes the shard's etcd state by compare-and-swap while this node is
+  // its primary at `epoch`; `edit` changes the state. FailedPrecondition
+  // when this node no longer is.
+  Status EditShard(const std::string& name, int k, int64_t epoch, const std::function<void(ShardState*)>& edit);
+  std::mutex& ShardLock(const std::string& name, int k);
+
+  const ClusterMember* member_;
+  CodeStore* store_;
+  const ClusterRouterOptions opt_;
+  const std::string self_;
+  std::optional<EtcdClient> etcd_;
+  Service* local_ = nullptr;
+
+  mutable std::mutex mu_;
+  ShardMap map_;
+  std::map<std::string, std::string> nodes_;  // live node id -> advertise URL
+  std::string last_refresh_error_;
+
+  std::mutex ids_mu_;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> id_blocks_;  // [next, end) per collection
+
+  std::mutex locks_mu_;
+  std::map<std::string, std::unique_ptr<std::mutex>> shard_locks_;
+
+  std::mutex loop_mu_;
+  std::condition_variable loop_cv_;
+  bool stopping_ = false;
+  std::thread loop_;
+};
+
+// ---------------------------------------------------------------------------
+// The map
+
+Status ClusterRouter::Impl::Start(Service* local) {
+  local_ = local;
+  HAMDB_ASSIGN_OR_RETURN(EtcdClient etcd, EtcdClient::Create(member_->options().etcd));
+  etcd_.emplace(std::move(etcd));
+  HAMDB_RETURN_IF_ERROR(Refresh());
+  loop_ = std::thread([this] { Loop(); });
+  return Status::OK();
+}
+
+void ClusterRouter::Impl::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(loop_mu_);
+    stopping_ = true;
+  }
+  loop_cv_.notify_all();
+  if (loop_.joinable()) loop_.join();
+}
+
+Status ClusterRouter::Impl::Refresh() {
+  HAMDB_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> cols, etcd_->Range(kCollectionsPrefix));
+  HAMDB_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> shards, etcd_->Range(kShardsPrefix));
+  HAMDB_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> nodes, etcd_->Range(ClusterMember::kNodesPrefix));
+  ShardMap m;
+  for (const EtcdKeyValue& kv : cols) {
+    StatusOr<ClusterCollection> c = CollectionFromJson(kv.value);
+    if (!c.ok()) {
+      spdlog::warn("cluster: {}: {}", kv.key, c.status().ToString());
+      continue;
+    }
+    m.shards[c->name].resize(c->shards);
+    m.collections[c->name] = std::move(c).value();
+  }
+  for (const EtcdKeyValue& kv : shards) {
+    const std::string rest = kv.key.substr(std::string(kShardsPrefix).size());
+    const size_t slash = rest.rfind('/');
+    int64_t k = -1;
+    if (slash == std::string::npos || !ParseInt64(rest.substr(slash + 1), &k)) continue;
+    auto it = m.shards.find(rest.substr(0, slash));
+    if (it == m.shards.end() || k < 0 || static_cast<size_t>(k) >= it->second.size()) continue;
+    StatusOr<ShardState> s = ShardFromJson(kv.value);
+    if (!s.ok()) continue;
+    s->mod_revision = kv.mod_revision;
+    it->second[k] = std::move(s).value();
+  }
+  std::map<std::string, std::string> live;
+  for (const EtcdKeyValue& kv : nodes) {
+    const json j = json::parse(kv.value, nullptr, false);
+    if (j.is_object()) live[j.value("node_id", std::string())] = j.value("advertise", std::string());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  map_ = std::move(m);
+  nodes_ = std::move(live);
+  return Status::OK();
+}
+
+std::vector<std::string> ClusterRouter::Impl::LiveNodes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> out;
+  for (const auto& [id, url] : nodes_) out.push_back(id);
+  return out;
+}
+
+bool ClusterRouter::Impl::Live(const std::string& node) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return nodes_.count(node) != 0;
+}
+
+std::optional<ShardState> ClusterRouter::Impl::CachedShard(const std::string& name, int k) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const ShardState* s = map_.Shard(name, k);
+  if (s == nullptr) return std::nullopt;
+  return *s;
+}
+
+StatusOr<ShardState> ClusterRouter::Impl::ReadShard(const std::string& name, int k) {
+  HAMDB_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> kv, etcd_->Get(ShardKey(name, k)));
+  if (!kv) return Status::NotFound("shard " + std::to_string(k) + " of '" + name + "' is not in etcd");
+  HAMDB_ASSIGN_OR_RETURN(ShardState s, ShardFromJson(kv->value));
+  s.mod_revision = kv->mod_revision;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = map_.shards.find(name);
+  if (it != map_.shards.end() && static_cast<size_t>(k) < it->second.size()) it->second[k] = s;
+  return s;
+}
+
+void ClusterRouter::Impl::Loop() {
+  std::unique_lock<std::mutex> lock(loop_mu_);
+  while (!loop_cv_.wait_for(lock, opt_.sync_period, [this] { return stopping_; })) {
+    lock.unlock();
+    Status s = Refresh();
+    if (!s.ok()) {
+      if (s.message() != last_refresh_error_) spdlog::warn("cluster: reading the shard map: {}", s.ToString());
+      last_refresh_error_ = s.message();
+    } else {
+      last_refresh_error_.clear();
+      const std::vector<std::string> live = LiveNodes();
+      const ShardMap m = map();
+      for (const auto& [name, states] : m.shards) {
+        for (size_t k = 0; k < states.size(); ++k) {
+          const ShardState& st = states[k];
+          if (st.primary.empty()) continue;
+          const bool primary_live = std::find(live.begin(), live.end(), st.primary) != live.end();
+          if (!primary_live && Successor(st, live) == self_) {
+            Failover(name, static_cast<int>(k), st);
+          } else if (primary_live && st.primary != self_ && st.HasReplica(self_) && !st.InSync(self_)) {
+            RequestCatchUp(name, static_cast<int>(k), st);
+          }
+        }
+      }
+    }
+    lock.lock();
+  }
+}
+
+void ClusterRouter::Impl::Failover(const std::string& name, int k, const ShardState& s) {
+  ShardState next = s;
+  next.primary = self_;
+  next.epoch = s.epoch + 1;
+  // Only this copy is known to hold every acknowledged write and nothing
+  // else; the others catch up from it.
+  next.in_sync = {self_};
+  StatusOr<bool> done = etcd_->Txn({{ShardKey(name, k), s.mod_revision}}, {{ShardKey(name, k), ToJson(next).dump()}});
+  if (!done.ok()) {
+    spdlog::warn("cluster: failing over shard {} of '{}': {}", k, name, done.status().ToString());
+  } else if (*done) {
+    spdlog::warn("cluster: node '{}' is the primary of shard {} of '{}' at epoch {} (node '{}' left)", self_, k,
+                 name, next.epoch, s.primary);
+    (void)ReadShard(name, k);
+  }
+}
+
+void ClusterRouter::Impl::RequestCatchUp(const std::string& name, int k, const ShardState& s) {
+  const std::string target = "/collections/" + ShardCollectionName(name, k) + "/sync?epoch=" +
+                             std::to_string(s.epoch) + "&node=" + UrlEncode(self_);
+  spdlog::info("cluster: catching up shard {} of '{}' from node '{}'", k, name, s.primary);
+  PeerReply r = Call(s.primary, "POST", target, "{}", opt_.admin_key, opt_.peer_timeout * 30);
+  if (!r.ok()) {
+    spdlog::warn("cluster: catching up shard {} of '{}' from node '{}': {}", k, name, s.primary, ErrorMessage(r));
+    return;
+  }
+  spdlog::info("cluster: shard {} of '{}' is in sync on node '{}' ({} items)", k, name, self_,
+               r.body.value("items", uint64_t{0}));
+  (void)ReadShard(name, k);
+}
+
+// ---------------------------------------------------------------------------
+// Calls
+
+PeerReply ClusterRouter::Impl::CallLocal(const std::string& method, const std::string& target,
+                                         const std::string& body, const std::string& key) const {
+  Request r;
+  r.method = method;
+  r.target = target;
+  r.content_type = "application/json";
+  r.api_key = key;
+  r.body = body;
+  r.from_router = true;
+  Response resp = local_->Handle(r);
+  PeerReply out;
+  out.reached = true;
+  out.status = resp.status;
+  out.raw = std::move(resp.body);
+  out.body = json::parse(out.raw, nullptr, false);
+  if (out.body.is_discarded()) out.body = json();
+  return out;
+}
+
+PeerReply ClusterRouter::Impl::Call(const std::string& node, const std::string& method, const std::string& target,
+                                    const std::string& body, const std::string& key,
+                                    std::chrono::seconds timeout) const {
+  PeerReply out;
+  std::string url;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = nodes_.find(node);
+    if (it != nodes_.end()) url = it->second;
+  }
+  if (url.empty()) {
+    out.error = "node '" + node + "' is not live";
+    return out;
+  }
+  StatusOr<Url> u = ParseUrl(url);
+  if (!u.ok()) {
+    out.error = "node '" + node + "' advertises a bad URL: " + u.status().message();
+    return out;
+  }
+  StatusOr<HttpReply> r = HttpCall(*u, method, target, body.empty() ? "" : "application/json", body, key, timeout);
+  if (!r.ok()) {
+    out.error = "node '" + node + "': " + r.status().message();
+    return out;
+  }
+  out.reached = true;
+  out.status = r->status;
+  out.raw = std::move(r->body);
+  out.body = json::parse(out.raw, nullptr, false);
+  if (out.body.is_discarded()) out.body = json();
+  return out;
+}
+
+PeerReply ClusterRouter::Impl::ReadShardCopy(const std::string& name, int k, const std::string& method,
+                                             const std::string& suffix, const std::string& body,
+                                             const std::string& key) const {
+  PeerReply last;
+  last.error = "shard " + std::to_string(k) + " of '" + name + "' is not in the map";
+  const std::optional<ShardState> s = CachedShard(name, k);
+  if (!s) return last;
+  std::vector<std::string> order;
+  if (s->InSync(self_)) order.push_back(self_);
+  if (s->primary != self_ && s->InSync(s->primary)) order.push_back(s->primary);
+  for (const std::string& n : s->in_sync) {
+    if (std::find(order.begin(), order.end(), n) == order.end()) order.push_back(n);
+  }
+  const std::string target = "/collections/" + ShardCollectionName(name, k) + suffix;
+  std::vector<std::string> errors;
+  for (const std::string& n : order) {
+    PeerReply r = n == self_ ? CallLocal(method, target, body, key) : Call(n, method, target, body, key, opt_.peer_timeout);
+    if (r.reached && r.status < 500) return r;
+    errors.push_back(ErrorMessage(r));
+  }
+  last.error = "no in-sync copy of shard " + std::to_string(k) + " answered";
+  for (const std::string& e : errors) last.error += "; " + e;
+  return last;
+}
+
+PeerReply ClusterRouter::Impl::WriteShard(const std::string& name, int k, const std::string& method,
+                                          const std::string& suffix, const std::string& body,
+                                          const std::string& key) {
+  PeerReply r;
+  // A primary that just died is replaced within the lease TTL; a stale
+  // epoch means the map moved on. Both are retried on a fresh map.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(member_->options().lease_ttl_s * 2);
+  for (int attempt = 0;; ++attempt) {
+    std::optional<ShardState> s = CachedShard(name, k);
+    if (!s) {
+      r = PeerReply();
+      r.error = "shard " + std::to_string(k) + " of '" + name + "' is not in the map";
+      return r;
+    }
+    const std::string sep = suffix.find('?') == std::string::npos ? "?" : "&";
+    const std::string target = "/collections/" + ShardCollectionName(name, k) + suffix + sep +
+                               "epoch=" + std::to_string(s->epoch);
+    if (s->primary == self_) {
+      Request local;
+      local.method = method;
+      local.target = target;
+      local.body = body;
+      local.content_type = body.empty() ? "" : "application/json";
+      local.api_key = key;
+      Response resp;
+      try {
+        resp = ShardWrite(name, k, s->epoch, false, local, "/collections/" + ShardCollectionName(name, k) + suffix);
+      } catch (const ApiError& e) {
+        resp = Service::Error(e.status, e.code, e.message);
+      }
+      r = PeerReply();
+      r.reached = true;
+      r.status = resp.status;
+      r.raw = resp.body;
+      r.body = json::parse(r.raw, nullptr, false);
+      if (r.body.is_discarded()) r.body = json();
+    } else {
+      r = Call(s->primary, method, target, body, key, opt_.peer_timeout);
+    }
+    const bool stale = r.reached && r.status == 409 && r.body.is_object() &&
+                       r.body.value("error", json::object()).value("code", std::string()) == "stale_epoch";
+    const bool retry = stale || !r.reached || (r.reached && r.status == 503);
+    if (!retry || std::chrono::steady_clock::now() > give_up) return r;
+    std::this_thread::sleep_for(std::chrono::milliseconds(stale ? 50 : 250));
+    (void)Refresh();
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Routing
+
+std::optional<Response> ClusterRouter::Impl::Route(const Request& req, const std::string& route,
+                                                   const std::vector<std::string>& segments,
+                                                   const std::map<std::string, std::string>& query) {
+  if (segments.empty() || segments[0] != "collections") return std::nullopt;
+  const bool internal = query.count("epoch") != 0;
+  if (segments.size() == 1) {
+    if (internal) return std::nullopt;  // a copy created or listed by another node
+    if (req.method == "POST") return Create(req);
+    return List(req);
+  }
+  const std::string& name = segments[1];
+  auto find = [&]() -> std::optional<ClusterCollection> {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const ClusterCollection* found = map_.Find(name)) return *found;
+    return std::nullopt;
+  };
+  std::optional<ClusterCollection> c = find();
+  if (!c && !ParseShardCollectionName(name) && !store_->GetCollection(name).ok()) {
+    // Perhaps created on another node since the last read of the map.
+    if (Refresh().ok()) c = find();
+  }
+  if (c) {
+    const std::string method = req.method == "HEAD" ? "GET" : req.method;
+    if (route == "/collections/{name}") {
+      if (method == "DELETE") return Drop(name, req);
+      return JsonResponse(200, Describe(*c, ClientKey(req)));
+    }
+    if (route == "/collections/{name}/items") return Insert(*c, req);
+    if (route == "/collections/{name}/items/delete") return DeleteMany(*c, req);
+    if (route == "/collections/{name}/items/exists") return Exists(*c, req);
+    if (route == "/collections/{name}/items/{id}") {
+      if (method == "DELETE") return DeleteOne(*c, segments[3], req);
+      return ReadOne(*c, segments[3], "", req);
+    }
+    if (route == "/collections/{name}/items/{id}/thumbnail") return ReadOne(*c, segments[3], "/thumbnail", req);
+    if (route == "/collections/{name}/sample") return Sample(*c, req);
+    if (route == "/collections/{name}/search") return Search(*c, req, false);
+    if (route == "/collections/{name}/search/batch") return Search(*c, req, true);
+    if (route == "/collections/{name}/sync") {
+      Fail(404, "not_found", "'/sync' is a route between the nodes of a cluster, for a shard's copies");
+    }
+    Fail(422, "invalid_argument", "'" + route + "' is not available for a cluster collection");
+  }
+  const auto shard = ParseShardCollectionName(name);
+  if (!shard) {
+    if (route == "/collections/{name}/sync") Fail(404, "not_found", "no cluster collection shard '" + name + "'");
+    return std::nullopt;  // a node-local collection
+  }
+  const auto& [base, k] = *shard;
+  const std::string method = req.method;
+  if (!internal) {
+    if (WriteRoute(route, method) || route == "/collections/{name}/sync") {
+      Fail(409, "shard_copy",
+           "'" + name + "' is this node's copy of shard " + std::to_string(k) + " of cluster collection '" + base +
+               "'; write to /collections/" + base);
+    }
+    return std::nullopt;  // reading a copy directly
+  }
+  int64_t epoch = 0;
+  if (!ParseInt64(query.at("epoch"), &epoch)) Fail(400, "bad_request", "'epoch' must be an integer");
+  // The local target: the same route without the cluster's parameters.
+  std::string local_target = "/collections/" + name;
+  for (size_t i = 2; i < segments.size(); ++i) local_target += "/" + UrlEncode(segments[i]);
+  if (route == "/collections/{name}/sync") {
+    auto node = query.find("node");
+    if (node == query.end()) Fail(400, "bad_request", "'node' is required");
+    return CatchUp(base, k, epoch, node->second, req);
+  }
+  if (route == "/collections/{name}" && method == "DELETE") return std::nullopt;  // a drop by the cluster
+  if (WriteRoute(route, method)) return ShardWrite(base, k, epoch, query.count("replica") != 0, req, local_target);
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------
+// Shard routes
+
+std::mutex& ClusterRouter::Impl::ShardLock(const std::string& name, int k) {
+  std::lock_guard<std::mutex> lock(locks_mu_);
+  std::unique_ptr<std::mutex>& m = shard_locks_[ShardCollectionName(name, k)];
+  if (!m) m = std::make_unique<std::mutex>();
+  return *m;
+}
+
+Status ClusterRouter::Impl::EditShard(const std::string& name, int k, int64_t epoch,
+                                      const std::function<void(ShardState*)>& edit) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    HAMDB_ASSIGN_OR_RETURN(ShardState s, ReadShard(name, k));
+    if (s.epoch != epoch || s.primary != self_) {
+      return Status::FailedPrecondition("node '" + self_ + "' is no longer the primary of shard " + std::to_string(k) +
+                                        " of '" + name + "' (epoch " + std::to_string(s.epoch) + ", primary '" +
+                                        s.primary + "')");
+    }
+    ShardState next = s;
+    edit(&next);
+    HAMDB_ASSIGN_OR_RETURN(bool done,
+                           etcd_->Txn({{ShardKey(name, k), s.mod_revision}}, {{ShardKey(name, k), ToJson(next).dump()}}));
+    if (done) {
+      (void)ReadShard(name, k);
+      return Status::OK();
+    }
+  }
+  return Status::IOError("shard " + std::to_string(k) + " of '" + name + "' kept changing in etcd");
+}
+
+Response ClusterRouter::Impl::ShardWrite(const std::string& name, int k, int64_t epoch, bool replica,
+                                         const Request& req, const std::string& local_target) {
+  std::optional<ShardState> s = CachedShard(name, k);
+  auto stale = [&](const ShardState& st) {
+    return replica ? (st.epoch != epoch || !st.HasReplica(self_)) : (st.epoch != epoch || st.primary != self_);
+  };
+  if (!s || stale(*s)) {
+    StatusOr<ShardState> fresh = ReadShard(name, k);
+    if (!fresh.ok()) Fail(503, "etcd_unavailable", "cannot read the shard map: " + fresh.status().message());
+    s = *fresh;
+  }
+  if (stale(*s)) {
+    Fail(409, "stale_epoch",
+         "node '" + self_ + "' does not take this write of shard " + std::to_string(k) + " of '" + name +
+             "' at epoch " + std::to_string(epoch) + ": the shard is at epoch " + std::to_string(s->epoch) +
+             " with primary '" + s->primary + "'");
+  }
+  Request local = req;
+  local.target = local_target;
+  local.from_router = true;
+  if (replica) return local_->Handle(local);
+
+  std::lock_guard<std::mutex> order(ShardLock(name, k));
+  Response resp = local_->Handle(local);
+  if (resp.status < 200 || resp.status >= 300) return resp;
+  // Replicate to every other in-sync copy, in parallel.
+  const std::string sep = req.target.find('?') == std::string::npos ? "?" : "&";
+  const std::string target = req.target + sep + "replica=1";
+  const std::string key = ClientKey(req);
+  std::vector<std::string> others;
+  for (const std::string& n : s->in_sync) {
+    if (n != self_) others.push_back(n);
+  }
+  std::vector<std::future<PeerReply>> sent;
+  for (const std::string& n : others) {
+    sent.push_back(std::async(std::launch::async, [&, n] { return Call(n, req.method, target, req.body, key, opt_.peer_timeout); }));
+  }
+  std::vector<std::string> failed;
+  for (size_t i = 0; i < sent.size(); ++i) {
+    PeerReply r = sent[i].get();
+    // A delete of an item the copy lacks is the same outcome.
+    const bool same = r.ok() || (r.reached && r.status == 404 && req.method == "DELETE");
+    if (!same) {
+      spdlog::warn("cluster: shard {} of '{}': copy on node '{}' did not take a write: {}; removing it from the "
+                   "in-sync set", k, name, others[i], ErrorMessage(r));
+      failed.push_back(others[i]);
+    }
+  }
+  if (!failed.empty()) {
+    Status st = EditShard(name, k, epoch, [&](ShardState* next) {
+      next->in_sync.erase(std::remove_if(next->in_sync.begin(), next->in_sync.end(),
+                                         [&](const std::string& n) {
+                                           return std::find(failed.begin(), failed.end(), n) != failed.end();
+                                         }),
+                          next->in_sync.end());
+    });
+    if (!st.ok()) {
+      Fail(503, "not_acknowledged",
+           "the write is stored on node '" + self_ + "' but not acknowledged: a copy failed and could not be " +
+               "removed from the in-sync set: " + st.message());
+    }
+  }
+  // Acknowledge only while still the primary at this epoch: a deposed
+  // primary's copies may already answer to a new one.
+  StatusOr<ShardState> now = ReadShard(name, k);
+  if (!now.ok()) {
+    Fail(503, "not_acknowledged", "the write is stored but not acknowledged: cannot confirm the shard's epoch " +
+                                      std::string("with etcd: ") + now.status().message());
+  }
+  if (now->epoch != epoch || now->primary != self_) {
+    Fail(503, "not_acknowledged", "the write is stored but not acknowledged: node '" + self_ +
+                                      "' is no longer the primary of shard " + std::to_string(k));
+  }
+  return resp;
+}
+
+Response ClusterRouter::Impl::CatchUp(const std::string& name, int k, int64_t epoch, const std::string& node,
+                                      const Request& req) {
+  (void)req;
+  std::optional<ShardState> s = CachedShard(name, k);
+  if (!s || s->epoch != epoch || s->primary != self_) {
+    StatusOr<ShardState> fresh = ReadShard(name, k);
+    if (!fresh.ok()) Fail(503, "etcd_unavailable", fresh.status().message());
+    s = *fresh;
+  }
+  if (s->epoch != epoch || s->primary != self_) {
+    Fail(409, "stale_epoch", "node '" + self_ + "' is not the primary of shard " + std::to_string(k) + " at epoch " +
+                                 std::to_string(epoch));
+  }
+  if (!s->HasReplica(node)) Fail(422, "invalid_argument", "node '" + node + "' holds no copy of this shard");
+  std::lock_guard<std::mutex> order(ShardLock(name, k));
+  Status st = CopyShardTo(name, k, epoch, node);
+  if (st.ok()) {
+    st = EditShard(name, k, epoch, [&](ShardState* next) {
+      if (!next->InSync(node)) next->in_sync.push_back(node);
+    });
+  }
+  if (!st.ok()) Fail(503, "catch_up_failed", st.message());
+  StatusOr<uint64_t> n = store_->Count(ShardCollectionName(name, k));
+  return JsonResponse(200, {{"in_sync", true}, {"items", n.ok() ? *n : 0}});
+}
+
+Status ClusterRouter::Impl::CopyShardTo(const std::string& name, int k, int64_t epoch, const std::string& node) {
+  const std::string copy = ShardCollectionName(name, k);
+  const std::string e = std::to_string(epoch);
+  std::optional<ClusterCollection> c;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const ClusterCollection* f = map_.Find(name)) c = *f;
+  }
+  if (!c) return Status::NotFound("no cluster collection '" + name + "'");
+  HAMDB_ASSIGN_OR_RETURN(CollectionInfo info, store_->GetCollection(copy));
+  const auto timeout = opt_.peer_timeout;
+  // Start the copy afresh: whatever it holds beyond the primary's items was
+  // never acknowledged.
+  PeerReply r = Call(node, "DELETE", "/collections/" + copy + "?epoch=" + e, "", opt_.admin_key, timeout);
+  if (!r.reached || (r.status != 200 && r.status != 204 && r.status != 404)) {
+    return Status::IOError("dropping the stale copy on '" + node + "': " + ErrorMessage(r));
+  }
+  json create = c->settings;
+  create["name"] = copy;
+  r = Call(node, "POST", "/collections?epoch=" + e, create.dump(), opt_.admin_key, timeout);
+  if (!r.ok()) return Status::IOError("creating the copy on '" + node + "': " + ErrorMessage(r));
+  json batch = json::array();
+  Status sent;
+  auto flush = [&]() {
+    if (batch.empty()) return true;
+    PeerReply w = Call(node, "POST", "/collections/" + copy + "/items?epoch=" + e + "&replica=1",
+                       json{{"items", batch}}.dump(), opt_.admin_key, timeout);
+    batch = json::array();
+    if (!w.ok()) sent = Status::IOError("copying items to '" + node + "': " + ErrorMessage(w));
+    return w.ok();
+  };
+  // Ids in chunks from the code column; each item whole from the store.
+  Status scan = store_->ScanCodes(
+      copy,
+      [&](const uint64_t* ids, const uint8_t*, const float*, size_t n) {
+        for (size_t i = 0; i < n; ++i) {
+          StatusOr<Item> item = store_->Get(copy, ids[i]);
+          if (!item.ok()) {
+            sent = item.status();
+            return false;
+          }
+          json j{{"id", item->id}, {"code", FormatHex(item->code.data(), info.bits)}};
+          if (item->label) j["label"] = *item->label;
+          if (item->score) j["score"] = *item->score;
+          if (item->class_code) j["class_code"] = FormatHex(item->class_code->data(), info.bits);
+          if (!item->metadata_json.empty()) j["metadata"] = json::parse(item->metadata_json, nullptr, false);
+          StatusOr<std::string> thumb = store_->GetThumbnail(copy, item->id);
+          if (thumb.ok() && !thumb->empty()) {
+            j["thumbnail"] = Base64Encode(reinterpret_cast<const uint8_t*>(thumb->data()), thumb->size());
+          }
+          batch.push_back(std::move(j));
+        }
+        return flush();
+      },
+      1000);
+  HAMDB_RETURN_IF_ERROR(scan);
+  HAMDB_RETURN_IF_ERROR(sent);
+  if (!flush()) return sent;
+  return Status::OK();
+}
+
+// ---------------------------------------------------------------------------
+// Coordinator routes
+
+namespace {
+
+json ParseBodyObject(const Request& req) {
+  if (MediaType(req.content_type) != "application/json" && !req.content_type.empty()) {
+    Fail(422, "invalid_argument",
+         "a cluster collection takes JSON bodies (codes); encode images on the client (hamdb ingest --url)");
+  }
+  json j = json::parse(req.body, nullptr, false);
+  if (j.is_discarded()) Fail(400, "bad_request", "the body is not valid JSON");
+  if (!j.is_object()) Fail(400, "bad_request", "the body must be a JSON object");
+  return j;
+}
+
+uint64_t ParseId(const std::string& text) {
+  uint64_t id = 0;
+  if (!ParseUint64(text, &id)) Fail(400, "bad_request", "the id must be an unsigned integer, got '" + text + "'");
+  return id;
+}
+
+}  // namespace
+
+Response ClusterRouter::Impl::Create(const Request& req) {
+  json body = ParseBodyObject(req);
+  if (!body.value("name", json()).is_string()) Fail(400, "bad_request", "'name' (a string) is required");
+  const std::string name = body["name"].get<std::string>();
+  Check(ValidateCollectionName(name));
+  if (name.size() > kMaxClusterNameLength || ParseShardCollectionName(name)) {
+    Fail(422, "invalid_argument", "a cluster collection's name has at most " +
+                                      std::to_string(kMaxClusterNameLength) + " characters and does not end in .shard<k>");
+  }
+  if (body.contains("encoder") && !body["encoder"].is_null()) {
+    Fail(422, "invalid_argument", "cluster collections hold codes only: create it without 'encoder' and encode on "
+                                  "the client");
+  }
+  if (Status r = Refresh(); !r.ok()) Fail(503, "etcd_unavailable", r.message());
+  const std::vector<std::string> live = LiveNodes();
+  int shards = 1, rf = std::min<int>(2, static_cast<int>(live.size()));
+  for (auto [field, out] : {std::pair<const char*, int*>{"shards", &shards}, {"replication_factor", &rf}}) {
+    if (auto it = body.find(field); it != body.end() && !it->is_null()) {
+      if (!it->is_number_integer()) Fail(400, "bad_request", std::string("'") + field + "' must be an integer");
+      const int64_t v = it->get<int64_t>();
+      if (v < 1 || v > kMaxShards) {
+        Fail(422, "invalid_argument", std::string("'") + field + "' must be in 1.." + std::to_string(kMaxShards));
+      }
+      *out = static_cast<int>(v);
+    }
+  }
+  StatusOr<std::vector<ShardState>> placed = PlaceShards(live, shards, rf);
+  if (!placed.ok()) Fail(422, "invalid_argument", placed.status().message());
+  ClusterCollection c;
+  c.name = name;
+  c.shards = shards;
+  c.replication_factor = rf;
+  c.settings = body;
+  for (const char* f : {"name", "shards", "replication_factor"}) c.settings.erase(f);
+
+  std::vector<std::pair<std::string, std::string>> puts = {{CollectionKey(name), ToJson(c).dump()}};
+  std::vector<std::string> keys = {CollectionKey(name)};
+  for (int k = 0; k < shards; ++k) {
+    puts.push_back({ShardKey(name, k), ToJson((*placed)[k]).dump()});
+    keys.push_back(ShardKey(name, k));
+  }
+  StatusOr<bool> created = etcd_->Txn({{CollectionKey(name), 0}}, puts);
+  if (!created.ok()) Fail(503, "etcd_unavailable", created.status().message());
+  if (!*created) Fail(409, "conflict", "cluster collection '" + name + "' exists");
+  (void)Refresh();
+
+  // Create every copy; the first refusal (bad settings) undoes the lot.
+  const std::string key = ClientKey(req);
+  std::vector<std::pair<std::string, std::string>> made;  // (node, copy)
+  std::optional<PeerReply> refused;
+  for (int k = 0; k < shards && !refused; ++k) {
+    json create = c.settings;
+    create["name"] = ShardCollectionName(name, k);
+    for (const std::string& node : (*placed)[k].replicas) {
+      PeerReply r = node == self_ ? CallLocal("POST", "/collections", create.dump(), key)
+                                  : Call(node, "POST", "/collections?epoch=1", create.dump(), key, opt_.peer_timeout);
+      if (!r.ok()) {
+        refused = r;
+        break;
+      }
+      made.push_back({node, create["name"]});
+    }
+  }
+  if (refused) {
+    for (const auto& [node, copy] : made) {
+      if (node == self_) {
+        CallLocal("DELETE", "/collections/" + copy, "", key);
+      } else {
+        Call(node, "DELETE", "/collections/" + copy + "?epoch=1", "", key, opt_.peer_timeout);
+      }
+    }
+    (void)etcd_->Txn({}, {}, keys);
+    (void)Refresh();
+    if (refused->client_error()) return Relay(*refused);
+    Fail(503, "unavailable", "creating the shards' copies: " + ErrorMessage(*refused));
+  }
+  return JsonResponse(201, Describe(c, key));
+}
+
+Response ClusterRouter::Impl::Drop(const std::string& name, const Request& req) {
+  std::optional<ClusterCollection> c;
+  std::vector<ShardState> states;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (const ClusterCollection* f = map_.Find(name)) c = *f;
+    if (auto it = map_.shards.find(name); it != map_.shards.end()) states = it->second;
+  }
+  if (!c) Fail(404, "not_found", "no collection '" + name + "'");
+  std::vector<std::string> keys = {CollectionKey(name), IdsKey(name)};
+  for (int k = 0; k < c->shards; ++k) keys.push_back(ShardKey(name, k));
+  StatusOr<bool> done = etcd_->Txn({}, {}, keys);
+  if (!done.ok()) Fail(503, "etcd_unavailable", done.status().message());
+  (void)Refresh();
+  const std::string key = ClientKey(req);
+  std::vector<std::string> left;
+  for (size_t k = 0; k < states.size(); ++k) {
+    const std::string copy = ShardCollectionName(name, static_cast<int>(k));
+    for (const std::string& node : states[k].replicas) {
+      PeerReply r = node == self_ ? CallLocal("DELETE", "/collections/" + copy, "", key)
+                                  : Call(node, "DELETE", "/collections/" + copy + "?epoch=" +
+                                                             std::to_string(states[k].epoch),
+                                         "", key, opt_.peer_timeout);
+      if (!r.ok() && !(r.reached && r.status == 404)) left.push_back(node + ":" + copy);
+    }
+  }
+  json out{{"dropped", name}};
+  if (!left.empty()) out["copies_left"] = left;  // on nodes that were down; drop them there by hand
+  return JsonResponse(200, out);
+}
+
+json ClusterRouter::Impl::Describe(const ClusterCollection& c, const std::string& key) {
+  std::vector<std::future<PeerReply>> replies;
+  for (int k = 0; k < c.shards; ++k) {
+    replies.push_back(std::async(std::launch::async, [&, k] { return ReadShardCopy(c.name, k, "GET", "", "", key); }));
+  }
+  json out;
+  uint64_t items = 0, memory = 0;
+  json missing = json::array(), shard_map = json::array();
+  for (int k = 0; k < c.shards; ++k) {
+    PeerReply r = replies[k].get();
+    if (r.ok() && r.body.is_object()) {
+      if (out.is_null()) out = r.body;
+      items += r.body.value("items", uint64_t{0});
+      memory += r.body.value("index_memory_bytes", uint64_t{0});
+    } else {
+      missing.push_back(k);
+    }
+    std::optional<ShardState> s = CachedShard(c.name, k);
+    json sj = s ? ToJson(*s) : json::object();
+    sj["shard"] = k;
+    shard_map.push_back(sj);
+  }
+  if (out.is_null()) out = c.settings;
+  out["name"] = c.name;
+  out["items"] = items;
+  out["index_memory_bytes"] = memory;
+  out["shards"] = c.shards;
+  out["replication_factor"] = c.replication_factor;
+  out["shard_map"] = shard_map;
+  if (!missing.empty()) {
+    out["partial"] = true;
+    out["missing_shards"] = missing;
+  }
+  return out;
+}
+
+Response ClusterRouter::Impl::List(const Request& req) {
+  PeerReply local = CallLocal("GET", "/collections", "", ClientKey(req));
+  json list = json::array();
+  if (local.ok() && local.body.is_object()) {
+    for (const json& c : local.body.value("collections", json::array())) {
+      if (!ParseShardCollectionName(c.value("name", std::string()))) list.push_back(c);  // node-local ones
+    }
+  }
+  const ShardMap m = map();
+  for (const auto& [name, c] : m.collections) list.push_back(Describe(c, ClientKey(req)));
+  return JsonResponse(200, {{"collections", list}});
+}
+
+std::vector<uint64_t> ClusterRouter::Impl::AssignIds(const std::string& name, size_t n) {
+  std::vector<uint64_t> out;
+  std::lock_guard<std::mutex> lock(ids_mu_);
+  auto& [next, end] = id_blocks_[name];
+  while (out.size() < n) {
+    if (next == end) {
+      // Lease the next block from the collection's counter in etcd.
+      const uint64_t want = std::max<uint64_t>(opt_.id_block, n - out.size());
+      for (int attempt = 0;; ++attempt) {
+        StatusOr<std::optional<EtcdKeyValue>> kv = etcd_->Get(IdsKey(name));
+        if (!kv.ok()) Fail(503, "etcd_unavailable", "cannot lease ids: " + kv.status().message());
+        uint64_t first = 1;
+        if (*kv && !ParseUint64((*kv)->value, &first)) Fail(500, "internal", "etcd holds a bad id counter");
+        StatusOr<bool> done = etcd_->Txn({{IdsKey(name), *kv ? (*kv)->mod_revision : 0}},
+                                         {{IdsKey(name), std::to_string(first + want)}});
+        if (!done.ok()) Fail(503, "etcd_unavailable", "cannot lease ids: " + done.status().message());
+        if (*done) {
+          next = first;
+          end = first + want;
+          break;
+        }
+        if (attempt == 50) Fail(503, "unavailable", "the id counter kept changing");
+      }
+    }
+    out.push_back(next++);
+  }
+  return out;
+}
+
+Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& req) {
+  const auto t0 = std::chrono::steady_clock::now();
+  json body = ParseBodyObject(req);
+  auto it = body.find("items");
+  if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'items' (an array of item objects) is required");
+  if (it->empty()) Fail(422, "invalid_argument", "'items' is empty");
+  json items = std::move(*it);
+  body.erase("items");
+  size_t missing = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const json& v = items[i];
+    const std::string where = "items[" + std::to_string(i) + "]";
+    if (!v.is_object()) Fail(400, "bad_request", where + " must be an object");
+    if (v.contains("image")) {
+      Fail(422, "invalid_argument", where + ": a cluster collection takes codes; encode images on the client");
+    }
+    if (!v.contains("code")) Fail(422, "invalid_argument", where + " needs 'code'");
+    if (auto f = v.find("id"); f != v.end() && !f->is_null()) {
+      if (!f->is_number_integer()) Fail(400, "bad_request", where + ".id must be an integer");
+      if (!f->is_number_unsigned()) Fail(422, "invalid_argument", where + ".id must be >= 0");
+    } else {
+      ++missing;
+    }
+  }
+  if (missing > 0) {
+    std::vector<uint64_t> ids = AssignIds(c.name, missing);
+    size_t next = 0;
+    for (json& v : items) {
+      if (!v.contains("id") || v["id"].is_null()) v["id"] = ids[next++];
+    }
+  }
+  std::vector<json> parts(c.shards, json::array());
+  std::vector<uint64_t> ids;
+  for (const json& v : items) {
+    ids.push_back(v["id"].get<uint64_t>());
+    parts[ShardOf(ids.back(), c.shards)].push_back(v);
+  }
+  const std::string key = ClientKey(req);
+  std::vector<std::pair<int, std::future<PeerReply>>> sent;
+  for (int k = 0; k < c.shards; ++k) {
+    if (parts[k].empty()) continue;
+    json part = body;
+    part["items"] = std::move(parts[k]);
+    sent.push_back({k, std::async(std::launch::async, [this, &c, k, key, text = part.dump()] {
+                      return WriteShard(c.name, k, "POST", "/items", text, key);
+                    })});
+  }
+  std::vector<int> stored;
+  std::optional<std::pair<int, PeerReply>> failure;
+  for (auto& [k, f] : sent) {
+    PeerReply r = f.get();
+    if (r.ok()) {
+      stored.push_back(k);
+    } else if (!failure) {
+      failure = {k, std::move(r)};
+    }
+  }
+  if (failure) {
+    const auto& [k, r] = *failure;
+    std::string stored_text;
+    for (int s : stored) stored_text += (stored_text.empty() ? "" : ", ") + std::to_string(s);
+    const std::string msg = "shard " + std::to_string(k) + ": " + ErrorMessage(r) +
+                            (stored.empty() ? std::string("; no shard acknowledged its items")
+                                            : "; shards " + stored_text + " acknowledged their items") +
+                            " (retrying the batch is safe: items are upserted by id)";
+    if (r.client_error()) {
+      Fail(r.status, r.body.value("error", json::object()).value("code", std::string("invalid_argument")), msg);
+    }
+    Response out = Service::Error(503, "unavailable", msg);
+    out.retry_after_s = 1;
+    return out;
+  }
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return JsonResponse(200, {{"ids", ids}, {"count", ids.size()}, {"took_ms", ms}});
+}
+
+Response ClusterRouter::Impl::DeleteMany(const ClusterCollection& c, const Request& req) {
+  json body = ParseBodyObject(req);
+  auto it = body.find("ids");
+  if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array of ids) is required");
+  std::vector<json> parts(c.shards, json::array());
+  for (const json& v : *it) {
+    if (!v.is_number_unsigned()) Fail(400, "bad_request", "'ids' must hold unsigned integers");
+    parts[ShardOf(v.get<uint64_t>(), c.shards)].push_back(v);
+  }
+  const std::string key = ClientKey(req);
+  std::vector<std::future<PeerReply>> sent;
+  for (int k = 0; k < c.shards; ++k) {
+    if (parts[k].empty()) continue;
+    sent.push_back(std::async(std::launch::async, [this, &c, k, key, text = json{{"ids", parts[k]}}.dump()] {
+      return WriteShard(c.name, k, "POST", "/items/delete", text, key);
+    }));
+  }
+  uint64_t deleted = 0;
+  std::optional<PeerReply> failure;
+  for (auto& f : sent) {
+    PeerReply r = f.get();
+    if (r.ok()) {
+      deleted += r.body.value("deleted", uint64_t{0});
+    } else if (!failure) {
+      failure = std::move(r);
+    }
+  }
+  if (failure) {
+    if (failure->client_error()) return Relay(*failure);
+    Fail(503, "unavailable", "deleting: " + ErrorMessage(*failure) + " (retrying is safe)");
+  }
+  return JsonResponse(200, {{"deleted", deleted}});
+}
+
+Response ClusterRouter::Impl::DeleteOne(const ClusterCollection& c, const std::string& id_text, const Request& req) {
+  const uint64_t id = ParseId(id_text);
+  PeerReply r = WriteShard(c.name, ShardOf(id, c.shards), "DELETE", "/items/" + std::to_string(id), "", ClientKey(req));
+  if (!r.reached) Fail(503, "unavailable", r.error);
+  return Relay(r);
+}
+
+Response ClusterRouter::Impl::ReadOne(const ClusterCollection& c, const std::string& id_text,
+                                      const std::string& suffix, const Request& req) {
+  const uint64_t id = ParseId(id_text);
+  PeerReply r = ReadShardCopy(c.name, ShardOf(id, c.shards), "GET", "/items/" + std::to_string(id) + suffix, "",
+                              ClientKey(req));
+  if (!r.reached) Fail(503, "unavailable", r.error);
+  Response out;
+  out.status = r.status;
+  out.body = r.raw;
+  if (!suffix.empty() && r.status == 200) out.content_type = "image/png";
+  return out;
+}
+
+Response ClusterRouter::Impl::Sample(const ClusterCollection& c, const Request& req) {
+  std::vector<int> order(c.shards);
+  for (int k = 0; k < c.shards; ++k) order[k] = k;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(std::random_device{}()));
+  for (int k : order) {
+    PeerReply r = ReadShardCopy(c.name, k, "GET", "/sample", "", ClientKey(req));
+    if (r.ok()) return Relay(r);
+  }
+  Fail(404, "not_found", "collection '" + c.name + "' holds no items (or no shard answered)");
+}
+
+Response ClusterRouter::Impl::Exists(const ClusterCollection& c, const Request& req) {
+  json body = ParseBodyObject(req);
+  auto it = body.find("ids");
+  if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array of ids) is required");
+  std::vector<json> parts(c.shards, json::array());
+  std::vector<std::pair<int, size_t>> where;  // (shard, position in its part) per input id
+  for (const json& v : *it) {
+    if (!v.is_number_unsigned()) Fail(400, "bad_request", "'ids' must hold unsigned integers");
+    const int k = ShardOf(v.get<uint64_t>(), c.shards);
+    where.push_back({k, parts[k].size()});
+    parts[k].push_back(v);
+  }
+  std::vector<PeerReply> replies(c.shards);
+  for (int k = 0; k < c.shards; ++k) {
+    if (parts[k].empty()) continue;
+    replies[k] = ReadShardCopy(c.name, k, "POST", "/items/exists", json{{"ids", parts[k]}}.dump(), ClientKey(req));
+    if (!replies[k].ok()) {
+      if (replies[k].client_error()) return Relay(replies[k]);
+      Fail(503, "unavailable", ErrorMessage(replies[k]));
+    }
+  }
+  json exists = json::array(), paths = json::array();
+  for (const auto& [k, i] : where) {
+    exists.push_back(replies[k].body["exists"][i]);
+    paths.push_back(replies[k].body["paths"][i]);
+  }
+  return JsonResponse(200, {{"exists", exists}, {"paths", paths}});
+}
+
+Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& req, bool batch) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const json body = ParseBodyObject(req);
+  // The cut of the merged list: k (10 unless a radius is given).
+  std::optional<uint64_t> k_cut;
+  if (auto it = body.find("k"); it != body.end() && it->is_number_unsigned()) {
+    k_cut = it->get<uint64_t>();
+  } else if (!body.contains("radius") || body["radius"].is_null()) {
+    k_cut = 10;
+  }
+  const std::string key = ClientKey(req);
+  const std::string text = body.dump();
+  std::vector<std::future<PeerReply>> sent;
+  for (int k = 0; k < c.shards; ++k) {
+    sent.push_back(std::async(std::launch::async, [&, k] {
+      return ReadShardCopy(c.name, k, "POST", batch ? "/search/batch" : "/search", text, key);
+    }));
+  }
+  std::vector<json> answers;
+  json missing = json::array();
+  std::vector<std::string> errors;
+  for (int k = 0; k < c.shards; ++k) {
+    PeerReply r = sent[k].get();
+    if (r.ok() && r.body.is_object()) {
+      answers.push_back(std::move(r.body));
+    } else if (r.client_error()) {
+      return Relay(r);  // a bad request is bad at every shard
+    } else {
+      missing.push_back(k);
+      errors.push_back("shard " + std::to_string(k) + ": " + ErrorMessage(r));
+    }
+  }
+  if (answers.empty()) {
+    std::string why;
+    for (const std::string& e : errors) why += (why.empty() ? "" : "; ") + e;
+    Response out = Service::Error(503, "unavailable", "no shard of '" + c.name + "' answered: " + why);
+    out.retry_after_s = 1;
+    return out;
+  }
+  json out = answers.front();
+  const bool by_score = out.value("tie_break", std::string("id")) == "score";
+  bool exact = true, truncated = false;
+  for (const json& a : answers) {
+    exact = exact && a.value("exact", true);
+    truncated = truncated || a.value("truncated", false);
+  }
+  size_t budget = opt_.max_results;
+  auto merge = [&](const std::vector<const json*>& lists) {
+    json all = json::array();
+    for (const json* l : lists) {
+      for (const json& x : *l) all.push_back(x);
+    }
+    std::sort(all.begin(), all.end(), [&](const json& a, const json& b) { return ResultBefore(a, b, by_score); });
+    size_t keep = all.size();
+    if (k_cut) keep = std::min<size_t>(keep, *k_cut);
+    if (keep > budget) {
+      keep = budget;
+      truncated = true;
+    }
+    budget -= keep;
+    all.erase(all.begin() + static_cast<std::ptrdiff_t>(keep), all.end());
+    return all;
+  };
+  if (batch) {
+    const size_t nq = out.value("batches", json::array()).size();
+    json batches = json::array();
+    for (size_t q = 0; q < nq; ++q) {
+      std::vector<const json*> lists;
+      bool q_exact = true;
+      for (const json& a : answers) {
+        const json& b = a["batches"][q];
+        lists.push_back(&b["results"]);
+        q_exact = q_exact && b.value("exact", true);
+      }
+      json b = answers.front()["batches"][q];
+      b["results"] = merge(lists);
+      b["exact"] = q_exact;
+      batches.push_back(std::move(b));
+    }
+    out["batches"] = std::move(batches);
+  } else {
+    std::vector<const json*> lists;
+    for (const json& a : answers) lists.push_back(&a["results"]);
+    out["results"] = merge(lists);
+  }
+  out["exact"] = exact;
+  if (truncated) out["truncated"] = true;
+  out["shards"] = c.shards;
+  if (!missing.empty()) {
+    out["partial"] = true;
+    out["missing_shards"] = missing;
+  }
+  out["took_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return JsonResponse(200, out);
+}
+
+// ---------------------------------------------------------------------------
+
+ClusterRouter::ClusterRouter(const ClusterMember* member, CodeStore* store, ClusterRouterOptions options)
+    : impl_(std::make_unique<Impl>(member, store, std::move(options))) {}
+
+ClusterRouter::~ClusterRouter() { impl_->Stop(); }
+
+Status ClusterRouter::Start(Service* local) { return impl_->Start(local); }
+
+std::optional<Response> ClusterRouter::Route(const Request& request, const std::string& route,
+                                             const std::vector<std::string>& segments,
+                                             const std::map<std::string, std::string>& query) {
+  return impl_->Route(request, route, segments, query);
+}
+
+ShardMap ClusterRouter::map() const { return impl_->map(); }
+
+}  // namespace hamdb::http
