@@ -78,6 +78,9 @@ StatusOr<HttpReply> HttpCall(const Url& u, const std::string& method, const std:
     HttpReply reply;
     reply.status = static_cast<int>(parser.get().result_int());
     reply.body = std::move(parser.get().body());
+    if (auto it = parser.get().find(bhttp::field::content_type); it != parser.get().end()) {
+      reply.content_type = std::string(it->value());
+    }
     if (auto it = parser.get().find(bhttp::field::retry_after); it != parser.get().end()) {
       reply.retry_after_s = std::atoi(std::string(it->value()).c_str());
     }

@@ -25,6 +25,7 @@ std::string UrlEncode(const std::string& s);
 struct HttpReply {
   int status = 0;
   std::string body;
+  std::string content_type;  // the Content-Type header; "" when absent
   int retry_after_s = 0;  // the Retry-After header in seconds; 0 when absent
 };
 

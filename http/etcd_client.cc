@@ -122,7 +122,7 @@ StatusOr<bool> EtcdClient::PutIfAbsent(const std::string& key, const std::string
 
 StatusOr<bool> EtcdClient::Txn(const std::vector<EtcdCompare>& compares,
                                const std::vector<std::pair<std::string, std::string>>& puts,
-                               const std::vector<std::string>& deletes) {
+                               const std::vector<std::string>& deletes, int64_t* revision) {
   json compare = json::array(), success = json::array();
   for (const EtcdCompare& c : compares) {
     compare.push_back(c.mod_revision == 0
@@ -133,6 +133,7 @@ StatusOr<bool> EtcdClient::Txn(const std::vector<EtcdCompare>& compares,
   for (const auto& [key, value] : puts) success.push_back(json{{"request_put", PutRequest(key, value, 0)}});
   for (const std::string& key : deletes) success.push_back(json{{"request_delete_range", {{"key", B64(key)}}}});
   HAMDB_ASSIGN_OR_RETURN(json j, Call("/v3/kv/txn", json{{"compare", compare}, {"success", success}}));
+  if (revision != nullptr) *revision = Int(j.value("header", json::object()), "revision");
   return j.value("succeeded", false);
 }
 

@@ -63,10 +63,12 @@ class EtcdClient {
   // (and nothing written) when it exists.
   StatusOr<bool> PutIfAbsent(const std::string& key, const std::string& value, int64_t lease = 0);
   // Applies `puts` (key, value) and `deletes` in one transaction if every
-  // compare holds; false (and nothing changed) otherwise.
+  // compare holds; false (and nothing changed) otherwise. *revision (when
+  // given) gets the store's revision after it: the mod_revision of what
+  // the transaction put.
   StatusOr<bool> Txn(const std::vector<EtcdCompare>& compares,
                      const std::vector<std::pair<std::string, std::string>>& puts,
-                     const std::vector<std::string>& deletes = {});
+                     const std::vector<std::string>& deletes = {}, int64_t* revision = nullptr);
   // The key, or nullopt.
   StatusOr<std::optional<EtcdKeyValue>> Get(const std::string& key);
   // Every key that starts with prefix, in key order.

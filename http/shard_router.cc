@@ -21,6 +21,7 @@ struct PeerReply {
   int status = 0;
   json body;             // the parsed body; null when it was not JSON
   std::string raw;
+  std::string content_type;
   std::string error;
 
   bool ok() const { return reached && status >= 200 && status < 300; }
@@ -33,6 +34,7 @@ Response Relay(const PeerReply& r) {
   Response out;
   out.status = r.status;
   out.body = r.raw;
+  if (!r.content_type.empty()) out.content_type = r.content_type;
   return out;
 }
 
@@ -97,6 +99,8 @@ class ClusterRouter::Impl {
   std::vector<std::string> LiveNodes() const;
   bool Live(const std::string& node) const;
   std::optional<ShardState> CachedShard(const std::string& name, int k) const;
+  // Caches a shard's state unless the cache holds a newer one.
+  void CacheShard(const std::string& name, int k, const ShardState& s);
   // The shard's state as etcd has it now (and cached).
   StatusOr<ShardState> ReadShard(const std::string& name, int k);
   void Loop();
@@ -164,6 +168,7 @@ class ClusterRouter::Impl {
   std::condition_variable loop_cv_;
   bool stopping_ = false;
   std::thread loop_;
+  std::future<void> catch_up_;  // the copy being caught up, run beside the loop
 };
 
 // ---------------------------------------------------------------------------
@@ -185,6 +190,7 @@ void ClusterRouter::Impl::Stop() {
   }
   loop_cv_.notify_all();
   if (loop_.joinable()) loop_.join();
+  if (catch_up_.valid()) catch_up_.wait();
 }
 
 Status ClusterRouter::Impl::Refresh() {
@@ -219,9 +225,25 @@ Status ClusterRouter::Impl::Refresh() {
     if (j.is_object()) live[j.value("node_id", std::string())] = j.value("advertise", std::string());
   }
   std::lock_guard<std::mutex> lock(mu_);
+  // A shard state this node wrote or read after the range was taken is
+  // newer: keep it.
+  for (auto& [name, states] : m.shards) {
+    auto old = map_.shards.find(name);
+    if (old == map_.shards.end() || old->second.size() != states.size()) continue;
+    for (size_t k = 0; k < states.size(); ++k) {
+      if (old->second[k].mod_revision > states[k].mod_revision) states[k] = old->second[k];
+    }
+  }
   map_ = std::move(m);
   nodes_ = std::move(live);
   return Status::OK();
+}
+
+void ClusterRouter::Impl::CacheShard(const std::string& name, int k, const ShardState& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = map_.shards.find(name);
+  if (it == map_.shards.end() || static_cast<size_t>(k) >= it->second.size()) return;
+  if (it->second[k].mod_revision <= s.mod_revision) it->second[k] = s;
 }
 
 std::vector<std::string> ClusterRouter::Impl::LiveNodes() const {
@@ -248,9 +270,7 @@ StatusOr<ShardState> ClusterRouter::Impl::ReadShard(const std::string& name, int
   if (!kv) return Status::NotFound("shard " + std::to_string(k) + " of '" + name + "' is not in etcd");
   HAMDB_ASSIGN_OR_RETURN(ShardState s, ShardFromJson(kv->value));
   s.mod_revision = kv->mod_revision;
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = map_.shards.find(name);
-  if (it != map_.shards.end() && static_cast<size_t>(k) < it->second.size()) it->second[k] = s;
+  CacheShard(name, k, s);
   return s;
 }
 
@@ -273,8 +293,13 @@ void ClusterRouter::Impl::Loop() {
           const bool primary_live = std::find(live.begin(), live.end(), st.primary) != live.end();
           if (!primary_live && Successor(st, live) == self_) {
             Failover(name, static_cast<int>(k), st);
-          } else if (primary_live && st.primary != self_ && st.HasReplica(self_) && !st.InSync(self_)) {
-            RequestCatchUp(name, static_cast<int>(k), st);
+          } else if (primary_live && st.primary != self_ && st.HasReplica(self_) && !st.InSync(self_) &&
+                     (!catch_up_.valid() ||
+                      catch_up_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)) {
+            // One copy at a time, beside the loop, so that a long copy
+            // delays no failover.
+            catch_up_ = std::async(std::launch::async,
+                                   [this, name = name, k, st] { RequestCatchUp(name, static_cast<int>(k), st); });
           }
         }
       }
@@ -290,13 +315,16 @@ void ClusterRouter::Impl::Failover(const std::string& name, int k, const ShardSt
   // Only this copy is known to hold every acknowledged write and nothing
   // else; the others catch up from it.
   next.in_sync = {self_};
-  StatusOr<bool> done = etcd_->Txn({{ShardKey(name, k), s.mod_revision}}, {{ShardKey(name, k), ToJson(next).dump()}});
+  int64_t revision = 0;
+  StatusOr<bool> done =
+      etcd_->Txn({{ShardKey(name, k), s.mod_revision}}, {{ShardKey(name, k), ToJson(next).dump()}}, {}, &revision);
   if (!done.ok()) {
     spdlog::warn("cluster: failing over shard {} of '{}': {}", k, name, done.status().ToString());
   } else if (*done) {
     spdlog::warn("cluster: node '{}' is the primary of shard {} of '{}' at epoch {} (node '{}' left)", self_, k,
                  name, next.epoch, s.primary);
-    (void)ReadShard(name, k);
+    next.mod_revision = revision;
+    CacheShard(name, k, next);
   }
 }
 
@@ -304,7 +332,7 @@ void ClusterRouter::Impl::RequestCatchUp(const std::string& name, int k, const S
   const std::string target = "/collections/" + ShardCollectionName(name, k) + "/sync?epoch=" +
                              std::to_string(s.epoch) + "&node=" + UrlEncode(self_);
   spdlog::info("cluster: catching up shard {} of '{}' from node '{}'", k, name, s.primary);
-  PeerReply r = Call(s.primary, "POST", target, "{}", opt_.admin_key, opt_.peer_timeout * 30);
+  PeerReply r = Call(s.primary, "POST", target, "{}", opt_.admin_key, opt_.peer_timeout * 6);
   if (!r.ok()) {
     spdlog::warn("cluster: catching up shard {} of '{}' from node '{}': {}", k, name, s.primary, ErrorMessage(r));
     return;
@@ -330,6 +358,7 @@ PeerReply ClusterRouter::Impl::CallLocal(const std::string& method, const std::s
   PeerReply out;
   out.reached = true;
   out.status = resp.status;
+  out.content_type = resp.content_type;
   out.raw = std::move(resp.body);
   out.body = json::parse(out.raw, nullptr, false);
   if (out.body.is_discarded()) out.body = json();
@@ -362,6 +391,7 @@ PeerReply ClusterRouter::Impl::Call(const std::string& node, const std::string& 
   }
   out.reached = true;
   out.status = r->status;
+  out.content_type = r->content_type;
   out.raw = std::move(r->body);
   out.body = json::parse(out.raw, nullptr, false);
   if (out.body.is_discarded()) out.body = json();
@@ -538,10 +568,12 @@ Status ClusterRouter::Impl::EditShard(const std::string& name, int k, int64_t ep
     }
     ShardState next = s;
     edit(&next);
-    HAMDB_ASSIGN_OR_RETURN(bool done,
-                           etcd_->Txn({{ShardKey(name, k), s.mod_revision}}, {{ShardKey(name, k), ToJson(next).dump()}}));
+    int64_t revision = 0;
+    HAMDB_ASSIGN_OR_RETURN(bool done, etcd_->Txn({{ShardKey(name, k), s.mod_revision}},
+                                                 {{ShardKey(name, k), ToJson(next).dump()}}, {}, &revision));
     if (done) {
-      (void)ReadShard(name, k);
+      next.mod_revision = revision;
+      CacheShard(name, k, next);
       return Status::OK();
     }
   }
@@ -571,6 +603,12 @@ Response ClusterRouter::Impl::ShardWrite(const std::string& name, int k, int64_t
   if (replica) return local_->Handle(local);
 
   std::lock_guard<std::mutex> order(ShardLock(name, k));
+  // A catch-up may have grown the in-sync set while this write waited.
+  s = CachedShard(name, k);
+  if (!s || stale(*s)) {
+    Fail(409, "stale_epoch", "node '" + self_ + "' is no longer the primary of shard " + std::to_string(k) +
+                                 " of '" + name + "' at epoch " + std::to_string(epoch));
+  }
   Response resp = local_->Handle(local);
   if (resp.status < 200 || resp.status >= 300) return resp;
   // Replicate to every other in-sync copy, in parallel.
@@ -1046,11 +1084,7 @@ Response ClusterRouter::Impl::ReadOne(const ClusterCollection& c, const std::str
   PeerReply r = ReadShardCopy(c.name, ShardOf(id, c.shards), "GET", "/items/" + std::to_string(id) + suffix, "",
                               ClientKey(req));
   if (!r.reached) Fail(503, "unavailable", r.error);
-  Response out;
-  out.status = r.status;
-  out.body = r.raw;
-  if (!suffix.empty() && r.status == 200) out.content_type = "image/png";
-  return out;
+  return Relay(r);
 }
 
 Response ClusterRouter::Impl::Sample(const ClusterCollection& c, const Request& req) {

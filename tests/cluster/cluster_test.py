@@ -302,6 +302,7 @@ class ClusterTest(unittest.TestCase):
         q = {"code": random_code(rng), "k": 5}
         status, r = call(self.url("n1") + "/collections/%s/search" % name, "POST", q)
         self.assertEqual(status, 200, r)
+        self.assertNotIn("partial", r)
         # Writes resume once a copy has taken over.
         count = len(acked)
         self.assertTrue(wait_for(lambda: len(acked) > count + 100, 6 * TTL + 10), "writes did not resume")
@@ -323,6 +324,7 @@ class ClusterTest(unittest.TestCase):
               "%d batches refused; writes resumed %.1f s after the kill"
               % (victim, len(acked), before_kill, found, len(acked) - found, failed[0], resumed_in), file=sys.stderr)
         self.assertEqual(found, len(acked))
+        self.assertLess(resumed_in, 4 * TTL + 5)
 
         # etcd stopped: reads go on from the last map, writes fail with a clear 503.
         self.c.stop_etcd()
@@ -356,6 +358,16 @@ class ClusterTest(unittest.TestCase):
         for i in range(0, len(ids), 1000):
             ex = call(self.url(victim) + "/collections/%s/items/exists" % name, "POST", {"ids": ids[i:i + 1000]})
             self.assertTrue(all(ex[1]["exists"]))
+
+        # Every copy of some shard gone: searches say which shards are missing, never drop them silently.
+        for n in ("n2", "n3"):
+            self.c.kill(n)
+        gone = sorted(s["shard"] for s in d["shard_map"] if not set(s["in_sync"]) & {"n1"})
+        self.assertTrue(gone)
+        status, r = call(self.url("n1") + "/collections/%s/search" % name, "POST", q)
+        self.assertEqual(status, 200, r)
+        self.assertEqual((r.get("partial"), r.get("missing_shards")), (True, gone))
+        print("n2 and n3 killed: search partial, missing shards %s" % r["missing_shards"], file=sys.stderr)
 
 
 if __name__ == "__main__":
