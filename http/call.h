@@ -51,6 +51,13 @@ bool IsImageType(const std::string& media);
 // and thumbnails (booleans), filter (JSON text). 400 for a malformed value.
 json QueryToJson(const std::map<std::string, std::string>& query);
 
+// Resolves a client-given encoder path inside `models_dir`: only regular
+// files under it, at most max_bytes (422 otherwise). The error never tells
+// whether a path outside the directory exists.
+std::string ResolveModelPath(const std::string& requested, const std::string& models_dir, uint64_t max_bytes);
+// The bytes of an artifact of at most max_bytes.
+StatusOr<std::string> ReadArtifact(const std::string& path, uint64_t max_bytes);
+
 // A collection as the service holds it.
 struct Service::Collection {
   std::string name;

@@ -10,11 +10,6 @@
 
 namespace hamdb::http {
 
-namespace {
-
-// Resolves a client-given encoder path inside `models_dir`: only regular
-// files under it, at most max_bytes. The error never tells whether a path
-// outside the directory exists.
 std::string ResolveModelPath(const std::string& requested, const std::string& models_dir,
                              uint64_t max_bytes) {
   if (models_dir.empty()) {
@@ -46,7 +41,6 @@ std::string ResolveModelPath(const std::string& requested, const std::string& mo
   return resolved.string();
 }
 
-// The bytes of an artifact of at most max_bytes.
 StatusOr<std::string> ReadArtifact(const std::string& path, uint64_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::NotFound("cannot open '" + path + "'");
@@ -61,8 +55,6 @@ StatusOr<std::string> ReadArtifact(const std::string& path, uint64_t max_bytes) 
   if (!in.read(bytes.data(), size)) return Status::IOError("cannot read '" + path + "'");
   return bytes;
 }
-
-}  // namespace
 
 json Service::Call::Describe(const Collection& c) const {
   if (!c.live) {

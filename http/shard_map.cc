@@ -40,7 +40,8 @@ json ToJson(const ClusterCollection& c) {
   return json{{"name", c.name},
               {"settings", c.settings},
               {"shards", c.shards},
-              {"replication_factor", c.replication_factor}};
+              {"replication_factor", c.replication_factor},
+              {"encoder_checksum", c.encoder_checksum}};
 }
 
 json ToJson(const ShardState& s) {
@@ -58,6 +59,7 @@ StatusOr<ClusterCollection> CollectionFromJson(const std::string& text) {
   c.settings = j["settings"];
   c.shards = j["shards"].get<int>();
   c.replication_factor = j["replication_factor"].get<int>();
+  if (j.value("encoder_checksum", json()).is_string()) c.encoder_checksum = j["encoder_checksum"].get<std::string>();
   if (c.shards < 1 || c.shards > kMaxShards || c.replication_factor < 1) {
     return Status::Corruption("etcd holds collection '" + c.name + "' with a bad shard count or replication");
   }

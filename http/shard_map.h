@@ -40,6 +40,9 @@ struct ClusterCollection {
   nlohmann::json settings;  // the create body's collection fields (bits, index, ...), name excluded
   int shards = 1;
   int replication_factor = 1;  // copies of each shard, the primary included
+  // ArtifactChecksum of the encoder every copy was created with; "" when
+  // the collection has none (settings["encoder"] names the artifact file).
+  std::string encoder_checksum;
 };
 
 struct ShardState {

@@ -3,10 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <future>
 #include <random>
 #include <set>
 
+#include "collection/settings.h"
 #include "core/binary_code.h"
 #include "http/call.h"
 #include "http/client.h"
@@ -109,9 +111,10 @@ class ClusterRouter::Impl {
 
   // ---- calls
   PeerReply Call(const std::string& node, const std::string& method, const std::string& target,
-                 const std::string& body, const std::string& key, std::chrono::seconds timeout) const;
+                 const std::string& body, const std::string& key, std::chrono::seconds timeout,
+                 const std::string& content_type = "application/json") const;
   PeerReply CallLocal(const std::string& method, const std::string& target, const std::string& body,
-                      const std::string& key) const;
+                      const std::string& key, const std::string& content_type = "application/json") const;
   // A read of one shard from its first in-sync copy that answers (this
   // node's own, then the primary, then the others).
   PeerReply ReadShardCopy(const std::string& name, int k, const std::string& method, const std::string& suffix,
@@ -125,14 +128,15 @@ class ClusterRouter::Impl {
   Response Drop(const std::string& name, const Request& req);
   json Describe(const ClusterCollection& c, const std::string& key);
   Response List(const Request& req);
-  Response Insert(const ClusterCollection& c, const Request& req);
+  Response Insert(const ClusterCollection& c, const Request& req, const std::map<std::string, std::string>& query);
   Response DeleteMany(const ClusterCollection& c, const Request& req);
   Response DeleteOne(const ClusterCollection& c, const std::string& id_text, const Request& req);
   Response ReadOne(const ClusterCollection& c, const std::string& id_text, const std::string& suffix,
                    const Request& req);
   Response Sample(const ClusterCollection& c, const Request& req);
   Response Exists(const ClusterCollection& c, const Request& req);
-  Response Search(const ClusterCollection& c, const Request& req, bool batch);
+  Response Search(const ClusterCollection& c, const Request& req, const std::map<std::string, std::string>& query,
+                  bool batch);
   std::vector<uint64_t> AssignIds(const std::string& name, size_t n);
 
   // ---- shard routes (one copy of a shard, called by another node)
@@ -346,11 +350,12 @@ void ClusterRouter::Impl::RequestCatchUp(const std::string& name, int k, const S
 // Calls
 
 PeerReply ClusterRouter::Impl::CallLocal(const std::string& method, const std::string& target,
-                                         const std::string& body, const std::string& key) const {
+                                         const std::string& body, const std::string& key,
+                                         const std::string& content_type) const {
   Request r;
   r.method = method;
   r.target = target;
-  r.content_type = "application/json";
+  r.content_type = body.empty() ? "" : content_type;
   r.api_key = key;
   r.body = body;
   r.from_router = true;
@@ -366,8 +371,8 @@ PeerReply ClusterRouter::Impl::CallLocal(const std::string& method, const std::s
 }
 
 PeerReply ClusterRouter::Impl::Call(const std::string& node, const std::string& method, const std::string& target,
-                                    const std::string& body, const std::string& key,
-                                    std::chrono::seconds timeout) const {
+                                    const std::string& body, const std::string& key, std::chrono::seconds timeout,
+                                    const std::string& content_type) const {
   PeerReply out;
   std::string url;
   {
@@ -384,7 +389,7 @@ PeerReply ClusterRouter::Impl::Call(const std::string& node, const std::string& 
     out.error = "node '" + node + "' advertises a bad URL: " + u.status().message();
     return out;
   }
-  StatusOr<HttpReply> r = HttpCall(*u, method, target, body.empty() ? "" : "application/json", body, key, timeout);
+  StatusOr<HttpReply> r = HttpCall(*u, method, target, body.empty() ? "" : content_type, body, key, timeout);
   if (!r.ok()) {
     out.error = "node '" + node + "': " + r.status().message();
     return out;
@@ -501,7 +506,7 @@ std::optional<Response> ClusterRouter::Impl::Route(const Request& req, const std
       if (method == "DELETE") return Drop(name, req);
       return JsonResponse(200, Describe(*c, ClientKey(req)));
     }
-    if (route == "/collections/{name}/items") return Insert(*c, req);
+    if (route == "/collections/{name}/items") return Insert(*c, req, query);
     if (route == "/collections/{name}/items/delete") return DeleteMany(*c, req);
     if (route == "/collections/{name}/items/exists") return Exists(*c, req);
     if (route == "/collections/{name}/items/{id}") {
@@ -510,8 +515,13 @@ std::optional<Response> ClusterRouter::Impl::Route(const Request& req, const std
     }
     if (route == "/collections/{name}/items/{id}/thumbnail") return ReadOne(*c, segments[3], "/thumbnail", req);
     if (route == "/collections/{name}/sample") return Sample(*c, req);
-    if (route == "/collections/{name}/search") return Search(*c, req, false);
-    if (route == "/collections/{name}/search/batch") return Search(*c, req, true);
+    if (route == "/collections/{name}/search") return Search(*c, req, query, false);
+    if (route == "/collections/{name}/search/batch") return Search(*c, req, query, true);
+    if (route == "/collections/{name}/encoder") {
+      PeerReply r = ReadShardCopy(name, 0, "GET", "/encoder", "", ClientKey(req));
+      if (!r.reached) Fail(503, "unavailable", r.error);
+      return Relay(r);
+    }
     if (route == "/collections/{name}/sync") {
       Fail(404, "not_found", "'/sync' is a route between the nodes of a cluster, for a shard's copies");
     }
@@ -755,9 +765,8 @@ Status ClusterRouter::Impl::CopyShardTo(const std::string& name, int k, int64_t 
 namespace {
 
 json ParseBodyObject(const Request& req) {
-  if (MediaType(req.content_type) != "application/json" && !req.content_type.empty()) {
-    Fail(422, "invalid_argument",
-         "a cluster collection takes JSON bodies (codes); encode images on the client (hamdb ingest --url)");
+  if (MediaType(req.content_type) != "application/json") {
+    Fail(415, "unsupported_media_type", "expected Content-Type application/json");
   }
   json j = json::parse(req.body, nullptr, false);
   if (j.is_discarded()) Fail(400, "bad_request", "the body is not valid JSON");
@@ -782,9 +791,15 @@ Response ClusterRouter::Impl::Create(const Request& req) {
     Fail(422, "invalid_argument", "a cluster collection's name has at most " +
                                       std::to_string(kMaxClusterNameLength) + " characters and does not end in .shard<k>");
   }
-  if (body.contains("encoder") && !body["encoder"].is_null()) {
-    Fail(422, "invalid_argument", "cluster collections hold codes only: create it without 'encoder' and encode on "
-                                  "the client");
+  std::string artifact, artifact_name;  // the encoder's bytes and file name, sent to every node
+  if (auto e = body.find("encoder"); e != body.end() && !e->is_null()) {
+    if (!e->is_string()) Fail(400, "bad_request", "'encoder' must be a string");
+    const std::string path = ResolveModelPath(e->get<std::string>(), opt_.models_dir, opt_.max_model_bytes);
+    StatusOr<std::string> bytes = ReadArtifact(path, opt_.max_model_bytes);
+    if (!bytes.ok()) Fail(422, "invalid_encoder", bytes.status().message());
+    artifact = std::move(bytes).value();
+    artifact_name = std::filesystem::path(path).filename().string();
+    body["encoder"] = artifact_name;  // every node takes it from its own --models-dir
   }
   if (Status r = Refresh(); !r.ok()) Fail(503, "etcd_unavailable", r.message());
   const std::vector<std::string> live = LiveNodes();
@@ -807,6 +822,31 @@ Response ClusterRouter::Impl::Create(const Request& req) {
   c.replication_factor = rf;
   c.settings = body;
   for (const char* f : {"name", "shards", "replication_factor"}) c.settings.erase(f);
+  const std::string key = ClientKey(req);
+  if (!artifact.empty()) {
+    // The artifact travels to every node that will hold a copy; each one
+    // checks that it loads, and keeps it under the same name, or refuses
+    // (409) when another artifact holds that name there.
+    c.encoder_checksum = ArtifactChecksum(artifact.data(), artifact.size());
+    std::set<std::string> holders;
+    for (const ShardState& st : *placed) holders.insert(st.replicas.begin(), st.replicas.end());
+    for (const std::string& node : holders) {
+      const std::string target = "/admin/models/" + UrlEncode(artifact_name);
+      PeerReply r = node == self_ ? CallLocal("PUT", target, artifact, key, "application/octet-stream")
+                                  : Call(node, "PUT", target, artifact, key, opt_.peer_timeout * 6,
+                                         "application/octet-stream");
+      if (r.client_error()) {
+        Fail(r.status, r.body.value("error", json::object()).value("code", std::string("invalid_encoder")),
+             "node '" + node + "': " + ErrorMessage(r));
+      }
+      if (!r.ok()) Fail(503, "unavailable", "sending the encoder to node '" + node + "': " + ErrorMessage(r));
+      if (r.body.value("encoder_checksum", std::string()) != c.encoder_checksum) {
+        Fail(409, "encoder_mismatch", "node '" + node + "' holds the encoder as " +
+                                          r.body.value("encoder_checksum", std::string("?")) + ", not " +
+                                          c.encoder_checksum);
+      }
+    }
+  }
 
   std::vector<std::pair<std::string, std::string>> puts = {{CollectionKey(name), ToJson(c).dump()}};
   std::vector<std::string> keys = {CollectionKey(name)};
@@ -820,7 +860,6 @@ Response ClusterRouter::Impl::Create(const Request& req) {
   (void)Refresh();
 
   // Create every copy; the first refusal (bad settings) undoes the lot.
-  const std::string key = ClientKey(req);
   std::vector<std::pair<std::string, std::string>> made;  // (node, copy)
   std::optional<PeerReply> refused;
   for (int k = 0; k < shards && !refused; ++k) {
@@ -829,6 +868,14 @@ Response ClusterRouter::Impl::Create(const Request& req) {
     for (const std::string& node : (*placed)[k].replicas) {
       PeerReply r = node == self_ ? CallLocal("POST", "/collections", create.dump(), key)
                                   : Call(node, "POST", "/collections?epoch=1", create.dump(), key, opt_.peer_timeout);
+      if (r.ok() && r.body.value("encoder_checksum", json()).is_string() &&
+          r.body["encoder_checksum"].get<std::string>() != c.encoder_checksum) {
+        r.status = 409;
+        r.raw = Service::Error(409, "encoder_mismatch",
+                               "node '" + node + "' loaded encoder " + r.body["encoder_checksum"].get<std::string>() +
+                                   ", not " + c.encoder_checksum)
+                    .body;
+      }
       if (!r.ok()) {
         refused = r;
         break;
@@ -961,9 +1008,38 @@ std::vector<uint64_t> ClusterRouter::Impl::AssignIds(const std::string& name, si
   return out;
 }
 
-Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& req) {
+Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& req,
+                                     const std::map<std::string, std::string>& query) {
   const auto t0 = std::chrono::steady_clock::now();
-  json body = ParseBodyObject(req);
+  const std::string media = MediaType(req.content_type);
+  json body;
+  if (media == "multipart/form-data" || IsImageType(media)) {
+    // Images as JSON items: the shards' primaries encode them.
+    body = json{{"items", json::array()}};
+    const json q = QueryToJson(query);
+    if (q.contains("thumbnails")) body["thumbnails"] = q["thumbnails"];
+    auto image_item = [](std::string_view bytes) {
+      return json{{"image", Base64Encode(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size())}};
+    };
+    if (IsImageType(media)) {
+      json item = image_item(req.body);
+      for (const char* f : {"id", "label"}) {
+        if (q.contains(f)) item[f] = q[f];
+      }
+      body["items"].push_back(std::move(item));
+    } else {
+      StatusOr<std::vector<FormPart>> parts = ParseMultipart(req.content_type, req.body);
+      if (!parts.ok()) Fail(400, "bad_request", parts.status().message());
+      if (parts->empty()) Fail(422, "invalid_argument", "the multipart body holds no images");
+      for (const FormPart& part : *parts) {
+        json item = image_item(part.data);
+        if (!part.filename.empty()) item["metadata"] = {{"path", part.filename}};
+        body["items"].push_back(std::move(item));
+      }
+    }
+  } else {
+    body = ParseBodyObject(req);
+  }
   auto it = body.find("items");
   if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'items' (an array of item objects) is required");
   if (it->empty()) Fail(422, "invalid_argument", "'items' is empty");
@@ -974,10 +1050,12 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
     const json& v = items[i];
     const std::string where = "items[" + std::to_string(i) + "]";
     if (!v.is_object()) Fail(400, "bad_request", where + " must be an object");
-    if (v.contains("image")) {
-      Fail(422, "invalid_argument", where + ": a cluster collection takes codes; encode images on the client");
+    if (v.contains("code") == v.contains("image")) {
+      Fail(422, "invalid_argument", where + " needs exactly one of 'code' and 'image'");
     }
-    if (!v.contains("code")) Fail(422, "invalid_argument", where + " needs 'code'");
+    if (v.contains("image") && c.encoder_checksum.empty()) {
+      Fail(422, "invalid_argument", where + ": collection '" + c.name + "' has no encoder; send codes");
+    }
     if (auto f = v.find("id"); f != v.end() && !f->is_null()) {
       if (!f->is_number_integer()) Fail(400, "bad_request", where + ".id must be an integer");
       if (!f->is_number_unsigned()) Fail(422, "invalid_argument", where + ".id must be >= 0");
@@ -1010,10 +1088,12 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
   }
   std::vector<int> stored;
   std::optional<std::pair<int, PeerReply>> failure;
+  std::map<uint64_t, json> images;  // what the encoders made of image items, by id
   for (auto& [k, f] : sent) {
     PeerReply r = f.get();
     if (r.ok()) {
       stored.push_back(k);
+      for (const json& im : r.body.value("images", json::array())) images[im.value("id", uint64_t{0})] = im;
     } else if (!failure) {
       failure = {k, std::move(r)};
     }
@@ -1034,7 +1114,15 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
     return out;
   }
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  return JsonResponse(200, {{"ids", ids}, {"count", ids.size()}, {"took_ms", ms}});
+  json out{{"ids", ids}, {"count", ids.size()}, {"took_ms", ms}};
+  if (!images.empty()) {
+    json list = json::array();
+    for (uint64_t id : ids) {
+      if (auto f = images.find(id); f != images.end()) list.push_back(f->second);
+    }
+    out["images"] = std::move(list);
+  }
+  return JsonResponse(200, out);
 }
 
 Response ClusterRouter::Impl::DeleteMany(const ClusterCollection& c, const Request& req) {
@@ -1127,12 +1215,20 @@ Response ClusterRouter::Impl::Exists(const ClusterCollection& c, const Request& 
   return JsonResponse(200, {{"exists", exists}, {"paths", paths}});
 }
 
-Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& req, bool batch) {
+Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& req,
+                                     const std::map<std::string, std::string>& query, bool batch) {
   const auto t0 = std::chrono::steady_clock::now();
-  const json body = ParseBodyObject(req);
+  json body;
+  if (!batch && IsImageType(MediaType(req.content_type))) {
+    // A raw image: the same search as JSON, for every shard to encode.
+    body = QueryToJson(query);
+    body["image"] = Base64Encode(reinterpret_cast<const uint8_t*>(req.body.data()), req.body.size());
+  } else {
+    body = ParseBodyObject(req);
+  }
   // The cut of the merged list: k (10 unless a radius is given).
   std::optional<uint64_t> k_cut;
-  if (auto it = body.find("k"); it != body.end() && it->is_number_unsigned()) {
+  if (auto it = body.find("k"); it != body.end() && it->is_number_integer() && it->get<int64_t>() >= 0) {
     k_cut = it->get<uint64_t>();
   } else if (!body.contains("radius") || body["radius"].is_null()) {
     k_cut = 10;

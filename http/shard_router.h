@@ -60,6 +60,10 @@ struct ClusterRouterOptions {
   size_t max_results = 100000;
   // Ids leased from etcd at a time for items that come without one.
   uint64_t id_block = 4096;
+  // Where a create takes its encoder artifact from, as ServiceOptions; the
+  // artifact is sent to every node that holds a copy of the collection.
+  std::string models_dir;
+  uint64_t max_model_bytes = uint64_t{1} << 30;
 };
 
 class ClusterRouter : public RequestRouter {

@@ -112,7 +112,10 @@ class Cluster:
 
     def start_node(self, node, port=None, cluster=True):
         port = port or (self.nodes[node][0] if node in self.nodes else free_port())
-        args = [HAMDB, "serve", "--db", os.path.join(self.work, node), "--port", str(port), "--threads", "2"]
+        models = os.path.join(self.work, node + "-models")
+        os.makedirs(models, exist_ok=True)
+        args = [HAMDB, "serve", "--db", os.path.join(self.work, node), "--port", str(port), "--threads", "2",
+                "--models-dir", models]
         if cluster:
             args += ["--cluster", self.etcd_url, "--node-id", node, "--advertise", "http://127.0.0.1:%d" % port,
                      "--cluster-lease-ttl", str(TTL)]
@@ -158,7 +161,15 @@ class ClusterTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="hamdb-cluster-")
+        run = lambda *args: subprocess.run([HAMDB, *args], cwd=cls.work, check=True,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run("export-dataset", "fashion-mnist", "--out", "imgs", "--split", "test", "--limit", "40")
+        run("train", "--dataset", "fashion-mnist", "--limit", "400", "--bits", "16", "--epochs1", "1",
+            "--epochs2", "1", "--seed", "1", "--threads", "1", "--no-eval", "--out", "m.hdbe")
         cls.c = Cluster(cls.work)
+        for node in ("n1", "single"):  # only these two have the artifact at first
+            os.makedirs(os.path.join(cls.work, node + "-models"))
+            shutil.copy(os.path.join(cls.work, "m.hdbe"), os.path.join(cls.work, node + "-models"))
         cls.c.start_etcd()
         for n in ("n1", "n2", "n3"):
             cls.c.start_node(n)
@@ -239,6 +250,64 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual(d["deleted"], 2)
             self.assertEqual(call(self.url("n1") + "/collections/%s/items/%d" % (name, items[1]["id"]))[0], 404)
             self.assertEqual(call(self.url("n1") + "/collections/" + name)[1]["items"], len(items) - 2)
+
+    def test_encoder_collection(self):
+        import base64
+        import glob
+        import uuid
+        desc = self.create("fashion", encoder="m.hdbe", index="Bucket", shards=2, replication_factor=2)
+        self.assertEqual(desc["bits"], 16)
+        status, body = call(self.url("single") + "/collections", "POST",
+                            {"name": "fashion", "encoder": "m.hdbe", "index": "Bucket"})
+        self.assertEqual(status, 201, body)
+        # The artifact reached every node that holds a copy, byte for byte.
+        source = open(os.path.join(self.work, "m.hdbe"), "rb").read()
+        for node in ("n2", "n3"):
+            self.assertEqual(open(os.path.join(self.work, node + "-models", "m.hdbe"), "rb").read(), source)
+        files = sorted(glob.glob(os.path.join(self.work, "imgs", "test", "*", "*.png")))[:30]
+        self.assertEqual(len(files), 30)
+        items = [{"id": 1000 + i, "image": base64.b64encode(open(f, "rb").read()).decode(), "label": i % 3}
+                 for i, f in enumerate(files)]
+        self.insert("n3", "fashion", items)
+        self.insert("single", "fashion", items)
+        # A multipart batch: ids assigned by the cluster, file names kept.
+        boundary = uuid.uuid4().hex
+        parts = b"".join(b"--%s\r\nContent-Disposition: form-data; name=\"image\"; filename=\"%s\"\r\n"
+                         b"Content-Type: image/png\r\n\r\n%s\r\n" % (boundary.encode(), os.path.basename(f).encode(),
+                                                                       open(f, "rb").read()) for f in files[:4])
+        req = urllib.request.Request(self.url("n2") + "/collections/fashion/items",
+                                     data=parts + b"--%s--\r\n" % boundary.encode(), method="POST",
+                                     headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
+        with urllib.request.urlopen(req, timeout=30) as r:
+            out = json.loads(r.read())
+        self.assertEqual((out["count"], len(out["images"])), (4, 4))
+        status, item = call(self.url("n1") + "/collections/fashion/items/%d" % out["ids"][0])
+        self.assertEqual(item["metadata"]["path"], os.path.basename(files[0]))
+        # Query by image (raw body and JSON): the same answer as a single node over the same items.
+        status, body = call(self.url("n1") + "/collections/fashion/items/delete", "POST", {"ids": out["ids"]})
+        self.assertEqual(body["deleted"], 4)
+        for f in files[::7]:
+            raw = open(f, "rb").read()
+            want = call(self.url("single") + "/collections/fashion/search", "POST",
+                        {"image": base64.b64encode(raw).decode(), "k": 8, "mode": "exact"})[1]
+            req = urllib.request.Request(self.url("n2") + "/collections/fashion/search?k=8&mode=exact", data=raw,
+                                         method="POST", headers={"Content-Type": "image/png"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                got = json.loads(r.read())
+            self.assertEqual(got["results"], want["results"])
+            self.assertEqual(got["query"]["code"], want["query"]["code"])
+        # The artifact a client encodes with comes from the cluster.
+        with urllib.request.urlopen(self.url("n3") + "/collections/fashion/encoder", timeout=30) as r:
+            self.assertEqual(r.read(), source)
+        # Another artifact under the same name on a node is refused, and nothing is created.
+        other = os.path.join(self.work, "n3-models", "x.hdbe")
+        open(other, "wb").write(source[:-1] + bytes([source[-1] ^ 1]))
+        shutil.copy(os.path.join(self.work, "m.hdbe"), os.path.join(self.work, "n1-models", "x.hdbe"))
+        status, body = call(self.url("n1") + "/collections", "POST",
+                            {"name": "clash", "encoder": "x.hdbe", "shards": 3, "replication_factor": 3})
+        self.assertEqual(status, 409, body)
+        self.assertIn("n3", body["error"]["message"])
+        self.assertEqual(call(self.url("n1") + "/collections/clash")[0], 404)
 
     def test_errors_are_clear(self):
         self.create("errs", bits=64, shards=2, replication_factor=3)
