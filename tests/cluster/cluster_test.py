@@ -60,6 +60,16 @@ def wait_for(pred, limit, step=0.1):
     return pred()
 
 
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write_bytes(path, data):
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def random_code(rng, bits=64):
     return "%0*x" % (bits // 4, rng.getrandbits(bits))
 
@@ -261,12 +271,12 @@ class ClusterTest(unittest.TestCase):
                             {"name": "fashion", "encoder": "m.hdbe", "index": "Bucket"})
         self.assertEqual(status, 201, body)
         # The artifact reached every node that holds a copy, byte for byte.
-        source = open(os.path.join(self.work, "m.hdbe"), "rb").read()
+        source = read_bytes(os.path.join(self.work, "m.hdbe"))
         for node in ("n2", "n3"):
-            self.assertEqual(open(os.path.join(self.work, node + "-models", "m.hdbe"), "rb").read(), source)
+            self.assertEqual(read_bytes(os.path.join(self.work, node + "-models", "m.hdbe")), source)
         files = sorted(glob.glob(os.path.join(self.work, "imgs", "test", "*", "*.png")))[:30]
         self.assertEqual(len(files), 30)
-        items = [{"id": 1000 + i, "image": base64.b64encode(open(f, "rb").read()).decode(), "label": i % 3}
+        items = [{"id": 1000 + i, "image": base64.b64encode(read_bytes(f)).decode(), "label": i % 3}
                  for i, f in enumerate(files)]
         self.insert("n3", "fashion", items)
         self.insert("single", "fashion", items)
@@ -274,7 +284,7 @@ class ClusterTest(unittest.TestCase):
         boundary = uuid.uuid4().hex
         parts = b"".join(b"--%s\r\nContent-Disposition: form-data; name=\"image\"; filename=\"%s\"\r\n"
                          b"Content-Type: image/png\r\n\r\n%s\r\n" % (boundary.encode(), os.path.basename(f).encode(),
-                                                                       open(f, "rb").read()) for f in files[:4])
+                                                                       read_bytes(f)) for f in files[:4])
         req = urllib.request.Request(self.url("n2") + "/collections/fashion/items",
                                      data=parts + b"--%s--\r\n" % boundary.encode(), method="POST",
                                      headers={"Content-Type": "multipart/form-data; boundary=" + boundary})
@@ -287,7 +297,7 @@ class ClusterTest(unittest.TestCase):
         status, body = call(self.url("n1") + "/collections/fashion/items/delete", "POST", {"ids": out["ids"]})
         self.assertEqual(body["deleted"], 4)
         for f in files[::7]:
-            raw = open(f, "rb").read()
+            raw = read_bytes(f)
             want = call(self.url("single") + "/collections/fashion/search", "POST",
                         {"image": base64.b64encode(raw).decode(), "k": 8, "mode": "exact"})[1]
             req = urllib.request.Request(self.url("n2") + "/collections/fashion/search?k=8&mode=exact", data=raw,
@@ -299,9 +309,18 @@ class ClusterTest(unittest.TestCase):
         # The artifact a client encodes with comes from the cluster.
         with urllib.request.urlopen(self.url("n3") + "/collections/fashion/encoder", timeout=30) as r:
             self.assertEqual(r.read(), source)
+        # A client ingest into the cluster through a node that lacks the artifact: it uploads it, the
+        # create sends it on, the client encodes, and a re-run adds nothing.
+        for attempt in range(2):
+            out = subprocess.run([HAMDB, "ingest", "--url", self.url("n3"), "-c", "ingested", "-m", "m.hdbe",
+                                  "--images", "imgs"], cwd=self.work, capture_output=True, text=True)
+            self.assertEqual(out.returncode, 0, out.stderr)
+        status, d = call(self.url("n2") + "/collections/ingested")
+        self.assertEqual((d["items"], d["shards"]), (40, 1), d)
+        self.assertEqual(d["encoder_checksum"], desc["encoder_checksum"])
         # Another artifact under the same name on a node is refused, and nothing is created.
         other = os.path.join(self.work, "n3-models", "x.hdbe")
-        open(other, "wb").write(source[:-1] + bytes([source[-1] ^ 1]))
+        write_bytes(other, source[:-1] + bytes([source[-1] ^ 1]))
         shutil.copy(os.path.join(self.work, "m.hdbe"), os.path.join(self.work, "n1-models", "x.hdbe"))
         status, body = call(self.url("n1") + "/collections", "POST",
                             {"name": "clash", "encoder": "x.hdbe", "shards": 3, "replication_factor": 3})
