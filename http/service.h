@@ -164,6 +164,7 @@ class Service {
   static Response Error(int status, const std::string& code, const std::string& message);
 
   Metrics& metrics() { return metrics_; }
+  const ServiceOptions& options() const { return options_; }
 
   // The address and port the server listens on. Once set, and only when the
   // service has no API key, a request is refused (403 forbidden) unless its

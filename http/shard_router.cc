@@ -21,7 +21,7 @@ namespace {
 struct PeerReply {
   bool reached = false;  // false: the node was not reachable (error says why)
   int status = 0;
-  json body;             // the parsed body; null when it was not JSON
+  json body = json::object();  // the parsed body; empty when it was not a JSON object
   std::string raw;
   std::string content_type;
   std::string error;
@@ -52,7 +52,7 @@ std::string ClientKey(const Request& r) {
 
 std::string ErrorMessage(const PeerReply& r) {
   if (!r.reached) return r.error;
-  if (r.body.is_object() && r.body.contains("error")) {
+  if (r.body.value("error", json()).is_object()) {
     return r.body["error"].value("message", std::string()) + " (HTTP " + std::to_string(r.status) + ")";
   }
   return "HTTP " + std::to_string(r.status);
@@ -98,6 +98,7 @@ class ClusterRouter::Impl {
  private:
   // ---- the map
   Status Refresh();
+  Status RefreshLocked();
   std::vector<std::string> LiveNodes() const;
   bool Live(const std::string& node) const;
   std::optional<ShardState> CachedShard(const std::string& name, int k) const;
@@ -106,6 +107,7 @@ class ClusterRouter::Impl {
   // The shard's state as etcd has it now (and cached).
   StatusOr<ShardState> ReadShard(const std::string& name, int k);
   void Loop();
+  void Tick();  // one pass of the loop: read the map, fail over, catch up
   void Failover(const std::string& name, int k, const ShardState& s);
   void RequestCatchUp(const std::string& name, int k, const ShardState& s);
 
@@ -141,14 +143,20 @@ class ClusterRouter::Impl {
 
   // ---- shard routes (one copy of a shard, called by another node)
   Response ShardWrite(const std::string& name, int k, int64_t epoch, bool replica, const Request& req,
-                      const std::string& local_target);
-  Response CatchUp(const std::string& name, int k, int64_t epoch, const std::string& node, const Request& req);
+                      const std::string& local_target, const std::map<std::string, std::string>& query = {});
+  Response CatchUp(const std::string& name, int k, int64_t epoch, const std::string& node);
   Status CopyShardTo(const std::string& name, int k, int64_t epoch, const std::string& node);
   // Changes the shard's etcd state by compare-and-swap while this node is
   // its primary at `epoch`; `edit` changes the state. FailedPrecondition
   // when this node no longer is.
   Status EditShard(const std::string& name, int k, int64_t epoch, const std::function<void(ShardState*)>& edit);
   std::mutex& ShardLock(const std::string& name, int k);
+  // The order of this primary's messages to its copies: increasing, also
+  // across restarts (wall-clock nanoseconds, or one more than the last).
+  uint64_t NextSeq();
+  // Items as a copy gets them: whole from this node's store, codes
+  // included, so that every copy holds the same bytes.
+  StatusOr<json> StoredItems(const std::string& copy, int bits, const uint64_t* ids, size_t n) const;
 
   const ClusterMember* member_;
   CodeStore* store_;
@@ -157,6 +165,7 @@ class ClusterRouter::Impl {
   std::optional<EtcdClient> etcd_;
   Service* local_ = nullptr;
 
+  std::mutex refresh_mu_;  // held across a whole Refresh
   mutable std::mutex mu_;
   ShardMap map_;
   std::map<std::string, std::string> nodes_;  // live node id -> advertise URL
@@ -167,6 +176,11 @@ class ClusterRouter::Impl {
 
   std::mutex locks_mu_;
   std::map<std::string, std::unique_ptr<std::mutex>> shard_locks_;
+  std::atomic<uint64_t> last_seq_{0};
+  // Per copy this node holds: the seq of the catch-up that last reset it;
+  // a replica write sent before it is refused.
+  std::mutex reset_mu_;
+  std::map<std::string, uint64_t> reset_seq_;
 
   std::mutex loop_mu_;
   std::condition_variable loop_cv_;
@@ -198,6 +212,16 @@ void ClusterRouter::Impl::Stop() {
 }
 
 Status ClusterRouter::Impl::Refresh() {
+  // One at a time, so that a slower, older read never replaces a newer one.
+  std::lock_guard<std::mutex> one(refresh_mu_);
+  try {
+    return RefreshLocked();
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("etcd holds a value this node cannot read: ") + e.what());
+  }
+}
+
+Status ClusterRouter::Impl::RefreshLocked() {
   HAMDB_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> cols, etcd_->Range(kCollectionsPrefix));
   HAMDB_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> shards, etcd_->Range(kShardsPrefix));
   HAMDB_ASSIGN_OR_RETURN(std::vector<EtcdKeyValue> nodes, etcd_->Range(ClusterMember::kNodesPrefix));
@@ -226,7 +250,9 @@ Status ClusterRouter::Impl::Refresh() {
   std::map<std::string, std::string> live;
   for (const EtcdKeyValue& kv : nodes) {
     const json j = json::parse(kv.value, nullptr, false);
-    if (j.is_object()) live[j.value("node_id", std::string())] = j.value("advertise", std::string());
+    if (j.is_object() && j.value("node_id", json()).is_string() && j.value("advertise", json()).is_string()) {
+      live[j["node_id"].get<std::string>()] = j["advertise"].get<std::string>();
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
   // A shard state this node wrote or read after the range was taken is
@@ -282,33 +308,47 @@ void ClusterRouter::Impl::Loop() {
   std::unique_lock<std::mutex> lock(loop_mu_);
   while (!loop_cv_.wait_for(lock, opt_.sync_period, [this] { return stopping_; })) {
     lock.unlock();
-    Status s = Refresh();
-    if (!s.ok()) {
-      if (s.message() != last_refresh_error_) spdlog::warn("cluster: reading the shard map: {}", s.ToString());
-      last_refresh_error_ = s.message();
-    } else {
-      last_refresh_error_.clear();
-      const std::vector<std::string> live = LiveNodes();
-      const ShardMap m = map();
-      for (const auto& [name, states] : m.shards) {
-        for (size_t k = 0; k < states.size(); ++k) {
-          const ShardState& st = states[k];
-          if (st.primary.empty()) continue;
-          const bool primary_live = std::find(live.begin(), live.end(), st.primary) != live.end();
-          if (!primary_live && Successor(st, live) == self_) {
-            Failover(name, static_cast<int>(k), st);
-          } else if (primary_live && st.primary != self_ && st.HasReplica(self_) && !st.InSync(self_) &&
-                     (!catch_up_.valid() ||
-                      catch_up_.wait_for(std::chrono::seconds(0)) == std::future_status::ready)) {
-            // One copy at a time, beside the loop, so that a long copy
-            // delays no failover.
-            catch_up_ = std::async(std::launch::async,
-                                   [this, name = name, k, st] { RequestCatchUp(name, static_cast<int>(k), st); });
-          }
-        }
-      }
+    try {
+      Tick();
+    } catch (const std::exception& e) {
+      spdlog::error("cluster: the shard map loop: {}", e.what());
     }
     lock.lock();
+  }
+}
+
+void ClusterRouter::Impl::Tick() {
+  Status s = Refresh();
+  if (!s.ok()) {
+    if (s.message() != last_refresh_error_) spdlog::warn("cluster: reading the shard map: {}", s.ToString());
+    last_refresh_error_ = s.message();
+    return;
+  }
+  last_refresh_error_.clear();
+  const std::vector<std::string> live = LiveNodes();
+  const ShardMap m = map();
+  for (const auto& [name, states] : m.shards) {
+    for (size_t k = 0; k < states.size(); ++k) {
+      const ShardState& st = states[k];
+      if (st.primary.empty()) continue;
+      const bool primary_live = std::find(live.begin(), live.end(), st.primary) != live.end();
+      const bool catching_up =
+          catch_up_.valid() && catch_up_.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+      if (!primary_live && Successor(st, live) == self_) {
+        Failover(name, static_cast<int>(k), st);
+      } else if (primary_live && st.primary != self_ && st.HasReplica(self_) && !st.InSync(self_) &&
+                 !catching_up) {
+        // One copy at a time, beside the loop, so that a long copy delays
+        // no failover.
+        catch_up_ = std::async(std::launch::async, [this, name = name, k, st] {
+          try {
+            RequestCatchUp(name, static_cast<int>(k), st);
+          } catch (const std::exception& e) {
+            spdlog::error("cluster: catching up shard {} of '{}': {}", k, name, e.what());
+          }
+        });
+      }
+    }
   }
 }
 
@@ -336,7 +376,7 @@ void ClusterRouter::Impl::RequestCatchUp(const std::string& name, int k, const S
   const std::string target = "/collections/" + ShardCollectionName(name, k) + "/sync?epoch=" +
                              std::to_string(s.epoch) + "&node=" + UrlEncode(self_);
   spdlog::info("cluster: catching up shard {} of '{}' from node '{}'", k, name, s.primary);
-  PeerReply r = Call(s.primary, "POST", target, "{}", opt_.admin_key, opt_.peer_timeout * 6);
+  PeerReply r = Call(s.primary, "POST", target, "{}", opt_.admin_key, opt_.catch_up_timeout);
   if (!r.ok()) {
     spdlog::warn("cluster: catching up shard {} of '{}' from node '{}': {}", k, name, s.primary, ErrorMessage(r));
     return;
@@ -366,7 +406,7 @@ PeerReply ClusterRouter::Impl::CallLocal(const std::string& method, const std::s
   out.content_type = resp.content_type;
   out.raw = std::move(resp.body);
   out.body = json::parse(out.raw, nullptr, false);
-  if (out.body.is_discarded()) out.body = json();
+  if (!out.body.is_object()) out.body = json::object();  // peers answer objects; anything else reads as empty
   return out;
 }
 
@@ -399,7 +439,7 @@ PeerReply ClusterRouter::Impl::Call(const std::string& node, const std::string& 
   out.content_type = r->content_type;
   out.raw = std::move(r->body);
   out.body = json::parse(out.raw, nullptr, false);
-  if (out.body.is_discarded()) out.body = json();
+  if (!out.body.is_object()) out.body = json::object();  // peers answer objects; anything else reads as empty
   return out;
 }
 
@@ -420,7 +460,10 @@ PeerReply ClusterRouter::Impl::ReadShardCopy(const std::string& name, int k, con
   std::vector<std::string> errors;
   for (const std::string& n : order) {
     PeerReply r = n == self_ ? CallLocal(method, target, body, key) : Call(n, method, target, body, key, opt_.peer_timeout);
-    if (r.reached && r.status < 500) return r;
+    // A copy that is missing on its node (a 404 about the collection, not
+    // an item) is as good as unreachable: the next copy answers.
+    const bool copy_missing = r.reached && r.status == 404 && ErrorMessage(r).rfind("no collection", 0) == 0;
+    if (r.reached && r.status < 500 && !copy_missing) return r;
     errors.push_back(ErrorMessage(r));
   }
   last.error = "no in-sync copy of shard " + std::to_string(k) + " answered";
@@ -463,7 +506,7 @@ PeerReply ClusterRouter::Impl::WriteShard(const std::string& name, int k, const 
       r.status = resp.status;
       r.raw = resp.body;
       r.body = json::parse(r.raw, nullptr, false);
-      if (r.body.is_discarded()) r.body = json();
+      if (!r.body.is_object()) r.body = json::object();
     } else {
       r = Call(s->primary, method, target, body, key, opt_.peer_timeout);
     }
@@ -497,8 +540,10 @@ std::optional<Response> ClusterRouter::Impl::Route(const Request& req, const std
   };
   std::optional<ClusterCollection> c = find();
   if (!c && !ParseShardCollectionName(name) && !store_->GetCollection(name).ok()) {
-    // Perhaps created on another node since the last read of the map.
-    if (Refresh().ok()) c = find();
+    // Perhaps created on another node since the last read of the map: one
+    // key read tells, and only then is the whole map read again.
+    StatusOr<std::optional<EtcdKeyValue>> key = etcd_->Get(CollectionKey(name));
+    if (key.ok() && key->has_value() && Refresh().ok()) c = find();
   }
   if (c) {
     const std::string method = req.method == "HEAD" ? "GET" : req.method;
@@ -550,10 +595,25 @@ std::optional<Response> ClusterRouter::Impl::Route(const Request& req, const std
   if (route == "/collections/{name}/sync") {
     auto node = query.find("node");
     if (node == query.end()) Fail(400, "bad_request", "'node' is required");
-    return CatchUp(base, k, epoch, node->second, req);
+    return CatchUp(base, k, epoch, node->second);
   }
-  if (route == "/collections/{name}" && method == "DELETE") return std::nullopt;  // a drop by the cluster
-  if (WriteRoute(route, method)) return ShardWrite(base, k, epoch, query.count("replica") != 0, req, local_target);
+  if (route == "/collections/{name}" && method == "DELETE") {
+    // A drop by the cluster, or the reset of a catch-up (with its seq).
+    std::lock_guard<std::mutex> order(ShardLock(base, k));
+    if (auto q = query.find("seq"); q != query.end()) {
+      uint64_t seq = 0;
+      if (!ParseUint64(q->second, &seq)) Fail(400, "bad_request", "'seq' must be an unsigned integer");
+      std::lock_guard<std::mutex> lock(reset_mu_);
+      reset_seq_[name] = std::max(reset_seq_[name], seq);
+    }
+    Request local = req;
+    local.target = local_target;
+    local.from_router = true;
+    return local_->Handle(local);
+  }
+  if (WriteRoute(route, method)) {
+    return ShardWrite(base, k, epoch, query.count("replica") != 0, req, local_target, query);
+  }
   return std::nullopt;
 }
 
@@ -565,6 +625,37 @@ std::mutex& ClusterRouter::Impl::ShardLock(const std::string& name, int k) {
   std::unique_ptr<std::mutex>& m = shard_locks_[ShardCollectionName(name, k)];
   if (!m) m = std::make_unique<std::mutex>();
   return *m;
+}
+
+uint64_t ClusterRouter::Impl::NextSeq() {
+  const uint64_t now = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+  uint64_t last = last_seq_.load();
+  uint64_t next;
+  do {
+    next = std::max(now, last + 1);
+  } while (!last_seq_.compare_exchange_weak(last, next));
+  return next;
+}
+
+StatusOr<json> ClusterRouter::Impl::StoredItems(const std::string& copy, int bits, const uint64_t* ids,
+                                                size_t n) const {
+  json items = json::array();
+  for (size_t i = 0; i < n; ++i) {
+    HAMDB_ASSIGN_OR_RETURN(Item item, store_->Get(copy, ids[i]));
+    json j{{"id", item.id}, {"code", FormatHex(item.code.data(), bits)}};
+    if (item.label) j["label"] = *item.label;
+    if (item.score) j["score"] = *item.score;
+    if (item.class_code) j["class_code"] = FormatHex(item.class_code->data(), bits);
+    if (!item.metadata_json.empty()) j["metadata"] = json::parse(item.metadata_json, nullptr, false);
+    StatusOr<std::string> thumb = store_->GetThumbnail(copy, item.id);
+    if (thumb.ok() && !thumb->empty()) {
+      j["thumbnail"] = Base64Encode(reinterpret_cast<const uint8_t*>(thumb->data()), thumb->size());
+    }
+    items.push_back(std::move(j));
+  }
+  return items;
 }
 
 Status ClusterRouter::Impl::EditShard(const std::string& name, int k, int64_t epoch,
@@ -591,7 +682,8 @@ Status ClusterRouter::Impl::EditShard(const std::string& name, int k, int64_t ep
 }
 
 Response ClusterRouter::Impl::ShardWrite(const std::string& name, int k, int64_t epoch, bool replica,
-                                         const Request& req, const std::string& local_target) {
+                                         const Request& req, const std::string& local_target,
+                                         const std::map<std::string, std::string>& query) {
   std::optional<ShardState> s = CachedShard(name, k);
   auto stale = [&](const ShardState& st) {
     return replica ? (st.epoch != epoch || !st.HasReplica(self_)) : (st.epoch != epoch || st.primary != self_);
@@ -610,9 +702,25 @@ Response ClusterRouter::Impl::ShardWrite(const std::string& name, int k, int64_t
   Request local = req;
   local.target = local_target;
   local.from_router = true;
-  if (replica) return local_->Handle(local);
-
   std::lock_guard<std::mutex> order(ShardLock(name, k));
+  if (replica) {
+    // A write the primary sent before this copy's last reset (and gave up
+    // on) must not land on the fresh copy.
+    uint64_t seq = 0;
+    if (auto q = query.find("seq"); q != query.end() && !ParseUint64(q->second, &seq)) {
+      Fail(400, "bad_request", "'seq' must be an unsigned integer");
+    }
+    {
+      std::lock_guard<std::mutex> lock(reset_mu_);
+      const uint64_t reset = reset_seq_[ShardCollectionName(name, k)];
+      if (seq < reset) {
+        Fail(409, "stale_epoch", "a write sent before this copy was last caught up (seq " + std::to_string(seq) +
+                                     " < " + std::to_string(reset) + ")");
+      }
+    }
+    return local_->Handle(local);
+  }
+
   // A catch-up may have grown the in-sync set while this write waited.
   s = CachedShard(name, k);
   if (!s || stale(*s)) {
@@ -621,17 +729,34 @@ Response ClusterRouter::Impl::ShardWrite(const std::string& name, int k, int64_t
   }
   Response resp = local_->Handle(local);
   if (resp.status < 200 || resp.status >= 300) return resp;
-  // Replicate to every other in-sync copy, in parallel.
+  // Replicate to every other in-sync copy, in parallel. A batch with
+  // images goes to the copies as the items this copy stored (codes, not
+  // images), so that every copy holds the same bytes.
   const std::string sep = req.target.find('?') == std::string::npos ? "?" : "&";
-  const std::string target = req.target + sep + "replica=1";
+  const std::string target = req.target + sep + "replica=1&seq=" + std::to_string(NextSeq());
   const std::string key = ClientKey(req);
+  std::string body = req.body;
+  if (req.method == "POST" && local_target.size() > 6 &&
+      local_target.compare(local_target.size() - 6, 6, "/items") == 0 &&
+      (MediaType(req.content_type) != "application/json" || req.body.find("\"image\"") != std::string::npos)) {
+    const json answer = json::parse(resp.body, nullptr, false);
+    const std::string copy = ShardCollectionName(name, k);
+    StatusOr<CollectionInfo> info = store_->GetCollection(copy);
+    if (!answer.is_object() || !answer.value("ids", json()).is_array() || !info.ok()) {
+      Fail(500, "internal", "cannot read back the items just stored in '" + copy + "'");
+    }
+    std::vector<uint64_t> ids = answer["ids"].get<std::vector<uint64_t>>();
+    StatusOr<json> items = StoredItems(copy, info->bits, ids.data(), ids.size());
+    if (!items.ok()) Fail(500, "internal", "reading back the items just stored: " + items.status().message());
+    body = json{{"items", std::move(items).value()}}.dump();
+  }
   std::vector<std::string> others;
   for (const std::string& n : s->in_sync) {
     if (n != self_) others.push_back(n);
   }
   std::vector<std::future<PeerReply>> sent;
   for (const std::string& n : others) {
-    sent.push_back(std::async(std::launch::async, [&, n] { return Call(n, req.method, target, req.body, key, opt_.peer_timeout); }));
+    sent.push_back(std::async(std::launch::async, [&, n] { return Call(n, req.method, target, body, key, opt_.peer_timeout); }));
   }
   std::vector<std::string> failed;
   for (size_t i = 0; i < sent.size(); ++i) {
@@ -669,38 +794,53 @@ Response ClusterRouter::Impl::ShardWrite(const std::string& name, int k, int64_t
     Fail(503, "not_acknowledged", "the write is stored but not acknowledged: node '" + self_ +
                                       "' is no longer the primary of shard " + std::to_string(k));
   }
+  // And only when every copy in the set took it (an edit whose answer was
+  // lost may have grown the set behind this node's back).
+  for (const std::string& n : now->in_sync) {
+    const bool took = n == self_ || (std::find(others.begin(), others.end(), n) != others.end() &&
+                                     std::find(failed.begin(), failed.end(), n) == failed.end());
+    if (!took) {
+      Fail(503, "not_acknowledged", "the write is stored but not acknowledged: copy '" + n +
+                                        "' joined the in-sync set without it; retry");
+    }
+  }
   return resp;
 }
 
-Response ClusterRouter::Impl::CatchUp(const std::string& name, int k, int64_t epoch, const std::string& node,
-                                      const Request& req) {
-  (void)req;
-  std::optional<ShardState> s = CachedShard(name, k);
-  if (!s || s->epoch != epoch || s->primary != self_) {
-    StatusOr<ShardState> fresh = ReadShard(name, k);
-    if (!fresh.ok()) Fail(503, "etcd_unavailable", fresh.status().message());
-    s = *fresh;
-  }
-  if (s->epoch != epoch || s->primary != self_) {
-    Fail(409, "stale_epoch", "node '" + self_ + "' is not the primary of shard " + std::to_string(k) + " at epoch " +
-                                 std::to_string(epoch));
-  }
-  if (!s->HasReplica(node)) Fail(422, "invalid_argument", "node '" + node + "' holds no copy of this shard");
+Response ClusterRouter::Impl::CatchUp(const std::string& name, int k, int64_t epoch, const std::string& node) {
+  if (node == self_) Fail(422, "invalid_argument", "a primary does not catch itself up");
+  auto check = [&](const ShardState& s) {
+    if (s.epoch != epoch || s.primary != self_) {
+      Fail(409, "stale_epoch", "node '" + self_ + "' is not the primary of shard " + std::to_string(k) +
+                                   " at epoch " + std::to_string(epoch));
+    }
+    if (!s.HasReplica(node)) Fail(422, "invalid_argument", "node '" + node + "' holds no copy of this shard");
+  };
   std::lock_guard<std::mutex> order(ShardLock(name, k));
-  Status st = CopyShardTo(name, k, epoch, node);
-  if (st.ok()) {
-    st = EditShard(name, k, epoch, [&](ShardState* next) {
-      if (!next->InSync(node)) next->in_sync.push_back(node);
-    });
+  // Decided under the lock, on the state in etcd: a copy that an earlier
+  // request has just caught up is left alone.
+  StatusOr<ShardState> s = ReadShard(name, k);
+  if (!s.ok()) Fail(503, "etcd_unavailable", s.status().message());
+  check(*s);
+  const std::string copy = ShardCollectionName(name, k);
+  if (!s->InSync(node)) {
+    Status st = CopyShardTo(name, k, epoch, node);
+    if (st.ok()) {
+      st = EditShard(name, k, epoch, [&](ShardState* next) {
+        if (!next->InSync(node)) next->in_sync.push_back(node);
+      });
+    }
+    if (!st.ok()) Fail(503, "catch_up_failed", st.message());
   }
-  if (!st.ok()) Fail(503, "catch_up_failed", st.message());
-  StatusOr<uint64_t> n = store_->Count(ShardCollectionName(name, k));
+  StatusOr<uint64_t> n = store_->Count(copy);
   return JsonResponse(200, {{"in_sync", true}, {"items", n.ok() ? *n : 0}});
 }
 
 Status ClusterRouter::Impl::CopyShardTo(const std::string& name, int k, int64_t epoch, const std::string& node) {
   const std::string copy = ShardCollectionName(name, k);
-  const std::string e = std::to_string(epoch);
+  // Every message of this catch-up carries one seq: the copy refuses any
+  // replica write sent before its reset.
+  const std::string e = std::to_string(epoch) + "&seq=" + std::to_string(NextSeq());
   std::optional<ClusterCollection> c;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -717,7 +857,7 @@ Status ClusterRouter::Impl::CopyShardTo(const std::string& name, int k, int64_t 
   }
   json create = c->settings;
   create["name"] = copy;
-  r = Call(node, "POST", "/collections?epoch=" + e, create.dump(), opt_.admin_key, timeout);
+  r = Call(node, "POST", "/collections?epoch=" + std::to_string(epoch), create.dump(), opt_.admin_key, timeout);
   if (!r.ok()) return Status::IOError("creating the copy on '" + node + "': " + ErrorMessage(r));
   json batch = json::array();
   Status sent;
@@ -733,23 +873,12 @@ Status ClusterRouter::Impl::CopyShardTo(const std::string& name, int k, int64_t 
   Status scan = store_->ScanCodes(
       copy,
       [&](const uint64_t* ids, const uint8_t*, const float*, size_t n) {
-        for (size_t i = 0; i < n; ++i) {
-          StatusOr<Item> item = store_->Get(copy, ids[i]);
-          if (!item.ok()) {
-            sent = item.status();
-            return false;
-          }
-          json j{{"id", item->id}, {"code", FormatHex(item->code.data(), info.bits)}};
-          if (item->label) j["label"] = *item->label;
-          if (item->score) j["score"] = *item->score;
-          if (item->class_code) j["class_code"] = FormatHex(item->class_code->data(), info.bits);
-          if (!item->metadata_json.empty()) j["metadata"] = json::parse(item->metadata_json, nullptr, false);
-          StatusOr<std::string> thumb = store_->GetThumbnail(copy, item->id);
-          if (thumb.ok() && !thumb->empty()) {
-            j["thumbnail"] = Base64Encode(reinterpret_cast<const uint8_t*>(thumb->data()), thumb->size());
-          }
-          batch.push_back(std::move(j));
+        StatusOr<json> items = StoredItems(copy, info.bits, ids, n);
+        if (!items.ok()) {
+          sent = items.status();
+          return false;
         }
+        for (json& j : *items) batch.push_back(std::move(j));
         return flush();
       },
       1000);
@@ -764,9 +893,12 @@ Status ClusterRouter::Impl::CopyShardTo(const std::string& name, int k, int64_t 
 
 namespace {
 
-json ParseBodyObject(const Request& req) {
+json ParseBodyObject(const Request& req, int max_depth) {
   if (MediaType(req.content_type) != "application/json") {
     Fail(415, "unsupported_media_type", "expected Content-Type application/json");
+  }
+  if (!JsonDepthWithin(req.body, max_depth)) {
+    Fail(400, "bad_request", "the JSON body nests deeper than " + std::to_string(max_depth) + " levels");
   }
   json j = json::parse(req.body, nullptr, false);
   if (j.is_discarded()) Fail(400, "bad_request", "the body is not valid JSON");
@@ -783,7 +915,7 @@ uint64_t ParseId(const std::string& text) {
 }  // namespace
 
 Response ClusterRouter::Impl::Create(const Request& req) {
-  json body = ParseBodyObject(req);
+  json body = ParseBodyObject(req, local_->options().max_json_depth);
   if (!body.value("name", json()).is_string()) Fail(400, "bad_request", "'name' (a string) is required");
   const std::string name = body["name"].get<std::string>();
   Check(ValidateCollectionName(name));
@@ -794,8 +926,8 @@ Response ClusterRouter::Impl::Create(const Request& req) {
   std::string artifact, artifact_name;  // the encoder's bytes and file name, sent to every node
   if (auto e = body.find("encoder"); e != body.end() && !e->is_null()) {
     if (!e->is_string()) Fail(400, "bad_request", "'encoder' must be a string");
-    const std::string path = ResolveModelPath(e->get<std::string>(), opt_.models_dir, opt_.max_model_bytes);
-    StatusOr<std::string> bytes = ReadArtifact(path, opt_.max_model_bytes);
+    const std::string path = ResolveModelPath(e->get<std::string>(), local_->options().models_dir, local_->options().max_model_bytes);
+    StatusOr<std::string> bytes = ReadArtifact(path, local_->options().max_model_bytes);
     if (!bytes.ok()) Fail(422, "invalid_encoder", bytes.status().message());
     artifact = std::move(bytes).value();
     artifact_name = std::filesystem::path(path).filename().string();
@@ -908,7 +1040,9 @@ Response ClusterRouter::Impl::Drop(const std::string& name, const Request& req) 
     if (auto it = map_.shards.find(name); it != map_.shards.end()) states = it->second;
   }
   if (!c) Fail(404, "not_found", "no collection '" + name + "'");
-  std::vector<std::string> keys = {CollectionKey(name), IdsKey(name)};
+  // The id counter stays: a collection created again under this name
+  // never hands out an id of an earlier one (nodes may hold leased blocks).
+  std::vector<std::string> keys = {CollectionKey(name)};
   for (int k = 0; k < c->shards; ++k) keys.push_back(ShardKey(name, k));
   StatusOr<bool> done = etcd_->Txn({}, {}, keys);
   if (!done.ok()) Fail(503, "etcd_unavailable", done.status().message());
@@ -1038,7 +1172,7 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
       }
     }
   } else {
-    body = ParseBodyObject(req);
+    body = ParseBodyObject(req, local_->options().max_json_depth);
   }
   auto it = body.find("items");
   if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'items' (an array of item objects) is required");
@@ -1126,7 +1260,7 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
 }
 
 Response ClusterRouter::Impl::DeleteMany(const ClusterCollection& c, const Request& req) {
-  json body = ParseBodyObject(req);
+  json body = ParseBodyObject(req, local_->options().max_json_depth);
   auto it = body.find("ids");
   if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array of ids) is required");
   std::vector<json> parts(c.shards, json::array());
@@ -1187,7 +1321,7 @@ Response ClusterRouter::Impl::Sample(const ClusterCollection& c, const Request& 
 }
 
 Response ClusterRouter::Impl::Exists(const ClusterCollection& c, const Request& req) {
-  json body = ParseBodyObject(req);
+  json body = ParseBodyObject(req, local_->options().max_json_depth);
   auto it = body.find("ids");
   if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array of ids) is required");
   std::vector<json> parts(c.shards, json::array());
@@ -1207,6 +1341,14 @@ Response ClusterRouter::Impl::Exists(const ClusterCollection& c, const Request& 
       Fail(503, "unavailable", ErrorMessage(replies[k]));
     }
   }
+  for (int k = 0; k < c.shards; ++k) {
+    if (parts[k].empty()) continue;
+    const json& b = replies[k].body;
+    if (!b.is_object() || !b.value("exists", json()).is_array() || !b.value("paths", json()).is_array() ||
+        b["exists"].size() != parts[k].size() || b["paths"].size() != parts[k].size()) {
+      Fail(503, "unavailable", "shard " + std::to_string(k) + " gave an answer this node cannot read");
+    }
+  }
   json exists = json::array(), paths = json::array();
   for (const auto& [k, i] : where) {
     exists.push_back(replies[k].body["exists"][i]);
@@ -1224,7 +1366,7 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
     body = QueryToJson(query);
     body["image"] = Base64Encode(reinterpret_cast<const uint8_t*>(req.body.data()), req.body.size());
   } else {
-    body = ParseBodyObject(req);
+    body = ParseBodyObject(req, local_->options().max_json_depth);
   }
   // The cut of the merged list: k (10 unless a radius is given).
   std::optional<uint64_t> k_cut;
@@ -1241,13 +1383,28 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
       return ReadShardCopy(c.name, k, "POST", batch ? "/search/batch" : "/search", text, key);
     }));
   }
+  // An answer this node can merge: its result lists where they belong.
+  auto well_formed = [&](const json& a) {
+    if (!a.is_object()) return false;
+    if (!batch) return a.value("results", json()).is_array();
+    const json b = a.value("batches", json());
+    if (!b.is_array()) return false;
+    for (const json& x : b) {
+      if (!x.is_object() || !x.value("results", json()).is_array()) return false;
+    }
+    return true;
+  };
   std::vector<json> answers;
   json missing = json::array();
   std::vector<std::string> errors;
   for (int k = 0; k < c.shards; ++k) {
     PeerReply r = sent[k].get();
-    if (r.ok() && r.body.is_object()) {
+    if (r.ok() && well_formed(r.body) &&
+        (answers.empty() || !batch || r.body["batches"].size() == answers.front()["batches"].size())) {
       answers.push_back(std::move(r.body));
+    } else if (r.ok()) {
+      missing.push_back(k);
+      errors.push_back("shard " + std::to_string(k) + ": an answer this node cannot merge");
     } else if (r.client_error()) {
       return Relay(r);  // a bad request is bad at every shard
     } else {
@@ -1264,12 +1421,13 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
   }
   json out = answers.front();
   const bool by_score = out.value("tie_break", std::string("id")) == "score";
-  bool exact = true, truncated = false;
+  bool exact = true, truncated = false, degraded = false;
   for (const json& a : answers) {
     exact = exact && a.value("exact", true);
     truncated = truncated || a.value("truncated", false);
+    degraded = degraded || a.value("degraded", false);
   }
-  size_t budget = opt_.max_results;
+  size_t budget = local_->options().max_results;
   auto merge = [&](const std::vector<const json*>& lists) {
     json all = json::array();
     for (const json* l : lists) {
@@ -1310,6 +1468,7 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
   }
   out["exact"] = exact;
   if (truncated) out["truncated"] = true;
+  if (degraded) out["degraded"] = true;
   out["shards"] = c.shards;
   if (!missing.empty()) {
     out["partial"] = true;

@@ -56,15 +56,14 @@ struct ClusterRouterOptions {
   std::chrono::milliseconds sync_period{500};
   // Timeout of one call to another node.
   std::chrono::seconds peer_timeout{10};
-  // Most results one merged radius or batch answer keeps (ServiceOptions::max_results).
-  size_t max_results = 100000;
+  // Timeout of a catch-up (a whole shard copied to a node).
+  std::chrono::seconds catch_up_timeout{3600};
   // Ids leased from etcd at a time for items that come without one.
   uint64_t id_block = 4096;
-  // Where a create takes its encoder artifact from, as ServiceOptions; the
-  // artifact is sent to every node that holds a copy of the collection.
-  std::string models_dir;
-  uint64_t max_model_bytes = uint64_t{1} << 30;
 };
+// The limits of the service (max_results, max_json_depth, models_dir,
+// max_model_bytes) are the local service's options (Service::options()).
+
 
 class ClusterRouter : public RequestRouter {
  public:

@@ -122,9 +122,6 @@ int RunServe(const ServeArgs& a) {
   if (member) {
     http::ClusterRouterOptions ro;
     ro.admin_key = a.api_key;
-    ro.max_results = so.max_results;
-    ro.models_dir = so.models_dir;
-    ro.max_model_bytes = so.max_model_bytes;
     router = std::make_unique<http::ClusterRouter>(member.get(), store->get(), ro);
     so.router = router.get();
   }

@@ -306,6 +306,14 @@ class ClusterTest(unittest.TestCase):
                 got = json.loads(r.read())
             self.assertEqual(got["results"], want["results"])
             self.assertEqual(got["query"]["code"], want["query"]["code"])
+        # Every copy of a shard holds the same items, byte for byte (the primary sends its copies the codes
+        # it stored, not the images).
+        d = call(self.url("n1") + "/collections/fashion")[1]
+        for sh in d["shard_map"]:
+            copy = "fashion.shard%d" % sh["shard"]
+            for item in items[:10]:
+                seen = [call(self.url(n) + "/collections/%s/items/%d" % (copy, item["id"])) for n in sh["replicas"]]
+                self.assertEqual(seen[0], seen[1], (copy, item["id"]))
         # The artifact a client encodes with comes from the cluster.
         with urllib.request.urlopen(self.url("n3") + "/collections/fashion/encoder", timeout=30) as r:
             self.assertEqual(r.read(), source)
@@ -352,10 +360,24 @@ class ClusterTest(unittest.TestCase):
             ids += self.insert(node, "errs", [{"code": "00" * 8} for _ in range(5)])[1]["ids"]
         self.assertEqual(len(set(ids)), 20)
         self.assertEqual(call(self.url("n2") + "/collections/errs")[1]["items"], 20)
+        # A body nested deeper than the JSON limit is refused before it is parsed; the node lives on.
+        deep = '{"code": "%s", "k": 1, "filter": %s{"ids": [1]}%s}' % ("00" * 8, '{"not": ' * 100000, "}" * 100000)
+        req = urllib.request.Request(self.url("n1") + "/collections/errs/search", data=deep.encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=30)
+            self.fail("a deep body was accepted")
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 400)
+        self.assertEqual(call(self.url("n1") + "/readyz")[0], 200)
         status, body = call(self.url("n2") + "/collections/errs", "DELETE")
         self.assertEqual(status, 200, body)
         # Other nodes see the drop with their next read of the map.
         self.assertTrue(wait_for(lambda: call(self.url("n3") + "/collections/errs")[0] == 404, 5))
+        # Created again, it never hands out an id of the dropped one.
+        self.create("errs", node="n3", bits=64, shards=2, replication_factor=2)
+        again = self.insert("n1", "errs", [{"code": "00" * 8} for _ in range(5)])[1]["ids"]
+        self.assertFalse(set(again) & set(ids))
 
     def test_z_failures(self):
         """kill -9 of a primary during inserts, etcd stopped, and a restarted node catching up."""
@@ -443,6 +465,16 @@ class ClusterTest(unittest.TestCase):
             self.assertEqual(mine, theirs, copy)
         print("node %s rejoined: %s" % (victim, [(s["shard"], s["primary"], s["in_sync"]) for s in d["shard_map"]]),
               file=sys.stderr)
+        # Asking again to catch up a copy that is in sync changes nothing; a primary never catches itself up.
+        s0 = next(s for s in d["shard_map"] if victim in s["in_sync"] and s["primary"] != victim)
+        copy = "%s.shard%d" % (name, s0["shard"])
+        before = call(self.url(victim) + "/collections/" + copy)[1]["items"]
+        status, r = call(self.url(s0["primary"]) + "/collections/%s/sync?epoch=%d&node=%s"
+                         % (copy, s0["epoch"], victim), "POST", {})
+        self.assertEqual((status, r["items"]), (200, before), r)
+        status, r = call(self.url(s0["primary"]) + "/collections/%s/sync?epoch=%d&node=%s"
+                         % (copy, s0["epoch"], s0["primary"]), "POST", {})
+        self.assertEqual(status, 422, r)
         for i in range(0, len(ids), 1000):
             ex = call(self.url(victim) + "/collections/%s/items/exists" % name, "POST", {"ids": ids[i:i + 1000]})
             self.assertTrue(all(ex[1]["exists"]))
