@@ -7,11 +7,13 @@
 #include <future>
 #include <random>
 #include <set>
+#include <sstream>
 
 #include "collection/settings.h"
 #include "core/binary_code.h"
 #include "http/call.h"
 #include "http/client.h"
+#include "index/parallel.h"
 
 namespace hamdb::http {
 
@@ -139,6 +141,10 @@ class ClusterRouter::Impl {
   Response Exists(const ClusterCollection& c, const Request& req);
   Response Search(const ClusterCollection& c, const Request& req, const std::map<std::string, std::string>& query,
                   bool batch);
+  // The merged answer of this node's own copies of `shards`; the shards
+  // whose copy did not answer are listed in "missing_shards".
+  PeerReply SearchOwnCopies(const ClusterCollection& c, const std::vector<int>& shards, const std::string& text,
+                            bool batch, const std::string& key) const;
   std::vector<uint64_t> AssignIds(const std::string& name, size_t n);
 
   // ---- shard routes (one copy of a shard, called by another node)
@@ -164,6 +170,17 @@ class ClusterRouter::Impl {
   const std::string self_;
   std::optional<EtcdClient> etcd_;
   Service* local_ = nullptr;
+  mutable HttpPool pool_;  // kept connections to the other nodes
+  // Runs the calls of one fan-out side by side (the caller takes part):
+  // no thread is created per request.
+  mutable ThreadPool fanout_{4};
+  // fn(i) for i in [0, n) on the fan-out pool; the results in order.
+  std::vector<PeerReply> FanOut(size_t n, const std::function<PeerReply(size_t)>& fn) const {
+    std::vector<PeerReply> out(n);
+    Status s = fanout_.ParallelFor(n, static_cast<int>(n), [&](size_t i) { out[i] = fn(i); });
+    if (!s.ok()) Fail(500, "internal", s.message());
+    return out;
+  }
 
   std::mutex refresh_mu_;  // held across a whole Refresh
   mutable std::mutex mu_;
@@ -429,7 +446,7 @@ PeerReply ClusterRouter::Impl::Call(const std::string& node, const std::string& 
     out.error = "node '" + node + "' advertises a bad URL: " + u.status().message();
     return out;
   }
-  StatusOr<HttpReply> r = HttpCall(*u, method, target, body.empty() ? "" : content_type, body, key, timeout);
+  StatusOr<HttpReply> r = pool_.Call(*u, method, target, body.empty() ? "" : content_type, body, key, timeout);
   if (!r.ok()) {
     out.error = "node '" + node + "': " + r.status().message();
     return out;
@@ -754,13 +771,12 @@ Response ClusterRouter::Impl::ShardWrite(const std::string& name, int k, int64_t
   for (const std::string& n : s->in_sync) {
     if (n != self_) others.push_back(n);
   }
-  std::vector<std::future<PeerReply>> sent;
-  for (const std::string& n : others) {
-    sent.push_back(std::async(std::launch::async, [&, n] { return Call(n, req.method, target, body, key, opt_.peer_timeout); }));
-  }
+  std::vector<PeerReply> sent = FanOut(others.size(), [&](size_t i) {
+    return Call(others[i], req.method, target, body, key, opt_.peer_timeout);
+  });
   std::vector<std::string> failed;
   for (size_t i = 0; i < sent.size(); ++i) {
-    PeerReply r = sent[i].get();
+    const PeerReply& r = sent[i];
     // A delete of an item the copy lacks is the same outcome.
     const bool same = r.ok() || (r.reached && r.status == 404 && req.method == "DELETE");
     if (!same) {
@@ -1065,15 +1081,14 @@ Response ClusterRouter::Impl::Drop(const std::string& name, const Request& req) 
 }
 
 json ClusterRouter::Impl::Describe(const ClusterCollection& c, const std::string& key) {
-  std::vector<std::future<PeerReply>> replies;
-  for (int k = 0; k < c.shards; ++k) {
-    replies.push_back(std::async(std::launch::async, [&, k] { return ReadShardCopy(c.name, k, "GET", "", "", key); }));
-  }
+  std::vector<PeerReply> replies = FanOut(c.shards, [&](size_t k) {
+    return ReadShardCopy(c.name, static_cast<int>(k), "GET", "", "", key);
+  });
   json out;
   uint64_t items = 0, memory = 0;
   json missing = json::array(), shard_map = json::array();
   for (int k = 0; k < c.shards; ++k) {
-    PeerReply r = replies[k].get();
+    const PeerReply& r = replies[k];
     if (r.ok() && r.body.is_object()) {
       if (out.is_null()) out = r.body;
       items += r.body.value("items", uint64_t{0});
@@ -1211,20 +1226,24 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
     parts[ShardOf(ids.back(), c.shards)].push_back(v);
   }
   const std::string key = ClientKey(req);
-  std::vector<std::pair<int, std::future<PeerReply>>> sent;
+  std::vector<int> shards;
+  std::vector<std::string> texts;
   for (int k = 0; k < c.shards; ++k) {
     if (parts[k].empty()) continue;
     json part = body;
     part["items"] = std::move(parts[k]);
-    sent.push_back({k, std::async(std::launch::async, [this, &c, k, key, text = part.dump()] {
-                      return WriteShard(c.name, k, "POST", "/items", text, key);
-                    })});
+    shards.push_back(k);
+    texts.push_back(part.dump());
   }
+  std::vector<PeerReply> replies = FanOut(shards.size(), [&](size_t i) {
+    return WriteShard(c.name, shards[i], "POST", "/items", texts[i], key);
+  });
   std::vector<int> stored;
   std::optional<std::pair<int, PeerReply>> failure;
   std::map<uint64_t, json> images;  // what the encoders made of image items, by id
-  for (auto& [k, f] : sent) {
-    PeerReply r = f.get();
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const int k = shards[i];
+    PeerReply& r = replies[i];
     if (r.ok()) {
       stored.push_back(k);
       for (const json& im : r.body.value("images", json::array())) images[im.value("id", uint64_t{0})] = im;
@@ -1269,17 +1288,16 @@ Response ClusterRouter::Impl::DeleteMany(const ClusterCollection& c, const Reque
     parts[ShardOf(v.get<uint64_t>(), c.shards)].push_back(v);
   }
   const std::string key = ClientKey(req);
-  std::vector<std::future<PeerReply>> sent;
+  std::vector<int> shards;
   for (int k = 0; k < c.shards; ++k) {
-    if (parts[k].empty()) continue;
-    sent.push_back(std::async(std::launch::async, [this, &c, k, key, text = json{{"ids", parts[k]}}.dump()] {
-      return WriteShard(c.name, k, "POST", "/items/delete", text, key);
-    }));
+    if (!parts[k].empty()) shards.push_back(k);
   }
+  std::vector<PeerReply> replies = FanOut(shards.size(), [&](size_t i) {
+    return WriteShard(c.name, shards[i], "POST", "/items/delete", json{{"ids", parts[shards[i]]}}.dump(), key);
+  });
   uint64_t deleted = 0;
   std::optional<PeerReply> failure;
-  for (auto& f : sent) {
-    PeerReply r = f.get();
+  for (PeerReply& r : replies) {
     if (r.ok()) {
       deleted += r.body.value("deleted", uint64_t{0});
     } else if (!failure) {
@@ -1357,68 +1375,26 @@ Response ClusterRouter::Impl::Exists(const ClusterCollection& c, const Request& 
   return JsonResponse(200, {{"exists", exists}, {"paths", paths}});
 }
 
-Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& req,
-                                     const std::map<std::string, std::string>& query, bool batch) {
-  const auto t0 = std::chrono::steady_clock::now();
-  json body;
-  if (!batch && IsImageType(MediaType(req.content_type))) {
-    // A raw image: the same search as JSON, for every shard to encode.
-    body = QueryToJson(query);
-    body["image"] = Base64Encode(reinterpret_cast<const uint8_t*>(req.body.data()), req.body.size());
-  } else {
-    body = ParseBodyObject(req, local_->options().max_json_depth);
+namespace {
+
+// A search answer this node can merge: its result lists where they belong.
+bool WellFormedAnswer(const json& a, bool batch) {
+  if (!a.is_object()) return false;
+  if (!batch) return a.value("results", json()).is_array();
+  const json b = a.value("batches", json());
+  if (!b.is_array()) return false;
+  for (const json& x : b) {
+    if (!x.is_object() || !x.value("results", json()).is_array()) return false;
   }
-  // The cut of the merged list: k (10 unless a radius is given).
-  std::optional<uint64_t> k_cut;
-  if (auto it = body.find("k"); it != body.end() && it->is_number_integer() && it->get<int64_t>() >= 0) {
-    k_cut = it->get<uint64_t>();
-  } else if (!body.contains("radius") || body["radius"].is_null()) {
-    k_cut = 10;
-  }
-  const std::string key = ClientKey(req);
-  const std::string text = body.dump();
-  std::vector<std::future<PeerReply>> sent;
-  for (int k = 0; k < c.shards; ++k) {
-    sent.push_back(std::async(std::launch::async, [&, k] {
-      return ReadShardCopy(c.name, k, "POST", batch ? "/search/batch" : "/search", text, key);
-    }));
-  }
-  // An answer this node can merge: its result lists where they belong.
-  auto well_formed = [&](const json& a) {
-    if (!a.is_object()) return false;
-    if (!batch) return a.value("results", json()).is_array();
-    const json b = a.value("batches", json());
-    if (!b.is_array()) return false;
-    for (const json& x : b) {
-      if (!x.is_object() || !x.value("results", json()).is_array()) return false;
-    }
-    return true;
-  };
-  std::vector<json> answers;
-  json missing = json::array();
-  std::vector<std::string> errors;
-  for (int k = 0; k < c.shards; ++k) {
-    PeerReply r = sent[k].get();
-    if (r.ok() && well_formed(r.body) &&
-        (answers.empty() || !batch || r.body["batches"].size() == answers.front()["batches"].size())) {
-      answers.push_back(std::move(r.body));
-    } else if (r.ok()) {
-      missing.push_back(k);
-      errors.push_back("shard " + std::to_string(k) + ": an answer this node cannot merge");
-    } else if (r.client_error()) {
-      return Relay(r);  // a bad request is bad at every shard
-    } else {
-      missing.push_back(k);
-      errors.push_back("shard " + std::to_string(k) + ": " + ErrorMessage(r));
-    }
-  }
-  if (answers.empty()) {
-    std::string why;
-    for (const std::string& e : errors) why += (why.empty() ? "" : "; ") + e;
-    Response out = Service::Error(503, "unavailable", "no shard of '" + c.name + "' answered: " + why);
-    out.retry_after_s = 1;
-    return out;
-  }
+  return true;
+}
+
+// The merge of per-shard (or per-node) answers of one search: each list cut
+// to k (none for a plain radius search) under the tie rule of the answers,
+// at most max_results results in all; exact, truncated and degraded
+// combined. `answers` is not empty and well formed, with equal batch counts.
+json MergeAnswers(const std::vector<json>& answers, bool batch, std::optional<uint64_t> k_cut,
+                  size_t max_results) {
   json out = answers.front();
   const bool by_score = out.value("tie_break", std::string("id")) == "score";
   bool exact = true, truncated = false, degraded = false;
@@ -1427,7 +1403,7 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
     truncated = truncated || a.value("truncated", false);
     degraded = degraded || a.value("degraded", false);
   }
-  size_t budget = local_->options().max_results;
+  size_t budget = max_results;
   auto merge = [&](const std::vector<const json*>& lists) {
     json all = json::array();
     for (const json* l : lists) {
@@ -1445,7 +1421,7 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
     return all;
   };
   if (batch) {
-    const size_t nq = out.value("batches", json::array()).size();
+    const size_t nq = out["batches"].size();
     json batches = json::array();
     for (size_t q = 0; q < nq; ++q) {
       std::vector<const json*> lists;
@@ -1467,12 +1443,171 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
     out["results"] = merge(lists);
   }
   out["exact"] = exact;
+  out.erase("truncated");
+  out.erase("degraded");
   if (truncated) out["truncated"] = true;
   if (degraded) out["degraded"] = true;
+  return out;
+}
+
+// The cut of a merged list: k (10 unless a radius is given).
+std::optional<uint64_t> KCut(const json& body) {
+  if (auto it = body.find("k"); it != body.end() && it->is_number_integer() && it->get<int64_t>() >= 0) {
+    return it->get<uint64_t>();
+  }
+  if (!body.contains("radius") || body["radius"].is_null()) return 10;
+  return std::nullopt;
+}
+
+std::string JoinInts(const std::vector<int>& v) {
+  std::string out;
+  for (int x : v) out += (out.empty() ? "" : ",") + std::to_string(x);
+  return out;
+}
+
+}  // namespace
+
+PeerReply ClusterRouter::Impl::SearchOwnCopies(const ClusterCollection& c, const std::vector<int>& shards,
+                                               const std::string& text, bool batch, const std::string& key) const {
+  const json body = json::parse(text, nullptr, false);
+  // The copies are searched side by side on this node's cores.
+  std::vector<PeerReply> replies(shards.size());
+  Status ran = ThreadPool::Default().ParallelFor(shards.size(), 0, [&](size_t i) {
+    replies[i] = CallLocal("POST",
+                           "/collections/" + ShardCollectionName(c.name, shards[i]) + (batch ? "/search/batch" : "/search"),
+                           text, key);
+  });
+  if (!ran.ok()) Fail(500, "internal", ran.message());
+  std::vector<json> answers;
+  std::vector<int> missing;
+  for (size_t i = 0; i < shards.size(); ++i) {
+    const int k = shards[i];
+    PeerReply& r = replies[i];
+    if (r.client_error() && ErrorMessage(r).rfind("no collection", 0) != 0) return r;  // bad at every shard
+    if (r.ok() && WellFormedAnswer(r.body, batch) &&
+        (answers.empty() || !batch || r.body["batches"].size() == answers.front()["batches"].size())) {
+      answers.push_back(std::move(r.body));
+    } else {
+      missing.push_back(k);
+    }
+  }
+  PeerReply out;
+  out.reached = true;
+  out.status = 200;
+  out.body = answers.empty() ? json{{"results", json::array()}}
+                             : MergeAnswers(answers, batch, KCut(body), local_->options().max_results);
+  if (answers.empty()) out.body["no_answer"] = true;
+  out.body["missing_shards"] = missing;
+  return out;
+}
+
+Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& req,
+                                     const std::map<std::string, std::string>& query, bool batch) {
+  const auto t0 = std::chrono::steady_clock::now();
+  json body;
+  if (!batch && IsImageType(MediaType(req.content_type))) {
+    // A raw image: the same search as JSON, for every shard to encode.
+    body = QueryToJson(query);
+    body["image"] = Base64Encode(reinterpret_cast<const uint8_t*>(req.body.data()), req.body.size());
+  } else {
+    body = ParseBodyObject(req, local_->options().max_json_depth);
+  }
+  const std::string key = ClientKey(req);
+  const std::string text = body.dump();
+  const std::string route = batch ? "/search/batch" : "/search";
+
+  // Another node asks this one for its own copies of some shards.
+  if (auto own = query.find("shards"); own != query.end()) {
+    std::vector<int> shards;
+    std::string item;
+    std::stringstream list(own->second);
+    while (std::getline(list, item, ',')) {
+      int64_t k = -1;
+      if (!ParseInt64(item, &k) || k < 0 || k >= c.shards) Fail(400, "bad_request", "'shards' must list shards");
+      shards.push_back(static_cast<int>(k));
+    }
+    PeerReply r = SearchOwnCopies(c, shards, text, batch, key);
+    if (!r.ok()) return Relay(r);
+    return JsonResponse(200, r.body);
+  }
+
+  // One request per node: each shard goes to its first copy in read order
+  // (this node's, the primary, the others), grouped by node.
+  std::map<std::string, std::vector<int>> plan;
+  std::vector<int> unplaced;
+  for (int k = 0; k < c.shards; ++k) {
+    const std::optional<ShardState> s = CachedShard(c.name, k);
+    std::string node;
+    if (s && s->InSync(self_)) {
+      node = self_;
+    } else if (s && s->InSync(s->primary) && Live(s->primary)) {
+      node = s->primary;
+    } else if (s) {
+      for (const std::string& n : s->in_sync) {
+        if (Live(n)) {
+          node = n;
+          break;
+        }
+      }
+    }
+    if (node.empty()) {
+      unplaced.push_back(k);
+    } else {
+      plan[node].push_back(k);
+    }
+  }
+  const std::vector<std::pair<std::string, std::vector<int>>> groups(plan.begin(), plan.end());
+  std::vector<PeerReply> replies = FanOut(groups.size(), [&](size_t i) {
+    const auto& [node, shards] = groups[i];
+    return node == self_ ? SearchOwnCopies(c, shards, text, batch, key)
+                         : Call(node, "POST", "/collections/" + UrlEncode(c.name) + route + "?shards=" + JoinInts(shards),
+                                text, key, opt_.peer_timeout);
+  });
+  std::vector<json> answers;
+  std::vector<int> retry = unplaced;  // shards to ask copy by copy
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const std::vector<int>& shards = groups[i].second;
+    PeerReply& r = replies[i];
+    if (r.client_error()) return Relay(r);  // a bad request is bad at every shard
+    if (r.ok() && WellFormedAnswer(r.body, batch) && !r.body.value("no_answer", false) &&
+        (answers.empty() || !batch || r.body["batches"].size() == answers.front()["batches"].size())) {
+      for (const json& k : r.body.value("missing_shards", json::array())) {
+        if (k.is_number_integer()) retry.push_back(k.get<int>());
+      }
+      answers.push_back(std::move(r.body));
+    } else {
+      retry.insert(retry.end(), shards.begin(), shards.end());
+    }
+  }
+  // Shards whose first copy failed: every in-sync copy in turn.
+  json missing = json::array();
+  std::vector<std::string> errors;
+  for (int k : retry) {
+    PeerReply r = ReadShardCopy(c.name, k, "POST", route, text, key);
+    if (r.client_error()) return Relay(r);
+    if (r.ok() && WellFormedAnswer(r.body, batch) &&
+        (answers.empty() || !batch || r.body["batches"].size() == answers.front()["batches"].size())) {
+      answers.push_back(std::move(r.body));
+    } else {
+      missing.push_back(k);
+      errors.push_back("shard " + std::to_string(k) + ": " + (r.ok() ? "an answer this node cannot merge" : ErrorMessage(r)));
+    }
+  }
+  if (answers.empty()) {
+    std::string why;
+    for (const std::string& e : errors) why += (why.empty() ? "" : "; ") + e;
+    Response out = Service::Error(503, "unavailable", "no shard of '" + c.name + "' answered: " + why);
+    out.retry_after_s = 1;
+    return out;
+  }
+  json out = MergeAnswers(answers, batch, KCut(body), local_->options().max_results);
+  out.erase("missing_shards");
   out["shards"] = c.shards;
   if (!missing.empty()) {
+    std::vector<int> m = missing.get<std::vector<int>>();
+    std::sort(m.begin(), m.end());
     out["partial"] = true;
-    out["missing_shards"] = missing;
+    out["missing_shards"] = m;
   }
   out["took_ms"] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return JsonResponse(200, out);

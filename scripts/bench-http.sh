@@ -53,29 +53,8 @@ if [ "$MIXED" = 1 ]; then
 fi
 
 # 1000 query codes: stored codes with 2 random bits flipped, as hex.
-/usr/bin/python3 - "$WORK/codes.npy" "$WORK/search.lua" <<'PY'
-import sys, numpy as np
-codes = np.load(sys.argv[1])
-rng = np.random.default_rng(7)
-rows = codes[rng.integers(0, len(codes), 1000)].copy()
-for r in rows:
-    for b in rng.integers(0, 64, 2):
-        r[b // 8] ^= np.uint8(1 << (b % 8))
-qs = ",\n".join('"%s"' % bytes(r).hex() for r in rows)
-open(sys.argv[2], "w").write("""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local queries = {
-%s
-}
-local i = 0
-request = function()
-  i = i + 1
-  local q = queries[(i %% #queries) + 1]
-  return wrk.format(nil, "/collections/bench/search", nil, '{"code":"' .. q .. '","k":10}')
-end
-""" % qs)
-PY
+/usr/bin/python3 -c "import sys; sys.path.insert(0, 'scripts'); import wrk_report; wrk_report.search_lua(*sys.argv[1:])" \
+  "$WORK/codes.npy" "$WORK/search.lua" bench
 
 "$HAMDB" serve --db "$DB" --port "$PORT" --threads "$THREADS" 2> "$WORK/serve.log" &
 SERVER=$!

@@ -76,19 +76,9 @@ for q in range(0, 65536, 64):
         codes.add(json.load(urllib.request.urlopen(f"{url}/collections/f/items/{r['id']}"))["code"])
     if len(codes) >= 1000:
         break
-qs = ",\n".join('"%s"' % c for c in sorted(codes))
-open(out, "w").write("""
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local queries = {
-%s
-}
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format(nil, "/collections/f/search", nil, '{"code":"' .. queries[(i %% #queries) + 1] .. '","k":10}')
-end
-""" % qs)
+sys.path.insert(0, "scripts")
+import wrk_report
+wrk_report.write_search_lua(sorted(codes), out, "f")
 PY
 
 echo "== search k=10 on f (60k items): wrk -t1 -c$CONNS -d${DURATION}s, alone"

@@ -1,6 +1,8 @@
-"""Reads the output of `wrk --latency` (the load benchmarks' scripts import it).
+"""Helpers of the load benchmarks' scripts (they import it).
 
-parse(path) -> (requests/s, p50 ms, p99 ms, non-2xx responses)
+parse(path) -> (requests/s, p50 ms, p99 ms, non-2xx responses) of the output of `wrk --latency`
+search_lua(codes_npy, out_lua, collection) writes a wrk script that posts k=10 searches of 1000 query codes:
+    stored codes with 2 random bits flipped; write_search_lua(hex_codes, out_lua, collection) of given codes
 """
 import re
 
@@ -16,3 +18,33 @@ def parse(path):
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     return rps, percentile_ms(50), percentile_ms(99), int(errors.group(1)) if errors else 0
+
+
+def search_lua(codes_npy, out_lua, collection):
+    import numpy as np
+    codes = np.load(codes_npy)
+    rng = np.random.default_rng(7)
+    rows = codes[rng.integers(0, len(codes), 1000)].copy()
+    for r in rows:
+        for b in rng.integers(0, codes.shape[1] * 8, 2):
+            r[b // 8] ^= np.uint8(1 << (b % 8))
+    write_search_lua([bytes(r).hex() for r in rows], out_lua, collection)
+
+
+def write_search_lua(hex_codes, out_lua, collection):
+    """A wrk script that posts k=10 searches of these query codes, round robin."""
+    qs = ",\n".join('"%s"' % c for c in hex_codes)
+    with open(out_lua, "w") as f:
+        f.write("""
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local queries = {
+%s
+}
+local i = 0
+request = function()
+  i = i + 1
+  local q = queries[(i %% #queries) + 1]
+  return wrk.format(nil, "/collections/%s/search", nil, '{"code":"' .. q .. '","k":10}')
+end
+""" % (qs, collection))

@@ -220,10 +220,10 @@ class ClusterTest(unittest.TestCase):
         for i in range(200):
             c = centres[i % 4] ^ (1 << rng.randrange(64)) ^ (1 << rng.randrange(64))
             items.append({"id": 10**12 + i, "code": "%016x" % c, "label": i % 7, "score": 0.5})
-        for spec in ("Flat", "MIH"):
+        for spec, shards in (("Flat", 3), ("MIH", 7)):  # 7 shards: several per node, one request per node
             name = "eq-" + spec.lower()
-            desc = self.create(name, bits=64, index=spec, shards=3, replication_factor=2)
-            self.assertEqual(desc["shards"], 3)
+            desc = self.create(name, bits=64, index=spec, shards=shards, replication_factor=2)
+            self.assertEqual(desc["shards"], shards)
             status, body = call(self.url("single") + "/collections", "POST", dict(name=name, bits=64, index=spec))
             self.assertEqual(status, 201, body)
             for i in range(0, len(items), 100):
