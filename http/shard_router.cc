@@ -111,6 +111,11 @@ class ClusterRouter::Impl {
   void Loop();
   void Tick();  // one pass of the loop: read the map, fail over, catch up
   void Failover(const std::string& name, int k, const ShardState& s);
+  // As a primary, moves the copies of nodes gone for replace_after to live
+  // nodes (they catch up by the usual path).
+  void ReplaceLostCopies(const ShardMap& m, const std::vector<std::string>& live);
+  // Drops this node's copies of shards that now list only other nodes.
+  void DropUnlistedCopies(const ShardMap& m);
   void RequestCatchUp(const std::string& name, int k, const ShardState& s);
 
   // ---- calls
@@ -204,6 +209,8 @@ class ClusterRouter::Impl {
   bool stopping_ = false;
   std::thread loop_;
   std::future<void> catch_up_;  // the copy being caught up, run beside the loop
+  // Nodes named in the map but not live, since when (the loop's own).
+  std::map<std::string, std::chrono::steady_clock::time_point> absent_since_;
 };
 
 // ---------------------------------------------------------------------------
@@ -344,6 +351,8 @@ void ClusterRouter::Impl::Tick() {
   last_refresh_error_.clear();
   const std::vector<std::string> live = LiveNodes();
   const ShardMap m = map();
+  ReplaceLostCopies(m, live);
+  DropUnlistedCopies(m);
   for (const auto& [name, states] : m.shards) {
     for (size_t k = 0; k < states.size(); ++k) {
       const ShardState& st = states[k];
@@ -365,6 +374,78 @@ void ClusterRouter::Impl::Tick() {
           }
         });
       }
+    }
+  }
+}
+
+void ClusterRouter::Impl::ReplaceLostCopies(const ShardMap& m, const std::vector<std::string>& live) {
+  const auto now = std::chrono::steady_clock::now();
+  auto is_live = [&](const std::string& n) { return std::find(live.begin(), live.end(), n) != live.end(); };
+  std::map<std::string, int> copies;  // per live node, for choosing where a new copy goes
+  for (const std::string& n : live) copies[n] = 0;
+  std::set<std::string> gone;
+  for (const auto& [name, states] : m.shards) {
+    for (const ShardState& st : states) {
+      for (const std::string& n : st.replicas) {
+        if (is_live(n)) {
+          ++copies[n];
+        } else {
+          gone.insert(n);
+        }
+      }
+    }
+  }
+  for (auto it = absent_since_.begin(); it != absent_since_.end();) {
+    it = gone.count(it->first) ? std::next(it) : absent_since_.erase(it);
+  }
+  for (const std::string& n : gone) absent_since_.emplace(n, now);
+  if (opt_.replace_after.count() <= 0) return;
+  for (const auto& [name, states] : m.shards) {
+    for (size_t k = 0; k < states.size(); ++k) {
+      const ShardState& st = states[k];
+      if (st.primary != self_) continue;
+      for (const std::string& lost : st.replicas) {
+        auto since = absent_since_.find(lost);
+        if (since == absent_since_.end() || now - since->second < opt_.replace_after) continue;
+        std::string target;
+        for (const auto& [n, count] : copies) {
+          if (!st.HasReplica(n) && (target.empty() || count < copies[target])) target = n;
+        }
+        if (target.empty()) continue;  // every live node holds a copy already
+        Status s = EditShard(name, static_cast<int>(k), st.epoch, [&](ShardState* next) {
+          std::replace(next->replicas.begin(), next->replicas.end(), lost, target);
+          next->in_sync.erase(std::remove(next->in_sync.begin(), next->in_sync.end(), lost), next->in_sync.end());
+        });
+        if (s.ok()) {
+          ++copies[target];
+          spdlog::warn("cluster: node '{}' has been gone for {} s: its copy of shard {} of '{}' goes to node '{}'",
+                       lost, std::chrono::duration_cast<std::chrono::seconds>(now - since->second).count(), k,
+                       name, target);
+        } else {
+          spdlog::warn("cluster: replacing node '{}' in shard {} of '{}': {}", lost, k, name, s.ToString());
+        }
+        break;  // one change per shard and pass: the next pass sees the new state
+      }
+    }
+  }
+}
+
+void ClusterRouter::Impl::DropUnlistedCopies(const ShardMap& m) {
+  StatusOr<std::vector<CollectionInfo>> local = store_->ListCollections();
+  if (!local.ok()) return;
+  for (const CollectionInfo& info : *local) {
+    const auto shard = ParseShardCollectionName(info.name);
+    if (!shard) continue;
+    const ShardState* st = m.Shard(shard->first, shard->second);
+    // Only a shard that lists other copies, none of them this node: its
+    // data lives on them. A collection gone from the map is left alone
+    // (a drop deletes its copies; one left behind is dropped by hand).
+    if (st == nullptr || st->HasReplica(self_) || st->in_sync.empty()) continue;
+    std::lock_guard<std::mutex> order(ShardLock(shard->first, shard->second));
+    PeerReply r = CallLocal("DELETE", "/collections/" + info.name, "", opt_.admin_key);
+    if (r.ok()) {
+      spdlog::info("cluster: dropped this node's copy '{}': shard {} of '{}' is held by other nodes now", info.name,
+                   shard->second, shard->first);
     }
   }
 }

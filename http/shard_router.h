@@ -23,7 +23,11 @@
 //     bumps the epoch and leaves itself the only in-sync copy;
 //   - catches this node's out-of-sync copies up: the primary, holding its
 //     shard's write lock, copies every item to it and adds it to the
-//     in-sync set by transaction (writes to that shard wait meanwhile).
+//     in-sync set by transaction (writes to that shard wait meanwhile);
+//   - as a primary, replaces a copy whose node has been gone for
+//     `replace_after` by a copy on a live node that holds none of the
+//     shard (the fewest copies first), which then catches up;
+//   - drops this node's copies of shards that no longer list it.
 //
 // Thread safety: Route may be called from many threads; the loop runs on
 // its own thread between Start and destruction.
@@ -58,6 +62,9 @@ struct ClusterRouterOptions {
   std::chrono::seconds peer_timeout{10};
   // Timeout of a catch-up (a whole shard copied to a node).
   std::chrono::seconds catch_up_timeout{3600};
+  // How long a node may be gone before its copies are made again on other
+  // nodes; 0: never.
+  std::chrono::seconds replace_after{60};
   // Ids leased from etcd at a time for items that come without one.
   uint64_t id_block = 4096;
 };

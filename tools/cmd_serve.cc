@@ -54,6 +54,7 @@ struct ServeArgs {
   double snapshot_interval_s =
       std::chrono::duration<double>(LiveCollectionOptions{}.snapshot_interval).count();
   http::ClusterOptions cluster;
+  int cluster_replace_after_s = 60;
 };
 
 int RunServe(const ServeArgs& a) {
@@ -122,6 +123,7 @@ int RunServe(const ServeArgs& a) {
   if (member) {
     http::ClusterRouterOptions ro;
     ro.admin_key = a.api_key;
+    ro.replace_after = std::chrono::seconds(a.cluster_replace_after_s);
     router = std::make_unique<http::ClusterRouter>(member.get(), store->get(), ro);
     so.router = router.get();
   }
@@ -247,6 +249,11 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
   cmd->add_option("--node-id", a->cluster.node_id, "This node's id in the cluster (unique among live nodes)");
   cmd->add_option("--advertise", a->cluster.advertise,
                   "The http://HOST:PORT where the other nodes reach this one");
+  cmd->add_option("--cluster-replace-after", a->cluster_replace_after_s,
+                  "Seconds a node may be gone before the primaries make its shard copies again on other nodes "
+                  "(0: never)")
+      ->check(CLI::Range(0, 86400))
+      ->capture_default_str();
   cmd->add_option("--cluster-lease-ttl", a->cluster.lease_ttl_s,
                   "Seconds after which a node that stopped renewing leaves the cluster")
       ->check(CLI::Range(2, 60))

@@ -25,6 +25,9 @@ import urllib.request
 HAMDB = None
 ETCD = "/usr/bin/etcd"
 TTL = 2  # the nodes' lease TTL, seconds
+# Seconds a node may be gone before its copies are made elsewhere: longer than test_z_failures keeps its
+# victim down.
+REPLACE_AFTER = 30
 
 
 def free_port():
@@ -128,7 +131,7 @@ class Cluster:
                 "--models-dir", models]
         if cluster:
             args += ["--cluster", self.etcd_url, "--node-id", node, "--advertise", "http://127.0.0.1:%d" % port,
-                     "--cluster-lease-ttl", str(TTL)]
+                     "--cluster-lease-ttl", str(TTL), "--cluster-replace-after", str(REPLACE_AFTER)]
         log = self._log(node)
         env = {k: v for k, v in os.environ.items() if not k.startswith("HAMDB_")}
         # A restarted node waits until its old registration has expired.
@@ -379,6 +382,36 @@ class ClusterTest(unittest.TestCase):
         again = self.insert("n1", "errs", [{"code": "00" * 8} for _ in range(5)])[1]["ids"]
         self.assertFalse(set(again) & set(ids))
 
+    def test_y_lost_node_replaced(self):
+        """A node gone for good: its copies are made again on the other nodes, and when it comes back it drops
+        the copies that are no longer its own."""
+        name = "rep"
+        self.create(name, bits=64, shards=3, replication_factor=2)
+        rng = random.Random(5)
+        for b in range(3):
+            self.insert("n1", name, [{"id": b * 100 + i, "code": random_code(rng)} for i in range(100)])
+        self.c.kill("n3")
+        killed = time.time()
+
+        def replaced():
+            d = call(self.url("n1") + "/collections/" + name)[1]
+            return all("n3" not in s["replicas"] and sorted(s["in_sync"]) == sorted(s["replicas"])
+                       for s in d["shard_map"])
+
+        self.assertTrue(wait_for(replaced, REPLACE_AFTER + 40, 0.5), call(self.url("n1") + "/collections/" + name)[1])
+        d = call(self.url("n1") + "/collections/" + name)[1]
+        self.assertEqual(d["items"], 300)
+        for s in d["shard_map"]:
+            copy = "%s.shard%d" % (name, s["shard"])
+            counts = [call(self.url(n) + "/collections/" + copy)[1]["items"] for n in s["replicas"]]
+            self.assertEqual(counts[0], counts[1], (copy, counts))
+        print("\nn3 gone: its copies were made again on n1/n2 %.1f s after the kill; shard map %s"
+              % (time.time() - killed, [(s["shard"], s["replicas"]) for s in d["shard_map"]]), file=sys.stderr)
+        self.c.start_node("n3")
+        self.assertTrue(wait_for(lambda: all(call(self.url("n3") + "/collections/%s.shard%d" % (name, k))[0] == 404
+                                             for k in range(3)), 20, 0.5))
+        self.assertEqual(call(self.url("n3") + "/collections/" + name)[1]["items"], 300)
+
     def test_z_failures(self):
         """kill -9 of a primary during inserts, etcd stopped, and a restarted node catching up."""
         name = "ha"
@@ -447,7 +480,10 @@ class ClusterTest(unittest.TestCase):
         self.assertTrue(wait_for(lambda: self.insert("n1", name, [{"id": 5 * 10**9 + 1, "code": "00" * 8}],
                                                      expect=None)[0] == 200, 30))
 
-        # The killed node comes back, catches up and rejoins every in-sync set.
+        # The killed node comes back, catches up and rejoins every in-sync set (it was gone for less than
+        # REPLACE_AFTER, so its copies are still its own).
+        down = time.time() - killed_at
+        self.assertLess(down, REPLACE_AFTER)
         self.c.start_node(victim)
 
         def rejoined():
