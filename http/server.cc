@@ -34,7 +34,9 @@ class HttpServer::Impl {
       : service_(service),
         options_(std::move(options)),
         ioc_(std::max(1, options_.threads)),
-        writers_(static_cast<size_t>(std::max(1, options_.write_threads))) {}
+        writers_(static_cast<size_t>(std::max(1, options_.write_threads))),
+        peers_(static_cast<size_t>(std::max(1, options_.write_threads))),
+        replicas_(static_cast<size_t>(std::max(1, options_.write_threads))) {}
 
   Status Start();
   void Shutdown();
@@ -48,6 +50,9 @@ class HttpServer::Impl {
   Service* service() const { return service_; }
   const ServerOptions& options() const { return options_; }
   asio::thread_pool& writers() { return writers_; }
+  asio::thread_pool& pool(Lane lane) {
+    return lane == Lane::kPeer ? peers_ : lane == Lane::kReplica ? replicas_ : writers_;
+  }
   // Takes a place in the write queue; false when all write_queue places are
   // taken (the request is then refused with 503 and Retry-After).
   bool TryQueueWrite() {
@@ -85,6 +90,11 @@ class HttpServer::Impl {
   // while writes wait on the disk. Declared after ioc_: destroyed (joined)
   // first, while the sessions' executors its handlers post to still exist.
   asio::thread_pool writers_;
+  // The cluster's calls between nodes (Lane): a node's calls to a primary,
+  // and a primary's calls to its copies, each on its own pool, so that
+  // neither waits behind the requests that wait on it.
+  asio::thread_pool peers_;
+  asio::thread_pool replicas_;
   std::atomic<size_t> queued_writes_{0};
   std::atomic<uint16_t> port_{0};
   std::atomic<bool> stopping_{false};
@@ -185,9 +195,22 @@ class Session : public std::enable_shared_from_this<Session> {
     const unsigned version = req.version();
     const bool wants_keep_alive = req.keep_alive();
     const bool head = r.method == "HEAD";
-    if (!server_->service()->RunsOffIoThreads(r.method, r.target)) {
+    const Lane lane = server_->service()->LaneOf(r.method, r.target);
+    if (lane == Lane::kIo) {
       Response resp = server_->service()->Handle(r);
       Send(std::move(resp), version, wants_keep_alive && !server_->stopping(), head);
+      return;
+    }
+    if (lane != Lane::kWrite) {
+      // Between the nodes of a cluster: bounded by the callers' own pools.
+      asio::post(server_->pool(lane), [self = shared_from_this(), r = std::move(r), version, wants_keep_alive,
+                                       head]() mutable {
+        Response resp = self->server_->service()->Handle(r);
+        asio::post(self->stream_.get_executor(), [self, resp = std::move(resp), version,
+                                                   wants_keep_alive, head]() mutable {
+          self->Send(std::move(resp), version, wants_keep_alive && !self->server_->stopping(), head);
+        });
+      });
       return;
     }
     // Writes run on the writer pool; this connection reads its next request
@@ -394,6 +417,8 @@ void HttpServer::Impl::Wait() {
     cv_.wait_for(lock, options_.drain_timeout, [this] { return sessions_.empty(); });
   }
   writers_.join();  // writes in flight finish (their answers may be dropped)
+  peers_.join();
+  replicas_.join();
   ioc_.stop();
   for (std::thread& t : threads_) t.join();
   threads_.clear();

@@ -9,7 +9,11 @@
 // deletes, creates, drops) run on a pool of write_threads, so that an I/O
 // thread never waits on an fsync. At most write_queue writes wait or run at
 // once; beyond that a write is refused with 503 write_queue_full and
-// Retry-After: 1.
+// Retry-After: 1. In a cluster, the service's Lane decides: a client's
+// request that other nodes answer runs on the write pool too, and the
+// nodes' calls to each other on two more pools of write_threads (to a
+// primary, and to a copy), so that nodes never wait on each other in a
+// circle.
 //
 // Limits: the request header and body sizes are capped (431 / 413, then the
 // connection is closed); a client that takes longer than read_timeout to send

@@ -329,6 +329,16 @@ Response Service::Call::Run(std::string* route) {
   Fail(404, "not_found", "no route for " + req_.method + " " + req_.target);
 }
 
+Lane Service::LaneOf(const std::string& method, const std::string& target) const {
+  if (options_.router != nullptr) {
+    StatusOr<Target> t = ParseTarget(target);
+    if (t.ok()) {
+      if (std::optional<Lane> lane = options_.router->LaneOf(method, t->segments, t->query)) return *lane;
+    }
+  }
+  return RunsOffIoThreads(method, target) ? Lane::kWrite : Lane::kIo;
+}
+
 bool Service::RunsOffIoThreads(const std::string& method, const std::string& target) {
   StatusOr<Target> t = ParseTarget(target);
   if (!t.ok()) return false;

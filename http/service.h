@@ -118,6 +118,16 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;  // more headers, as (name, value)
 };
 
+// Where the server runs a request (http/server.h). The lanes are layered so
+// that nodes calling each other never wait in a circle: a request waits
+// only on requests of a later lane, on other nodes.
+enum class Lane {
+  kIo,       // on the I/O thread that read it: local reads and searches
+  kWrite,    // the write pool: writes, bulk reads, and a client's request that other nodes answer
+  kPeer,     // the peer pool: a node's call to a shard's primary (which calls the copies)
+  kReplica,  // the replica pool: a primary's call to a copy (which calls no one)
+};
+
 // Takes over routes that concern more than this node: in cluster mode, the
 // collections sharded over the nodes (http/shard_router.h). The service asks
 // it after a request's route, key and readiness have been checked.
@@ -130,6 +140,10 @@ class RequestRouter {
   virtual std::optional<Response> Route(const Request& request, const std::string& route,
                                         const std::vector<std::string>& segments,
                                         const std::map<std::string, std::string>& query) = 0;
+  // The lane of a request it takes over; nullopt: the service's own rule.
+  // Cheap: called on the I/O thread for every request.
+  virtual std::optional<Lane> LaneOf(const std::string& method, const std::vector<std::string>& segments,
+                                     const std::map<std::string, std::string>& query) const = 0;
 };
 
 class Service {
@@ -158,6 +172,9 @@ class Service {
   // table), and the bulk helpers of a client ingest (items/exists, the
   // encoder download), so that none of them delays a search.
   static bool RunsOffIoThreads(const std::string& method, const std::string& target);
+  // The lane of a request: the router's (in cluster mode) for the requests
+  // it takes over, else kWrite when RunsOffIoThreads, else kIo.
+  Lane LaneOf(const std::string& method, const std::string& target) const;
 
   // An error response in the common shape (also used by the server for
   // transport errors such as 413 and 408).

@@ -96,6 +96,10 @@ class ClusterRouter::Impl {
     std::lock_guard<std::mutex> lock(mu_);
     return map_;
   }
+  bool IsClusterCollection(const std::string& name) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return map_.Find(name) != nullptr;
+  }
 
  private:
   // ---- the map
@@ -1710,5 +1714,16 @@ std::optional<Response> ClusterRouter::Route(const Request& request, const std::
 }
 
 ShardMap ClusterRouter::map() const { return impl_->map(); }
+
+std::optional<Lane> ClusterRouter::LaneOf(const std::string& method, const std::vector<std::string>& segments,
+                                          const std::map<std::string, std::string>& query) const {
+  if (segments.empty() || segments[0] != "collections") return std::nullopt;
+  if (query.count("replica")) return Lane::kReplica;
+  if (query.count("epoch")) return Lane::kPeer;
+  if (query.count("shards")) return Lane::kIo;
+  if (segments.size() == 1) return Lane::kWrite;  // a create, or a list that describes every collection
+  if (impl_->IsClusterCollection(segments[1])) return Lane::kWrite;
+  return std::nullopt;
+}
 
 }  // namespace hamdb::http

@@ -88,6 +88,12 @@ class ClusterRouter : public RequestRouter {
   std::optional<Response> Route(const Request& request, const std::string& route,
                                 const std::vector<std::string>& segments,
                                 const std::map<std::string, std::string>& query) override;
+  // A client's request on a cluster collection (or a create) waits on other
+  // nodes: kWrite. A node's call to a primary (epoch): kPeer; a primary's
+  // call to a copy (replica): kReplica; a node's search of another's copies
+  // (shards): kIo, since it waits on no one.
+  std::optional<Lane> LaneOf(const std::string& method, const std::vector<std::string>& segments,
+                             const std::map<std::string, std::string>& query) const override;
 
   // The cached map (for GET /cluster and tests).
   ShardMap map() const;
