@@ -339,6 +339,27 @@ class ClusterTest(unittest.TestCase):
         self.assertIn("n3", body["error"]["message"])
         self.assertEqual(call(self.url("n1") + "/collections/clash")[0], 404)
 
+    def test_python_client(self):
+        """The Python client against a cluster: a sharded create, numpy codes in, searches equal brute force."""
+        import numpy as np
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "python"))
+        import hamdb
+        client = hamdb.Client(self.url("n2"))
+        desc = client.create_collection("py", bits=64, shards=4, replication_factor=2)
+        self.assertEqual((desc["shards"], desc["replication_factor"]), (4, 2))
+        rng = np.random.default_rng(3)
+        codes = rng.integers(0, 256, (500, 8), dtype=np.uint8)
+        ids = np.arange(1, 501, dtype=np.uint64) * 7
+        client.insert_codes("py", codes, ids=ids)
+        for q in codes[:5]:
+            dist = np.unpackbits(codes ^ q, axis=1).sum(axis=1)
+            order = np.lexsort((ids, dist))[:10]
+            got = client.search("py", q, k=10)
+            self.assertEqual(got.ids.tolist(), ids[order].tolist())
+            self.assertEqual(got.distances.tolist(), dist[order].tolist())
+            self.assertEqual(got.raw["shards"], 4)
+        self.assertEqual(client.describe("py")["items"], 500)
+
     def test_errors_are_clear(self):
         self.create("errs", bits=64, shards=2, replication_factor=3)
         status, body = call(self.url("n2") + "/collections", "POST", {"name": "errs", "bits": 64})

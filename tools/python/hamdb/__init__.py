@@ -178,8 +178,11 @@ class Client:
     def describe(self, name):
         return self._call("GET", "/collections/" + self._name(name))
 
-    def create_collection(self, name, bits=None, index="MIH", encoder=None, tie_break=None):
-        """Creates a collection; `encoder` names a model file under the server's --models-dir."""
+    def create_collection(self, name, bits=None, index="MIH", encoder=None, tie_break=None, indexed_fields=None,
+                          shards=None, replication_factor=None):
+        """Creates a collection; `encoder` names a model file under the server's --models-dir,
+        `indexed_fields` the fields filters answer from memory ("label", "metadata.<key>"). On a node of a
+        cluster, `shards` and `replication_factor` (copies in all) shard and replicate it (docs/cluster.md)."""
         body = {"name": name, "index": index}
         if bits is not None:
             body["bits"] = int(bits)
@@ -187,6 +190,12 @@ class Client:
             body["encoder"] = encoder
         if tie_break is not None:
             body["tie_break"] = tie_break
+        if indexed_fields is not None:
+            body["indexed_fields"] = list(indexed_fields)
+        if shards is not None:
+            body["shards"] = int(shards)
+        if replication_factor is not None:
+            body["replication_factor"] = int(replication_factor)
         answer = self._call("POST", "/collections", body)
         self._bits[name] = answer["bits"]
         return answer
