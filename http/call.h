@@ -51,6 +51,14 @@ bool IsImageType(const std::string& media);
 // and thumbnails (booleans), filter (JSON text). 400 for a malformed value.
 json QueryToJson(const std::map<std::string, std::string>& query);
 
+// The body of a JSON request as an object: 415 for another media type, 400
+// for JSON nested deeper than max_depth (checked before parsing), malformed
+// or not an object, 422 for NaN / Infinity.
+json ParseJsonObject(const Request& req, int max_depth);
+// The API key a request presents: its api-key header, else the Bearer token
+// of its Authorization header; empty when none.
+std::string_view PresentedKey(const Request& r);
+
 // Resolves a client-given encoder path inside `models_dir`: only regular
 // files under it, at most max_bytes (422 otherwise). The error never tells
 // whether a path outside the directory exists.

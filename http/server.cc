@@ -49,7 +49,6 @@ class HttpServer::Impl {
   bool stopping() const { return stopping_.load(std::memory_order_acquire); }
   Service* service() const { return service_; }
   const ServerOptions& options() const { return options_; }
-  asio::thread_pool& writers() { return writers_; }
   asio::thread_pool& pool(Lane lane) {
     return lane == Lane::kPeer ? peers_ : lane == Lane::kReplica ? replicas_ : writers_;
   }
@@ -201,21 +200,12 @@ class Session : public std::enable_shared_from_this<Session> {
       Send(std::move(resp), version, wants_keep_alive && !server_->stopping(), head);
       return;
     }
-    if (lane != Lane::kWrite) {
-      // Between the nodes of a cluster: bounded by the callers' own pools.
-      asio::post(server_->pool(lane), [self = shared_from_this(), r = std::move(r), version, wants_keep_alive,
-                                       head]() mutable {
-        Response resp = self->server_->service()->Handle(r);
-        asio::post(self->stream_.get_executor(), [self, resp = std::move(resp), version,
-                                                   wants_keep_alive, head]() mutable {
-          self->Send(std::move(resp), version, wants_keep_alive && !self->server_->stopping(), head);
-        });
-      });
-      return;
-    }
-    // Writes run on the writer pool; this connection reads its next request
-    // only after the answer is sent, so responses stay in request order.
-    if (!server_->TryQueueWrite()) {
+    // Writes run on the writer pool, and the cluster's calls between nodes
+    // on their own pools (bounded by the callers' pools, not the write
+    // queue); this connection reads its next request only after the answer
+    // is sent, so responses stay in request order.
+    const bool queued = lane == Lane::kWrite;
+    if (queued && !server_->TryQueueWrite()) {
       Response busy = Service::Error(
           503, "write_queue_full",
           "the write queue is full (" + std::to_string(server_->options().write_queue) +
@@ -224,10 +214,10 @@ class Session : public std::enable_shared_from_this<Session> {
       Send(std::move(busy), version, wants_keep_alive && !server_->stopping(), head);
       return;
     }
-    asio::post(server_->writers(), [self = shared_from_this(), r = std::move(r), version,
-                                    wants_keep_alive, head]() mutable {
+    asio::post(server_->pool(lane), [self = shared_from_this(), r = std::move(r), version, wants_keep_alive,
+                                     head, queued]() mutable {
       Response resp = self->server_->service()->Handle(r);
-      self->server_->WriteDone();
+      if (queued) self->server_->WriteDone();
       asio::post(self->stream_.get_executor(), [self, resp = std::move(resp), version,
                                                  wants_keep_alive, head]() mutable {
         self->Send(std::move(resp), version, wants_keep_alive && !self->server_->stopping(), head);

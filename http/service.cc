@@ -423,13 +423,7 @@ void Service::Call::CheckHost() const {
 void Service::Call::Authorize(Access level) const {
   const ServiceOptions& o = svc_->options_;
   if (level == Access::kPublic || (o.admin_key.empty() && o.read_key.empty())) return;
-  std::string_view key = req_.api_key;
-  if (key.empty()) {
-    std::string_view auth = req_.authorization;
-    if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
-      key = auth.substr(7);
-    }
-  }
+  const std::string_view key = PresentedKey(req_);
   if (key.empty()) {
     Fail(401, "unauthorized", "an API key is required (Authorization: Bearer <key> or api-key)");
   }
@@ -494,25 +488,25 @@ Response Service::Call::MetricsText() {
 // ---------------------------------------------------------------------------
 // Request helpers
 
-json Service::Call::ParseJsonBody() const {
-  const std::string media = MediaType(req_.content_type);
+json ParseJsonObject(const Request& req, int max_depth) {
+  const std::string media = MediaType(req.content_type);
   if (media != "application/json") {
     Fail(415, "unsupported_media_type",
          "expected Content-Type application/json" +
              (media.empty() ? std::string() : ", got " + media));
   }
-  if (!JsonDepthWithin(req_.body, svc_->options_.max_json_depth)) {
+  if (!JsonDepthWithin(req.body, max_depth)) {
     Fail(400, "bad_request",
-         "JSON nested deeper than " + std::to_string(svc_->options_.max_json_depth) + " levels");
+         "JSON nested deeper than " + std::to_string(max_depth) + " levels");
   }
   json j;
   try {
-    j = json::parse(req_.body);
+    j = json::parse(req.body);
   } catch (const json::parse_error& e) {
     // NaN and Infinity are not JSON, but some encoders write them for
     // non-finite floats: say so, as for any other non-finite number.
     const size_t at = e.byte > 12 ? e.byte - 12 : 0;
-    const std::string near = req_.body.substr(at, 24);
+    const std::string near = req.body.substr(at, 24);
     if (near.find("NaN") != std::string::npos || near.find("Infinity") != std::string::npos) {
       Fail(422, "invalid_argument",
            "numbers must be finite: NaN and Infinity (near byte " + std::to_string(e.byte) +
@@ -522,6 +516,15 @@ json Service::Call::ParseJsonBody() const {
   }
   if (!j.is_object()) Fail(400, "bad_request", "the body must be a JSON object");
   return j;
+}
+
+json Service::Call::ParseJsonBody() const { return ParseJsonObject(req_, svc_->options_.max_json_depth); }
+
+std::string_view PresentedKey(const Request& r) {
+  if (!r.api_key.empty()) return r.api_key;
+  std::string_view auth = r.authorization;
+  if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) return auth.substr(7);
+  return {};
 }
 
 std::shared_ptr<Service::Collection> Service::Call::GetCollection() const {

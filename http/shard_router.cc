@@ -34,6 +34,30 @@ struct PeerReply {
   bool client_error() const { return reached && status >= 400 && status < 500; }
 };
 
+// What this node's own service answered, as a peer's answer reads.
+PeerReply FromResponse(Response resp) {
+  PeerReply out;
+  out.reached = true;
+  out.status = resp.status;
+  out.content_type = resp.content_type;
+  out.raw = std::move(resp.body);
+  out.body = json::parse(out.raw, nullptr, false);
+  if (!out.body.is_object()) out.body = json::object();  // peers answer objects; anything else reads as empty
+  return out;
+}
+
+// A request to this node's own service, as the router builds them.
+Request LocalRequest(const std::string& method, const std::string& target, const std::string& body,
+                     const std::string& key, const std::string& content_type) {
+  Request r;
+  r.method = method;
+  r.target = target;
+  r.content_type = body.empty() ? "" : content_type;
+  r.api_key = key;
+  r.body = body;
+  return r;
+}
+
 Response Relay(const PeerReply& r) {
   Response out;
   out.status = r.status;
@@ -43,14 +67,7 @@ Response Relay(const PeerReply& r) {
 }
 
 // The key a request presented, to send on with the calls it causes.
-std::string ClientKey(const Request& r) {
-  if (!r.api_key.empty()) return r.api_key;
-  std::string_view auth = r.authorization;
-  if (auth.size() > 7 && (auth.substr(0, 7) == "Bearer " || auth.substr(0, 7) == "bearer ")) {
-    return std::string(auth.substr(7));
-  }
-  return "";
-}
+std::string ClientKey(const Request& r) { return std::string(PresentedKey(r)); }
 
 std::string ErrorMessage(const PeerReply& r) {
   if (!r.reached) return r.error;
@@ -128,8 +145,11 @@ class ClusterRouter::Impl {
                  const std::string& content_type = "application/json") const;
   PeerReply CallLocal(const std::string& method, const std::string& target, const std::string& body,
                       const std::string& key, const std::string& content_type = "application/json") const;
-  // A read of one shard from its first in-sync copy that answers (this
-  // node's own, then the primary, then the others).
+  // The in-sync copies of a shard in the order reads try them: this node's
+  // own, then the primary, then the others.
+  std::vector<std::string> ReadOrder(const ShardState& s) const;
+  // A read of one shard from its first in-sync copy in ReadOrder that
+  // answers.
   PeerReply ReadShardCopy(const std::string& name, int k, const std::string& method, const std::string& suffix,
                           const std::string& body, const std::string& key) const;
   // A write of one shard through its primary, retried over a failover.
@@ -494,22 +514,9 @@ void ClusterRouter::Impl::RequestCatchUp(const std::string& name, int k, const S
 PeerReply ClusterRouter::Impl::CallLocal(const std::string& method, const std::string& target,
                                          const std::string& body, const std::string& key,
                                          const std::string& content_type) const {
-  Request r;
-  r.method = method;
-  r.target = target;
-  r.content_type = body.empty() ? "" : content_type;
-  r.api_key = key;
-  r.body = body;
+  Request r = LocalRequest(method, target, body, key, content_type);
   r.from_router = true;
-  Response resp = local_->Handle(r);
-  PeerReply out;
-  out.reached = true;
-  out.status = resp.status;
-  out.content_type = resp.content_type;
-  out.raw = std::move(resp.body);
-  out.body = json::parse(out.raw, nullptr, false);
-  if (!out.body.is_object()) out.body = json::object();  // peers answer objects; anything else reads as empty
-  return out;
+  return FromResponse(local_->Handle(r));
 }
 
 PeerReply ClusterRouter::Impl::Call(const std::string& node, const std::string& method, const std::string& target,
@@ -545,6 +552,16 @@ PeerReply ClusterRouter::Impl::Call(const std::string& node, const std::string& 
   return out;
 }
 
+std::vector<std::string> ClusterRouter::Impl::ReadOrder(const ShardState& s) const {
+  std::vector<std::string> order;
+  if (s.InSync(self_)) order.push_back(self_);
+  if (s.primary != self_ && s.InSync(s.primary)) order.push_back(s.primary);
+  for (const std::string& n : s.in_sync) {
+    if (std::find(order.begin(), order.end(), n) == order.end()) order.push_back(n);
+  }
+  return order;
+}
+
 PeerReply ClusterRouter::Impl::ReadShardCopy(const std::string& name, int k, const std::string& method,
                                              const std::string& suffix, const std::string& body,
                                              const std::string& key) const {
@@ -552,12 +569,7 @@ PeerReply ClusterRouter::Impl::ReadShardCopy(const std::string& name, int k, con
   last.error = "shard " + std::to_string(k) + " of '" + name + "' is not in the map";
   const std::optional<ShardState> s = CachedShard(name, k);
   if (!s) return last;
-  std::vector<std::string> order;
-  if (s->InSync(self_)) order.push_back(self_);
-  if (s->primary != self_ && s->InSync(s->primary)) order.push_back(s->primary);
-  for (const std::string& n : s->in_sync) {
-    if (std::find(order.begin(), order.end(), n) == order.end()) order.push_back(n);
-  }
+  const std::vector<std::string> order = ReadOrder(*s);
   const std::string target = "/collections/" + ShardCollectionName(name, k) + suffix;
   std::vector<std::string> errors;
   for (const std::string& n : order) {
@@ -591,24 +603,14 @@ PeerReply ClusterRouter::Impl::WriteShard(const std::string& name, int k, const 
     const std::string target = "/collections/" + ShardCollectionName(name, k) + suffix + sep +
                                "epoch=" + std::to_string(s->epoch);
     if (s->primary == self_) {
-      Request local;
-      local.method = method;
-      local.target = target;
-      local.body = body;
-      local.content_type = body.empty() ? "" : "application/json";
-      local.api_key = key;
+      const Request local = LocalRequest(method, target, body, key, "application/json");
       Response resp;
       try {
         resp = ShardWrite(name, k, s->epoch, false, local, "/collections/" + ShardCollectionName(name, k) + suffix);
       } catch (const ApiError& e) {
         resp = Service::Error(e.status, e.code, e.message);
       }
-      r = PeerReply();
-      r.reached = true;
-      r.status = resp.status;
-      r.raw = resp.body;
-      r.body = json::parse(r.raw, nullptr, false);
-      if (!r.body.is_object()) r.body = json::object();
+      r = FromResponse(std::move(resp));
     } else {
       r = Call(s->primary, method, target, body, key, opt_.peer_timeout);
     }
@@ -994,18 +996,6 @@ Status ClusterRouter::Impl::CopyShardTo(const std::string& name, int k, int64_t 
 
 namespace {
 
-json ParseBodyObject(const Request& req, int max_depth) {
-  if (MediaType(req.content_type) != "application/json") {
-    Fail(415, "unsupported_media_type", "expected Content-Type application/json");
-  }
-  if (!JsonDepthWithin(req.body, max_depth)) {
-    Fail(400, "bad_request", "the JSON body nests deeper than " + std::to_string(max_depth) + " levels");
-  }
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded()) Fail(400, "bad_request", "the body is not valid JSON");
-  if (!j.is_object()) Fail(400, "bad_request", "the body must be a JSON object");
-  return j;
-}
 
 uint64_t ParseId(const std::string& text) {
   uint64_t id = 0;
@@ -1016,7 +1006,7 @@ uint64_t ParseId(const std::string& text) {
 }  // namespace
 
 Response ClusterRouter::Impl::Create(const Request& req) {
-  json body = ParseBodyObject(req, local_->options().max_json_depth);
+  json body = ParseJsonObject(req, local_->options().max_json_depth);
   if (!body.value("name", json()).is_string()) Fail(400, "bad_request", "'name' (a string) is required");
   const std::string name = body["name"].get<std::string>();
   Check(ValidateCollectionName(name));
@@ -1272,7 +1262,7 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
       }
     }
   } else {
-    body = ParseBodyObject(req, local_->options().max_json_depth);
+    body = ParseJsonObject(req, local_->options().max_json_depth);
   }
   auto it = body.find("items");
   if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'items' (an array of item objects) is required");
@@ -1364,7 +1354,7 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
 }
 
 Response ClusterRouter::Impl::DeleteMany(const ClusterCollection& c, const Request& req) {
-  json body = ParseBodyObject(req, local_->options().max_json_depth);
+  json body = ParseJsonObject(req, local_->options().max_json_depth);
   auto it = body.find("ids");
   if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array of ids) is required");
   std::vector<json> parts(c.shards, json::array());
@@ -1424,7 +1414,7 @@ Response ClusterRouter::Impl::Sample(const ClusterCollection& c, const Request& 
 }
 
 Response ClusterRouter::Impl::Exists(const ClusterCollection& c, const Request& req) {
-  json body = ParseBodyObject(req, local_->options().max_json_depth);
+  json body = ParseJsonObject(req, local_->options().max_json_depth);
   auto it = body.find("ids");
   if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array of ids) is required");
   std::vector<json> parts(c.shards, json::array());
@@ -1595,7 +1585,7 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
     body = QueryToJson(query);
     body["image"] = Base64Encode(reinterpret_cast<const uint8_t*>(req.body.data()), req.body.size());
   } else {
-    body = ParseBodyObject(req, local_->options().max_json_depth);
+    body = ParseJsonObject(req, local_->options().max_json_depth);
   }
   const std::string key = ClientKey(req);
   const std::string text = body.dump();
@@ -1623,13 +1613,9 @@ Response ClusterRouter::Impl::Search(const ClusterCollection& c, const Request& 
   for (int k = 0; k < c.shards; ++k) {
     const std::optional<ShardState> s = CachedShard(c.name, k);
     std::string node;
-    if (s && s->InSync(self_)) {
-      node = self_;
-    } else if (s && s->InSync(s->primary) && Live(s->primary)) {
-      node = s->primary;
-    } else if (s) {
-      for (const std::string& n : s->in_sync) {
-        if (Live(n)) {
+    if (s) {
+      for (const std::string& n : ReadOrder(*s)) {
+        if (n == self_ || Live(n)) {
           node = n;
           break;
         }

@@ -22,6 +22,9 @@ import unittest
 import urllib.error
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from test_data import brute_force, images_and_encoder  # noqa: E402
+
 HAMDB = None
 ETCD = "/usr/bin/etcd"
 TTL = 2  # the nodes' lease TTL, seconds
@@ -174,11 +177,7 @@ class ClusterTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="hamdb-cluster-")
-        run = lambda *args: subprocess.run([HAMDB, *args], cwd=cls.work, check=True,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        run("export-dataset", "fashion-mnist", "--out", "imgs", "--split", "test", "--limit", "40")
-        run("train", "--dataset", "fashion-mnist", "--limit", "400", "--bits", "16", "--epochs1", "1",
-            "--epochs2", "1", "--seed", "1", "--threads", "1", "--no-eval", "--out", "m.hdbe")
+        images_and_encoder(HAMDB, cls.work, 40, "m.hdbe")
         cls.c = Cluster(cls.work)
         for node in ("n1", "single"):  # only these two have the artifact at first
             os.makedirs(os.path.join(cls.work, node + "-models"))
@@ -352,11 +351,10 @@ class ClusterTest(unittest.TestCase):
         ids = np.arange(1, 501, dtype=np.uint64) * 7
         client.insert_codes("py", codes, ids=ids)
         for q in codes[:5]:
-            dist = np.unpackbits(codes ^ q, axis=1).sum(axis=1)
-            order = np.lexsort((ids, dist))[:10]
+            want_ids, want_d = brute_force(codes, ids, q, 10)
             got = client.search("py", q, k=10)
-            self.assertEqual(got.ids.tolist(), ids[order].tolist())
-            self.assertEqual(got.distances.tolist(), dist[order].tolist())
+            self.assertEqual(got.ids.tolist(), want_ids.tolist())
+            self.assertEqual(got.distances.tolist(), want_d.tolist())
             self.assertEqual(got.raw["shards"], 4)
         self.assertEqual(client.describe("py")["items"], 500)
 

@@ -19,27 +19,16 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "python"))
 import hamdb  # noqa: E402
+from test_data import brute_force, images_and_encoder  # noqa: E402
 
 HAMDB = None
-
-
-def brute_force(db_codes, db_ids, query, k):
-    """(ids, distances) of the k nearest packed codes, ordered by (distance, id)."""
-    dist = np.unpackbits(db_codes ^ query, axis=1).sum(axis=1)
-    order = np.lexsort((db_ids, dist))[:k]
-    return db_ids[order], dist[order]
 
 
 class ClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.work = tempfile.mkdtemp(prefix="hamdb-py-")
-        run = lambda *args: subprocess.run([HAMDB, *args], cwd=cls.work, check=True,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        run("export-dataset", "fashion-mnist", "--out", "imgs", "--split", "test", "--limit", "60")
-        os.makedirs(os.path.join(cls.work, "models"))
-        run("train", "--dataset", "fashion-mnist", "--limit", "400", "--bits", "16", "--epochs1", "1",
-            "--epochs2", "1", "--seed", "1", "--threads", "1", "--no-eval", "--out", "models/m.hdbe")
+        images_and_encoder(HAMDB, cls.work, 60, "models/m.hdbe")
         cls.log = open(os.path.join(cls.work, "serve.log"), "w+")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HAMDB_")}
         cls.server = subprocess.Popen([HAMDB, "serve", "--db", "db", "--port", "0", "--models-dir", "models",
