@@ -41,6 +41,9 @@ constexpr size_t kMinProbeSize = 512;
 // (Table::SlotStream); MissCostScale adds the growth with n.
 constexpr double kKeyCost = 16.0;
 constexpr double kCandidateCost = 10.0;
+// Buckets holding up to this many times the uniform count per key are
+// taken as a uniform neighbourhood by ProbeKnn's work prediction.
+constexpr double kUniformDensity = 4.0;
 // Candidates buffered before one distances_indexed call.
 constexpr size_t kFlushBatch = 256;
 // SaveState's layout (3: packed entries; bucket starts as occupancy and
@@ -1009,14 +1012,26 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
   // time and the hard cap on work ends the probe.
   const uint32_t expected_kth = ExpectedKthDistance(n, k, bits());
   const double scale = MissCostScale(n);
+  const double uniform_per_key = static_cast<double>(n) / std::ldexp(1.0, tables_[0].width);
   double total_keys = 0.0, total_candidates = 0.0;
   auto remaining_work = [&](int s, int j) {
     const uint32_t seen = static_cast<uint32_t>(m * s + j);
-    // Until the heap is full, nothing bounds the search: look one round
-    // ahead (clustered data often fills it within that round).
-    uint32_t target = seen + static_cast<uint32_t>(m);
+    const double per_key = total_keys > 0 ? total_candidates / total_keys : uniform_per_key;
+    uint32_t target;
     if (heap.size() == k) {
       target = std::min(heap.front().distance, std::max(expected_kth, seen + 1));
+    } else {
+      // Until the heap is full, nothing bounds the search: look one round
+      // ahead (clustered data often fills it within that round). After a
+      // full round whose buckets held no more than a few times what uniform
+      // codes put there, the neighbourhood is taken as uniform and the k-th
+      // distance expected for uniform codes is the target, so that a large
+      // k gives up on probing after that cheap round, not after the rounds
+      // that would fill its heap.
+      target = seen + static_cast<uint32_t>(m);
+      if (total_keys >= m && per_key <= kUniformDensity * uniform_per_key) {
+        target = std::max(target, expected_kth);
+      }
     }
     double keys_left = 0.0;
     int s2 = s, j2 = j;
@@ -1028,9 +1043,6 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
       keys_left += Binomial(tables_[j2].width, s2);
       if (s2 >= tables_[j2].width || static_cast<uint32_t>(m * s2 + j2) >= target) break;
     }
-    const double per_key =
-        total_keys > 0 ? total_candidates / total_keys
-                       : static_cast<double>(n) / std::ldexp(1.0, tables_[0].width);
     return scale * keys_left * (kKeyCost + per_key * kCandidateCost);
   };
 

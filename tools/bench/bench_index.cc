@@ -82,8 +82,9 @@ double Seconds(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-const char* const kAllMethods[] = {"flat",   "mih", "faiss-flat", "faiss-mih", "faiss-ivf",
-                                   "bucket", "ivf", "gpu-flat",   "gpu-bucket"};
+const char* const kAllMethods[] = {"flat",      "mih",      "mih-probe", "mih-scan", "faiss-flat",
+                                   "faiss-mih", "faiss-ivf", "bucket",    "ivf",      "gpu-flat",
+                                   "gpu-bucket"};
 const char* const kDefaultMethods[] = {"flat", "mih", "faiss-flat", "faiss-mih", "faiss-ivf"};
 
 struct BenchIndexArgs {
@@ -274,7 +275,9 @@ struct Built {
   std::vector<Method> methods;
 };
 
-Method OurMethod(BinaryIndex* index, const std::string& name, int threads, int nprobe = 0) {
+// mih_mode as SearchParams::mih_mode (0: MIH's cost model decides).
+Method OurMethod(BinaryIndex* index, const std::string& name, int threads, int nprobe = 0,
+                 int mih_mode = 0) {
   Method m;
   m.name = name;
   m.params = index->spec();
@@ -282,12 +285,14 @@ Method OurMethod(BinaryIndex* index, const std::string& name, int threads, int n
     m.params += " (m=" + std::to_string(mih->num_substrings()) + ")";
   }
   if (nprobe != 0) m.params += " nprobe=" + std::to_string(nprobe);
+  if (mih_mode != 0) m.params += mih_mode > 0 ? " probe only" : " scan only";
   m.bytes_per_item =
       static_cast<double>(index->memory_bytes()) / std::max<size_t>(1, index->size());
-  m.search = [index, threads, nprobe](const uint8_t* q, size_t nq, size_t k, Results* out) {
+  m.search = [index, threads, nprobe, mih_mode](const uint8_t* q, size_t nq, size_t k, Results* out) {
     SearchParams params;
     params.num_threads = threads;
     params.nprobe = nprobe;
+    params.mih_mode = mih_mode;
     if (nq == 1) {
       // A single query: the index may split its own work across threads.
       StatusOr<SearchResult> r = index->Search(q, k, params);
@@ -389,8 +394,10 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
   std::vector<uint64_t> ids(n);
   for (size_t i = 0; i < n; ++i) ids[i] = i;
   for (const char* spec : {"Flat", "MIH"}) {
-    const std::string name = spec == std::string("Flat") ? "flat" : "mih";
-    if (!Wanted(a, name)) continue;
+    const bool mih = spec == std::string("MIH");
+    const bool wanted = mih ? Wanted(a, "mih") || Wanted(a, "mih-probe") || Wanted(a, "mih-scan")
+                            : Wanted(a, "flat");
+    if (!wanted) continue;
     std::fprintf(stderr, "  build hamdb %s ...\n", spec);
     HAMDB_ASSIGN_OR_RETURN(std::unique_ptr<BinaryIndex> index, MakeIndex(spec, bits));
     const size_t rss0 = ResidentBytes();
@@ -399,12 +406,21 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
     const double build = Seconds(t0);
     const size_t rss1 = ResidentBytes();
     b->ours.push_back(std::move(index));
-    Method m = OurMethod(b->ours.back().get(), "hamdb " + std::string(spec), threads);
-    m.build_s = build;
-    if (rss0 > 0 && rss1 > rss0) {
-      m.rss_bytes_per_item = static_cast<double>(rss1 - rss0) / static_cast<double>(std::max<size_t>(1, n));
+    // MIH's cost model, and each of its two paths forced, on the one index.
+    std::vector<std::pair<std::string, int>> modes = {{mih ? "mih" : "flat", 0}};
+    if (mih) {
+      modes.push_back({"mih-probe", 1});
+      modes.push_back({"mih-scan", -1});
     }
-    b->methods.push_back(std::move(m));
+    for (const auto& [method, mode] : modes) {
+      if (!Wanted(a, method)) continue;
+      Method m = OurMethod(b->ours.back().get(), "hamdb " + std::string(spec), threads, 0, mode);
+      m.build_s = build;
+      if (rss0 > 0 && rss1 > rss0) {
+        m.rss_bytes_per_item = static_cast<double>(rss1 - rss0) / static_cast<double>(std::max<size_t>(1, n));
+      }
+      b->methods.push_back(std::move(m));
+    }
   }
   if (Wanted(a, "bucket")) {
     if (codebook.empty()) {
@@ -777,7 +793,8 @@ void AddBenchIndexCommand(CLI::App* bench, int* exit_code) {
   cmd->add_option("--threads", a->threads, "Threads for ours and FAISS (0 = all cores)")
       ->capture_default_str();
   cmd->add_option("--methods", a->methods,
-                  "flat, mih, faiss-flat, faiss-mih, faiss-ivf, bucket, ivf, gpu-flat, gpu-bucket")
+                  "flat, mih, mih-probe, mih-scan (MIH with either path forced), faiss-flat, faiss-mih, "
+                  "faiss-ivf, bucket, ivf, gpu-flat, gpu-bucket")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--nflip", a->nflip, "IndexBinaryMultiHash nflip values")
