@@ -11,8 +11,9 @@
 //   kAvx2     AVX2 nibble-lookup popcount for codes of 64 bytes and more,
 //             POPCNT below that
 //   kAvx512   AVX-512 VPOPCNTDQ (with F, BW and VL) for 8, 16 and 32-byte
-//             codes and from 64 bytes up (a scan of 8-byte codes XORs and
-//             counts eight codes per instruction), POPCNT for other sizes
+//             codes and from 64 bytes up (a scan XORs and counts eight
+//             8-byte, four 16-byte or two 32-byte codes per instruction),
+//             POPCNT for other sizes
 // The environment variable HAMDB_HAMMING_ISA=generic|popcnt|avx2|avx512 caps the
 // choice (useful for benchmarks); an unsupported request falls back to the
 // best supported set below it. On non-x86 builds only kGeneric exists.
