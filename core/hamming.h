@@ -62,4 +62,14 @@ HammingKernel SelectHammingKernel(size_t code_bytes);
 // HammingKernel in loops.
 uint32_t HammingDistance(const uint8_t* a, const uint8_t* b, size_t code_bytes);
 
+// Set bits of one word, broadword, inlined. Code outside the kernels is
+// built for the baseline x86-64, where __builtin_popcountll is a call into
+// libgcc; use this there for a word at a time.
+inline unsigned PopCount64(uint64_t x) {
+  x = x - ((x >> 1) & 0x5555555555555555ULL);
+  x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
+  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+  return static_cast<unsigned>((x * 0x0101010101010101ULL) >> 56);
+}
+
 }  // namespace hamdb

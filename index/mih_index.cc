@@ -967,9 +967,16 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
   // other tables need no visited set.
   auto first_found_here = [&](uint32_t slot) {
     const uint8_t* code = &codes_[static_cast<size_t>(slot) * cb];
+    if (cur_s == 0) {
+      // Only an earlier table holding the query's own substring came first.
+      for (int j = 0; j < cur_j; ++j) {
+        if (ExtractBits(code, cb, tables_[j].offset, tables_[j].width) == qkeys[j]) return false;
+      }
+      return true;
+    }
     for (int j = 0; j < m; ++j) {
       if (j == cur_j) continue;
-      const int d = __builtin_popcountll(SubstringOf(code, tables_[j]) ^ qkeys[j]);
+      const int d = static_cast<int>(PopCount64(ExtractBits(code, cb, tables_[j].offset, tables_[j].width) ^ qkeys[j]));
       if (d < cur_s || (d == cur_s && j < cur_j)) return false;
     }
     return true;
@@ -977,13 +984,22 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
   auto flush = [&] {
     kernel_.distances_indexed(query, codes_.data(), batch, batch_size, cb, dist);
     work += kCandidateCost * static_cast<double>(batch_size);
+    // The distance alone rejects most candidates, and a duplicate from an
+    // earlier pass is rejected by its code (in cache), before the id (a
+    // cache miss) is needed. The ids of the rest are all requested before
+    // any is read, so that their misses overlap.
+    const uint32_t bound = heap.size() == k ? heap.front().distance : UINT32_MAX;
+    size_t kept = 0;
     for (size_t i = 0; i < batch_size; ++i) {
-      // The distance alone rejects most candidates, before their id (a
-      // cache miss) is loaded.
+      if (dist[i] > bound || !first_found_here(batch[i])) continue;
+      __builtin_prefetch(&ids_[batch[i]]);
+      batch[kept] = batch[i];
+      dist[kept++] = dist[i];
+    }
+    for (size_t i = 0; i < kept; ++i) {
       if (heap.size() == k && dist[i] > heap.front().distance) continue;
       const Neighbor nb{ids_[batch[i]], dist[i], scores_.Get(batch[i])};
       if (heap.size() == k && !order(nb, heap.front())) continue;
-      if (!first_found_here(batch[i])) continue;
       // Rejected items never enter the heap, so the stop rule below (k held,
       // the k-th within the distance seen) counts only allowed ones.
       if (filter != nullptr && !filter->Allows(nb.id)) continue;
@@ -1120,7 +1136,7 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, 
   auto first_found_here = [&](uint32_t slot) {
     const uint8_t* code = &codes_[static_cast<size_t>(slot) * cb];
     for (int j = 0; j < cur_j; ++j) {
-      const int d = __builtin_popcountll(SubstringOf(code, tables_[j]) ^ qkeys[j]);
+      const int d = static_cast<int>(PopCount64(ExtractBits(code, cb, tables_[j].offset, tables_[j].width) ^ qkeys[j]));
       if (d <= r[j]) return false;
     }
     return true;

@@ -153,7 +153,7 @@ void BucketStarts::BuildBases() {
     const unsigned off = first & 63;
     uint64_t bits = occupied_[first >> 6] >> off;
     if (group < 64) bits &= (uint64_t{1} << group) - 1;
-    occupied_before += PopCount(bits);
+    occupied_before += PopCount64(bits);
   }
   base_ = std::move(base);
 }
@@ -162,7 +162,7 @@ size_t BucketStarts::SelectZeroFrom(size_t pos, unsigned r) const {
   size_t w = pos >> 6;
   uint64_t x = ~ends_[w] & (~uint64_t{0} << (pos & 63));
   for (;;) {
-    const unsigned c = PopCount(x);
+    const unsigned c = PopCount64(x);
     if (r < c) return w * 64 + SelectInWord(x, r);
     r -= c;
     x = ~ends_[++w];
@@ -198,11 +198,11 @@ Status BucketStarts::LoadState(std::string_view* in) {
   }
   // Every occupied bucket closes exactly one run, and the last entry closes one.
   uint64_t buckets = 0, closes = 0;
-  for (uint64_t x : occupied) buckets += PopCount(x);
+  for (uint64_t x : occupied) buckets += PopCount64(x);
   for (size_t w = 0; w < full; ++w) {
     uint64_t x = ~ends[w];
     if (w + 1 == full && entries % 64 != 0) x &= (uint64_t{1} << (entries % 64)) - 1;
-    closes += PopCount(x);
+    closes += PopCount64(x);
   }
   const bool last_closes = entries == 0 || ((ends[(entries - 1) >> 6] >> ((entries - 1) & 63)) & 1) == 0;
   if (buckets != closes || !last_closes || (entries == 0) != (buckets == 0)) {

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/hamming.h"
 #include "core/status.h"
 
 namespace hamdb {
@@ -104,7 +105,7 @@ class BucketStarts {
     // entries in ends_, closed by a 0.
     const unsigned first = bit & ~static_cast<unsigned>((1u << group_shift_) - 1);
     const uint64_t before = (word >> first) & ((uint64_t{1} << (bit - first)) - 1);
-    const unsigned r = PopCount(before);
+    const unsigned r = PopCount64(before);
     size_t pos = base_[b >> group_shift_];
     if (r > 0) pos = SelectZeroFrom(pos, r - 1) + 1;
     *begin = pos;
@@ -135,15 +136,6 @@ class BucketStarts {
   Status LoadState(std::string_view* in);
 
  private:
-  // Set bits of x. Broadword rather than __builtin_popcountll: the index
-  // is built for the baseline x86-64, where the builtin is a library call.
-  static unsigned PopCount(uint64_t x) {
-    x = x - ((x >> 1) & 0x5555555555555555ULL);
-    x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
-    return static_cast<unsigned>((x * 0x0101010101010101ULL) >> 56);
-  }
-
   // Buckets per group: 64, or fewer (down to 8) when buckets hold enough
   // entries that a group's entry ends would span more than a word.
   static int ChooseGroupShift(size_t nb, size_t entries);
