@@ -1,5 +1,6 @@
 #include "collection/field_index.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -399,10 +400,21 @@ size_t FieldIndex::memory_bytes() const {
 
 void FieldIndex::Values(const uint64_t* ids, size_t n, uint32_t* ords) const {
   const size_t nf = fields_.size();
-  for (size_t i = 0; i < n; ++i) {
-    const uint32_t slot = slot_of_.Find(ids[i], ids_.data());
-    for (size_t f = 0; f < nf; ++f) {
-      ords[i * nf + f] = slot == IdSlotMap::kNoSlot ? kNone : by_field_[f].ord[slot];
+  // In chunks, each chunk's lookups and then its value reads overlapped.
+  constexpr size_t kChunk = 64;
+  uint32_t slots[kChunk];
+  for (size_t begin = 0; begin < n; begin += kChunk) {
+    const size_t len = std::min(kChunk, n - begin);
+    slot_of_.FindMany(ids + begin, len, ids_.data(), slots);
+    for (size_t i = 0; i < len; ++i) {
+      if (slots[i] == IdSlotMap::kNoSlot) continue;
+      for (size_t f = 0; f < nf; ++f) __builtin_prefetch(&by_field_[f].ord[slots[i]]);
+    }
+    for (size_t i = 0; i < len; ++i) {
+      uint32_t* out = ords + (begin + i) * nf;
+      for (size_t f = 0; f < nf; ++f) {
+        out[f] = slots[i] == IdSlotMap::kNoSlot ? kNone : by_field_[f].ord[slots[i]];
+      }
     }
   }
 }

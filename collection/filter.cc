@@ -412,6 +412,20 @@ bool StoreFilter::Allows(uint64_t id) const {
   return filter_->root_->Matches(&view, plan_.get());
 }
 
+void StoreFilter::AllowsMany(const uint64_t* ids, size_t n, uint8_t* allowed) const {
+  if (fields_ == nullptr || !needs_item_) {
+    IdFilter::AllowsMany(ids, n, allowed);
+    return;
+  }
+  const size_t nf = fields_->fields().size();
+  std::vector<uint32_t> ords(n * nf);
+  fields_->Values(ids, n, ords.data());
+  for (size_t i = 0; i < n; ++i) {
+    ItemView view(ids[i], nullptr, ords.data() + i * nf, &read_);
+    allowed[i] = filter_->root_->Matches(&view, plan_.get());
+  }
+}
+
 std::optional<StatusOr<SearchResult>> StoreFilter::SearchPostings(const BinaryIndex& index,
                                                                   const uint8_t* query, size_t k,
                                                                   uint32_t radius, bool is_range,
@@ -533,10 +547,21 @@ StatusOr<SearchResult> SearchFiltered(const BinaryIndex& index, const uint8_t* q
       SearchParams unfiltered = p;
       unfiltered.filter = nullptr;
       HAMDB_ASSIGN_OR_RETURN(SearchResult r, index.Search(query, fetch, unfiltered));
+      // Checked in chunks, each about what k passing items should take.
       std::vector<Neighbor> passing;
-      for (const Neighbor& n : r.neighbors) {
-        if (passing.size() == k) break;
-        if (p.filter->Allows(n.id)) passing.push_back(n);
+      const size_t chunk = static_cast<size_t>(std::clamp(
+          static_cast<double>(k) * items / matches, 16.0, 1024.0));
+      std::vector<uint64_t> ids;
+      std::vector<uint8_t> allowed;
+      for (size_t begin = 0; begin < r.neighbors.size() && passing.size() < k; begin += chunk) {
+        const size_t len = std::min(chunk, r.neighbors.size() - begin);
+        ids.resize(len);
+        allowed.resize(len);
+        for (size_t i = 0; i < len; ++i) ids[i] = r.neighbors[begin + i].id;
+        p.filter->AllowsMany(ids.data(), len, allowed.data());
+        for (size_t i = 0; i < len && passing.size() < k; ++i) {
+          if (allowed[i]) passing.push_back(r.neighbors[begin + i]);
+        }
       }
       // Fewer than asked came back: that was every item.
       if (r.exact && (passing.size() == k || r.neighbors.size() < fetch)) {

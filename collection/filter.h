@@ -100,6 +100,7 @@ class StoreFilter : public IdFilter {
   ~StoreFilter() override;
 
   bool Allows(uint64_t id) const override;
+  void AllowsMany(const uint64_t* ids, size_t n, uint8_t* allowed) const override;
   bool Candidates(size_t limit, std::vector<uint64_t>* ids) const override;
   // An upper bound of the items it allows; UINT64_MAX when it has none.
   uint64_t MatchBound() const;

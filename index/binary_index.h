@@ -65,6 +65,11 @@ class IdFilter {
  public:
   virtual ~IdFilter() = default;
   virtual bool Allows(uint64_t id) const = 0;
+  // allowed[i] = Allows(ids[i]) for i in [0, n). A filter whose check is a
+  // lookup overrides it to overlap the lookups' cache misses.
+  virtual void AllowsMany(const uint64_t* ids, size_t n, uint8_t* allowed) const {
+    for (size_t i = 0; i < n; ++i) allowed[i] = Allows(ids[i]);
+  }
   // A filter that can list a superset of the ids it allows, of at most
   // `limit` ids, puts them in *ids and returns true; a search may then look
   // at those items alone (LiveCollection's selective path). The default

@@ -36,6 +36,20 @@ uint32_t IdSlotMap::Find(uint64_t id, const uint64_t* ids) const {
   return c < cells_.size() ? cells_.Get(c) - 1 : kNoSlot;
 }
 
+void IdSlotMap::FindMany(const uint64_t* keys, size_t n, const uint64_t* ids, uint32_t* slots) const {
+  if (cells_.size() == 0) {
+    std::fill(slots, slots + n, kNoSlot);
+    return;
+  }
+  const size_t mask = cells_.size() - 1;
+  for (size_t i = 0; i < n; ++i) cells_.Prefetch(Hash(keys[i]) & mask);
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t v = cells_.Get(Hash(keys[i]) & mask);
+    if (v != 0) __builtin_prefetch(&ids[v - 1]);
+  }
+  for (size_t i = 0; i < n; ++i) slots[i] = Find(keys[i], ids);
+}
+
 void IdSlotMap::Grow(const uint64_t* ids) { Rehash(std::max<size_t>(16, cells_.size() * 2), ids); }
 
 void IdSlotMap::Rehash(size_t cells, const uint64_t* ids) { cells_ = Rehashed(cells, ids); }

@@ -62,6 +62,10 @@ class IdSlotMap {
 
   // The slot of `id`, or kNoSlot when absent.
   uint32_t Find(uint64_t id, const uint64_t* ids) const;
+  // slots[i] = Find(keys[i], ids) for i in [0, n), with the cache misses of
+  // all n lookups overlapped: every home cell is requested, then every
+  // first candidate's id, before any probe reads them.
+  void FindMany(const uint64_t* keys, size_t n, const uint64_t* ids, uint32_t* slots) const;
   // Maps id -> slot. `id` must be absent and ids[slot] == id already.
   void Insert(uint64_t id, uint32_t slot, const uint64_t* ids);
   // Removes `id` (present, ids[its slot] == id). Returns its slot.

@@ -172,6 +172,14 @@ class FilteredSearch : public ::testing::TestWithParam<std::string> {
       StatusOr<ItemFilter> f = ItemFilter::Parse(text);
       ASSERT_TRUE(f.ok()) << text << ": " << f.status().ToString();
       StoreFilter sf(&live, &*f);
+      // The batched check agrees with the single one, on stored and absent ids.
+      std::vector<uint64_t> ids = {987654321};
+      for (const auto& [id, item] : model) ids.push_back(id);
+      std::vector<uint8_t> allowed(ids.size(), 2);
+      sf.AllowsMany(ids.data(), ids.size(), allowed.data());
+      for (size_t i = 0; i < ids.size(); ++i) {
+        ASSERT_EQ(allowed[i] != 0, sf.Allows(ids[i])) << text << " id " << ids[i];
+      }
       for (TieBreak tie : {TieBreak::kId, TieBreak::kScore}) {
         SearchParams p;
         p.tie_break = tie;

@@ -144,6 +144,23 @@ TEST(IdSlotMapTest, MatchesUnorderedMapUnderRandomOps) {
   }
   map.Rebuild(ids.data(), ids.size());
   for (const auto& [id, slot] : model) EXPECT_EQ(map.Find(id, ids.data()), slot);
+  // FindMany answers as Find does, for present and absent keys alike.
+  std::vector<uint64_t> keys;
+  for (int i = 0; i < 500; ++i) keys.push_back((rng() % 4000) << 20);
+  std::vector<uint32_t> slots(keys.size(), 7);
+  map.FindMany(keys.data(), keys.size(), ids.data(), slots.data());
+  size_t absent = 0;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto it = model.find(keys[i]);
+    ASSERT_EQ(slots[i], it == model.end() ? IdSlotMap::kNoSlot : it->second) << "key " << keys[i];
+    absent += it == model.end();
+  }
+  EXPECT_GT(absent, 0u);
+  EXPECT_LT(absent, keys.size());
+  IdSlotMap empty;
+  empty.FindMany(keys.data(), 3, ids.data(), slots.data());
+  EXPECT_EQ(slots[0], IdSlotMap::kNoSlot);
+  EXPECT_EQ(slots[2], IdSlotMap::kNoSlot);
 }
 
 // Growth prepared off the exclusive lock: after AdoptGrowth, an Upsert of
