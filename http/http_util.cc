@@ -9,14 +9,25 @@ namespace hamdb::http {
 
 namespace {
 
-int Base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+' || c == '-') return 62;  // '-' '_': the URL-safe alphabet too
-  if (c == '/' || c == '_') return 63;
-  return -1;
-}
+// What each byte is in base64 text: a symbol's value (0..63; '-' and '_'
+// too, the URL-safe alphabet), or one of these.
+constexpr uint8_t kB64Bad = 0xFF, kB64Space = 0xFE, kB64Pad = 0xFD;
+struct Base64Table {
+  uint8_t v[256];
+  constexpr Base64Table() : v() {
+    for (int i = 0; i < 256; ++i) v[i] = kB64Bad;
+    for (int i = 0; i < 26; ++i) {
+      v['A' + i] = static_cast<uint8_t>(i);
+      v['a' + i] = static_cast<uint8_t>(26 + i);
+    }
+    for (int i = 0; i < 10; ++i) v['0' + i] = static_cast<uint8_t>(52 + i);
+    v['+'] = v['-'] = 62;
+    v['/'] = v['_'] = 63;
+    v[' '] = v['\n'] = v['\r'] = v['\t'] = kB64Space;
+    v['='] = kB64Pad;
+  }
+};
+constexpr Base64Table kBase64;
 
 }  // namespace
 
@@ -89,27 +100,46 @@ bool Base64Decode(std::string_view in, std::vector<uint8_t>* out) {
     if (comma == std::string_view::npos) return false;
     in = in.substr(comma + 1);
   }
-  out->reserve(in.size() / 4 * 3 + 3);
+  out->resize(in.size() / 4 * 3 + 3);
+  uint8_t* o = out->data();
+  size_t n = 0;
+  const auto* p = reinterpret_cast<const uint8_t*>(in.data());
+  const auto* end = p + in.size();
   uint32_t acc = 0;
   int nbits = 0;
   size_t npad = 0, nsym = 0;
-  for (char c : in) {
-    if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    if (c == '=') {
+  while (p < end) {
+    // Four symbols at a quantum's start: three bytes at once (the values
+    // 0..63 are the only ones below 64).
+    if (nbits == 0 && npad == 0 && end - p >= 4) {
+      const uint32_t a = kBase64.v[p[0]], b = kBase64.v[p[1]], c = kBase64.v[p[2]], d = kBase64.v[p[3]];
+      if ((a | b | c | d) < 64) {
+        const uint32_t x = a << 18 | b << 12 | c << 6 | d;
+        o[n] = static_cast<uint8_t>(x >> 16);
+        o[n + 1] = static_cast<uint8_t>(x >> 8);
+        o[n + 2] = static_cast<uint8_t>(x);
+        n += 3;
+        nsym += 4;
+        p += 4;
+        continue;
+      }
+    }
+    const uint8_t v = kBase64.v[*p++];
+    if (v == kB64Space) continue;
+    if (v == kB64Pad) {
       ++npad;
       continue;
     }
-    if (npad > 0) return false;  // data after padding
-    const int v = Base64Value(c);
-    if (v < 0) return false;
+    if (v == kB64Bad || npad > 0) return false;  // not base64, or data after padding
     ++nsym;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
+    acc = (acc << 6) | v;
     nbits += 6;
     if (nbits >= 8) {
       nbits -= 8;
-      out->push_back(static_cast<uint8_t>((acc >> nbits) & 0xFF));
+      o[n++] = static_cast<uint8_t>((acc >> nbits) & 0xFF);
     }
   }
+  out->resize(n);
   if (npad > 2 || nsym % 4 == 1) return false;
   if (npad > 0 && (nsym + npad) % 4 != 0) return false;
   return true;

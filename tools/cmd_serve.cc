@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -62,6 +63,18 @@ int RunServe(const ServeArgs& a) {
   if (!logging.ok()) return Fail(logging);
   auto store = OpenStore(a.db, /*create=*/true, a.salvage_wal);
   if (!store.ok()) return Fail(store.status());
+
+  // A models directory that does not exist yet is made now, so that the
+  // first upload to it works; one that cannot be is an error at start-up,
+  // not a failed upload later.
+  if (!a.models_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.models_dir, ec);
+    if (!std::filesystem::is_directory(a.models_dir)) {
+      return Fail(Status::InvalidArgument("--models-dir '" + a.models_dir + "' is not a directory and cannot be made one" +
+                                          (ec ? ": " + ec.message() : std::string())));
+    }
+  }
 
   http::ServiceOptions so;
   so.admin_key = a.api_key;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <random>
 #include <set>
 
 #include "http/http_util.h"
@@ -996,6 +997,56 @@ TEST(HttpUtil, Helpers) {
     ASSERT_TRUE(Base64Decode(Base64Encode(data.data(), n), &out));
     EXPECT_EQ(out, data);
   }
+  // Against a symbol-at-a-time decoder written from the rules: whitespace
+  // skipped, both alphabets, at most two '=' and nothing after them, no
+  // lone symbol in the last quantum.
+  auto reference = [](const std::string& in, std::vector<uint8_t>* got) {
+    got->clear();
+    const std::string symbols = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    uint32_t acc = 0;
+    int nbits = 0;
+    size_t npad = 0, nsym = 0;
+    for (char c : in) {
+      if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
+      if (c == '=') {
+        ++npad;
+        continue;
+      }
+      size_t v = c == '-' ? 62 : c == '_' ? 63 : symbols.find(c);
+      if (v == std::string::npos || npad > 0) return false;
+      ++nsym;
+      acc = (acc << 6) | static_cast<uint32_t>(v);
+      nbits += 6;
+      if (nbits >= 8) {
+        nbits -= 8;
+        got->push_back(static_cast<uint8_t>((acc >> nbits) & 0xFF));
+      }
+    }
+    return npad <= 2 && nsym % 4 != 1 && (npad == 0 || (nsym + npad) % 4 == 0);
+  };
+  std::mt19937 rng(5);
+  const std::string chars = "ABCxyz019+/-_= \n*";
+  size_t valid = 0;
+  for (int t = 0; t < 20000; ++t) {
+    std::string in;
+    if (t % 2 == 0) {
+      std::vector<uint8_t> data(rng() % 40);
+      for (uint8_t& b : data) b = static_cast<uint8_t>(rng());
+      in = Base64Encode(data.data(), data.size());
+      // A change here and there: a space, a bad byte, a symbol, padding.
+      for (int e = rng() % 3; e > 0 && !in.empty(); --e) in[rng() % in.size()] = chars[rng() % chars.size()];
+    } else {
+      for (int i = rng() % 30; i > 0; --i) in += chars[rng() % (chars.size() - 4)];
+    }
+    std::vector<uint8_t> want;
+    const bool ok = reference(in, &want);
+    ASSERT_EQ(Base64Decode(in, &out), ok) << "'" << in << "'";
+    if (ok) {
+      EXPECT_EQ(out, want) << "'" << in << "'";
+      ++valid;
+    }
+  }
+  EXPECT_GT(valid, 5000u);
   EXPECT_TRUE(JsonDepthWithin("[[[]]]", 3));
   EXPECT_FALSE(JsonDepthWithin("[[[[]]]]", 3));
   EXPECT_TRUE(JsonDepthWithin("[\"[[[[[[\\\"[[[[\"]", 2));
