@@ -235,7 +235,7 @@ void AddServeCommand(CLI::App* app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--models-dir", a->models_dir,
                   "Directory whose regular files a collection create over HTTP may name as its "
-                  "encoder (without it, such creates are refused)");
+                  "encoder (without it, such creates are refused); made at start-up when missing");
   cmd->add_option("--max-model-mb", a->max_model_mb, "Largest encoder file a create may name, MiB")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
       ->capture_default_str();
