@@ -61,20 +61,20 @@ struct ServeArgs {
 int RunServe(const ServeArgs& a) {
   Status logging = ConfigureLogging(a.log_format, a.log_level);
   if (!logging.ok()) return Fail(logging);
-  auto store = OpenStore(a.db, /*create=*/true, a.salvage_wal);
-  if (!store.ok()) return Fail(store.status());
-
   // A models directory that does not exist yet is made now, so that the
   // first upload to it works; one that cannot be is an error at start-up,
   // not a failed upload later.
   if (!a.models_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(a.models_dir, ec);
-    if (!std::filesystem::is_directory(a.models_dir)) {
+    std::error_code made, is_dir;
+    std::filesystem::create_directories(a.models_dir, made);
+    if (!std::filesystem::is_directory(a.models_dir, is_dir)) {
+      const std::error_code& why = made ? made : is_dir;
       return Fail(Status::InvalidArgument("--models-dir '" + a.models_dir + "' is not a directory and cannot be made one" +
-                                          (ec ? ": " + ec.message() : std::string())));
+                                          (why ? ": " + why.message() : std::string())));
     }
   }
+  auto store = OpenStore(a.db, /*create=*/true, a.salvage_wal);
+  if (!store.ok()) return Fail(store.status());
 
   http::ServiceOptions so;
   so.admin_key = a.api_key;

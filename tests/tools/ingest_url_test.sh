@@ -32,7 +32,15 @@ d=imgs/train/$(ls imgs/train | head -1)
 printf 'this is not an image' > "$d/garbage.png"
 echo notes > "$d/notes.txt"
 
-mkdir -p models
+# A --models-dir that cannot be a directory stops the start with a clear
+# error, before any store is made; a missing one is made (below).
+: > notadir
+if "$H" serve --db db-refused --port 0 --models-dir notadir/models > refused.log 2>&1; then
+  fail "serve started with a --models-dir under a file"
+fi
+grep -q "models-dir 'notadir/models' is not a directory" refused.log || fail "unclear error: $(cat refused.log)"
+[ ! -e db-refused ] || fail "a refused start left a store behind"
+
 start_server() {
   # Emptied here, not only by the server's redirection: that runs in the
   # background child, and the loop below must neither miss the file nor read
@@ -54,6 +62,7 @@ count() { curl -sf "$URL/collections/fashion" | sed -n 's/.*"items":\([0-9]*\).*
 # 1. A fresh server: the client uploads m1, creates the collection, and is
 #    killed (SIGKILL) after 2 stored batches of 50.
 start_server
+[ -d models ] || fail "the server did not make its missing --models-dir"
 set +e
 "$H" ingest --url "$URL" -c fashion -m m1.hdbe --images imgs/train --batch 50 \
      --kill-after-batches 2 >/dev/null 2>err1.txt
