@@ -42,7 +42,7 @@ constexpr size_t kMinProbeSize = 512;
 constexpr double kKeyCost = 16.0;
 constexpr double kCandidateCost = 10.0;
 // Buckets holding up to this many times the uniform count per key are
-// taken as a uniform neighbourhood by ProbeKnn's work prediction.
+// taken as a uniform neighbourhood, where ProbeKnn predicts its work.
 constexpr double kUniformDensity = 4.0;
 // Candidates buffered before one distances_indexed call.
 constexpr size_t kFlushBatch = 256;
@@ -936,8 +936,7 @@ bool MihIndex::KnnProbeBudget(size_t k, const SearchParams& params, int threads,
 }
 
 double MihIndex::ScanCost(int threads) const {
-  const double per_item = std::max(1.0, static_cast<double>(code_bytes()) / 8.0);
-  return per_item * static_cast<double>(ids_.size()) / std::max(threads, 1);
+  return ScanCodeCost(View(nullptr)) * static_cast<double>(ids_.size()) / std::max(threads, 1);
 }
 
 bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak tie, const IdFilter* filter,
@@ -1023,31 +1022,33 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
   // key seen so far in this query. Once the heap is full, the target is the
   // smaller of its k-th distance and the k-th distance expected for uniform
   // codes; the heap's bound alone would be far too pessimistic early on,
-  // while it still holds the first, distant, finds. When the data is
-  // sparser than uniform around the query, the target moves one pass at a
-  // time and the hard cap on work ends the probe.
+  // while it still holds the first, distant, finds.
+  //
+  // The prediction is made only where the buckets probed so far hold no
+  // more than a few times what uniform codes put there, because that is the
+  // data it models: around a cluster the first, dense buckets would predict
+  // dense buckets all the way out, where the next rounds' buckets hold a
+  // tenth as many or fewer, and a probe that ends within a round would be
+  // given up for a scan. There (and where the data is sparser than uniform)
+  // the hard cap on work ends a probe that runs too long.
   const uint32_t expected_kth = ExpectedKthDistance(n, k, bits());
   const double scale = MissCostScale(n);
   const double uniform_per_key = static_cast<double>(n) / std::ldexp(1.0, tables_[0].width);
   double total_keys = 0.0, total_candidates = 0.0;
+  auto per_key = [&] { return total_keys > 0 ? total_candidates / total_keys : uniform_per_key; };
+  auto looks_uniform = [&] { return per_key() <= kUniformDensity * uniform_per_key; };
   auto remaining_work = [&](int s, int j) {
     const uint32_t seen = static_cast<uint32_t>(m * s + j);
-    const double per_key = total_keys > 0 ? total_candidates / total_keys : uniform_per_key;
     uint32_t target;
     if (heap.size() == k) {
       target = std::min(heap.front().distance, std::max(expected_kth, seen + 1));
     } else {
       // Until the heap is full, nothing bounds the search: look one round
-      // ahead (clustered data often fills it within that round). After a
-      // full round whose buckets held no more than a few times what uniform
-      // codes put there, the neighbourhood is taken as uniform and the k-th
-      // distance expected for uniform codes is the target, so that a large
-      // k gives up on probing after that cheap round, not after the rounds
-      // that would fill its heap.
+      // ahead. After a full round, the k-th distance expected for uniform
+      // codes is the target, so that a large k gives up on probing after
+      // that cheap round, not after the rounds that would fill its heap.
       target = seen + static_cast<uint32_t>(m);
-      if (total_keys >= m && per_key <= kUniformDensity * uniform_per_key) {
-        target = std::max(target, expected_kth);
-      }
+      if (total_keys >= m) target = std::max(target, expected_kth);
     }
     double keys_left = 0.0;
     int s2 = s, j2 = j;
@@ -1059,7 +1060,7 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
       keys_left += Binomial(tables_[j2].width, s2);
       if (s2 >= tables_[j2].width || static_cast<uint32_t>(m * s2 + j2) >= target) break;
     }
-    return scale * keys_left * (kKeyCost + per_key * kCandidateCost);
+    return scale * keys_left * (kKeyCost + per_key() * kCandidateCost);
   };
 
   bool aborted = false;
@@ -1092,7 +1093,7 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
           s >= t.width ? static_cast<uint32_t>(bits()) : static_cast<uint32_t>(m * s + j);
       if (seen_up_to >= static_cast<uint32_t>(bits())) done = true;
       if (heap.size() == k && heap.front().distance <= seen_up_to) done = true;
-      if (!done && std::isfinite(budget) && remaining_work(s, j) > budget) {
+      if (!done && std::isfinite(budget) && looks_uniform() && remaining_work(s, j) > budget) {
         aborted = true;
         break;
       }

@@ -114,6 +114,13 @@ class ExactScanResult {
   std::vector<Neighbor> in_range_;
 };
 
+// The cost of scanning one code of `view` relative to one 8-byte code on
+// the kernel-and-buffer path, by the path its scans take here: 8-byte codes
+// on AVX-512 compare their distances in the registers that count them
+// (measured about 0.3 of that path), everything else 1. For cost models
+// that weigh a scan against other work (MIH's probe).
+double ScanCodeCost(const SlotView& view);
+
 // Exact k-NN by a scan of `view`, split over up to `threads` threads of the
 // default pool (contiguous ranges of slots). Sorted by NeighborOrder{tie};
 // each Neighbor carries its slot's score key.
