@@ -16,7 +16,9 @@
 //   build       seconds to add (FAISS IVF: train + add)
 //   B/item      memory per item: ours measured (BinaryIndex::memory_bytes),
 //               FAISS estimated from the sizes of its stored arrays
-//   p50 / p99   single-query latency in ms (one query per call)
+//   p50 / p99   single-query latency in ms (one query per call; query i
+//               goes to every method in turn, so that the machine's noise
+//               falls on all of them alike)
 //   QPS         batch throughput (all queries in one call)
 //   vs ceiling  bytes of codes one query (n codes in p50) and the batch
 //               (QPS x n query-code pairs) cover per second, as a share of
@@ -615,37 +617,64 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
   return Status::OK();
 }
 
-Row Measure(const Method& m, const uint8_t* queries, size_t nq, size_t nlat, size_t k, size_t cb,
-            const Results& truth) {
-  Row r;
-  r.name = m.name;
-  r.params = m.params;
-  r.build_s = m.build_s;
-  r.gpu_flat_on_device = m.gpu_flat_on_device;
-  r.bytes_per_item = m.bytes_per_item;
-  r.memory_estimated = m.memory_estimated;
-  try {
-    Results one;
-    m.search(queries, 1, k, &one);  // warm-up
-    std::vector<double> lat;
-    for (size_t i = 0; i < nlat; ++i) {
-      const auto t0 = Clock::now();
-      m.search(queries + (i % nq) * cb, 1, k, &one);
-      lat.push_back(Seconds(t0) * 1e3);
+// One row per method. The single-query latencies are taken interleaved:
+// query i goes to every method in turn (starting with a different one each
+// time), so that the machine's slow and fast moments fall on all of them
+// alike and their p50s compare side by side. Then each method's batch.
+std::vector<Row> Measure(const std::vector<Method>& methods, const uint8_t* queries, size_t nq,
+                         size_t nlat, size_t k, size_t cb, const Results& truth) {
+  const size_t nm = methods.size();
+  std::vector<Row> rows(nm);
+  std::vector<std::vector<double>> lat(nm);
+  for (size_t j = 0; j < nm; ++j) {
+    const Method& m = methods[j];
+    Row& r = rows[j];
+    r.name = m.name;
+    r.params = m.params;
+    r.build_s = m.build_s;
+    r.gpu_flat_on_device = m.gpu_flat_on_device;
+    r.bytes_per_item = m.bytes_per_item;
+    r.memory_estimated = m.memory_estimated;
+    try {
+      Results one;
+      m.search(queries, 1, k, &one);  // warm-up
+    } catch (const std::exception& e) {
+      r.error = e.what();
     }
-    r.p50_ms = Percentile(lat, 0.50);
-    r.p99_ms = Percentile(lat, 0.99);
-    Results batch;
-    const auto t0 = Clock::now();
-    m.search(queries, nq, k, &batch);
-    r.qps = nq / Seconds(t0);
-    r.recall = Recall(batch, truth);
-    r.exact = Exactness(batch, truth);
-    if (m.note) r.params += m.note(queries, nq, k);
-  } catch (const std::exception& e) {
-    r.error = e.what();
   }
-  return r;
+  for (size_t i = 0; i < nlat; ++i) {
+    for (size_t step = 0; step < nm; ++step) {
+      const size_t j = (i + step) % nm;
+      if (!rows[j].error.empty()) continue;
+      try {
+        Results one;
+        const auto t0 = Clock::now();
+        methods[j].search(queries + (i % nq) * cb, 1, k, &one);
+        lat[j].push_back(Seconds(t0) * 1e3);
+      } catch (const std::exception& e) {
+        rows[j].error = e.what();
+      }
+    }
+  }
+  for (size_t j = 0; j < nm; ++j) {
+    Row& r = rows[j];
+    if (!r.error.empty()) continue;
+    std::fprintf(stderr, "  k=%zu: %s %s batch ...\n", k, methods[j].name.c_str(), methods[j].params.c_str());
+    try {
+      r.p50_ms = Percentile(lat[j], 0.50);
+      r.p99_ms = Percentile(lat[j], 0.99);
+      Results batch;
+      const auto t0 = Clock::now();
+      methods[j].search(queries, nq, k, &batch);
+      r.qps = nq / Seconds(t0);
+      r.recall = Recall(batch, truth);
+      r.exact = Exactness(batch, truth);
+      if (methods[j].note) r.params += methods[j].note(queries, nq, k);
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+  }
+  return rows;
 }
 
 int RunBenchIndex(const BenchIndexArgs& a) {
@@ -741,14 +770,13 @@ int RunBenchIndex(const BenchIndexArgs& a) {
           } catch (const std::exception& e) {
             return Fail(Status::Internal(e.what()));
           }
-          std::vector<Row> rows;
+          std::fprintf(stderr, "  k=%zu: single queries, %zu methods interleaved ...\n", k, built.methods.size());
+          std::vector<Row> rows = Measure(built.methods, queries, a.queries, a.latency_queries, k, cb, truth);
           double flat_qps = 0, flat_p50 = 0;
-          for (const Method& m : built.methods) {
-            std::fprintf(stderr, "  k=%zu: %s %s ...\n", k, m.name.c_str(), m.params.c_str());
-            rows.push_back(Measure(m, queries, a.queries, a.latency_queries, k, cb, truth));
-            if (m.name == "FAISS IndexBinaryFlat" && rows.back().error.empty()) {
-              flat_qps = rows.back().qps;
-              flat_p50 = rows.back().p50_ms;
+          for (const Row& r : rows) {
+            if (r.name == "FAISS IndexBinaryFlat" && r.error.empty()) {
+              flat_qps = r.qps;
+              flat_p50 = r.p50_ms;
             }
           }
           for (const Row& r : rows) {
