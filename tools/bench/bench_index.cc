@@ -16,9 +16,9 @@
 //   build       seconds to add (FAISS IVF: train + add)
 //   B/item      memory per item: ours measured (BinaryIndex::memory_bytes),
 //               FAISS estimated from the sizes of its stored arrays
-//   p50 / p99   single-query latency in ms (one query per call; query i
-//               goes to every method in turn, so that the machine's noise
-//               falls on all of them alike)
+//   p50 / p99   single-query latency in ms (one query per call; the
+//               methods take turns in runs of 10 queries, so that the
+//               machine's noise falls on all of them alike)
 //   QPS         batch throughput (all queries in one call)
 //   vs ceiling  bytes of codes one query (n codes in p50) and the batch
 //               (QPS x n query-code pairs) cover per second, as a share of
@@ -617,10 +617,12 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
   return Status::OK();
 }
 
-// One row per method. The single-query latencies are taken interleaved:
-// query i goes to every method in turn (starting with a different one each
-// time), so that the machine's slow and fast moments fall on all of them
-// alike and their p50s compare side by side. Then each method's batch.
+// One row per method. The single-query latencies are taken interleaved, in
+// runs of 10 queries per method, the methods in turn (starting with a
+// different one each round), so that the machine's slow and fast moments
+// fall on all of them alike and their p50s compare side by side; a method
+// that follows another meets its own data out of the caches at the start
+// of each run, as every method does. Then each method's batch.
 std::vector<Row> Measure(const std::vector<Method>& methods, const uint8_t* queries, size_t nq,
                          size_t nlat, size_t k, size_t cb, const Results& truth) {
   const size_t nm = methods.size();
@@ -642,17 +644,19 @@ std::vector<Row> Measure(const std::vector<Method>& methods, const uint8_t* quer
       r.error = e.what();
     }
   }
-  for (size_t i = 0; i < nlat; ++i) {
+  constexpr size_t kRun = 10;  // queries a method answers in a row
+  for (size_t i0 = 0; i0 < nlat; i0 += kRun) {
     for (size_t step = 0; step < nm; ++step) {
-      const size_t j = (i + step) % nm;
-      if (!rows[j].error.empty()) continue;
-      try {
-        Results one;
-        const auto t0 = Clock::now();
-        methods[j].search(queries + (i % nq) * cb, 1, k, &one);
-        lat[j].push_back(Seconds(t0) * 1e3);
-      } catch (const std::exception& e) {
-        rows[j].error = e.what();
+      const size_t j = (i0 / kRun + step) % nm;
+      for (size_t i = i0; i < std::min(nlat, i0 + kRun) && rows[j].error.empty(); ++i) {
+        try {
+          Results one;
+          const auto t0 = Clock::now();
+          methods[j].search(queries + (i % nq) * cb, 1, k, &one);
+          lat[j].push_back(Seconds(t0) * 1e3);
+        } catch (const std::exception& e) {
+          rows[j].error = e.what();
+        }
       }
     }
   }
