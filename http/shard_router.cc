@@ -162,6 +162,11 @@ class ClusterRouter::Impl {
   json Describe(const ClusterCollection& c, const std::string& key);
   Response List(const Request& req);
   Response Insert(const ClusterCollection& c, const Request& req, const std::map<std::string, std::string>& query);
+  // The "ids" array of a request body (400 unless unsigned integers), split
+  // by shard; *where (optional) gets each input id's (shard, position in
+  // its shard's part).
+  std::vector<json> IdsByShard(const ClusterCollection& c, const Request& req,
+                               std::vector<std::pair<int, size_t>>* where = nullptr);
   Response DeleteMany(const ClusterCollection& c, const Request& req);
   Response DeleteOne(const ClusterCollection& c, const std::string& id_text, const Request& req);
   Response ReadOne(const ClusterCollection& c, const std::string& id_text, const std::string& suffix,
@@ -1353,15 +1358,23 @@ Response ClusterRouter::Impl::Insert(const ClusterCollection& c, const Request& 
   return JsonResponse(200, out);
 }
 
-Response ClusterRouter::Impl::DeleteMany(const ClusterCollection& c, const Request& req) {
+std::vector<json> ClusterRouter::Impl::IdsByShard(const ClusterCollection& c, const Request& req,
+                                                  std::vector<std::pair<int, size_t>>* where) {
   json body = ParseJsonObject(req, local_->options().max_json_depth);
   auto it = body.find("ids");
   if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array of ids) is required");
   std::vector<json> parts(c.shards, json::array());
   for (const json& v : *it) {
     if (!v.is_number_unsigned()) Fail(400, "bad_request", "'ids' must hold unsigned integers");
-    parts[ShardOf(v.get<uint64_t>(), c.shards)].push_back(v);
+    const int k = ShardOf(v.get<uint64_t>(), c.shards);
+    if (where != nullptr) where->push_back({k, parts[k].size()});
+    parts[k].push_back(v);
   }
+  return parts;
+}
+
+Response ClusterRouter::Impl::DeleteMany(const ClusterCollection& c, const Request& req) {
+  std::vector<json> parts = IdsByShard(c, req);
   const std::string key = ClientKey(req);
   std::vector<int> shards;
   for (int k = 0; k < c.shards; ++k) {
@@ -1414,25 +1427,19 @@ Response ClusterRouter::Impl::Sample(const ClusterCollection& c, const Request& 
 }
 
 Response ClusterRouter::Impl::Exists(const ClusterCollection& c, const Request& req) {
-  json body = ParseJsonObject(req, local_->options().max_json_depth);
-  auto it = body.find("ids");
-  if (it == body.end() || !it->is_array()) Fail(400, "bad_request", "'ids' (an array of ids) is required");
-  std::vector<json> parts(c.shards, json::array());
-  std::vector<std::pair<int, size_t>> where;  // (shard, position in its part) per input id
-  for (const json& v : *it) {
-    if (!v.is_number_unsigned()) Fail(400, "bad_request", "'ids' must hold unsigned integers");
-    const int k = ShardOf(v.get<uint64_t>(), c.shards);
-    where.push_back({k, parts[k].size()});
-    parts[k].push_back(v);
-  }
-  std::vector<PeerReply> replies(c.shards);
+  std::vector<std::pair<int, size_t>> where;
+  const std::vector<json> parts = IdsByShard(c, req, &where);
+  const std::string key = ClientKey(req);
+  // The shards are asked together, as every fan-out is; replies[k] for
+  // shard k (none for a shard no id falls in).
+  std::vector<PeerReply> replies = FanOut(c.shards, [&](size_t k) {
+    if (parts[k].empty()) return PeerReply{};
+    return ReadShardCopy(c.name, static_cast<int>(k), "POST", "/items/exists", json{{"ids", parts[k]}}.dump(), key);
+  });
   for (int k = 0; k < c.shards; ++k) {
-    if (parts[k].empty()) continue;
-    replies[k] = ReadShardCopy(c.name, k, "POST", "/items/exists", json{{"ids", parts[k]}}.dump(), ClientKey(req));
-    if (!replies[k].ok()) {
-      if (replies[k].client_error()) return Relay(replies[k]);
-      Fail(503, "unavailable", ErrorMessage(replies[k]));
-    }
+    if (parts[k].empty() || replies[k].ok()) continue;
+    if (replies[k].client_error()) return Relay(replies[k]);
+    Fail(503, "unavailable", ErrorMessage(replies[k]));
   }
   for (int k = 0; k < c.shards; ++k) {
     if (parts[k].empty()) continue;

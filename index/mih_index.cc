@@ -561,7 +561,7 @@ SlotView MihIndex::View(const IdFilter* filter) const {
   return MakeSlotView(codes_, ids_, scores_.data(), bits(), kernel_, filter);
 }
 
-uint64_t MihIndex::SubstringOf(const uint8_t* code, const Table& t) const {
+inline uint64_t MihIndex::SubstringOf(const uint8_t* code, const Table& t) const {
   return ExtractBits(code, code_bytes(), t.offset, t.width);
 }
 
@@ -969,13 +969,13 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
     if (cur_s == 0) {
       // Only an earlier table holding the query's own substring came first.
       for (int j = 0; j < cur_j; ++j) {
-        if (ExtractBits(code, cb, tables_[j].offset, tables_[j].width) == qkeys[j]) return false;
+        if (SubstringOf(code, tables_[j]) == qkeys[j]) return false;
       }
       return true;
     }
     for (int j = 0; j < m; ++j) {
       if (j == cur_j) continue;
-      const int d = static_cast<int>(PopCount64(ExtractBits(code, cb, tables_[j].offset, tables_[j].width) ^ qkeys[j]));
+      const int d = static_cast<int>(PopCount64(SubstringOf(code, tables_[j]) ^ qkeys[j]));
       if (d < cur_s || (d == cur_s && j < cur_j)) return false;
     }
     return true;
@@ -1137,7 +1137,7 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, 
   auto first_found_here = [&](uint32_t slot) {
     const uint8_t* code = &codes_[static_cast<size_t>(slot) * cb];
     for (int j = 0; j < cur_j; ++j) {
-      const int d = static_cast<int>(PopCount64(ExtractBits(code, cb, tables_[j].offset, tables_[j].width) ^ qkeys[j]));
+      const int d = static_cast<int>(PopCount64(SubstringOf(code, tables_[j]) ^ qkeys[j]));
       if (d <= r[j]) return false;
     }
     return true;

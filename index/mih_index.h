@@ -125,7 +125,8 @@ class MihIndex : public BinaryIndex {
   MihIndex(int bits, int fixed_m);
 
   SlotView View(const IdFilter* filter = nullptr) const;
-  uint64_t SubstringOf(const uint8_t* code, const Table& t) const;
+  // Defined inline in mih_index.cc, its only user (on the probe's hot path).
+  inline uint64_t SubstringOf(const uint8_t* code, const Table& t) const;
   // Sets up m empty tables (substring bit ranges) and rebuilds them.
   void Configure(int m);
   // m tables over the n codes at `codes` (slot s at s * code_bytes()),

@@ -151,15 +151,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt"))) void
 }
 #endif
 
-}  // namespace
-
-double ScanCodeCost(const SlotView& view) {
-  const double per_word = std::max(1.0, static_cast<double>(view.code_bytes) / 8.0);
-  return FusedPathFor(view) == Fused8::kAvx512 ? 0.3 * per_word : per_word;
-}
-
-namespace {
-
 // Offers top the slots [b, b + len) of `view` against `query`.
 void ScanBlock(const SlotView& view, Fused8 fused, const uint8_t* query, size_t b, size_t len,
                uint16_t* dist, TopKCollector* top, uint32_t* threshold) {
@@ -180,6 +171,11 @@ void ScanBlock(const SlotView& view, Fused8 fused, const uint8_t* query, size_t 
 }
 
 }  // namespace
+
+double ScanCodeCost(const SlotView& view) {
+  const double per_word = std::max(1.0, static_cast<double>(view.code_bytes) / 8.0);
+  return FusedPathFor(view) == Fused8::kAvx512 ? 0.3 * per_word : per_word;
+}
 
 TopKCollector::TopKCollector(size_t k, int bits, TieBreak tie)
     : order_{tie},
