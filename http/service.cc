@@ -329,26 +329,34 @@ Response Service::Call::Run(std::string* route) {
   Fail(404, "not_found", "no route for " + req_.method + " " + req_.target);
 }
 
-Lane Service::LaneOf(const std::string& method, const std::string& target) const {
-  if (options_.router != nullptr) {
-    StatusOr<Target> t = ParseTarget(target);
-    if (t.ok()) {
-      if (std::optional<Lane> lane = options_.router->LaneOf(method, t->segments, t->query)) return *lane;
-    }
-  }
-  return RunsOffIoThreads(method, target) ? Lane::kWrite : Lane::kIo;
-}
+namespace {
 
-bool Service::RunsOffIoThreads(const std::string& method, const std::string& target) {
-  StatusOr<Target> t = ParseTarget(target);
-  if (!t.ok()) return false;
+// RunsOffIoThreads for a parsed target.
+bool RunsOffIoThreadsAt(const std::string& method, const std::vector<std::string>& segments) {
   const std::string_view m = method == "HEAD" ? "GET" : std::string_view(method);
   for (const Route& r : RouteTable()) {
-    if (r.method == m && PatternMatches(r.pattern, t->segments)) {
+    if (r.method == m && PatternMatches(r.pattern, segments)) {
       return r.bulk || (r.access == Access::kAdmin && m != "GET");
     }
   }
   return false;
+}
+
+}  // namespace
+
+Lane Service::LaneOf(const std::string& method, const std::string& target) const {
+  // Parsed once, for the router and the route table alike.
+  StatusOr<Target> t = ParseTarget(target);
+  if (!t.ok()) return Lane::kIo;
+  if (options_.router != nullptr) {
+    if (std::optional<Lane> lane = options_.router->LaneOf(method, t->segments, t->query)) return *lane;
+  }
+  return RunsOffIoThreadsAt(method, t->segments) ? Lane::kWrite : Lane::kIo;
+}
+
+bool Service::RunsOffIoThreads(const std::string& method, const std::string& target) {
+  StatusOr<Target> t = ParseTarget(target);
+  return t.ok() && RunsOffIoThreadsAt(method, t->segments);
 }
 
 namespace {
