@@ -622,7 +622,8 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
 // different one each round), so that the machine's slow and fast moments
 // fall on all of them alike and their p50s compare side by side; a method
 // that follows another meets its own data out of the caches at the start
-// of each run, as every method does. Then each method's batch.
+// of each run (except mih, mih-probe and mih-scan, one index under three
+// modes, which warm each other's codes). Then each method's batch.
 std::vector<Row> Measure(const std::vector<Method>& methods, const uint8_t* queries, size_t nq,
                          size_t nlat, size_t k, size_t cb, const Results& truth) {
   const size_t nm = methods.size();
