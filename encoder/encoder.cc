@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -110,6 +111,7 @@ json MetaToJson(const EncoderMeta& m) {
   for (size_t c = 0; c * cb < m.class_codes.size(); ++c) codes.push_back(ToHexBytes(m.class_codes.data() + c * cb, cb));
   j["class_codes"] = codes;
   j["ood_radius"] = m.ood_radius;
+  j["snap_margin"] = m.snap_margin;
   j["training"] = json::parse(m.training_json, nullptr, false);
   if (j["training"].is_discarded()) j["training"] = json::object();
   return j;
@@ -139,6 +141,7 @@ Status MetaFromJson(const std::string& text, EncoderMeta* m) {
       if (!FromHexBytes(c.get<std::string>(), &m->class_codes)) return Status::Corruption("bad class code hex");
     }
     m->ood_radius = j.at("ood_radius").get<uint32_t>();
+    m->snap_margin = j.value("snap_margin", 0.0f);
     m->training_json = j.contains("training") ? j["training"].dump() : "{}";
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("artifact metadata: ") + e.what());
@@ -330,6 +333,10 @@ std::vector<uint8_t> PackBits(const torch::Tensor& bits_bool) {
 
 StatusOr<std::unique_ptr<TorchEncoder>> TorchEncoder::Create(EncoderMeta meta, LlcNet net) {
   HAMDB_RETURN_IF_ERROR(ValidatePreprocess(meta.preprocess));
+  if (!(meta.snap_margin >= 0) || !std::isfinite(meta.snap_margin)) {
+    return Status::InvalidArgument("snap margin must be finite and >= 0 (got " +
+                                   std::to_string(meta.snap_margin) + ")");
+  }
   HAMDB_ASSIGN_OR_RETURN(Codebook cb, Codebook::Create(meta.bits, meta.class_codes, meta.class_names));
   net->SetTraining(false);
   return std::unique_ptr<TorchEncoder>(new TorchEncoder(std::move(meta), std::move(net), std::move(cb)));
@@ -365,6 +372,9 @@ StatusOr<std::vector<EncodedImage>> TorchEncoder::Encode(const std::vector<Image
   const int k = meta_.bits;
   const size_t cb = codebook_.code_bytes();
   const float* p = probs.data_ptr<float>();
+  // |logit| < m exactly when sigmoid(-m) < p < sigmoid(m).
+  const float snap_lo = static_cast<float>(1.0 / (1.0 + std::exp(static_cast<double>(meta_.snap_margin))));
+  const float snap_hi = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(meta_.snap_margin))));
   out.resize(images.size());
   for (size_t i = 0; i < images.size(); ++i) {
     EncodedImage& e = out[i];
@@ -380,6 +390,12 @@ StatusOr<std::vector<EncodedImage>> TorchEncoder::Encode(const std::vector<Image
     const double c = conf / k;
     e.confidence = static_cast<float>(c);
     e.score = static_cast<float>(ConfidenceLogOdds(c));
+    if (meta_.snap_margin > 0) {
+      for (int j = 0; j < k; ++j) {
+        const float pj = e.bit_probs[j];
+        if (pj > snap_lo && pj < snap_hi) SetBit(e.code.data(), j, (cc[j / 8] >> (j % 8)) & 1);
+      }
+    }
   }
   return out;
 }

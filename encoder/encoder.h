@@ -10,9 +10,16 @@
 // Encoding: images of any size and 1 or 3 channels are preprocessed
 // (channels, resize, centre crop, mean/std) as the artifact says, run through
 // the network in eval mode, and each bit is set when its probability
-// sigmoid(logit) is > 0.5. The code is then decoded against the codebook
+// sigmoid(logit) is > 0.5. That raw code is decoded against the codebook
 // (ED / MHD with ties broken by the bit probabilities, out-of-distribution
 // when the nearest class code is farther than ood_radius).
+//
+// Snapping: with a snap margin m > 0 (an artifact setting), each bit whose
+// logit lies strictly inside (-m, m) is uncertain and takes the value of the
+// decoded class code's bit; confident bits keep their own value. The result
+// is the image's code. The decode, the bit probabilities and the score all
+// describe the raw logits, so snapping changes the code only. m = 0 (the
+// value of artifacts written before the setting existed) leaves the raw code.
 //
 // Thread safety: Encode is const and may be called from many threads at once.
 #pragma once
@@ -41,9 +48,9 @@ struct PreprocessConfig {
 
 // One encoded image.
 struct EncodedImage {
-  std::vector<uint8_t> code;    // instance code, code_bytes(bits) bytes
+  std::vector<uint8_t> code;    // instance code (snapped), code_bytes(bits) bytes
   std::vector<float> bit_probs;  // bits values: P(bit = 1)
-  DecodeResult decode;           // against the artifact's codebook
+  DecodeResult decode;           // of the raw code, against the artifact's codebook
   // Mean over bits of the probability the bit agrees with the decoded class
   // code: 1 = certain, 0.5 = coin flips.
   float confidence = 0.f;
@@ -73,6 +80,8 @@ class Encoder {
   virtual std::string method() const = 0;
   // Default OOD radius for Decode (0: any inexact code is OOD).
   virtual uint32_t ood_radius() const = 0;
+  // The snap margin (see Snapping above); 0 = codes are the raw signs.
+  virtual float snap_margin() const = 0;
 
   // Encodes a batch. InvalidArgument for an empty image or a bad channel count;
   // the whole call fails only for such input errors, never partially.

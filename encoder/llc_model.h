@@ -87,6 +87,7 @@ struct EncoderMeta {
   std::vector<std::string> class_names;
   std::vector<uint8_t> class_codes;  // classes * code_bytes
   uint32_t ood_radius = 0;
+  float snap_margin = 0;  // finite, >= 0 (encoder.h, Snapping); absent in older artifacts: 0
   std::string training_json = "{}";  // free-form training summary
 };
 
@@ -101,6 +102,7 @@ class TorchEncoder : public Encoder {
   const PreprocessConfig& preprocess() const override { return meta_.preprocess; }
   std::string method() const override { return meta_.method; }
   uint32_t ood_radius() const override { return meta_.ood_radius; }
+  float snap_margin() const override { return meta_.snap_margin; }
   StatusOr<std::vector<EncodedImage>> Encode(const std::vector<Image>& images) const override;
 
   // Bit logits (N x bits) of preprocessed uint8 input, in eval mode.

@@ -431,6 +431,7 @@ StatusOr<std::unique_ptr<Encoder>> TrainLlc(const LabeledImages& train, const La
     meta.class_names = train.class_names;
     meta.class_codes = class_codes;
     meta.ood_radius = c.ood_radius;
+    meta.snap_margin = static_cast<float>(c.snap_margin);
     nlohmann::json tj = {{"train_images", n},
                          {"phase1_epochs", c.phase1_epochs},
                          {"phase2_epochs", c.phase2_epochs},

@@ -214,6 +214,10 @@ void AddTrainCommands(CLI::App* app, int* exit_code) {
   cmd->add_option("--resize", a->resize, "Resize inputs to WxH (default 28x28)");
   cmd->add_option("--crop", a->crop, "Then centre-crop to WxH");
   cmd->add_option("--ood-radius", c.ood_radius, "Default OOD radius stored in the artifact")->capture_default_str();
+  cmd->add_option("--snap-margin", c.snap_margin,
+                  "Bits with |logit| below this take the decoded class code's bit (0 = raw codes)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--seed", c.seed, "Random seed")->capture_default_str();
   cmd->add_option("--threads", c.threads, "libtorch threads (0 = libtorch default)")->capture_default_str();
   cmd->add_option("--checkpoint", c.checkpoint_path, "Checkpoint file written after every epoch");

@@ -4,12 +4,15 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 #include <fstream>
 #include <thread>
 
 #include "encoder/dataset.h"
 #include "encoder/encoder.h"
+#include "encoder/llc_model.h"
 #include "encoder/trainer.h"
 
 namespace hamdb {
@@ -120,17 +123,71 @@ TEST_F(LlcTrained, EncodedImageFieldsAreConsistent) {
   std::vector<Image> imgs(TestSet()->images.begin(), TestSet()->images.begin() + 20);
   auto enc = encoder_->Encode(imgs);
   ASSERT_TRUE(enc.ok());
+  // The trained default snaps: a bit with |logit| < m, that is
+  // sigmoid(-m) < p < sigmoid(m), takes the decoded class code's bit.
+  const double m = encoder_->snap_margin();
+  ASSERT_EQ(m, SmallConfig().snap_margin);
+  ASSERT_GT(m, 0);
+  const float lo = static_cast<float>(1 / (1 + std::exp(m))), hi = static_cast<float>(1 / (1 + std::exp(-m)));
+  size_t snapped = 0;
   for (const EncodedImage& e : *enc) {
     ASSERT_EQ(e.code.size(), 2u);
     ASSERT_EQ(e.bit_probs.size(), 16u);
-    for (int j = 0; j < 16; ++j) {
-      EXPECT_EQ(((e.code[j / 8] >> (j % 8)) & 1) != 0, e.bit_probs[j] > 0.5f);
-    }
-    const DecodeResult d = encoder_->codebook().Decode(e.code.data(), e.bit_probs.data());
+    std::vector<uint8_t> raw(2, 0);
+    for (int j = 0; j < 16; ++j)
+      if (e.bit_probs[j] > 0.5f) raw[j / 8] |= 1 << (j % 8);
+    // The decode describes the raw code.
+    const DecodeResult d = encoder_->codebook().Decode(raw.data(), e.bit_probs.data());
     EXPECT_EQ(d.class_index, e.decode.class_index);
     EXPECT_EQ(d.distance, e.decode.distance);
+    const uint8_t* cc = encoder_->codebook().class_code(e.decode.class_index);
+    for (int j = 0; j < 16; ++j) {
+      const bool uncertain = e.bit_probs[j] > lo && e.bit_probs[j] < hi;
+      const bool want = uncertain ? ((cc[j / 8] >> (j % 8)) & 1) != 0 : e.bit_probs[j] > 0.5f;
+      EXPECT_EQ(((e.code[j / 8] >> (j % 8)) & 1) != 0, want) << "bit " << j << " p " << e.bit_probs[j];
+      snapped += uncertain && want != (e.bit_probs[j] > 0.5f);
+    }
     EXPECT_GE(e.confidence, 0.f);
     EXPECT_LE(e.confidence, 1.f);
+  }
+  // A small model is unsure of many bits: snapping changed some codes here.
+  EXPECT_GT(snapped, 0u);
+}
+
+TEST_F(LlcTrained, SnapMarginZeroGivesRawCodesAndBadMarginsAreRefused) {
+  auto* torch_encoder = dynamic_cast<TorchEncoder*>(encoder_);
+  ASSERT_NE(torch_encoder, nullptr);
+  EncoderMeta meta = torch_encoder->meta();
+  meta.snap_margin = 0;
+  auto raw = TorchEncoder::Create(meta, torch_encoder->net());
+  ASSERT_TRUE(raw.ok()) << raw.status().ToString();
+  std::vector<Image> imgs(TestSet()->images.begin(), TestSet()->images.begin() + 50);
+  auto a = (*raw)->Encode(imgs);
+  auto b = encoder_->Encode(imgs);
+  ASSERT_TRUE(a.ok() && b.ok());
+  size_t differ = 0;
+  for (size_t i = 0; i < imgs.size(); ++i) {
+    const EncodedImage& e = (*a)[i];
+    for (int j = 0; j < 16; ++j) EXPECT_EQ(((e.code[j / 8] >> (j % 8)) & 1) != 0, e.bit_probs[j] > 0.5f);
+    // Snapping changes the code only.
+    EXPECT_EQ(e.bit_probs, (*b)[i].bit_probs);
+    EXPECT_EQ(e.score, (*b)[i].score);
+    EXPECT_EQ(e.decode.class_index, (*b)[i].decode.class_index);
+    differ += e.code != (*b)[i].code;
+  }
+  EXPECT_GT(differ, 0u);
+  // The setting survives Save / Load.
+  const std::string path = TempPath("margin0.hdbe");
+  ASSERT_TRUE((*raw)->Save(path).ok());
+  auto loaded = Encoder::Load(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_EQ((*loaded)->snap_margin(), 0.f);
+  ExpectSameEncoding(**raw, **loaded, imgs);
+
+  for (float bad : {-1.f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    meta.snap_margin = bad;
+    auto r = TorchEncoder::Create(meta, torch_encoder->net());
+    EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument) << bad;
   }
 }
 
@@ -143,6 +200,7 @@ TEST_F(LlcTrained, SaveLoadRoundTripIsBitExact) {
   EXPECT_EQ((*loaded)->bits(), 16);
   EXPECT_EQ((*loaded)->class_names(), encoder_->class_names());
   EXPECT_EQ((*loaded)->preprocess().mean, encoder_->preprocess().mean);
+  EXPECT_EQ((*loaded)->snap_margin(), encoder_->snap_margin());
   for (size_t c = 0; c < 10; ++c) {
     EXPECT_TRUE(std::equal((*loaded)->codebook().class_code(c), (*loaded)->codebook().class_code(c) + 2,
                            encoder_->codebook().class_code(c)));

@@ -176,6 +176,7 @@ class FakeEncoder : public Encoder {
   const PreprocessConfig& preprocess() const override { return pre_; }
   std::string method() const override { return "llc"; }
   uint32_t ood_radius() const override { return 4; }
+  float snap_margin() const override { return 0; }
 
   StatusOr<std::vector<EncodedImage>> Encode(const std::vector<Image>& images) const override {
     std::vector<EncodedImage> out;

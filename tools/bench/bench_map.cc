@@ -172,6 +172,7 @@ struct MapArgs {
   double lr = 2e-3;
   std::string out_csv;
   bool resume = false;
+  double snap_margin = TrainConfig{}.snap_margin;  // LLC's artifact setting
   size_t rerank = 0;  // LLC: also re-rank a Hamming shortlist of this many by bit probabilities
 };
 
@@ -350,6 +351,7 @@ Status RunOne(const MapArgs& a, const std::string& method, int bits, uint64_t se
   c.feature_dim = a.feature_dim;
   c.batch_size = a.batch_size;
   c.lr = a.lr;
+  c.snap_margin = a.snap_margin;
   c.seed = seed;
   c.threads = a.threads;
   c.phase1_epochs = std::max(1, (a.epochs + 1) / 2);
@@ -754,6 +756,10 @@ void AddBenchMapCommand(CLI::App* bench, int* exit_code) {
   cmd->add_option("--feature-dim", a->feature_dim, "Backbone feature dimension")->capture_default_str();
   cmd->add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--lr", a->lr, "Adam learning rate")->capture_default_str();
+  cmd->add_option("--snap-margin", a->snap_margin,
+                  "LLC: bits with |logit| below this take the decoded class code's bit (0 = raw codes)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--out-csv", a->out_csv,
                   "Training mode: write one CSV row per (run, tie rule) here, as each run finishes");
   cmd->add_option("--rerank", a->rerank,
