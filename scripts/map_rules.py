@@ -5,7 +5,8 @@ Usage: /usr/bin/python3 scripts/map_rules.py RUNS.csv... [--png OUT.png]
 
 Prints a markdown table: per (bits, method), the mean ± sample std over seeds
 of corrected MAP@1000, P@10 and P@1000 under tie_break id and tie_break score
-(and the LLC re-ranking rows, when present), then, per bit length, whether
+(and the LLC re-ranking rows, when present; method "llc-margin0" is LLC with
+raw codes, snap margin 0), then, per bit length, whether
 LLC under its best rule is at least every baseline under that baseline's best
 rule, and at least the float baseline. With --png, a plot of MAP against bits:
 solid lines tie_break id, dashed tie_break score (needs python3-matplotlib).
@@ -17,7 +18,10 @@ import math
 import sys
 from collections import defaultdict
 
-ORDER = ["llc", "hashnet", "greedyhash", "dsnc", "float"]
+ORDER = ["llc", "llc-margin0", "hashnet", "greedyhash", "dsnc", "float"]
+# How a method is shown; "llc-margin0" is LLC with raw codes (snap margin 0),
+# kept for comparison with the product's LLC.
+LABELS = {"llc": "**llc**", "llc-margin0": "llc, margin 0"}
 
 
 def mean_std(v):
@@ -66,13 +70,13 @@ def main():
                 continue
             d = {r: data.get((m, b, r), {}) for r in rules}
             print("| %d | %s | %d | %s | %s | %s | %s | %s | %s |" % (
-                b, "**llc**" if m == "llc" else m, len(seeds[(m, b)]),
+                b, LABELS.get(m, m), len(seeds[(m, b)]),
                 fmt(d["id"].get("map_corrected", [])), fmt(d["score"].get("map_corrected", [])),
                 fmt(d["id"].get("p_at_10", [])), fmt(d["score"].get("p_at_10", [])),
                 fmt(d["id"].get("p_at_1000", [])), fmt(d["score"].get("p_at_1000", []))))
             if d["rerank"]:
-                print("| %d | llc, re-ranked | %d | | %s | | %s | | %s |" % (
-                    b, len(d["rerank"]["map_corrected"]), fmt(d["rerank"]["map_corrected"]),
+                print("| %d | %s, re-ranked | %d | | %s | | %s | | %s |" % (
+                    b, LABELS.get(m, m).strip("*"), len(d["rerank"]["map_corrected"]), fmt(d["rerank"]["map_corrected"]),
                     fmt(d["rerank"]["p_at_10"]), fmt(d["rerank"]["p_at_1000"])))
     print()
     print("| bits | LLC, best rule | best binary baseline, its best rule | LLC >= every baseline | float | LLC >= float |")
@@ -105,7 +109,7 @@ def main():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        colors = {"llc": "C4", "hashnet": "C3", "greedyhash": "C2", "dsnc": "C0", "float": "C1"}
+        colors = {"llc": "C4", "llc-margin0": "C7", "hashnet": "C3", "greedyhash": "C2", "dsnc": "C0", "float": "C1"}
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for m in methods:
             for r, style in (("id", "-"), ("score", "--")):
@@ -119,7 +123,7 @@ def main():
                         es.append(s)
                 if xs:
                     ax.errorbar(xs, ys, yerr=es, fmt=style + "o", color=colors.get(m), capsize=3, ms=4,
-                                label="%s, %s" % (m, "ties by id" if r == "id" else "ties by score")
+                                label="%s, %s" % (LABELS.get(m, m).strip("*"), "ties by id" if r == "id" else "ties by score")
                                 if m != "float" else "float (cosine)")
         ax.set_xlabel("bits")
         ax.set_ylabel("MAP@1000 (corrected)")
