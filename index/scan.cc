@@ -41,24 +41,62 @@ inline void OfferIfWithin(uint32_t d, const uint64_t* ids, const uint16_t* score
   }
 }
 
-// Offers top the slots i of a block, at distance dist[i], with dist[i] at
-// most its threshold. Most of a scan's slots are above it, so 8 distances
-// are compared at a time (SSE2, part of every x86-64) and a group that is
-// all above costs one compare; `threshold` caches top.threshold().
+// The slots of one block (at most kBlock) found within the threshold, kept
+// to be offered after the whole block is compared. An offer reads the slot's
+// id (and score key), which for a block of codes in cache is a miss to
+// memory, one per candidate; requested as the candidates are found, those
+// misses overlap with the rest of the block instead of stalling one after
+// another. The threshold a candidate passed may be stale by the time it is
+// offered, so Offer compares again: the pairs offered, and their order, are
+// those of offering each slot as it is found.
+class BlockCandidates {
+ public:
+  BlockCandidates(const uint64_t* ids, const uint16_t* scores) : ids_(ids), scores_(scores) {}
+  void Add(size_t slot, uint32_t distance) {
+    __builtin_prefetch(ids_ + slot);
+    if (scores_ != nullptr) __builtin_prefetch(scores_ + slot);
+    slot_[n_] = static_cast<uint16_t>(slot);
+    dist_[n_] = static_cast<uint16_t>(distance);
+    ++n_;
+  }
+  void Offer(const IdFilter* filter, TopKCollector* top, uint32_t* threshold) {
+    for (size_t c = 0; c < n_; ++c) OfferIfWithin(dist_[c], ids_, scores_, slot_[c], filter, top, threshold);
+    n_ = 0;
+  }
+
+ private:
+  static_assert(kBlock <= 65536, "block slots must fit 16 bits");
+  const uint64_t* ids_;
+  const uint16_t* scores_;
+  size_t n_ = 0;
+  uint16_t slot_[kBlock];
+  uint16_t dist_[kBlock];
+};
+
+// Offers top the slots i of a block (len <= kBlock), at distance dist[i],
+// with dist[i] at most its threshold. Most of a scan's slots are above it, so
+// 8 distances are compared at a time (SSE2, part of every x86-64) and a group
+// that is all above costs one compare; `threshold` caches top.threshold().
 void OfferBlock(const uint16_t* dist, const uint64_t* ids, const uint16_t* scores, size_t len,
                 const IdFilter* filter, TopKCollector* top, uint32_t* threshold) {
+  BlockCandidates found(ids, scores);
   size_t i = 0;
 #if defined(__SSE2__)
   // Signed 16-bit compares: distances are at most kMaxCodeBits < 2^15.
   static_assert(kMaxCodeBits < 32768, "distances must fit a signed 16-bit compare");
+  const __m128i t = _mm_set1_epi16(static_cast<int16_t>(*threshold));
   for (; i + 8 <= len; i += 8) {
     const __m128i d = _mm_loadu_si128(reinterpret_cast<const __m128i*>(dist + i));
-    const __m128i above = _mm_cmpgt_epi16(d, _mm_set1_epi16(static_cast<int16_t>(*threshold)));
-    if (_mm_movemask_epi8(above) == 0xffff) continue;
-    for (size_t j = i; j < i + 8; ++j) OfferIfWithin(dist[j], ids, scores, j, filter, top, threshold);
+    if (_mm_movemask_epi8(_mm_cmpgt_epi16(d, t)) == 0xffff) continue;
+    for (size_t j = i; j < i + 8; ++j) {
+      if (dist[j] <= *threshold) found.Add(j, dist[j]);
+    }
   }
 #endif
-  for (; i < len; ++i) OfferIfWithin(dist[i], ids, scores, i, filter, top, threshold);
+  for (; i < len; ++i) {
+    if (dist[i] <= *threshold) found.Add(i, dist[i]);
+  }
+  found.Offer(filter, top, threshold);
 }
 
 // How scans of `view` compute and compare distances: 8-byte codes on AVX2
@@ -80,13 +118,13 @@ Fused8 FusedPathFor(const SlotView& view) {
 
 #if defined(__x86_64__)
 // The fused paths' last slots [i, len), fewer than one step: one at a time.
-inline void OfferTail8(const uint8_t* codes, const uint64_t* ids, const uint16_t* scores, size_t i,
-                       size_t len, uint64_t q, const IdFilter* filter, TopKCollector* top,
-                       uint32_t* threshold) {
+inline void FindTail8(const uint8_t* codes, size_t i, size_t len, uint64_t q, uint32_t threshold,
+                      BlockCandidates* found) {
   for (; i < len; ++i) {
     uint64_t c;
     std::memcpy(&c, codes + i * 8, 8);
-    OfferIfWithin(PopCount64(c ^ q), ids, scores, i, filter, top, threshold);
+    const uint32_t d = PopCount64(c ^ q);
+    if (d <= threshold) found->Add(i, d);
   }
 }
 
@@ -106,6 +144,8 @@ __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes
                                        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
   const __m256i nibble = _mm256_set1_epi8(0x0f);
   const __m256i qv = _mm256_set1_epi64x(static_cast<int64_t>(q));
+  const __m256i tv = _mm256_set1_epi64x(*threshold);
+  BlockCandidates found(ids, scores);
   size_t i = 0;
   for (; i + 4 <= len; i += 4) {
     const __m256i x =
@@ -114,15 +154,15 @@ __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes
         _mm256_add_epi8(_mm256_shuffle_epi8(lut, _mm256_and_si256(x, nibble)),
                         _mm256_shuffle_epi8(lut, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble)));
     const __m256i d = _mm256_sad_epu8(counts, _mm256_setzero_si256());  // 4 x 64-bit distances
-    const __m256i above = _mm256_cmpgt_epi64(d, _mm256_set1_epi64x(*threshold));
-    if (_mm256_movemask_epi8(above) == -1) continue;
+    if (_mm256_movemask_epi8(_mm256_cmpgt_epi64(d, tv)) == -1) continue;
     alignas(32) uint64_t dist[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(dist), d);
     for (size_t j = 0; j < 4; ++j) {
-      OfferIfWithin(static_cast<uint32_t>(dist[j]), ids, scores, i + j, filter, top, threshold);
+      if (dist[j] <= *threshold) found.Add(i + j, static_cast<uint32_t>(dist[j]));
     }
   }
-  OfferTail8(codes, ids, scores, i, len, q, filter, top, threshold);
+  FindTail8(codes, i, len, q, *threshold, &found);
+  found.Offer(filter, top, threshold);
 }
 
 // The same with VPOPCNTQ: 16 codes per step, their distances compared with
@@ -134,20 +174,25 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt"))) void
   uint64_t q;
   std::memcpy(&q, query, 8);
   const __m512i qv = _mm512_set1_epi64(static_cast<long long>(q));
+  const __m512i t = _mm512_set1_epi64(static_cast<long long>(*threshold));
+  BlockCandidates found(ids, scores);
   size_t i = 0;
   for (; i + 16 <= len; i += 16) {
     const __m512i a = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(codes + i * 8), qv));
     const __m512i b = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(codes + i * 8 + 64), qv));
-    const __m512i t = _mm512_set1_epi64(static_cast<long long>(*threshold));
-    if ((_mm512_cmple_epu64_mask(a, t) | _mm512_cmple_epu64_mask(b, t)) == 0) continue;
+    uint32_t within = static_cast<uint32_t>(_mm512_cmple_epu64_mask(a, t)) |
+                      static_cast<uint32_t>(_mm512_cmple_epu64_mask(b, t)) << 8;
+    if (within == 0) continue;
     alignas(64) uint64_t dist[16];
     _mm512_store_si512(dist, a);
     _mm512_store_si512(dist + 8, b);
-    for (size_t j = 0; j < 16; ++j) {
-      OfferIfWithin(static_cast<uint32_t>(dist[j]), ids, scores, i + j, filter, top, threshold);
+    for (; within != 0; within &= within - 1) {
+      const int j = __builtin_ctz(within);
+      found.Add(i + j, static_cast<uint32_t>(dist[j]));
     }
   }
-  OfferTail8(codes, ids, scores, i, len, q, filter, top, threshold);
+  FindTail8(codes, i, len, q, *threshold, &found);
+  found.Offer(filter, top, threshold);
 }
 #endif
 
