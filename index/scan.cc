@@ -1,6 +1,7 @@
 #include "index/scan.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -117,7 +118,17 @@ Fused8 FusedPathFor(const SlotView& view) {
 }
 
 #if defined(__x86_64__)
-// The fused paths' last slots [i, len), fewer than one step: one at a time.
+// The slots before the first whose code starts on a multiple of `align`
+// bytes: the fused paths take those one at a time, so that their vector
+// loads do not straddle cache lines (a std::vector's data is only 16-byte
+// aligned).
+inline size_t HeadTo(const uint8_t* codes, size_t align, size_t len) {
+  const size_t misalign = reinterpret_cast<uintptr_t>(codes) & (align - 1);
+  return std::min(len, ((align - misalign) & (align - 1)) / 8);
+}
+
+// The fused paths' first slots before an aligned one and last slots [i, len),
+// fewer than one step: one at a time.
 inline void FindTail8(const uint8_t* codes, size_t i, size_t len, uint64_t q, uint32_t threshold,
                       BlockCandidates* found) {
   for (; i < len; ++i) {
@@ -146,7 +157,8 @@ __attribute__((target("avx2,popcnt"))) void OfferBlock8Avx2(const uint8_t* codes
   const __m256i qv = _mm256_set1_epi64x(static_cast<int64_t>(q));
   const __m256i tv = _mm256_set1_epi64x(*threshold);
   BlockCandidates found(ids, scores);
-  size_t i = 0;
+  size_t i = HeadTo(codes, 32, len);
+  FindTail8(codes, 0, i, q, *threshold, &found);
   for (; i + 4 <= len; i += 4) {
     const __m256i x =
         _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + i * 8)), qv);
@@ -176,7 +188,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq,popcnt"))) void
   const __m512i qv = _mm512_set1_epi64(static_cast<long long>(q));
   const __m512i t = _mm512_set1_epi64(static_cast<long long>(*threshold));
   BlockCandidates found(ids, scores);
-  size_t i = 0;
+  size_t i = HeadTo(codes, 64, len);
+  FindTail8(codes, 0, i, q, *threshold, &found);
   for (; i + 16 <= len; i += 16) {
     const __m512i a = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(codes + i * 8), qv));
     const __m512i b = _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(codes + i * 8 + 64), qv));
