@@ -94,7 +94,7 @@ Status FlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t>* 
                               std::vector<uint16_t>* scores) const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   *ids = slots_.ids();
-  *codes = slots_.codes();
+  codes->assign(slots_.codes().begin(), slots_.codes().end());
   slots_.scores().Export(slots_.size(), scores);
   return Status::OK();
 }

@@ -174,7 +174,7 @@ Status DenseSlots::Upsert(const uint64_t* ids, const uint8_t* codes, const uint1
   return Status::OK();
 }
 
-void PrepareSlotGrowth(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
+void PrepareSlotGrowth(const std::vector<uint64_t>& ids, const CodeArray& codes,
                        const SlotScores& scores, const IdSlotMap& slot_of, size_t code_bytes,
                        size_t n, SlotGrowth* g) {
   g->size = ids.size();
@@ -184,7 +184,7 @@ void PrepareSlotGrowth(const std::vector<uint64_t>& ids, const std::vector<uint8
   slot_of.PrepareReserve(ids.size() + n, ids.data(), &g->id_cells);
 }
 
-void AdoptSlotGrowth(SlotGrowth* g, std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+void AdoptSlotGrowth(SlotGrowth* g, std::vector<uint64_t>* ids, CodeArray* codes,
                      SlotScores* scores, IdSlotMap* slot_of) {
   if (g->size != ids->size()) return;
   AdoptGrown(ids, &g->ids);
@@ -264,7 +264,7 @@ void DenseSlots::AppendState(std::string* out) const {
 
 Status DenseSlots::LoadState(std::string_view* in) {
   std::vector<uint64_t> ids;
-  std::vector<uint8_t> codes;
+  CodeArray codes;
   HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &ids));
   HAMDB_RETURN_IF_ERROR(state_io::GetVector(in, &codes));
   if (codes.size() != ids.size() * code_bytes_) {

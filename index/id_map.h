@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/huge_pages.h"
 #include "core/score.h"
 #include "core/status.h"
 #include "index/packed_ints.h"
@@ -30,8 +31,8 @@ namespace hamdb {
 // a stream of small batches costs amortised O(batch) each. An exact-fit
 // reserve (size() + extra) would reallocate and copy the whole vector on every
 // batch: O(n) per write. A first bulk load reserves exactly what it needs.
-template <typename T>
-void ReserveForAppend(std::vector<T>* v, size_t extra) {
+template <typename Vector>
+void ReserveForAppend(Vector* v, size_t extra) {
   const size_t need = v->size() + extra;
   if (need <= v->capacity()) return;
   v->reserve(std::max(need, v->capacity() + v->capacity() / 2));
@@ -44,15 +45,15 @@ void ReserveForAppend(std::vector<T>* v, size_t extra) {
 // exclusive lock, AdoptGrown then swaps the copy in, O(1); a copy that no
 // longer matches *v (another size) is dropped, and the append grows in place.
 // The old buffer is left in *grown, to be freed after the lock is released.
-template <typename T>
-void GrowForAppend(const std::vector<T>& v, size_t extra, std::vector<T>* grown) {
+template <typename Vector>
+void GrowForAppend(const Vector& v, size_t extra, Vector* grown) {
   const size_t need = v.size() + extra;
   if (need <= v.capacity()) return;
   grown->reserve(std::max(need, v.capacity() + v.capacity() / 2));
   grown->assign(v.begin(), v.end());
 }
-template <typename T>
-void AdoptGrown(std::vector<T>* v, std::vector<T>* grown) {
+template <typename Vector>
+void AdoptGrown(Vector* v, Vector* grown) {
   if (grown->capacity() > v->capacity() && grown->size() == v->size()) v->swap(*grown);
 }
 
@@ -181,16 +182,16 @@ class SlotScores {
 struct SlotGrowth {
   size_t size = 0;  // slots at PrepareSlotGrowth
   std::vector<uint64_t> ids;
-  std::vector<uint8_t> codes;
+  CodeArray codes;
   std::vector<uint16_t> scores;
   PackedInts id_cells;
 };
 // May throw std::bad_alloc; nothing is changed.
-void PrepareSlotGrowth(const std::vector<uint64_t>& ids, const std::vector<uint8_t>& codes,
+void PrepareSlotGrowth(const std::vector<uint64_t>& ids, const CodeArray& codes,
                        const SlotScores& scores, const IdSlotMap& slot_of, size_t code_bytes,
                        size_t n, SlotGrowth* g);
 // Adopts nothing when the slots changed size since the preparation.
-void AdoptSlotGrowth(SlotGrowth* g, std::vector<uint64_t>* ids, std::vector<uint8_t>* codes,
+void AdoptSlotGrowth(SlotGrowth* g, std::vector<uint64_t>* ids, CodeArray* codes,
                      SlotScores* scores, IdSlotMap* slot_of);
 
 // DenseSlots: (id, code, score) items in dense slots, as parallel arrays:
@@ -242,7 +243,7 @@ class DenseSlots {
   size_t size() const { return ids_.size(); }
   size_t code_bytes() const { return code_bytes_; }
   const std::vector<uint64_t>& ids() const { return ids_; }
-  const std::vector<uint8_t>& codes() const { return codes_; }
+  const CodeArray& codes() const { return codes_; }
   const SlotScores& scores() const { return scores_; }
   size_t memory_bytes() const {
     return codes_.capacity() + ids_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes() +
@@ -252,7 +253,7 @@ class DenseSlots {
  private:
   size_t code_bytes_;
   std::vector<uint64_t> ids_;
-  std::vector<uint8_t> codes_;  // size() * code_bytes_
+  CodeArray codes_;  // size() * code_bytes_
   SlotScores scores_;
   IdSlotMap slot_of_;
 };

@@ -760,7 +760,7 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
   std::vector<Table> built;
   try {
     std::shared_lock<WriterPriorityMutex> lock(mu_);
-    codes = codes_;
+    codes.assign(codes_.begin(), codes_.end());
     n = ids_.size();
     generation = table_generation_;
     if (plan.m == 0) {
@@ -1317,7 +1317,7 @@ Status MihIndex::LoadState(std::string_view in) {
   uint32_t version = 0, m = 0;
   uint64_t n_at_choice = 0;
   std::vector<uint64_t> ids;
-  std::vector<uint8_t> codes;
+  CodeArray codes;
   IdSlotMap slot_of;
   HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &version));
   if (version != kStateVersion) return Status::Corruption("MIH state version " + std::to_string(version));

@@ -191,7 +191,7 @@ class MihIndex : public BinaryIndex {
   // Serialises whole writes (Add / Remove, including FinishWrite's rebuild
   // outside mu_), so a rebuilt table always matches the slots it swaps into.
   std::mutex write_mu_;
-  std::vector<uint8_t> codes_;  // size() * code_bytes(), dense slots
+  CodeArray codes_;  // size() * code_bytes(), dense slots
   std::vector<uint64_t> ids_;
   SlotScores scores_;
   IdSlotMap slot_of_;

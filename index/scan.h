@@ -32,7 +32,8 @@ struct SlotView {
 };
 
 // The view of dense slot arrays as the indexes keep them; scores may be null.
-inline SlotView MakeSlotView(const std::vector<uint8_t>& codes, const std::vector<uint64_t>& ids,
+template <typename CodeVector>
+inline SlotView MakeSlotView(const CodeVector& codes, const std::vector<uint64_t>& ids,
                              const uint16_t* scores, int bits, const HammingKernel& kernel,
                              const IdFilter* filter = nullptr) {
   SlotView v;

@@ -29,8 +29,8 @@ void PutVector(std::string* out, const T* data, size_t n) {
   out->append(reinterpret_cast<const char*>(data), n * sizeof(T));
 }
 
-template <typename T>
-void PutVector(std::string* out, const std::vector<T>& v) {
+template <typename T, typename A>
+void PutVector(std::string* out, const std::vector<T, A>& v) {
   PutVector(out, v.data(), v.size());
 }
 
@@ -43,8 +43,8 @@ Status Get(std::string_view* in, T* v) {
   return Status::OK();
 }
 
-template <typename T>
-Status GetVector(std::string_view* in, std::vector<T>* v) {
+template <typename T, typename A>
+Status GetVector(std::string_view* in, std::vector<T, A>* v) {
   uint64_t n = 0;
   HAMDB_RETURN_IF_ERROR(Get(in, &n));
   if (n > in->size() / sizeof(T)) return Status::Corruption("index state is truncated (array)");

@@ -47,7 +47,7 @@ Status GpuFlatIndex::ExportItems(std::vector<uint64_t>* ids, std::vector<uint8_t
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   scores->clear();
   *ids = slots_.ids();
-  *codes = slots_.codes();
+  codes->assign(slots_.codes().begin(), slots_.codes().end());
   return Status::OK();
 }
 

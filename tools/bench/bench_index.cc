@@ -60,6 +60,7 @@
 #include "index/bucket_index.h"
 #include "core/binary_code.h"
 #include "core/hamming.h"
+#include "core/huge_pages.h"
 #include "index/faiss_ivf_index.h"
 #include "index/gpu/gpu_flat_index.h"
 #include "index/gpu/gpu_list_index.h"
@@ -314,11 +315,15 @@ Method OurMethod(BinaryIndex* index, const std::string& name, int threads, int n
 // The machine's streaming ceiling in GB/s: every thread XORs and counts its
 // slice of a `gib` GiB buffer of 8-byte words with the best Hamming kernel
 // (the instructions a Flat scan of 64-bit codes runs, without the top-k).
+// The buffer is allocated as the indexes' code arrays are (HugePageAllocator),
+// so that both read memory through the same page size.
 // The median of three passes; 0 when gib <= 0.
 double MeasureCeiling(double gib, int threads) {
   if (gib <= 0) return 0;
   const size_t words = static_cast<size_t>(gib * static_cast<double>(size_t{1} << 30)) / 8;
-  std::unique_ptr<uint64_t[]> buf(new uint64_t[words]);
+  HugePageAllocator<uint64_t> alloc;
+  std::unique_ptr<uint64_t[], std::function<void(uint64_t*)>> buf(
+      alloc.allocate(words), [alloc, words](uint64_t* p) mutable { alloc.deallocate(p, words); });
   const size_t slice = (words + threads - 1) / threads;
   // One task per thread, each over its own slice of the buffer.
   auto run = [&](auto&& body) {
