@@ -14,6 +14,7 @@
 # each answer, so the rate reached is a little below INSERT_RATE. The
 # collection is copied from a pristine store before the runs, so that two
 # binaries (HAMDB=...) can be compared on the same data.
+# SERVE_ARGS adds options to `hamdb serve` (for example "--write-threads 4").
 # Needs a built `hamdb` (BUILD_DIR, default build), wrk and python3-numpy (Debian packages;
 # /usr/bin/python3 is used so that a pyenv python without numpy is not picked up).
 set -euo pipefail
@@ -56,7 +57,7 @@ fi
 /usr/bin/python3 -c "import sys; sys.path.insert(0, 'scripts'); import wrk_report; wrk_report.search_lua(*sys.argv[1:])" \
   "$WORK/codes.npy" "$WORK/search.lua" bench
 
-"$HAMDB" serve --db "$DB" --port "$PORT" --threads "$THREADS" 2> "$WORK/serve.log" &
+"$HAMDB" serve --db "$DB" --port "$PORT" --threads "$THREADS" ${SERVE_ARGS:-} 2> "$WORK/serve.log" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do
