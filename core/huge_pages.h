@@ -44,6 +44,7 @@ class HugePageAllocator {
     if (n > static_cast<size_t>(-1) / sizeof(T)) throw std::bad_array_new_length();
     const size_t bytes = n * sizeof(T);
     if (bytes < kHugePageMinBytes) return static_cast<T*>(::operator new(bytes));
+    if (bytes > static_cast<size_t>(-1) - kHugePageBytes) throw std::bad_alloc();
     // aligned_alloc wants a multiple of the alignment.
     const size_t rounded = (bytes + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
     void* p = std::aligned_alloc(kHugePageBytes, rounded);
