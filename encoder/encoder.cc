@@ -331,12 +331,17 @@ std::vector<uint8_t> PackBits(const torch::Tensor& bits_bool) {
 
 // ------------------------------------------------------------------ encoder
 
+Status ValidateSnapMargin(double m) {
+  if (!(m >= 0) || !(m <= kMaxSnapMargin)) {
+    return Status::InvalidArgument("snap margin must be in [0, " + std::to_string(kMaxSnapMargin) + "] (got " +
+                                   std::to_string(m) + ")");
+  }
+  return Status::OK();
+}
+
 StatusOr<std::unique_ptr<TorchEncoder>> TorchEncoder::Create(EncoderMeta meta, LlcNet net) {
   HAMDB_RETURN_IF_ERROR(ValidatePreprocess(meta.preprocess));
-  if (!(meta.snap_margin >= 0) || !std::isfinite(meta.snap_margin)) {
-    return Status::InvalidArgument("snap margin must be finite and >= 0 (got " +
-                                   std::to_string(meta.snap_margin) + ")");
-  }
+  HAMDB_RETURN_IF_ERROR(ValidateSnapMargin(meta.snap_margin));
   HAMDB_ASSIGN_OR_RETURN(Codebook cb, Codebook::Create(meta.bits, meta.class_codes, meta.class_names));
   net->SetTraining(false);
   return std::unique_ptr<TorchEncoder>(new TorchEncoder(std::move(meta), std::move(net), std::move(cb)));
@@ -402,7 +407,7 @@ StatusOr<std::vector<EncodedImage>> TorchEncoder::Encode(const std::vector<Image
 
 Status TorchEncoder::Save(const std::string& path) const {
   std::string body(kMagic, sizeof(kMagic));
-  PutU32(&body, kEncoderFormatVersion);
+  PutU32(&body, meta_.snap_margin > 0 ? kEncoderFormatVersion : kEncoderFormatNoSnap);
   try {
     const std::string meta = MetaToJson(meta_).dump(1);
     PutU64(&body, meta.size());
@@ -457,9 +462,10 @@ StatusOr<std::unique_ptr<Encoder>> Encoder::Load(const std::string& path) {
   Reader r{bytes, sizeof(kMagic)};
   uint32_t version = 0;
   r.U32(&version);
-  if (version != kEncoderFormatVersion) {
+  if (version != kEncoderFormatVersion && version != kEncoderFormatNoSnap) {
     return Status::NotSupported(path + ": artifact format version " + std::to_string(version) +
-                                " (this build reads " + std::to_string(kEncoderFormatVersion) + ")");
+                                " (this build reads " + std::to_string(kEncoderFormatNoSnap) + " and " +
+                                std::to_string(kEncoderFormatVersion) + ")");
   }
   {
     Reader tail{bytes, bytes.size() - 8};

@@ -21,7 +21,17 @@
 
 namespace hamdb {
 
-inline constexpr uint32_t kEncoderFormatVersion = 1;
+// Format 2 adds the snap margin; an artifact with margin 0 is written as
+// format 1, which builds without snapping read and encode alike. A build
+// that cannot snap refuses format 2 (NotSupported) rather than give codes
+// that do not match a collection's.
+inline constexpr uint32_t kEncoderFormatVersion = 2;
+inline constexpr uint32_t kEncoderFormatNoSnap = 1;
+// The largest snap margin: beyond about 16, sigmoid(m) rounds to 1 in float
+// and the bit probabilities could no longer tell which logits are inside it.
+inline constexpr float kMaxSnapMargin = 16.0f;
+// InvalidArgument unless 0 <= m <= kMaxSnapMargin (NaN fails).
+Status ValidateSnapMargin(double m);
 
 struct BackboneSpec {
   std::string type = "cnn";  // "cnn" or "torchscript"
@@ -87,7 +97,7 @@ struct EncoderMeta {
   std::vector<std::string> class_names;
   std::vector<uint8_t> class_codes;  // classes * code_bytes
   uint32_t ood_radius = 0;
-  float snap_margin = 0;  // finite, >= 0 (encoder.h, Snapping); absent in older artifacts: 0
+  float snap_margin = 0;  // in [0, kMaxSnapMargin] (encoder.h, Snapping); absent in format 1: 0
   std::string training_json = "{}";  // free-form training summary
 };
 

@@ -62,6 +62,7 @@ Status ValidateConfig(const TrainConfig& c, const LabeledImages& train) {
   if (c.batch_size < 1) return Status::InvalidArgument("batch size must be >= 1");
   if (c.phase1_epochs < 1 || c.phase2_epochs < 0) return Status::InvalidArgument("need >= 1 phase-1 epoch");
   if (c.cnn_width < 1 || c.feature_dim < 1) return Status::InvalidArgument("bad backbone size");
+  HAMDB_RETURN_IF_ERROR(ValidateSnapMargin(c.snap_margin));
   if (train.size() == 0) return Status::InvalidArgument("empty training set");
   if (train.class_names.size() < 2) return Status::InvalidArgument("need at least 2 classes");
   if (train.labels.size() != train.size()) return Status::InvalidArgument("labels do not match images");

@@ -183,11 +183,30 @@ TEST_F(LlcTrained, SnapMarginZeroGivesRawCodesAndBadMarginsAreRefused) {
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   EXPECT_EQ((*loaded)->snap_margin(), 0.f);
   ExpectSameEncoding(**raw, **loaded, imgs);
+  // Without snapping the artifact is format 1, which builds that cannot snap
+  // read alike; with it, format 2, which they refuse.
+  auto format_of = [](const std::string& p) {
+    std::ifstream in(p, std::ios::binary);
+    char head[12] = {};
+    in.read(head, sizeof(head));
+    return static_cast<int>(static_cast<unsigned char>(head[8]));
+  };
+  EXPECT_EQ(format_of(path), 1);
+  const std::string snapped = TempPath("margin2.hdbe");
+  ASSERT_TRUE(encoder_->Save(snapped).ok());
+  EXPECT_EQ(format_of(snapped), 2);
 
-  for (float bad : {-1.f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
+  for (float bad : {-1.f, 16.5f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
     meta.snap_margin = bad;
     auto r = TorchEncoder::Create(meta, torch_encoder->net());
     EXPECT_EQ(r.status().code(), Status::Code::kInvalidArgument) << bad;
+  }
+  // Training refuses a bad margin before its first epoch.
+  TrainConfig c = SmallConfig();
+  for (double bad : {-1.0, 17.0, std::nan(""), 1e39}) {
+    c.snap_margin = bad;
+    auto t = TrainLlc(*TrainSet(), nullptr, c, nullptr);
+    EXPECT_EQ(t.status().code(), Status::Code::kInvalidArgument) << bad;
   }
 }
 
