@@ -36,15 +36,19 @@ unset HAMDB_DB HAMDB_URL
 
 SERVER=""
 OTHER=""
+# Waits up to 2 minutes for the server at $1 to be ready; exits with its log ($2) if it is not.
+wait_ready() {
+  for _ in $(seq 1 600); do
+    curl -sf "$1/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "the server at $1 did not start"; cat "$2"; exit 1
+}
 start_server() {
   mkdir -p "$WORK/models"
   "$HAMDB" serve --db "$WORK/srv" --port "$PORT" --models-dir "$WORK/models" 2> "$WORK/serve.log" &
   SERVER=$!
-  for _ in $(seq 1 600); do
-    curl -sf "$URL/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  echo "the server did not start"; cat "$WORK/serve.log"; exit 1
+  wait_ready "$URL" "$WORK/serve.log"
 }
 stop_server() {
   [ -n "$SERVER" ] && { kill -TERM "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; }
@@ -107,10 +111,7 @@ mkdir -p "$WORK/other-models"
 nice -n 19 "$HAMDB" serve --db "$WORK/other" --port $((PORT + 1)) --models-dir "$WORK/other-models" \
   2> "$WORK/other.log" &
 OTHER=$!
-for _ in $(seq 1 600); do
-  curl -sf "http://127.0.0.1:$((PORT + 1))/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+wait_ready "http://127.0.0.1:$((PORT + 1))" "$WORK/other.log"
 nice -n 19 "$HAMDB" ingest --url "http://127.0.0.1:$((PORT + 1))" -c g -m "$MODEL" --images "$IMAGES" --threads 1 \
   --batch "$BESIDE_BATCH" > "$WORK/ingest-elsewhere.txt" 2>/dev/null &
 INGEST=$!
