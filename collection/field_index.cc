@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/hamming.h"
+#include "core/prefetch.h"
 #include "index/state_io.h"
 
 namespace hamdb {
@@ -408,7 +409,7 @@ void FieldIndex::Values(const uint64_t* ids, size_t n, uint32_t* ords) const {
     slot_of_.FindMany(ids + begin, len, ids_.data(), slots);
     for (size_t i = 0; i < len; ++i) {
       if (slots[i] == IdSlotMap::kNoSlot) continue;
-      for (size_t f = 0; f < nf; ++f) __builtin_prefetch(&by_field_[f].ord[slots[i]]);
+      for (size_t f = 0; f < nf; ++f) PrefetchLine(&by_field_[f].ord[slots[i]]);
     }
     for (size_t i = 0; i < len; ++i) {
       uint32_t* out = ords + (begin + i) * nf;

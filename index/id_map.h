@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/huge_pages.h"
+#include "core/prefetch.h"
 #include "core/score.h"
 #include "core/status.h"
 #include "index/packed_ints.h"
@@ -67,6 +68,17 @@ class IdSlotMap {
   // all n lookups overlapped: every home cell is requested, then every
   // first candidate's id, before any probe reads them.
   void FindMany(const uint64_t* keys, size_t n, const uint64_t* ids, uint32_t* slots) const;
+  // Cache hints for a coming Find or Insert of `id`, for writers that walk a
+  // batch: PrefetchHome requests id's home cell; PrefetchCandidate, called
+  // once that cell has arrived, requests the id its first occupant points at.
+  void PrefetchHome(uint64_t id) const {
+    if (cells_.size() != 0) cells_.Prefetch(Hash(id) & (cells_.size() - 1));
+  }
+  void PrefetchCandidate(uint64_t id, const uint64_t* ids) const {
+    if (cells_.size() == 0) return;
+    const uint32_t v = cells_.Get(Hash(id) & (cells_.size() - 1));
+    if (v != 0) PrefetchLine(&ids[v - 1]);
+  }
   // Maps id -> slot. `id` must be absent and ids[slot] == id already.
   void Insert(uint64_t id, uint32_t slot, const uint64_t* ids);
   // Removes `id` (present, ids[its slot] == id). Returns its slot.

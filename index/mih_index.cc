@@ -11,6 +11,7 @@
 
 #include "index/state_io.h"
 #include "core/binary_code.h"
+#include "core/prefetch.h"
 #include "index/parallel.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -148,8 +149,8 @@ class MihIndex::KeyMap {
   void Prefetch(uint64_t key) const {
     if (keys_.empty()) return;
     const size_t c = MixKey(key) & (keys_.size() - 1);
-    __builtin_prefetch(&keys_[c]);
-    __builtin_prefetch(&buckets_[c]);
+    PrefetchLine(&keys_[c]);
+    PrefetchLine(&buckets_[c]);
   }
   void Clear() {
     std::vector<uint64_t>().swap(keys_);
@@ -201,7 +202,7 @@ class MihIndex::OverflowMap {
 
   void Prefetch(uint64_t key) const {
     if (entries_ == 0) return;
-    __builtin_prefetch(&cells_[MixKey(key) & (cells_.size() - 1)]);
+    PrefetchLine(&cells_[MixKey(key) & (cells_.size() - 1)]);
   }
   // The first node of `key`'s chain, or kHole.
   uint32_t Head(uint64_t key) const {
@@ -210,7 +211,7 @@ class MihIndex::OverflowMap {
     return c == nullptr ? kHole : c->head;
   }
   void PrefetchNode(uint32_t node) const {
-    if (node != kHole) __builtin_prefetch(&nodes_[node]);
+    if (node != kHole) PrefetchLine(&nodes_[node]);
   }
   // Calls fn(slot) for each slot of the chain that starts at `node`.
   template <typename Fn>
@@ -618,7 +619,7 @@ void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
       if (s + kAhead < n) {
         const uint64_t ahead = SubstringOf(codes + (s + kAhead) * cb, *t);
         keys[s % kAhead] = ahead;
-        __builtin_prefetch(&starts[ahead], 1);
+        PrefetchLine(&starts[ahead]);
       }
       return key;
     };
@@ -844,7 +845,20 @@ Status MihIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint1
     ReserveForAppend(&codes_, n * cb);
     // A first load sizes the id map once instead of doubling it log(n) times.
     if (ids_.empty()) slot_of_.Reserve(n, ids_.data());
+    // Each item's id lookup and table inserts miss the cache at random
+    // places. They are requested ahead (the id map's cell and the overflow
+    // cells kAhead items ahead, the id the cell points at kAhead / 2 ahead),
+    // so that the misses of several items overlap.
+    constexpr size_t kAhead = 8;
+    auto prefetch = [&](size_t j) {
+      slot_of_.PrefetchHome(ids[j]);
+      if (bulk) return;
+      for (const Table& t : tables_) t.overflow.Prefetch(SubstringOf(codes + j * cb, t));
+    };
+    for (size_t j = 0; j < std::min(n, kAhead); ++j) prefetch(j);
     for (size_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) prefetch(i + kAhead);
+      if (i + kAhead / 2 < n) slot_of_.PrefetchCandidate(ids[i + kAhead / 2], ids_.data());
       const uint8_t* code = codes + i * cb;
       const uint16_t key = scores != nullptr ? scores[i] : kNoScore;
       uint32_t slot = slot_of_.Find(ids[i], ids_.data());
@@ -991,7 +1005,7 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
     size_t kept = 0;
     for (size_t i = 0; i < batch_size; ++i) {
       if (dist[i] > bound || !first_found_here(batch[i])) continue;
-      __builtin_prefetch(&ids_[batch[i]]);
+      PrefetchLine(&ids_[batch[i]]);
       batch[kept] = batch[i];
       dist[kept++] = dist[i];
     }
@@ -1012,7 +1026,7 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
     batch_size = 0;
   };
   auto emit = [&](uint32_t slot) {
-    __builtin_prefetch(&codes_[static_cast<size_t>(slot) * cb]);
+    PrefetchLine(&codes_[static_cast<size_t>(slot) * cb]);
     batch[batch_size++] = slot;
     if (batch_size == kFlushBatch) flush();
   };
@@ -1154,7 +1168,7 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, 
     batch_size = 0;
   };
   auto emit = [&](uint32_t slot) {
-    __builtin_prefetch(&codes_[static_cast<size_t>(slot) * cb]);
+    PrefetchLine(&codes_[static_cast<size_t>(slot) * cb]);
     batch[batch_size++] = slot;
     if (batch_size == kFlushBatch) flush();
   };

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/hamming.h"
+#include "core/prefetch.h"
 #include "core/status.h"
 
 namespace hamdb {
@@ -65,7 +66,7 @@ class PackedInts {
     }
   }
   void Prefetch(size_t i) const {
-    __builtin_prefetch(&words_[(i * static_cast<size_t>(width_)) >> 6]);
+    PrefetchLine(&words_[(i * static_cast<size_t>(width_)) >> 6]);
   }
 
   size_t memory_bytes() const { return words_.capacity() * sizeof(uint64_t); }
@@ -116,12 +117,12 @@ class BucketStarts {
   // occupancy word, then (having them) the entry-end word where a
   // non-empty bucket's group starts.
   void PrefetchBase(size_t b) const {
-    __builtin_prefetch(&base_[b >> group_shift_]);
-    __builtin_prefetch(&occupied_[b >> 6]);
+    PrefetchLine(&base_[b >> group_shift_]);
+    PrefetchLine(&occupied_[b >> 6]);
   }
   void PrefetchBits(size_t b) const {
     if ((occupied_[b >> 6] >> (b & 63) & 1) == 0) return;
-    __builtin_prefetch(&ends_[base_[b >> group_shift_] >> 6]);
+    PrefetchLine(&ends_[base_[b >> group_shift_] >> 6]);
   }
 
   size_t memory_bytes() const {

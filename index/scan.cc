@@ -10,6 +10,7 @@
 #endif
 
 #include "core/binary_code.h"
+#include "core/prefetch.h"
 #include "index/parallel.h"
 
 namespace hamdb {
@@ -54,8 +55,8 @@ class BlockCandidates {
  public:
   BlockCandidates(const uint64_t* ids, const uint16_t* scores) : ids_(ids), scores_(scores) {}
   void Add(size_t slot, uint32_t distance) {
-    __builtin_prefetch(ids_ + slot);
-    if (scores_ != nullptr) __builtin_prefetch(scores_ + slot);
+    PrefetchLine(ids_ + slot);
+    if (scores_ != nullptr) PrefetchLine(scores_ + slot);
     slot_[n_] = static_cast<uint16_t>(slot);
     dist_[n_] = static_cast<uint16_t>(distance);
     ++n_;
