@@ -8,7 +8,9 @@
 # DURATION s alone, then again while `nice -n 19 hamdb ingest --url
 # --threads 1` ingests the same images into a second collection "g", and
 # a control: the same ingest into another server (both at nice 19) while the
-# first answers only searches.
+# first answers only searches. Each search run beside an ingest starts once
+# that ingest has stored its first batch, and the items it stores during the
+# run are counted: a row whose ingest stored nothing measured no ingest.
 #   bash scripts/bench-ingest-url.sh
 #   ROUNDS=3 DURATION=20 CONNS=4 bash scripts/bench-ingest-url.sh
 # Needs a built `hamdb` (BUILD_DIR, default build), the demo's encoder and
@@ -57,6 +59,18 @@ stop_server() {
   OTHER=""
 }
 trap stop_server EXIT
+# Items in collection $2 of the server at $1 (empty when it does not exist yet).
+items_of() { curl -s "$1/collections/$2" | sed -n 's/.*"items":\([0-9]*\).*/\1/p'; }
+# Waits (up to 2 minutes) until collection $2 at $1 holds items, so that the
+# searches beside an ingest start once the ingest is storing: a client at
+# nice 19 can take a while to load its encoder on a busy machine.
+wait_storing() {
+  for _ in $(seq 1 1200); do
+    [ "$(items_of "$1" "$2")" -gt 0 ] 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "the ingest into $2 stored nothing in 2 minutes"; exit 1
+}
 rate() { sed -n 's/.*(\([0-9]*\) images\/s ingested).*/\1/p' "$1"; }
 
 echo "== ingest: $(find "$IMAGES" -type f | wc -l) images of $IMAGES, $ROUNDS rounds (local, then through the server)"
@@ -96,9 +110,10 @@ echo "== the same beside: nice -n 19 hamdb ingest --url $URL -c g -m $MODEL --im
 nice -n 19 "$HAMDB" ingest --url "$URL" -c g -m "$MODEL" --images "$IMAGES" --threads 1 --batch "$BESIDE_BATCH" \
   > "$WORK/ingest-beside.txt" 2>/dev/null &
 INGEST=$!
-sleep 2
+wait_storing "$URL" g
+G0=$(items_of "$URL" g)
 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "$URL" > "$WORK/search-ingest.txt"
-G=$(curl -sf "$URL/collections/g" | sed -n 's/.*"items":\([0-9]*\).*/\1/p')
+G=$(( $(items_of "$URL" g) - G0 ))
 kill -INT "$INGEST" 2>/dev/null || true
 wait "$INGEST" 2>/dev/null || true
 
@@ -115,17 +130,20 @@ wait_ready "http://127.0.0.1:$((PORT + 1))" "$WORK/other.log"
 nice -n 19 "$HAMDB" ingest --url "http://127.0.0.1:$((PORT + 1))" -c g -m "$MODEL" --images "$IMAGES" --threads 1 \
   --batch "$BESIDE_BATCH" > "$WORK/ingest-elsewhere.txt" 2>/dev/null &
 INGEST=$!
-sleep 2
+wait_storing "http://127.0.0.1:$((PORT + 1))" g
+E0=$(items_of "http://127.0.0.1:$((PORT + 1))" g)
 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "$URL" > "$WORK/search-elsewhere.txt"
+E=$(( $(items_of "http://127.0.0.1:$((PORT + 1))" g) - E0 ))
 kill -INT "$INGEST" 2>/dev/null || true
 wait "$INGEST" 2>/dev/null || true
 kill -TERM "$OTHER" 2>/dev/null || true
 wait "$OTHER" 2>/dev/null || true
 OTHER=""
 
-/usr/bin/python3 - "$WORK" "$G" "$BESIDE_BATCH" "$PWD/scripts" <<'PY'
+/usr/bin/python3 - "$WORK" "$G" "$BESIDE_BATCH" "$PWD/scripts" "$E" "$DURATION" <<'PY'
 import statistics, sys
-work, g, batch, scripts = sys.argv[1], int(sys.argv[2] or 0), int(sys.argv[3]), sys.argv[4]
+work, g, batch, scripts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+e, duration = int(sys.argv[5]), float(sys.argv[6])
 rates = [tuple(map(float, l.split())) for l in open(f"{work}/rates.txt") if l.strip()]
 loc = statistics.median(r[0] for r in rates)
 url = statistics.median(r[1] for r in rates)
@@ -143,8 +161,13 @@ print()
 print("| load | search req/s | p50 ms | p99 ms |")
 print("|---|---:|---:|---:|")
 print(f"| searches only | {so[0]:,.0f} | {so[1]:.2f} | {so[2]:.2f} |")
-print(f"| searches + ingest --url (nice 19, 1 thread, batch {batch}; {g} items stored by the end) | {si[0]:,.0f} | {si[1]:.2f} | {si[2]:.2f} |")
-print(f"| searches + the same ingest into another server (both nice 19) | {se[0]:,.0f} | {se[1]:.2f} | {se[2]:.2f} |")
+print(f"| searches + ingest --url (nice 19, 1 thread, batch {batch}; {g:,} items stored meanwhile, {g / duration:,.0f}/s) "
+      f"| {si[0]:,.0f} | {si[1]:.2f} | {si[2]:.2f} |")
+print(f"| searches + the same ingest into another server (both nice 19; {e:,} items stored meanwhile) "
+      f"| {se[0]:,.0f} | {se[1]:.2f} | {se[2]:.2f} |")
+for stored, what in ((g, "ingest"), (e, "control")):
+    if stored == 0:
+        print(f"warning: the {what} stored nothing while the searches ran, so its row measures no ingest")
 print(f"p99 with ingest / alone: {si[2] / so[2]:.2f}; throughput ratio {si[0] / so[0]:.2f}; "
       f"p99 with the ingest elsewhere / alone: {se[2] / so[2]:.2f}"
       + (f"; non-2xx: {so[3]} / {si[3]}" if so[3] or si[3] else ""))
