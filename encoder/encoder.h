@@ -85,6 +85,12 @@ class Encoder {
 
   // Encodes a batch. InvalidArgument for an empty image or a bad channel count;
   // the whole call fails only for such input errors, never partially.
+  // An image's result does not depend on the other images of the batch,
+  // except in the last bits of its floats: libtorch's kernels add up in an
+  // order that depends on the batch's size and the image's place in it, so
+  // logits, probabilities and scores can differ by a rounding error, and a
+  // code bit only where a logit is within a rounding error of 0 or of the
+  // snap margin.
   virtual StatusOr<std::vector<EncodedImage>> Encode(const std::vector<Image>& images) const = 0;
 };
 

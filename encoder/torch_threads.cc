@@ -17,4 +17,11 @@ int SetTorchThreads(int threads) {
   return at::get_num_threads();
 }
 
+int UseOneTorchThreadHere() {
+  thread_local bool done = false;
+  if (!done) at::set_num_threads(1);
+  done = true;
+  return at::get_num_threads();
+}
+
 }  // namespace hamdb

@@ -492,70 +492,94 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
     t_check += secs(now() - t0);
     start_store();  // the previous batch's write, beside this batch's decode and encode
 
-    // 2. Read and decode in parallel.
+    // 2. Read, decode and encode: the batch is cut into one slice per
+    // thread, and each thread decodes its slice's files and encodes them
+    // with one libtorch thread (LoadEncoder). Slices run side by side
+    // without meeting: no OpenMP team whose idle threads would spin while
+    // one thread decodes, or while the store write and the server want
+    // the CPU.
     t0 = now();
     // kUnsupported: not a JPEG or PNG (by magic bytes); kFailed: unreadable,
     // empty, or a JPEG/PNG that does not decode.
     enum Outcome : uint8_t { kOk, kUnsupported, kFailed };
-    std::vector<StatusOr<Image>> decoded(todo.size(), Status::Internal("not decoded"));
+    std::vector<Status> errors(todo.size(), Status::OK());
     std::vector<Outcome> outcome(todo.size(), kFailed);
     std::vector<std::string> thumbs(todo.size());
-    Status ps = pool.ParallelFor(todo.size(), a.threads, [&](size_t j) {
-      const std::string& path = files[todo[j]].path;
-      std::ifstream in(path, std::ios::binary);
-      std::vector<uint8_t> bytes;
-      if (in) bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-      if (!in && !in.eof()) {
-        decoded[j] = Status::IOError("cannot read file");
-      } else if (bytes.empty()) {
-        decoded[j] = Status::InvalidArgument("empty file");
-      } else if (DetectImageFormat(bytes.data(), bytes.size()) == ImageFormat::kUnknown) {
-        decoded[j] = Status::InvalidArgument("not a JPEG or PNG");
-        outcome[j] = kUnsupported;
-      } else {
-        decoded[j] = DecodeImage(bytes.data(), bytes.size());
-        if (decoded[j].ok()) outcome[j] = kOk;
-        if (decoded[j].ok() && !a.no_thumbnails) {
-          StatusOr<std::vector<uint8_t>> t = MakeThumbnail(*decoded[j], bytes.data(), bytes.size());
-          if (t.ok()) thumbs[j].assign(t->begin(), t->end());
+    std::vector<std::optional<EncodedImage>> codes(todo.size());
+    const size_t slices = std::min(todo.size(), static_cast<size_t>(pool.Resolve(a.threads)));
+    std::vector<Status> slice_errors(slices, Status::OK());
+    std::vector<double> slice_decode_s(slices, 0.0);
+    Status ps = pool.ParallelFor(slices, static_cast<int>(slices), [&](size_t sl) {
+      UseOneTorchThreadHere();
+      const size_t lo = todo.size() * sl / slices, hi = todo.size() * (sl + 1) / slices;
+      const auto td = now();
+      std::vector<Image> images;
+      std::vector<size_t> good;  // indices into todo
+      for (size_t j = lo; j < hi; ++j) {
+        const std::string& path = files[todo[j]].path;
+        std::ifstream in(path, std::ios::binary);
+        std::vector<uint8_t> bytes;
+        if (in) bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        if (!in && !in.eof()) {
+          errors[j] = Status::IOError("cannot read file");
+        } else if (bytes.empty()) {
+          errors[j] = Status::InvalidArgument("empty file");
+        } else if (DetectImageFormat(bytes.data(), bytes.size()) == ImageFormat::kUnknown) {
+          errors[j] = Status::InvalidArgument("not a JPEG or PNG");
+          outcome[j] = kUnsupported;
+        } else {
+          StatusOr<Image> image = DecodeImage(bytes.data(), bytes.size());
+          if (!image.ok()) {
+            errors[j] = image.status();
+            continue;
+          }
+          outcome[j] = kOk;
+          if (!a.no_thumbnails) {
+            StatusOr<std::vector<uint8_t>> t = MakeThumbnail(*image, bytes.data(), bytes.size());
+            if (t.ok()) thumbs[j].assign(t->begin(), t->end());
+          }
+          images.push_back(std::move(image).value());
+          good.push_back(j);
         }
       }
+      slice_decode_s[sl] = secs(now() - td);
+      if (images.empty()) return;
+      auto encoded = enc.Encode(images);
+      if (!encoded.ok()) {
+        slice_errors[sl] = encoded.status();
+        return;
+      }
+      for (size_t g = 0; g < good.size(); ++g) codes[good[g]] = std::move((*encoded)[g]);
     });
     if (!ps.ok()) return fail_after_store(ps);
-    std::vector<Image> images;
-    std::vector<size_t> good;  // indices into todo
+    for (const Status& s : slice_errors) {
+      if (!s.ok()) return fail_after_store(s.WithContext("encoding"));
+    }
+    // The decode share of this step: the slowest slice's decode.
+    const double decode_s = slices ? *std::max_element(slice_decode_s.begin(), slice_decode_s.end()) : 0.0;
+    t_decode += decode_s;
+    t_encode += secs(now() - t0) - decode_s;
+
+    // 3. The batch's items, in file order.
+    std::vector<ItemInput> items;
     for (size_t j = 0; j < todo.size(); ++j) {
       if (outcome[j] == kOk) {
-        images.push_back(std::move(decoded[j]).value());
-        good.push_back(j);
+        const SourceFile& f = files[todo[j]];
+        std::string extra;
+        if (!f.label_name.empty()) extra = nlohmann::json{{"label_name", f.label_name}}.dump();
+        auto item = MakeImageItem(*codes[j], codebook, ids[j], f.label, f.key, extra);
+        if (!item.ok()) return fail_after_store(item.status());
+        item->thumbnail = std::move(thumbs[j]);
+        items.push_back(std::move(item).value());
         continue;
       }
-      const Status& s = decoded[j].status();
+      const Status& s = errors[j];
       (outcome[j] == kUnsupported ? unsupported : failed)++;
       reasons[s.message()]++;
       if (!a.quiet_failures)
         std::fprintf(stderr, "%s %s: %s\n", outcome[j] == kUnsupported ? "skipped" : "failed",
                      files[todo[j]].path.c_str(), s.message().c_str());
     }
-    t_decode += secs(now() - t0);
-
-    // 3. Encode the batch.
-    t0 = now();
-    std::vector<ItemInput> items;
-    if (!images.empty()) {
-      auto encoded = enc.Encode(images);
-      if (!encoded.ok()) return fail_after_store(encoded.status().WithContext("encoding"));
-      for (size_t g = 0; g < good.size(); ++g) {
-        const SourceFile& f = files[todo[good[g]]];
-        std::string extra;
-        if (!f.label_name.empty()) extra = nlohmann::json{{"label_name", f.label_name}}.dump();
-        auto item = MakeImageItem((*encoded)[g], codebook, ids[good[g]], f.label, f.key, extra);
-        if (!item.ok()) return fail_after_store(item.status());
-        item->thumbnail = std::move(thumbs[good[g]]);
-        items.push_back(std::move(item).value());
-      }
-    }
-    t_encode += secs(now() - t0);
 
     // 4. One durable atomic write, started after the next batch's check.
     if (Status s = await_store(); !s.ok()) return Fail(s);
@@ -580,16 +604,16 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
   return failed > 0 ? 3 : 0;
 }
 
-StatusOr<std::unique_ptr<Encoder>> LoadEncoder(const std::string& path, int threads) {
+StatusOr<std::unique_ptr<Encoder>> LoadEncoder(const std::string& path) {
   auto enc = Encoder::Load(path);
   if (!enc.ok()) return enc.status().WithContext("--model");
   TuneProcessForInference();
-  SetTorchThreads(threads);
+  SetTorchThreads(1);  // each decode-and-encode slice runs on one thread (IngestFiles)
   return enc;
 }
 
 int RunLocalIngest(const IngestArgs& a) {
-  auto enc_or = LoadEncoder(a.model, a.threads);
+  auto enc_or = LoadEncoder(a.model);
   if (!enc_or.ok()) return Fail(enc_or.status());
   const Encoder& enc = **enc_or;
 
@@ -738,7 +762,7 @@ int RunRemoteIngest(const IngestArgs& a) {
     }
     model_path = cached.string();
   }
-  auto enc_or = LoadEncoder(model_path, a.threads);
+  auto enc_or = LoadEncoder(model_path);
   if (!enc_or.ok()) return Fail(enc_or.status());
   const Encoder& enc = **enc_or;
 

@@ -1,6 +1,6 @@
 // TuneProcessForInference: sets glibc's thresholds and OpenBLAS's threads
 // once, and says what it changed. SetTorchThreads: every CPU by default,
-// the environment's count when it names one.
+// the environment's count when it names one; UseOneTorchThreadHere: one.
 #include <dlfcn.h>
 #include <malloc.h>
 
@@ -44,6 +44,20 @@ TEST(InferenceProcess, TorchThreadsDefaultToEveryCpuUnlessTheEnvironmentSaysSo) 
   ASSERT_EQ(setenv("OMP_NUM_THREADS", "1", 1), 0);
   EXPECT_EQ(SetTorchThreads(5), all);
   ASSERT_EQ(unsetenv("OMP_NUM_THREADS"), 0);
+}
+
+TEST(InferenceProcess, OneTorchThreadForTheCallingThread) {
+  ASSERT_EQ(unsetenv("OMP_NUM_THREADS"), 0);
+  ASSERT_EQ(SetTorchThreads(2), 2);
+  int here = 0, again = 0;
+  std::thread t([&] {
+    here = UseOneTorchThreadHere();
+    again = UseOneTorchThreadHere();
+  });
+  t.join();
+  EXPECT_EQ(here, 1);
+  EXPECT_EQ(again, 1);
+  EXPECT_EQ(SetTorchThreads(0), static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
 
 }  // namespace
