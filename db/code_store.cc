@@ -329,7 +329,6 @@ struct CodeStore::Impl {
             " is above " + std::to_string(w->max_id) + ", the largest id this collection's index takes");
       }
       w->assigned_ids[i] = *id;
-      const std::string key = sf::ItemKey(info.internal_id, *id);
       if (in) {
         HAMDB_RETURN_IF_ERROR(ValidateItemCode(in->code, info.bits, i, "code"));
         if (in->class_code) {
@@ -352,6 +351,26 @@ struct CodeStore::Impl {
                                            ": the thumbnail is not a PNG or JPEG file");
           }
         }
+      } else {
+        const uint8_t* c = w->codes + i * nb;
+        HAMDB_RETURN_IF_ERROR(CheckPadding(c, info.bits).WithContext("item " + std::to_string(i)));
+        if (w->scores != nullptr) {
+          HAMDB_RETURN_IF_ERROR(CheckScore(w->scores[i], "item " + std::to_string(i) + ": score"));
+        }
+      }
+    }
+    // Written in key order: each memtable insert then starts from where the
+    // previous one ended (RocksDB's skip list keeps that splice), instead of
+    // searching every level for a random key. A stable order keeps an id
+    // given twice written twice in request order, so the later one wins.
+    std::vector<uint32_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = static_cast<uint32_t>(i);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](uint32_t a, uint32_t b) { return w->assigned_ids[a] < w->assigned_ids[b]; });
+    for (const uint32_t i : order) {
+      const ItemInput* in = item_at(i);
+      const std::string key = sf::ItemKey(info.internal_id, w->assigned_ids[i]);
+      if (in) {
         batch->Put(codes_cf, key,
                    sf::CodeValue(in->code.data(), nb, in->score ? &*in->score : nullptr));
         if (in->label || in->class_code || !in->metadata_json.empty()) {
@@ -367,11 +386,8 @@ struct CodeStore::Impl {
           batch->Delete(thumbs_cf, key);
         }
       } else {
-        const uint8_t* c = w->codes + i * nb;
-        HAMDB_RETURN_IF_ERROR(CheckPadding(c, info.bits).WithContext("item " + std::to_string(i)));
         const float* score = w->scores != nullptr ? &w->scores[i] : nullptr;
-        if (score) HAMDB_RETURN_IF_ERROR(CheckScore(*score, "item " + std::to_string(i) + ": score"));
-        batch->Put(codes_cf, key, sf::CodeValue(c, nb, score));
+        batch->Put(codes_cf, key, sf::CodeValue(w->codes + i * nb, nb, score));
         if (state->records) batch->Delete(items_cf, key);
         if (state->thumbs) batch->Delete(thumbs_cf, key);
       }

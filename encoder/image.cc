@@ -2,6 +2,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
@@ -475,15 +476,85 @@ StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, const uint8_t* 
   return MakeThumbnail(image, max_side);
 }
 
-Status CheckThumbnail(const uint8_t* data, size_t size) {
-  if (DetectImageFormat(data, size) == ImageFormat::kUnknown) {
-    return Status::InvalidArgument("the thumbnail is not a JPEG or PNG");
+namespace {
+
+uint32_t BigEndian32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+
+// A PNG's chunks, walked without inflating its pixels: IHDR first, every
+// chunk's CRC right, at least one IDAT, and IEND as the last bytes.
+Status CheckPngLayout(const uint8_t* data, size_t size, uint32_t* width, uint32_t* height) {
+  size_t pos = 8;  // after the signature
+  bool idat = false;
+  for (int chunk = 0;; ++chunk) {
+    if (size - pos < 12) return Status::InvalidArgument("the thumbnail is a truncated PNG");
+    const uint32_t len = BigEndian32(data + pos);
+    const uint8_t* type = data + pos + 4;
+    if (len > size - pos - 12) return Status::InvalidArgument("the thumbnail is a truncated PNG");
+    const uLong crc = crc32(crc32(0L, Z_NULL, 0), type, static_cast<uInt>(len + 4));
+    if (crc != BigEndian32(type + 4 + len)) {
+      return Status::InvalidArgument("the thumbnail is a corrupt PNG (a chunk's CRC does not match)");
+    }
+    const bool is_ihdr = std::memcmp(type, "IHDR", 4) == 0;
+    if ((chunk == 0) != is_ihdr || (is_ihdr && len != 13)) {
+      return Status::InvalidArgument("the thumbnail is a corrupt PNG (no IHDR chunk first)");
+    }
+    if (is_ihdr) {
+      *width = BigEndian32(type + 4);
+      *height = BigEndian32(type + 8);
+    }
+    idat = idat || std::memcmp(type, "IDAT", 4) == 0;
+    pos += 12 + size_t{len};
+    if (std::memcmp(type, "IEND", 4) == 0) {
+      if (!idat) return Status::InvalidArgument("the thumbnail is a PNG without pixel data");
+      if (pos != size) return Status::InvalidArgument("the thumbnail has bytes after its PNG's end");
+      return Status::OK();
+    }
   }
-  StatusOr<Image> image = DecodeImage(data, size, static_cast<size_t>(4) * kThumbnailMaxSide * kThumbnailMaxSide);
-  if (!image.ok()) return image.status().WithContext("the thumbnail");
-  if (std::max(image->width, image->height) > kThumbnailMaxSide) {
-    return Status::InvalidArgument("the thumbnail is " + std::to_string(image->width) + "x" +
-                                   std::to_string(image->height) + " pixels; its longer side may be at most " +
+}
+
+// A JPEG's headers, read by libjpeg up to its scan (no pixel decoding), and
+// its end-of-image marker as the last bytes.
+Status CheckJpegLayout(const uint8_t* data, size_t size, uint32_t* width, uint32_t* height) {
+  auto s = std::make_unique<JpegState>();
+  s->cinfo.err = jpeg_std_error(&s->err.pub);
+  s->err.pub.error_exit = JpegErrorExit;
+  s->err.pub.emit_message = JpegSilence;
+  s->err.message[0] = '\0';
+  Status status = Status::OK();
+  if (setjmp(s->err.jump)) {
+    status = Status::InvalidArgument(std::string("the thumbnail is a corrupt JPEG: ") + s->err.message);
+  } else {
+    jpeg_create_decompress(&s->cinfo);
+    s->created = true;
+    jpeg_mem_src(&s->cinfo, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
+    if (jpeg_read_header(&s->cinfo, TRUE) != JPEG_HEADER_OK) {
+      status = Status::InvalidArgument("the thumbnail is a JPEG without an image");
+    } else {
+      *width = s->cinfo.image_width;
+      *height = s->cinfo.image_height;
+      if (size < 4 || data[size - 2] != 0xFF || data[size - 1] != 0xD9) {
+        status = Status::InvalidArgument("the thumbnail is a truncated JPEG (no end-of-image marker)");
+      }
+    }
+  }
+  if (s->created) jpeg_destroy_decompress(&s->cinfo);
+  return status;
+}
+
+}  // namespace
+
+Status CheckThumbnail(const uint8_t* data, size_t size) {
+  const ImageFormat format = DetectImageFormat(data, size);
+  if (format == ImageFormat::kUnknown) return Status::InvalidArgument("the thumbnail is not a JPEG or PNG");
+  uint32_t w = 0, h = 0;
+  HAMDB_RETURN_IF_ERROR(format == ImageFormat::kPng ? CheckPngLayout(data, size, &w, &h)
+                                                    : CheckJpegLayout(data, size, &w, &h));
+  if (w == 0 || h == 0) return Status::InvalidArgument("the thumbnail has no pixels");
+  if (std::max(w, h) > static_cast<uint32_t>(kThumbnailMaxSide)) {
+    return Status::InvalidArgument("the thumbnail is " + std::to_string(w) + "x" + std::to_string(h) +
+                                   " pixels; its longer side may be at most " +
                                    std::to_string(kThumbnailMaxSide));
   }
   return Status::OK();

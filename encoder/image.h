@@ -78,9 +78,14 @@ inline constexpr size_t kThumbnailReuseBytes = 16u << 10;
 StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, const uint8_t* file, size_t file_size,
                                              int max_side = kThumbnailMaxSide);
 
-// Checks bytes offered as a thumbnail: a JPEG or PNG that decodes, whose
-// longer side is at most kThumbnailMaxSide. InvalidArgument says what is
-// wrong.
+// Checks bytes offered as a thumbnail: a whole JPEG or PNG whose longer side
+// is at most kThumbnailMaxSide, without decoding its pixels (a server checks
+// every ingested item's thumbnail, and inflating them cost a tenth of its
+// CPU). A PNG must start with IHDR, have pixel data, end with IEND, and
+// every chunk's CRC must match, so a damaged or cut PNG is refused; a JPEG's
+// headers must parse (libjpeg) and it must end with its end-of-image marker,
+// so a cut JPEG is refused, though damage inside its compressed data is
+// not seen. InvalidArgument says what is wrong.
 Status CheckThumbnail(const uint8_t* data, size_t size);
 
 }  // namespace hamdb

@@ -302,6 +302,53 @@ TEST(CodeStore, ThumbnailsFollowTheirItem) {
 
 // SampleId returns stored ids only, reaches every id of an evenly spread
 // collection, and says when there is nothing to sample.
+// A batch is written in key order, not request order: the items of a batch
+// given in descending id order all round-trip, and of an id given twice in
+// one batch the later wins, also where the earlier one brought the first
+// record and thumbnail the collection has ever had.
+TEST(CodeStore, ABatchInAnyOrderStoresEachItemAndTheLaterOfTwoEqualIdsWins) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"c", 16}).ok());
+  const std::string png = std::string("\x89PNG\r\n\x1a\n", 8) + "rest of a png";
+  std::vector<ItemInput> batch;
+  for (uint64_t id = 40; id >= 1; --id) {
+    ItemInput in;
+    in.id = id * 1000003;
+    in.code = {static_cast<uint8_t>(id), static_cast<uint8_t>(id >> 8)};
+    if (id % 3 == 0) in.label = static_cast<int64_t>(id);
+    batch.push_back(in);
+  }
+  ItemInput rich;  // id 7: a record and a thumbnail, then bare
+  rich.id = 7;
+  rich.code = {0xAA, 0x00};
+  rich.label = 5;
+  rich.metadata_json = R"({"v":1})";
+  rich.thumbnail = png;
+  ItemInput bare;
+  bare.id = 7;
+  bare.code = {0xBB, 0x00};
+  batch.insert(batch.begin() + 5, rich);
+  batch.push_back(bare);
+  std::vector<uint64_t> ids;
+  ASSERT_TRUE(store->Put("c", batch, {}, &ids).ok());
+  ASSERT_EQ(ids.size(), batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) EXPECT_EQ(ids[i], *batch[i].id);
+  EXPECT_EQ(*store->Count("c"), 41u);
+  for (uint64_t id = 1; id <= 40; ++id) {
+    auto got = store->Get("c", id * 1000003);
+    ASSERT_TRUE(got.ok()) << id;
+    EXPECT_EQ(got->code, (std::vector<uint8_t>{static_cast<uint8_t>(id), static_cast<uint8_t>(id >> 8)}));
+    EXPECT_EQ(got->label.has_value(), id % 3 == 0);
+  }
+  auto seven = store->Get("c", 7);
+  ASSERT_TRUE(seven.ok());
+  EXPECT_EQ(seven->code, bare.code);
+  EXPECT_FALSE(seven->label.has_value());
+  EXPECT_TRUE(seven->metadata_json.empty());
+  EXPECT_EQ(store->GetThumbnail("c", 7).status().code(), Status::Code::kNotFound);
+}
+
 TEST(CodeStore, SampleIdPicksStoredItems) {
   TempDir tmp;
   auto store = MustOpen(tmp.path());
@@ -588,7 +635,9 @@ TEST(CodeStore, UpgradesAVersionOneStore) {
     if (!v.empty()) {
       EXPECT_TRUE(raw->Put({}, hs[0], store_format::kVersionKey, v).ok());
       for (size_t i = 0; i < names.size(); ++i) {
-        if (names[i] == store_format::kThumbnailsCf) EXPECT_TRUE(raw->DropColumnFamily(hs[i]).ok());
+        if (names[i] == store_format::kThumbnailsCf) {
+          EXPECT_TRUE(raw->DropColumnFamily(hs[i]).ok());
+        }
       }
     }
     EXPECT_TRUE(raw->Get({}, hs[0], store_format::kVersionKey, &got).ok());

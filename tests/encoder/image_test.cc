@@ -224,6 +224,30 @@ TEST(Image, CheckThumbnailRefusesLargeOrBrokenImages) {
   EXPECT_TRUE(CheckThumbnail(ok->data(), ok->size()).ok());
   // Truncated: the header says PNG, the data ends early.
   EXPECT_FALSE(CheckThumbnail(ok->data(), ok->size() / 2).ok());
+  EXPECT_FALSE(CheckThumbnail(ok->data(), ok->size() - 1).ok());
+  // One flipped bit anywhere after the signature breaks a chunk's CRC (or
+  // its layout); bytes after IEND are refused too.
+  for (size_t at : {size_t{8}, size_t{20}, ok->size() / 2, ok->size() - 13, ok->size() - 1}) {
+    std::vector<uint8_t> damaged = *ok;
+    damaged[at] ^= 0x10;
+    EXPECT_FALSE(CheckThumbnail(damaged.data(), damaged.size()).ok()) << "a bit flipped at byte " << at;
+  }
+  std::vector<uint8_t> longer = *ok;
+  longer.push_back(0);
+  Status after = CheckThumbnail(longer.data(), longer.size());
+  EXPECT_NE(after.message().find("after its PNG's end"), std::string::npos) << after.message();
+
+  // A JPEG: the headers give the size, and the end-of-image marker must end it.
+  auto jpg = EncodeJpeg(Gradient(40, 30, 3), 85);
+  ASSERT_TRUE(jpg.ok());
+  EXPECT_TRUE(CheckThumbnail(jpg->data(), jpg->size()).ok());
+  Status cut = CheckThumbnail(jpg->data(), jpg->size() - 2);
+  EXPECT_NE(cut.message().find("truncated JPEG"), std::string::npos) << cut.message();
+  EXPECT_FALSE(CheckThumbnail(jpg->data(), 100).ok());
+  auto big_jpg = EncodeJpeg(Gradient(10, kThumbnailMaxSide + 4, 3), 85);
+  ASSERT_TRUE(big_jpg.ok());
+  Status tall = CheckThumbnail(big_jpg->data(), big_jpg->size());
+  EXPECT_NE(tall.message().find("10x100"), std::string::npos) << tall.message();
 }
 
 TEST(Dataset, FashionMnistAndImageFolder) {
