@@ -2,15 +2,17 @@
 # Ingest into a running server against ingest into a local store, on the same
 # images, side by side: `hamdb ingest --db` and `hamdb ingest --url` (encoding
 # on the client, the server storing) alternate ROUNDS times on fresh stores,
-# and the medians of their images/s are compared. Then the search latency of
-# the server with and without such an ingest beside it: wrk searches (k=10,
-# codes of stored items) on collection "f" (the 60k train images) for
-# DURATION s alone, then again while `nice -n 19 hamdb ingest --url
-# --threads 1` ingests the same images into a second collection "g", and
-# a control: the same ingest into another server (both at nice 19) while the
-# first answers only searches. Each search run beside an ingest starts once
-# that ingest has stored its first batch, and the items it stores during the
-# run are counted: a row whose ingest stored nothing measured no ingest.
+# and the medians of their images/s are compared, and of their CPU time per
+# image (client, and server), which a noisy machine disturbs less. Then the
+# search latency of the server with and without such an ingest beside it: wrk
+# searches (k=10, codes of stored items) on collection "f" (the 60k train
+# images) for DURATION s alone, then again while `nice -n 19 hamdb ingest
+# --url --threads 1` ingests the same images into a second collection "g",
+# and a control: the same ingest into another server (both at nice 19) while
+# the first answers only searches. Each search run beside an ingest starts
+# once that ingest has stored its first batch, and the items it stores
+# during the run are counted: a row whose ingest stored nothing measured no
+# ingest.
 #   bash scripts/bench-ingest-url.sh
 #   ROUNDS=3 DURATION=20 CONNS=4 bash scripts/bench-ingest-url.sh
 # Needs a built `hamdb` (BUILD_DIR, default build), the demo's encoder and
@@ -72,18 +74,31 @@ wait_storing() {
   echo "the ingest into $2 stored nothing in 2 minutes"; exit 1
 }
 rate() { sed -n 's/.*(\([0-9]*\) images\/s ingested).*/\1/p' "$1"; }
+ingested() { sed -n 's/.*files: \([0-9]*\) ingested.*/\1/p' "$1"; }
+# CPU seconds (user + system) the process $1 has used so far.
+TICKS=$(getconf CLK_TCK)
+cpu_of_pid() { awk -v t="$TICKS" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
 
 echo "== ingest: $(find "$IMAGES" -type f | wc -l) images of $IMAGES, $ROUNDS rounds (local, then through the server)"
 : > "$WORK/rates.txt"
+# Besides images/s, the CPU time each way (bash's `time`: user + system of
+# the client; the server's from /proc), which a noisy machine disturbs less.
+TIMEFORMAT='%U %S'
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/local"
-  "$HAMDB" ingest --db "$WORK/local" -c f -m "$MODEL" --images "$IMAGES" > "$WORK/local-$r.txt" 2>/dev/null
+  { time "$HAMDB" ingest --db "$WORK/local" -c f -m "$MODEL" --images "$IMAGES" > "$WORK/local-$r.txt" 2>/dev/null; } \
+    2> "$WORK/local-cpu-$r.txt"
   rm -rf "$WORK/srv" "$WORK/models"
   start_server
-  "$HAMDB" ingest --url "$URL" -c f -m "$MODEL" --images "$IMAGES" > "$WORK/url-$r.txt" 2>/dev/null
+  S0=$(cpu_of_pid "$SERVER")
+  { time "$HAMDB" ingest --url "$URL" -c f -m "$MODEL" --images "$IMAGES" > "$WORK/url-$r.txt" 2>/dev/null; } \
+    2> "$WORK/url-cpu-$r.txt"
+  S1=$(cpu_of_pid "$SERVER")
   [ "$r" = "$ROUNDS" ] || stop_server
   echo "round $r: local $(rate "$WORK/local-$r.txt") images/s, --url $(rate "$WORK/url-$r.txt") images/s"
-  echo "$(rate "$WORK/local-$r.txt") $(rate "$WORK/url-$r.txt")" >> "$WORK/rates.txt"
+  echo "$(rate "$WORK/local-$r.txt") $(rate "$WORK/url-$r.txt") $(ingested "$WORK/local-$r.txt")" \
+       "$(ingested "$WORK/url-$r.txt") $(cat "$WORK/local-cpu-$r.txt") $(cat "$WORK/url-cpu-$r.txt") $S0 $S1" \
+    >> "$WORK/rates.txt"
   grep -h "^time" "$WORK/local-$r.txt" "$WORK/url-$r.txt" | sed 's/^/  /'
 done
 
@@ -152,6 +167,12 @@ print("|---|---:|")
 print(f"| local store (`--db`) | {loc:,.0f} |")
 print(f"| running server (`--url`) | {url:,.0f} |")
 print(f"--url / local: {url / loc:.2f}")
+# CPU per stored image: the local client, and the --url client plus the server.
+cpu_loc = statistics.median((r[4] + r[5]) / r[2] * 1e6 for r in rates)
+cpu_cli = statistics.median((r[6] + r[7]) / r[3] * 1e6 for r in rates)
+cpu_srv = statistics.median((r[9] - r[8]) / r[3] * 1e6 for r in rates)
+print(f"CPU per image (medians): local {cpu_loc:.0f} us; --url {cpu_cli + cpu_srv:.0f} us "
+      f"(client {cpu_cli:.0f}, server {cpu_srv:.0f}); local / --url: {cpu_loc / (cpu_cli + cpu_srv):.2f}")
 sys.path.insert(0, scripts)
 import wrk_report
 def parse(name):
