@@ -108,7 +108,12 @@ int RunServe(const ServeArgs& a) {
       return Status::FailedPrecondition("encoder artifact '" + path + "' changed while it was loaded");
     }
     if (cache->empty()) {
-      spdlog::info("encoding images: {}, {} libtorch threads", TuneProcessForInference(), SetTorchThreads(0));
+      // The server encodes one image per call, on the thread that serves
+      // the request, and concurrent requests encode side by side: an
+      // OpenMP team per call would only add its fork and join, and idle
+      // team threads that spin on the cores the searches need.
+      spdlog::info("encoding images: {}, libtorch threads per request: {}", TuneProcessForInference(),
+                   SetTorchThreads(1));
     }
     std::shared_ptr<const Encoder> shared(std::move(enc).value());
     (*cache)[*sum] = shared;
