@@ -470,7 +470,7 @@ StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, int max_side) {
 StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, const uint8_t* file, size_t file_size,
                                              int max_side) {
   if (!image.empty() && max_side >= 1 && std::max(image.width, image.height) <= max_side &&
-      file_size <= kThumbnailReuseBytes && DetectImageFormat(file, file_size) != ImageFormat::kUnknown) {
+      file_size <= kThumbnailReuseBytes && CheckThumbnail(file, file_size).ok()) {
     return std::vector<uint8_t>(file, file + file_size);
   }
   return MakeThumbnail(image, max_side);
@@ -482,8 +482,10 @@ uint32_t BigEndian32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
 
-// A PNG's chunks, walked without inflating its pixels: IHDR first, every
-// chunk's CRC right, at least one IDAT, and IEND as the last bytes.
+// A PNG's chunks, walked without inflating its pixels: IHDR first, at least
+// one IDAT, IEND present, and the CRC of every critical chunk right (an
+// ancillary chunk with a bad CRC is skipped, as libpng does; bytes after
+// IEND are ignored, as decoders do).
 Status CheckPngLayout(const uint8_t* data, size_t size, uint32_t* width, uint32_t* height) {
   size_t pos = 8;  // after the signature
   bool idat = false;
@@ -491,10 +493,14 @@ Status CheckPngLayout(const uint8_t* data, size_t size, uint32_t* width, uint32_
     if (size - pos < 12) return Status::InvalidArgument("the thumbnail is a truncated PNG");
     const uint32_t len = BigEndian32(data + pos);
     const uint8_t* type = data + pos + 4;
+    if (len > 0x7fffffffu) return Status::InvalidArgument("the thumbnail is a corrupt PNG (a chunk length)");
     if (len > size - pos - 12) return Status::InvalidArgument("the thumbnail is a truncated PNG");
-    const uLong crc = crc32(crc32(0L, Z_NULL, 0), type, static_cast<uInt>(len + 4));
-    if (crc != BigEndian32(type + 4 + len)) {
-      return Status::InvalidArgument("the thumbnail is a corrupt PNG (a chunk's CRC does not match)");
+    const bool critical = (type[0] & 0x20) == 0;  // an upper-case first letter
+    if (critical) {
+      const uLong crc = crc32(crc32(0L, Z_NULL, 0), type, static_cast<uInt>(len) + 4);
+      if (crc != BigEndian32(type + 4 + len)) {
+        return Status::InvalidArgument("the thumbnail is a corrupt PNG (a chunk's CRC does not match)");
+      }
     }
     const bool is_ihdr = std::memcmp(type, "IHDR", 4) == 0;
     if ((chunk == 0) != is_ihdr || (is_ihdr && len != 13)) {
@@ -508,14 +514,15 @@ Status CheckPngLayout(const uint8_t* data, size_t size, uint32_t* width, uint32_
     pos += 12 + size_t{len};
     if (std::memcmp(type, "IEND", 4) == 0) {
       if (!idat) return Status::InvalidArgument("the thumbnail is a PNG without pixel data");
-      if (pos != size) return Status::InvalidArgument("the thumbnail has bytes after its PNG's end");
       return Status::OK();
     }
   }
 }
 
 // A JPEG's headers, read by libjpeg up to its scan (no pixel decoding), and
-// its end-of-image marker as the last bytes.
+// an end-of-image marker after them. In the scan's data a 0xFF byte is always
+// followed by 0x00 or a restart marker, so FF D9 there is the end of the
+// image: a JPEG cut short has none. Bytes after it are ignored, as decoders do.
 Status CheckJpegLayout(const uint8_t* data, size_t size, uint32_t* width, uint32_t* height) {
   auto s = std::make_unique<JpegState>();
   s->cinfo.err = jpeg_std_error(&s->err.pub);
@@ -534,7 +541,9 @@ Status CheckJpegLayout(const uint8_t* data, size_t size, uint32_t* width, uint32
     } else {
       *width = s->cinfo.image_width;
       *height = s->cinfo.image_height;
-      if (size < 4 || data[size - 2] != 0xFF || data[size - 1] != 0xD9) {
+      static constexpr uint8_t kEndOfImage[2] = {0xFF, 0xD9};
+      const size_t scan = std::min(size, static_cast<size_t>(s->cinfo.src->next_input_byte - data));
+      if (std::search(data + scan, data + size, kEndOfImage, kEndOfImage + 2) == data + size) {
         status = Status::InvalidArgument("the thumbnail is a truncated JPEG (no end-of-image marker)");
       }
     }

@@ -71,8 +71,8 @@ inline constexpr int kThumbnailMaxSide = 96;
 StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, int max_side = kThumbnailMaxSide);
 
 // The same for an image decoded from `file` (its JPEG or PNG bytes): when the
-// image already fits and the file is at most kThumbnailReuseBytes, the file
-// itself is the thumbnail (no re-encoding: ingest stays as fast as without
+// image already fits, the file is at most kThumbnailReuseBytes and passes
+// CheckThumbnail (below), the file itself is the thumbnail (no re-encoding: ingest stays as fast as without
 // thumbnails for small images).
 inline constexpr size_t kThumbnailReuseBytes = 16u << 10;
 StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, const uint8_t* file, size_t file_size,
@@ -81,11 +81,14 @@ StatusOr<std::vector<uint8_t>> MakeThumbnail(const Image& image, const uint8_t* 
 // Checks bytes offered as a thumbnail: a whole JPEG or PNG whose longer side
 // is at most kThumbnailMaxSide, without decoding its pixels (a server checks
 // every ingested item's thumbnail, and inflating them cost a tenth of its
-// CPU). A PNG must start with IHDR, have pixel data, end with IEND, and
-// every chunk's CRC must match, so a damaged or cut PNG is refused; a JPEG's
-// headers must parse (libjpeg) and it must end with its end-of-image marker,
-// so a cut JPEG is refused, though damage inside its compressed data is
-// not seen. InvalidArgument says what is wrong.
+// CPU). A PNG must start with IHDR, have an IDAT chunk and an IEND chunk,
+// and every critical chunk's CRC must match: a PNG cut short or damaged in
+// transit is refused. A JPEG's headers must parse (libjpeg) and an
+// end-of-image marker must follow them: a JPEG cut short is refused. What is
+// not seen: compressed pixel data that does not decode although its PNG
+// CRCs match (made so, not damaged in transit), damage inside a JPEG's
+// compressed data, and bytes after the end, which decoders ignore too.
+// InvalidArgument says what is wrong.
 Status CheckThumbnail(const uint8_t* data, size_t size);
 
 }  // namespace hamdb

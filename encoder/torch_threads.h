@@ -15,7 +15,8 @@ int SetTorchThreads(int threads);
 
 // Makes libtorch run the calling thread's operations on that thread alone
 // (no OpenMP team), for a caller that runs several encodes side by side on
-// threads of its own. Like SetTorchThreads(1), it also makes one thread the
+// threads of its own: those threads are its parallelism, so OMP_NUM_THREADS
+// does not change this. Like SetTorchThreads(1), it also makes one thread the
 // default of threads that have not yet run a libtorch operation. Cheap after
 // the first call on a thread. Returns the calling thread's count (1).
 int UseOneTorchThreadHere();

@@ -300,8 +300,6 @@ TEST(CodeStore, ThumbnailsFollowTheirItem) {
   EXPECT_EQ(store->GetThumbnail("c", 8).status().code(), Status::Code::kNotFound);
 }
 
-// SampleId returns stored ids only, reaches every id of an evenly spread
-// collection, and says when there is nothing to sample.
 // A batch is written in key order, not request order: the items of a batch
 // given in descending id order all round-trip, and of an id given twice in
 // one batch the later wins, also where the earlier one brought the first
@@ -349,6 +347,8 @@ TEST(CodeStore, ABatchInAnyOrderStoresEachItemAndTheLaterOfTwoEqualIdsWins) {
   EXPECT_EQ(store->GetThumbnail("c", 7).status().code(), Status::Code::kNotFound);
 }
 
+// SampleId returns stored ids only, reaches every id of an evenly spread
+// collection, and says when there is nothing to sample.
 TEST(CodeStore, SampleIdPicksStoredItems) {
   TempDir tmp;
   auto store = MustOpen(tmp.path());

@@ -225,17 +225,27 @@ TEST(Image, CheckThumbnailRefusesLargeOrBrokenImages) {
   // Truncated: the header says PNG, the data ends early.
   EXPECT_FALSE(CheckThumbnail(ok->data(), ok->size() / 2).ok());
   EXPECT_FALSE(CheckThumbnail(ok->data(), ok->size() - 1).ok());
-  // One flipped bit anywhere after the signature breaks a chunk's CRC (or
-  // its layout); bytes after IEND are refused too.
+  // One flipped bit in a critical chunk (IHDR, IDAT, IEND) breaks its CRC or
+  // the layout.
   for (size_t at : {size_t{8}, size_t{20}, ok->size() / 2, ok->size() - 13, ok->size() - 1}) {
     std::vector<uint8_t> damaged = *ok;
     damaged[at] ^= 0x10;
     EXPECT_FALSE(CheckThumbnail(damaged.data(), damaged.size()).ok()) << "a bit flipped at byte " << at;
   }
+  // As decoders do, bytes after IEND and an ancillary chunk with a bad CRC
+  // are let through; a PNG with no IDAT is not.
   std::vector<uint8_t> longer = *ok;
   longer.push_back(0);
-  Status after = CheckThumbnail(longer.data(), longer.size());
-  EXPECT_NE(after.message().find("after its PNG's end"), std::string::npos) << after.message();
+  EXPECT_TRUE(CheckThumbnail(longer.data(), longer.size()).ok());
+  const uint8_t text[] = {0, 0, 0, 3, 't', 'E', 'X', 't', 'a', 0, 'b', 1, 2, 3, 4};
+  std::vector<uint8_t> with_text(ok->begin(), ok->begin() + 33);  // signature and IHDR
+  with_text.insert(with_text.end(), std::begin(text), std::end(text));
+  with_text.insert(with_text.end(), ok->begin() + 33, ok->end());
+  EXPECT_TRUE(CheckThumbnail(with_text.data(), with_text.size()).ok());
+  std::vector<uint8_t> no_idat(ok->begin(), ok->begin() + 33);
+  no_idat.insert(no_idat.end(), ok->end() - 12, ok->end());  // IEND
+  Status empty = CheckThumbnail(no_idat.data(), no_idat.size());
+  EXPECT_NE(empty.message().find("without pixel data"), std::string::npos) << empty.message();
 
   // A JPEG: the headers give the size, and the end-of-image marker must end it.
   auto jpg = EncodeJpeg(Gradient(40, 30, 3), 85);
@@ -243,7 +253,12 @@ TEST(Image, CheckThumbnailRefusesLargeOrBrokenImages) {
   EXPECT_TRUE(CheckThumbnail(jpg->data(), jpg->size()).ok());
   Status cut = CheckThumbnail(jpg->data(), jpg->size() - 2);
   EXPECT_NE(cut.message().find("truncated JPEG"), std::string::npos) << cut.message();
+  std::vector<uint8_t> jpg_longer = *jpg;
+  jpg_longer.insert(jpg_longer.end(), {0, 1, 2});
+  EXPECT_TRUE(CheckThumbnail(jpg_longer.data(), jpg_longer.size()).ok());
   EXPECT_FALSE(CheckThumbnail(jpg->data(), 100).ok());
+  // A cut JPEG does not decode either, so it never becomes a thumbnail.
+  EXPECT_FALSE(DecodeImage(jpg->data(), jpg->size() - 2).ok());
   auto big_jpg = EncodeJpeg(Gradient(10, kThumbnailMaxSide + 4, 3), 85);
   ASSERT_TRUE(big_jpg.ok());
   Status tall = CheckThumbnail(big_jpg->data(), big_jpg->size());
