@@ -39,6 +39,16 @@ void JpegSilence(j_common_ptr cinfo, int msg_level) {
   if (msg_level < 0) cinfo->err->num_warnings++;
 }
 
+// Points libjpeg's errors at `err`: fatal ones longjmp to err->jump (which
+// the caller sets next, in its own frame), warnings are only counted.
+jpeg_error_mgr* InstallJpegErrors(JpegErrorManager* err) {
+  jpeg_error_mgr* pub = jpeg_std_error(&err->pub);
+  err->pub.error_exit = JpegErrorExit;
+  err->pub.emit_message = JpegSilence;
+  err->message[0] = '\0';
+  return pub;
+}
+
 // Everything that must survive the longjmp lives outside the setjmp frame.
 struct JpegState {
   jpeg_decompress_struct cinfo;
@@ -48,10 +58,7 @@ struct JpegState {
 };
 
 Status DecodeJpeg(const uint8_t* data, size_t size, size_t max_pixels, JpegState* s) {
-  s->cinfo.err = jpeg_std_error(&s->err.pub);
-  s->err.pub.error_exit = JpegErrorExit;
-  s->err.pub.emit_message = JpegSilence;
-  s->err.message[0] = '\0';
+  s->cinfo.err = InstallJpegErrors(&s->err);
   if (setjmp(s->err.jump)) {
     return Status::InvalidArgument(std::string("corrupt JPEG: ") + s->err.message);
   }
@@ -109,9 +116,7 @@ struct JpegWriteState {
 };
 
 Status EncodeJpegInto(const Image& image, int quality, JpegWriteState* s) {
-  s->cinfo.err = jpeg_std_error(&s->err.pub);
-  s->err.pub.error_exit = JpegErrorExit;
-  s->err.pub.emit_message = JpegSilence;
+  s->cinfo.err = InstallJpegErrors(&s->err);
   if (setjmp(s->err.jump)) return Status::Internal(std::string("JPEG encoding failed: ") + s->err.message);
   jpeg_create_compress(&s->cinfo);
   s->created = true;
@@ -525,10 +530,7 @@ Status CheckPngLayout(const uint8_t* data, size_t size, uint32_t* width, uint32_
 // image: a JPEG cut short has none. Bytes after it are ignored, as decoders do.
 Status CheckJpegLayout(const uint8_t* data, size_t size, uint32_t* width, uint32_t* height) {
   auto s = std::make_unique<JpegState>();
-  s->cinfo.err = jpeg_std_error(&s->err.pub);
-  s->err.pub.error_exit = JpegErrorExit;
-  s->err.pub.emit_message = JpegSilence;
-  s->err.message[0] = '\0';
+  s->cinfo.err = InstallJpegErrors(&s->err);
   Status status = Status::OK();
   if (setjmp(s->err.jump)) {
     status = Status::InvalidArgument(std::string("the thumbnail is a corrupt JPEG: ") + s->err.message);
