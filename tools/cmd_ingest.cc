@@ -494,7 +494,7 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
 
     // 2. Read, decode and encode: the batch is cut into one slice per
     // thread, and each thread decodes its slice's files and encodes them
-    // with one libtorch thread (LoadEncoder). Slices run side by side
+    // with one libtorch thread (UseOneTorchThreadHere). Slices run side by side
     // without meeting: no OpenMP team whose idle threads would spin while
     // one thread decodes, or while the store write and the server want
     // the CPU.
@@ -607,8 +607,7 @@ int IngestFiles(const IngestArgs& a, const Encoder& enc, const std::vector<Sourc
 StatusOr<std::unique_ptr<Encoder>> LoadEncoder(const std::string& path) {
   auto enc = Encoder::Load(path);
   if (!enc.ok()) return enc.status().WithContext("--model");
-  TuneProcessForInference();
-  SetTorchThreads(1);  // each decode-and-encode slice runs on one thread (IngestFiles)
+  TuneProcessForInference();  // libtorch's threads: one per decode-and-encode slice (IngestFiles)
   return enc;
 }
 
