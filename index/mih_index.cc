@@ -43,8 +43,12 @@ constexpr size_t kMinProbeSize = 512;
 constexpr double kKeyCost = 16.0;
 constexpr double kCandidateCost = 10.0;
 // Buckets holding up to this many times the uniform count per key are
-// taken as a uniform neighbourhood, where ProbeKnn predicts its work.
+// taken as a uniform neighbourhood, where ProbeKnn predicts its work, once
+// it has probed at least kMinPredictKeys buckets: the first round's m
+// buckets are too few to tell a sparse neighbourhood from a uniform one (a
+// query near one stored item finds that item there and little else).
 constexpr double kUniformDensity = 4.0;
+constexpr double kMinPredictKeys = 64.0;
 // Candidates buffered before one distances_indexed call.
 constexpr size_t kFlushBatch = 256;
 // SaveState's layout (3: packed entries; bucket starts as occupancy and
@@ -548,6 +552,13 @@ size_t MihIndex::size() const {
 int MihIndex::num_substrings() const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   return static_cast<int>(tables_.size());
+}
+
+MihIndex::PathCounts MihIndex::path_counts() const {
+  PathCounts c;
+  c.probed = probed_.load(std::memory_order_relaxed);
+  c.scanned = scanned_.load(std::memory_order_relaxed);
+  return c;
 }
 
 size_t MihIndex::memory_bytes() const {
@@ -1107,7 +1118,8 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
           s >= t.width ? static_cast<uint32_t>(bits()) : static_cast<uint32_t>(m * s + j);
       if (seen_up_to >= static_cast<uint32_t>(bits())) done = true;
       if (heap.size() == k && heap.front().distance <= seen_up_to) done = true;
-      if (!done && std::isfinite(budget) && looks_uniform() && remaining_work(s, j) > budget) {
+      if (!done && std::isfinite(budget) && total_keys >= kMinPredictKeys && looks_uniform() &&
+          remaining_work(s, j) > budget) {
         aborted = true;
         break;
       }
@@ -1202,11 +1214,13 @@ StatusOr<SearchResult> MihIndex::Search(const uint8_t* query, size_t k,
     double budget = 0;
     if (KnnProbeBudget(k, params, threads, &budget) &&
         ProbeKnn(query, k, budget, params.tie_break, params.filter, &result.neighbors)) {
+      probed_.fetch_add(1, std::memory_order_relaxed);
       return result;
     }
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("MihIndex::Search: out of memory");
   }
+  scanned_.fetch_add(1, std::memory_order_relaxed);
   HAMDB_ASSIGN_OR_RETURN(result.neighbors, ScanKnn(View(params.filter), query, k, threads, params.tie_break));
   return result;
 }
@@ -1237,6 +1251,8 @@ Status MihIndex::SearchBatch(const uint8_t* queries, size_t nq, size_t k, const 
   for (size_t i = 0; i < nq; ++i) {
     if (scan[i]) rest.push_back(i);
   }
+  probed_.fetch_add(nq - rest.size(), std::memory_order_relaxed);
+  scanned_.fetch_add(rest.size(), std::memory_order_relaxed);
   if (rest.empty()) return Status::OK();
   std::vector<uint8_t> packed(rest.size() * cb);
   for (size_t j = 0; j < rest.size(); ++j) std::memcpy(&packed[j * cb], queries + rest[j] * cb, cb);
@@ -1260,12 +1276,14 @@ StatusOr<SearchResult> MihIndex::RangeSearch(const uint8_t* query, uint32_t radi
       const double budget = params.mih_mode > 0 ? std::numeric_limits<double>::infinity()
                                                 : ScanCost(threads);
       if (ProbeRange(query, radius, budget, params.tie_break, params.filter, &result.neighbors)) {
+        probed_.fetch_add(1, std::memory_order_relaxed);
         return result;
       }
     }
   } catch (const std::bad_alloc&) {
     return Status::ResourceExhausted("MihIndex::RangeSearch: out of memory");
   }
+  scanned_.fetch_add(1, std::memory_order_relaxed);
   HAMDB_ASSIGN_OR_RETURN(result.neighbors,
                          ScanRange(View(params.filter), query, radius, threads, params.tie_break));
   return result;

@@ -45,6 +45,7 @@
 // under the exclusive lock, for a time proportional to the batch.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -80,6 +81,14 @@ class MihIndex : public BinaryIndex {
   // The m currently in use (0 while an automatic index is empty and has
   // never held items).
   int num_substrings() const;
+  // Queries answered since creation, by probing the tables and by the scan
+  // (forced, or chosen by the cost model); k-NN and range, each query of a
+  // batch once. For tuning and benchmarks: how often the model scans.
+  struct PathCounts {
+    uint64_t probed = 0;
+    uint64_t scanned = 0;
+  };
+  PathCounts path_counts() const;
 
   bool keeps_scores() const override { return true; }
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
@@ -188,6 +197,7 @@ class MihIndex : public BinaryIndex {
   const int fixed_m_;  // 0 = automatic
   HammingKernel kernel_;
   mutable WriterPriorityMutex mu_;
+  mutable std::atomic<uint64_t> probed_{0}, scanned_{0};  // path_counts()
   // Serialises whole writes (Add / Remove, including FinishWrite's rebuild
   // outside mu_), so a rebuilt table always matches the slots it swaps into.
   std::mutex write_mu_;

@@ -6,9 +6,14 @@
 #   N=1000000 THREADS=2 CONNS=32 DURATION=20 WRK_THREADS=1 bash scripts/bench-http.sh
 #   MIXED=1 INSERTERS=1 BATCH=100 bash scripts/bench-http.sh   # plus a search run beside inserters
 #   MIXED=1 INSERT_RATE=2250 bash scripts/bench-http.sh         # inserters paced to about 2,250 items/s
-# MIXED=1 runs the search load twice: alone, then beside INSERTERS wrk
-# connections each posting BATCH random codes per request, and prints one
-# table (search req/s, p50, p99; insert items/s, batch p50, p99). Inserters
+# MIXED=1 runs the search load beside INSERTERS wrk connections posting
+# BATCH random codes per request, ROUNDS times (default 3), with a phase of
+# searches alone before and after each: alone, mixed, alone, mixed, ...,
+# alone. Each mixed phase is compared with the mean of the two phases around
+# it, which met the collection just before and just after the items it
+# added, and the machine at about the same time. It prints a row per phase
+# (collection size, search req/s, p50, p99; insert items/s, batch p50, p99)
+# and the medians of the rounds' ratios. Inserters
 # post as fast as they are answered, or, with INSERT_RATE (items/s, all
 # inserters together), wait BATCH * INSERTERS / INSERT_RATE seconds after
 # each answer, so the rate reached is a little below INSERT_RATE. The
@@ -35,6 +40,7 @@ MIXED=${MIXED:-0}
 INSERTERS=${INSERTERS:-1}
 BATCH=${BATCH:-100}
 INSERT_RATE=${INSERT_RATE:-0}
+ROUNDS=${ROUNDS:-3}
 
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 [ -x "$HAMDB" ] || { echo "no hamdb binary at $HAMDB (build it first)"; exit 1; }
@@ -71,9 +77,12 @@ curl -s -X POST -H 'Content-Type: application/json' \
   -d "{\"code\":\"$(sed -n 5p "$WORK/search.lua" | tr -d '",')\",\"k\":10}" \
   "http://127.0.0.1:$PORT/collections/bench/search"; echo
 
+search_load() {  # search_load OUT: the search load for DURATION seconds
+  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "http://127.0.0.1:$PORT" > "$1"
+}
 echo "== search k=10: server threads $THREADS, wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s"
-wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "http://127.0.0.1:$PORT" \
-  | tee "$WORK/search-only.txt"
+search_load "$WORK/search-only-1.txt"
+cat "$WORK/search-only-1.txt"
 
 if [ "$MIXED" = 1 ]; then
   cat > "$WORK/insert.lua" <<LUA
@@ -95,30 +104,52 @@ request = function()
   return wrk.format(nil, "/collections/bench/items", nil, '{"items":[' .. table.concat(items, ",") .. ']}')
 end
 LUA
-  echo "== search k=10 beside $INSERTERS inserter(s) of $BATCH-item batches" \
+  echo "== $ROUNDS rounds: searches alone, then beside $INSERTERS inserter(s) of $BATCH-item batches" \
     "$( [ "$INSERT_RATE" -gt 0 ] && echo "paced to $INSERT_RATE items/s" || echo "posting as fast as answered" )"
-  wrk -t1 -c"$INSERTERS" -d"${DURATION}s" --latency -s "$WORK/insert.lua" "http://127.0.0.1:$PORT" \
-    > "$WORK/insert.txt" &
-  INSERT_WRK=$!
-  wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$WORK/search.lua" "http://127.0.0.1:$PORT" \
-    > "$WORK/search-mixed.txt"
-  wait $INSERT_WRK
-  cat "$WORK/insert.txt"
-  /usr/bin/python3 - "$WORK" "$BATCH" "$INSERTERS" "$PWD/scripts" <<'PY'
-import sys
-work, batch, inserters, scripts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+  items() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^hamdb_collection_items.*"bench"/ {print $2}'; }
+  items > "$WORK/items-1.txt"
+  for r in $(seq 1 "$ROUNDS"); do
+    [ "$r" = 1 ] || search_load "$WORK/search-only-$r.txt"
+    wrk -t1 -c"$INSERTERS" -d"${DURATION}s" --latency -s "$WORK/insert.lua" "http://127.0.0.1:$PORT" \
+      > "$WORK/insert-$r.txt" &
+    INSERT_WRK=$!
+    search_load "$WORK/search-mixed-$r.txt"
+    wait $INSERT_WRK
+    items > "$WORK/items-$((r + 1)).txt"
+  done
+  search_load "$WORK/search-only-$((ROUNDS + 1)).txt"
+  cat "$WORK/insert-$ROUNDS.txt"
+  /usr/bin/python3 - "$WORK" "$BATCH" "$INSERTERS" "$ROUNDS" "$PWD/scripts" <<'PY'
+import statistics, sys
+work, batch, inserters, rounds, scripts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 sys.path.insert(0, scripts)
 import wrk_report
-def parse(name):
-    return wrk_report.parse(f"{work}/{name}")
-so, sm, ins = parse("search-only.txt"), parse("search-mixed.txt"), parse("insert.txt")
-print("| load | search req/s | search p50 ms | search p99 ms | insert items/s | batch p50 ms | batch p99 ms |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-print(f"| searches only | {so[0]:,.0f} | {so[1]:.2f} | {so[2]:.2f} | | | |")
-print(f"| searches + {inserters} inserter(s), {batch}-item batches | {sm[0]:,.0f} | {sm[1]:.2f} | {sm[2]:.2f} | "
-      f"{ins[0] * batch:,.0f} | {ins[1]:.2f} | {ins[2]:.2f} |")
-print(f"mixed / search-only throughput: {sm[0] / so[0]:.2f}; p99 ratio {sm[2] / so[2]:.2f}"
-      + (f"; non-2xx: search {sm[3]}, insert {ins[3]}" if sm[3] or ins[3] else ""))
+print("| phase | load | items at start | search req/s | search p50 ms | search p99 ms | insert items/s | batch p50 ms | batch p99 ms |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+def read(name, r):
+    return wrk_report.parse(f"{work}/{name}-{r}.txt")
+def size(r):
+    return int(float(open(f"{work}/items-{r}.txt").read() or 0))
+alone = [read("search-only", r) for r in range(1, rounds + 2)]
+ratios, p99s, items, errors = [], [], [], sum(a[3] for a in alone)
+for r in range(1, rounds + 2):
+    so = alone[r - 1]
+    print(f"| {2 * r - 1} | searches only | {size(r):,} | {so[0]:,.0f} | {so[1]:.2f} | {so[2]:.2f} | | | |")
+    if r > rounds:
+        break
+    sm, ins = read("search-mixed", r), read("insert", r)
+    print(f"| {2 * r} | searches + {inserters} inserter(s), {batch}-item batches | {size(r):,} | {sm[0]:,.0f} | "
+          f"{sm[1]:.2f} | {sm[2]:.2f} | {ins[0] * batch:,.0f} | {ins[1]:.2f} | {ins[2]:.2f} |")
+    around = (alone[r - 1], alone[r])
+    ratios.append(sm[0] / statistics.mean(a[0] for a in around))
+    p99s.append(sm[2] / statistics.mean(a[2] for a in around))
+    items.append(ins[0] * batch)
+    errors += sm[3] + ins[3]
+print(f"mixed / searches alone around it, throughput: {', '.join(f'{x:.2f}' for x in ratios)}; "
+      f"median {statistics.median(ratios):.2f}")
+print(f"search p99, mixed / alone around it: {', '.join(f'{x:.2f}' for x in p99s)}; "
+      f"median {statistics.median(p99s):.2f}")
+print(f"inserted items/s, median {statistics.median(items):,.0f}" + (f"; non-2xx responses: {errors}" if errors else ""))
 PY
 fi
 echo "== GET /healthz"

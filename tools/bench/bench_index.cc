@@ -426,6 +426,20 @@ Status BuildAll(const BenchIndexArgs& a, size_t n, int bits, const uint8_t* code
       if (rss0 > 0 && rss1 > rss0) {
         m.rss_bytes_per_item = static_cast<double>(rss1 - rss0) / static_cast<double>(std::max<size_t>(1, n));
       }
+      if (mih && mode == 0) {
+        // How often the cost model chose the scan, over one batch.
+        const auto* index = static_cast<const MihIndex*>(b->ours.back().get());
+        const Method search = m;
+        m.note = [index, search](const uint8_t* q, size_t nq, size_t k) {
+          const MihIndex::PathCounts before = index->path_counts();
+          Results out;
+          search.search(q, nq, k, &out);
+          const uint64_t scanned = index->path_counts().scanned - before.scanned;
+          char buf[64];
+          std::snprintf(buf, sizeof buf, " (scanned %.1f%%)", 100.0 * scanned / std::max<size_t>(nq, 1));
+          return std::string(buf);
+        };
+      }
       b->methods.push_back(std::move(m));
     }
   }
