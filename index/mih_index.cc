@@ -210,9 +210,27 @@ class MihIndex::OverflowMap {
   }
   // The first node of `key`'s chain, or kHole.
   uint32_t Head(uint64_t key) const {
-    if (entries_ == 0) return kHole;
+    if (entries_ == 0 || !MayHold(key)) return kHole;
     const Cell* c = FindCell(key);
     return c == nullptr ? kHole : c->head;
+  }
+  // Sizes the key filter for a table of `items` (at least one bit per item:
+  // the overflow holds at most about an eighth of them before the table is
+  // rebuilt, so that a key that holds no entries passes with a probability
+  // of about 1/8 or less) and empties it. Only an empty map may be sized.
+  void SizeFilter(size_t items) {
+    int b = 10;
+    while (b < 32 && (size_t{1} << b) < items) ++b;
+    filter_shift_ = 64 - b;
+    filter_.assign((size_t{1} << b) / 64, 0);
+  }
+  // False when `key` holds no entries, true when it may. A probe checks it
+  // before it touches the cells, where nearly every key it looks up holds
+  // none. Unsized (a map that was never sized), every key passes.
+  bool MayHold(uint64_t key) const {
+    if (filter_.empty()) return true;
+    const uint64_t h = MixKey(key) >> filter_shift_;
+    return (filter_[h >> 6] >> (h & 63)) & 1;
   }
   void PrefetchNode(uint32_t node) const {
     if (node != kHole) PrefetchLine(&nodes_[node]);
@@ -237,6 +255,10 @@ class MihIndex::OverflowMap {
         break;
       }
       if (c->key == key) break;
+    }
+    if (!filter_.empty()) {
+      const uint64_t h = MixKey(key) >> filter_shift_;
+      filter_[h >> 6] |= uint64_t{1} << (h & 63);
     }
     uint32_t node;
     if (free_ != kHole) {
@@ -312,7 +334,8 @@ class MihIndex::OverflowMap {
     return keys;
   }
   size_t memory_bytes() const {
-    return cells_.capacity() * sizeof(Cell) + nodes_.capacity() * sizeof(Node);
+    return cells_.capacity() * sizeof(Cell) + nodes_.capacity() * sizeof(Node) +
+           filter_.capacity() * sizeof(uint64_t);
   }
 
  private:
@@ -354,6 +377,8 @@ class MihIndex::OverflowMap {
   uint32_t free_ = kHole;  // a chain of reusable nodes
   size_t used_ = 0;        // cells in use
   size_t entries_ = 0;     // live slots
+  std::vector<uint64_t> filter_;  // MayHold's bits, or empty
+  int filter_shift_ = 64;
 };
 
 struct MihIndex::Table {
@@ -436,7 +461,7 @@ struct MihIndex::Table {
       } else {
         t_.keys.Prefetch(in.key);
       }
-      t_.overflow.Prefetch(in.key);
+      if (t_.overflow.MayHold(in.key)) t_.overflow.Prefetch(in.key);
     }
     void FindBucket(Lookup& in) const {
       in.bucket = t_.Bucket(in.key);
@@ -602,6 +627,7 @@ void MihIndex::RebuildAll() {
 void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
   const size_t cb = code_bytes();
   t->overflow = {};
+  t->overflow.SizeFilter(n);
   t->holes = 0;
   t->keys.Clear();
   t->starts.Clear();
@@ -1391,6 +1417,7 @@ Status MihIndex::LoadState(std::string_view in) {
     }
     HAMDB_RETURN_IF_ERROR(t.keys.LoadState(&in, t.direct ? 0 : t.starts.num_buckets()));
     HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &overflow));
+    t.overflow.SizeFilter(n);
     for (uint64_t i = 0; i < overflow; ++i) {
       uint64_t key = 0;
       std::vector<uint32_t> slots;
