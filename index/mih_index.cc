@@ -210,7 +210,7 @@ class MihIndex::OverflowMap {
   }
   // The first node of `key`'s chain, or kHole.
   uint32_t Head(uint64_t key) const {
-    if (entries_ == 0 || !MayHold(key)) return kHole;
+    if (entries_ == 0) return kHole;
     const Cell* c = FindCell(key);
     return c == nullptr ? kHole : c->head;
   }
@@ -229,8 +229,8 @@ class MihIndex::OverflowMap {
   // none. Unsized (a map that was never sized), every key passes.
   bool MayHold(uint64_t key) const {
     if (filter_.empty()) return true;
-    const uint64_t h = MixKey(key) >> filter_shift_;
-    return (filter_[h >> 6] >> (h & 63)) & 1;
+    const auto [word, bit] = FilterBit(key);
+    return (filter_[word] & bit) != 0;
   }
   void PrefetchNode(uint32_t node) const {
     if (node != kHole) PrefetchLine(&nodes_[node]);
@@ -257,8 +257,8 @@ class MihIndex::OverflowMap {
       if (c->key == key) break;
     }
     if (!filter_.empty()) {
-      const uint64_t h = MixKey(key) >> filter_shift_;
-      filter_[h >> 6] |= uint64_t{1} << (h & 63);
+      const auto [word, bit] = FilterBit(key);
+      filter_[word] |= bit;
     }
     uint32_t node;
     if (free_ != kHole) {
@@ -339,6 +339,11 @@ class MihIndex::OverflowMap {
   }
 
  private:
+  // `key`'s word in filter_ and its bit there.
+  std::pair<size_t, uint64_t> FilterBit(uint64_t key) const {
+    const uint64_t h = MixKey(key) >> filter_shift_;
+    return {static_cast<size_t>(h >> 6), uint64_t{1} << (h & 63)};
+  }
   const Cell* FindCell(uint64_t key) const {
     const size_t mask = cells_.size() - 1;
     for (size_t i = MixKey(key) & mask;; i = (i + 1) & mask) {
@@ -453,20 +458,22 @@ struct MihIndex::Table {
       uint64_t key;
       uint32_t bucket;
       uint32_t extra;  // the key's first overflow node, or kHole
+      bool may_overflow;  // the overflow's filter lets the key through
       size_t begin, end;
     };
-    void StartLookup(const Lookup& in) const {
+    void StartLookup(Lookup& in) const {
       if (t_.direct) {
         if (t_.starts.num_buckets() != 0) t_.starts.PrefetchBase(in.key);
       } else {
         t_.keys.Prefetch(in.key);
       }
-      if (t_.overflow.MayHold(in.key)) t_.overflow.Prefetch(in.key);
+      in.may_overflow = t_.overflow.MayHold(in.key);
+      if (in.may_overflow) t_.overflow.Prefetch(in.key);
     }
     void FindBucket(Lookup& in) const {
       in.bucket = t_.Bucket(in.key);
       if (in.bucket != kHole) t_.starts.PrefetchBits(in.bucket);
-      in.extra = t_.overflow.Head(in.key);
+      in.extra = in.may_overflow ? t_.overflow.Head(in.key) : kHole;
       t_.overflow.PrefetchNode(in.extra);
     }
     void OpenBucket(Lookup& in) const {

@@ -17,11 +17,11 @@
 // uint32 per item and, for direct-addressed tables, one uint32 offset per
 // possible substring value) and a small overflow map for items added since
 // the last table rebuild, with a filter of one bit per item that spares a
-// probe the map's lookup for the values it does not hold. Tables are rebuilt when the overflow or the holes
-// left by deletes exceed 1/8 of the items, and m is re-chosen (about
-// bits / log2(n)) when the size has changed 4x since it was last chosen, so
-// writer calls are amortised O(m) per item. memory_bytes() measures all of
-// it.
+// probe the map's lookup for the values it does not hold. Tables are
+// rebuilt when the overflow or the holes left by deletes exceed 1/8 of the
+// items, and m is re-chosen (about bits / log2(n)) when the size has
+// changed 4x since it was last chosen, so writer calls are amortised O(m)
+// per item. memory_bytes() measures all of it.
 //
 // Search cost model: a search becomes an exhaustive scan (the FlatIndex
 // algorithm over the same slots) when the collection is tiny, when k is a
