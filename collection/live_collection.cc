@@ -617,10 +617,15 @@ Status LiveCollection::Commit(PendingWrite* w) {
     sync = sync || p->sync;
   }
   queue_lock.unlock();
+  using Seconds = std::chrono::duration<double>;
+  double store_seconds = 0, sync_seconds = 0, index_seconds = 0;
   {
     std::lock_guard<std::mutex> write(write_mu_);
+    const auto t0 = std::chrono::steady_clock::now();
     // Each request's own status says what became of it.
-    (void)store_->WriteGroup(info_.name, ops, sync);
+    (void)store_->WriteGroup(info_.name, ops, sync, &sync_seconds);
+    const auto t1 = std::chrono::steady_clock::now();
+    store_seconds = Seconds(t1 - t0).count();
     const size_t nb = code_bytes(bits());
     for (PendingWrite* p : group) {
       GroupedWrite& op = p->op;
@@ -669,6 +674,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
         });
       }
     }
+    index_seconds = Seconds(std::chrono::steady_clock::now() - t1).count();
   }
   if (options_.snapshots) {
     bool due;
@@ -682,6 +688,10 @@ Status LiveCollection::Commit(PendingWrite* w) {
   queue_lock.lock();
   write_stats_.groups++;
   write_stats_.writes += group.size();
+  write_stats_.items += items;
+  write_stats_.store_seconds += store_seconds;
+  write_stats_.sync_seconds += sync_seconds;
+  write_stats_.index_seconds += index_seconds;
   for (PendingWrite* p : group) {
     queue_.pop_front();
     if (p != w) {

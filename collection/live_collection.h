@@ -169,10 +169,18 @@ class LiveCollection {
   Status Delete(const std::vector<uint64_t>& ids, const StoreWriteOptions& wo = {},
                 size_t* deleted = nullptr, std::string* warning = nullptr);
 
-  // Write groups committed, and the write requests they carried.
+  // Write groups committed, the write requests and items they carried, and
+  // the time their commits spent, by stage: the store batch (its WAL sync
+  // included, and that sync alone) and the index updates. Commits run one
+  // at a time, so (store_seconds + index_seconds) over a stretch of time is
+  // the share of it the commit path was busy.
   struct WriteStats {
     uint64_t groups = 0;
     uint64_t writes = 0;
+    uint64_t items = 0;
+    double store_seconds = 0;
+    double sync_seconds = 0;
+    double index_seconds = 0;
   };
   WriteStats write_stats() const;
   // Write requests queued or being committed now.

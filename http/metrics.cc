@@ -82,20 +82,39 @@ std::string Metrics::Render(const std::vector<CollectionGauge>& collections, boo
            Escape(c.index_spec) + "\"} " + std::to_string(c.index_memory_bytes) + "\n";
   }
 
+  // One counter of the collections' group commits (LiveCollection::WriteStats).
+  auto write_counter = [&](const char* name, const char* help, auto value) {
+    out += std::string("# HELP ") + name + " " + help + "\n";
+    out += std::string("# TYPE ") + name + " counter\n";
+    for (const CollectionGauge& c : collections) {
+      out += std::string(name) + "{collection=\"" + Escape(c.name) + "\"} " + value(c.writes) + "\n";
+    }
+  };
+  using Stats = LiveCollection::WriteStats;
+  const auto count = [](uint64_t Stats::*field) {
+    return [field](const Stats& s) { return std::to_string(s.*field); };
+  };
+  const auto seconds = [](double Stats::*field) {
+    return [field](const Stats& s) { return FormatDouble(s.*field); };
+  };
+  write_counter("hamdb_write_requests_total", "Write requests committed (inserts and deletes).",
+                count(&Stats::writes));
+  write_counter("hamdb_write_items_total", "Items the committed write requests carried.",
+                count(&Stats::items));
+  write_counter("hamdb_write_groups_total",
+                "Group commits (one store batch and fsync each) that carried the write requests.",
+                count(&Stats::groups));
+  write_counter("hamdb_write_store_seconds_total",
+                "Time group commits spent writing the store batch, its fsync included.",
+                seconds(&Stats::store_seconds));
+  write_counter("hamdb_write_sync_seconds_total", "Time group commits spent in the store's fsync.",
+                seconds(&Stats::sync_seconds));
+  write_counter("hamdb_write_index_seconds_total",
+                "Time group commits spent updating the index. Commits run one at a time, so store "
+                "plus index seconds per second is the share of time the commit path was busy.",
+                seconds(&Stats::index_seconds));
+
   std::shared_lock<std::shared_mutex> lock(mu_);
-  out += "# HELP hamdb_write_requests_total Write requests committed (inserts and deletes).\n";
-  out += "# TYPE hamdb_write_requests_total counter\n";
-  for (const CollectionGauge& c : collections) {
-    out += "hamdb_write_requests_total{collection=\"" + Escape(c.name) + "\"} " +
-           std::to_string(c.write_requests) + "\n";
-  }
-  out += "# HELP hamdb_write_groups_total Group commits (one store batch and fsync each) that "
-         "carried the write requests.\n";
-  out += "# TYPE hamdb_write_groups_total counter\n";
-  for (const CollectionGauge& c : collections) {
-    out += "hamdb_write_groups_total{collection=\"" + Escape(c.name) + "\"} " +
-           std::to_string(c.write_groups) + "\n";
-  }
   out += "# HELP hamdb_http_requests_total HTTP requests answered, by route, method and status.\n";
   out += "# TYPE hamdb_http_requests_total counter\n";
   for (const auto& [key, s] : series_) {

@@ -21,6 +21,8 @@
 #include <tuple>
 #include <vector>
 
+#include "collection/live_collection.h"
+
 namespace hamdb::http {
 
 // Upper bounds of the latency histogram buckets, in seconds (+Inf implied).
@@ -32,8 +34,7 @@ struct CollectionGauge {
   std::string index_spec;
   uint64_t items = 0;
   uint64_t index_memory_bytes = 0;
-  uint64_t write_requests = 0;  // committed write requests (LiveCollection::WriteStats)
-  uint64_t write_groups = 0;    // the group commits that carried them
+  LiveCollection::WriteStats writes;  // its group commits
 };
 
 class Metrics {

@@ -482,9 +482,8 @@ Response Service::Call::MetricsText() {
     std::shared_lock<std::shared_mutex> lock(svc_->collections_mu_);
     for (const auto& [name, c] : svc_->collections_) {
       if (!c->live) continue;
-      const LiveCollection::WriteStats writes = c->live->write_stats();
       gauges.push_back({name, c->live->spec().spec, c->live->index_size(),
-                        c->live->index_memory_bytes(), writes.writes, writes.groups});
+                        c->live->index_memory_bytes(), c->live->write_stats()});
     }
   }
   Response r;

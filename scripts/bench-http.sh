@@ -13,7 +13,10 @@
 # it, which met the collection just before and just after the items it
 # added, and the machine at about the same time. It prints a row per phase
 # (collection size, search req/s, p50, p99; insert items/s, batch p50, p99)
-# and the medians of the rounds' ratios. Inserters
+# and the medians of the rounds' ratios, then the group commits of each
+# mixed phase from the server's metrics: requests per group, and the share
+# of the phase the commit path was busy (commits run one at a time), split
+# into the fsync, the rest of the store batch and the index. Inserters
 # post as fast as they are answered, or, with INSERT_RATE (items/s, all
 # inserters together), wait BATCH * INSERTERS / INSERT_RATE seconds after
 # each answer, so the rate reached is a little below INSERT_RATE. The
@@ -106,8 +109,8 @@ end
 LUA
   echo "== $ROUNDS rounds: searches alone, then beside $INSERTERS inserter(s) of $BATCH-item batches" \
     "$( [ "$INSERT_RATE" -gt 0 ] && echo "paced to $INSERT_RATE items/s" || echo "posting as fast as answered" )"
-  items() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^hamdb_collection_items.*"bench"/ {print $2}'; }
-  items > "$WORK/items-1.txt"
+  snapshot() { curl -s "http://127.0.0.1:$PORT/metrics" > "$WORK/metrics-$1.txt"; }
+  snapshot 1
   for r in $(seq 1 "$ROUNDS"); do
     [ "$r" = 1 ] || search_load "$WORK/search-only-$r.txt"
     wrk -t1 -c"$INSERTERS" -d"${DURATION}s" --latency -s "$WORK/insert.lua" "http://127.0.0.1:$PORT" \
@@ -115,21 +118,24 @@ LUA
     INSERT_WRK=$!
     search_load "$WORK/search-mixed-$r.txt"
     wait $INSERT_WRK
-    items > "$WORK/items-$((r + 1)).txt"
+    snapshot $((r + 1))
   done
   search_load "$WORK/search-only-$((ROUNDS + 1)).txt"
   cat "$WORK/insert-$ROUNDS.txt"
-  /usr/bin/python3 - "$WORK" "$BATCH" "$INSERTERS" "$ROUNDS" "$PWD/scripts" <<'PY'
+  /usr/bin/python3 - "$WORK" "$BATCH" "$INSERTERS" "$ROUNDS" "$PWD/scripts" "$DURATION" <<'PY'
 import statistics, sys
 work, batch, inserters, rounds, scripts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+duration = float(sys.argv[6])
 sys.path.insert(0, scripts)
 import wrk_report
 print("| phase | load | items at start | search req/s | search p50 ms | search p99 ms | insert items/s | batch p50 ms | batch p99 ms |")
 print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 def read(name, r):
     return wrk_report.parse(f"{work}/{name}-{r}.txt")
+def metric(r, name):
+    return wrk_report.metric(f"{work}/metrics-{r}.txt", name, "bench")
 def size(r):
-    return int(float(open(f"{work}/items-{r}.txt").read() or 0))
+    return int(metric(r, "hamdb_collection_items"))
 alone = [read("search-only", r) for r in range(1, rounds + 2)]
 ratios, p99s, items, errors = [], [], [], sum(a[3] for a in alone)
 for r in range(1, rounds + 2):
@@ -150,6 +156,18 @@ print(f"mixed / searches alone around it, throughput: {', '.join(f'{x:.2f}' for 
 print(f"search p99, mixed / alone around it: {', '.join(f'{x:.2f}' for x in p99s)}; "
       f"median {statistics.median(p99s):.2f}")
 print(f"inserted items/s, median {statistics.median(items):,.0f}" + (f"; non-2xx responses: {errors}" if errors else ""))
+print()
+print("| phase | write requests per group | commit path busy | of it: fsync | rest of the store batch | index |")
+print("|---:|---:|---:|---:|---:|---:|")
+for r in range(1, rounds + 1):
+    def delta(name):
+        return metric(r + 1, name) - metric(r, name)
+    groups, store, sync, index = (delta("hamdb_write_" + s) for s in
+                                  ("groups_total", "store_seconds_total", "sync_seconds_total", "index_seconds_total"))
+    per_group = delta("hamdb_write_requests_total") / groups if groups else 0
+    busy = store + index
+    share = lambda s: f"{100 * s / busy:.0f}%" if busy else "-"
+    print(f"| {2 * r} | {per_group:.1f} | {100 * busy / duration:.0f}% | {share(sync)} | {share(store - sync)} | {share(index)} |")
 PY
 fi
 echo "== GET /healthz"

@@ -1,6 +1,7 @@
 """Helpers of the load benchmarks' scripts (they import it).
 
 parse(path) -> (requests/s, p50 ms, p99 ms, non-2xx responses) of the output of `wrk --latency`
+metric(path, name, collection) -> the value of a per-collection series in a saved /metrics text (0 when absent)
 search_lua(codes_npy, out_lua, collection) writes a wrk script that posts k=10 searches of 1000 query codes:
     stored codes with 2 random bits flipped; write_search_lua(hex_codes, out_lua, collection) of given codes
 """
@@ -18,6 +19,12 @@ def parse(path):
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     return rps, percentile_ms(50), percentile_ms(99), int(errors.group(1)) if errors else 0
+
+
+def metric(path, name, collection):
+    m = re.search(r'^%s\{collection="%s"[^}]*\} (\S+)$' % (re.escape(name), re.escape(collection)),
+                  open(path).read(), re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 def search_lua(codes_npy, out_lua, collection):

@@ -175,6 +175,10 @@ TEST(LiveCollectionWrite, SearchesStayExactWhileFourWritersCommit) {
   EXPECT_EQ(live->index_size(), static_cast<size_t>(kWriters * kBatches * kBatch));
   const LiveCollection::WriteStats stats = live->write_stats();
   EXPECT_EQ(stats.writes, static_cast<uint64_t>(kWriters * kBatches));
+  EXPECT_EQ(stats.items, static_cast<uint64_t>(kWriters * kBatches * kBatch));
+  EXPECT_GT(stats.store_seconds, 0.0);
+  EXPECT_GT(stats.index_seconds, 0.0);
+  EXPECT_LE(stats.sync_seconds, stats.store_seconds);
   std::printf("%llu write requests in %llu groups, %d searches checked\n",
               static_cast<unsigned long long>(stats.writes),
               static_cast<unsigned long long>(stats.groups), searches.load());

@@ -492,6 +492,26 @@ TEST(CodeStore, WriteGroupWritesValidRequestsInOrderAndRefusesBadOnesAlone) {
   EXPECT_EQ(lost.status.code(), Status::Code::kNotFound);
 }
 
+// A synced group reports the time its fsync took; an unsynced one reports 0.
+TEST(CodeStore, WriteGroupReportsTheTimeOfItsSync) {
+  TempDir tmp;
+  auto store = MustOpen(tmp.path());
+  ASSERT_TRUE(store->CreateCollection({"c", 8}).ok());
+  std::vector<uint8_t> codes = {1, 2, 3};
+  GroupedWrite w;
+  w.kind = GroupedWrite::Kind::kPutCodes;
+  w.codes = codes.data();
+  w.n = codes.size();
+  double synced = -1;
+  ASSERT_TRUE(store->WriteGroup("c", {&w}, /*sync=*/true, &synced).ok());
+  EXPECT_GT(synced, 0.0);
+  EXPECT_LT(synced, 60.0);
+  double unsynced = -1;
+  ASSERT_TRUE(store->WriteGroup("c", {&w}, /*sync=*/false, &unsynced).ok());
+  EXPECT_EQ(unsynced, 0.0);
+  EXPECT_EQ(*store->Count("c"), 6u);
+}
+
 // The store against a std::map model, with random operations and reopens.
 TEST(CodeStore, RandomisedModelTestWithReopen) {
   TempDir tmp;

@@ -117,6 +117,18 @@ TEST_F(HttpApi, HealthReadyAndMetrics) {
                         "search\",method=\"POST\",status=\"200\",le=\"+Inf\"} 3"),
             std::string::npos);
   EXPECT_NE(m.body.find("hamdb_ready 1"), std::string::npos);
+  // Populate's one insert request: one group commit of 50 items, with time
+  // spent in the store and in the index.
+  EXPECT_NE(m.body.find("hamdb_write_requests_total{collection=\"m\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.body.find("hamdb_write_groups_total{collection=\"m\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.body.find("hamdb_write_items_total{collection=\"m\"} 50\n"), std::string::npos);
+  for (const char* stage : {"store", "index"}) {
+    const std::string series = std::string("hamdb_write_") + stage + "_seconds_total{collection=\"m\"} ";
+    const size_t at = m.body.find(series);
+    ASSERT_NE(at, std::string::npos) << series;
+    EXPECT_GT(std::stod(m.body.substr(at + series.size())), 0.0) << series;
+  }
+  EXPECT_NE(m.body.find("hamdb_write_sync_seconds_total{collection=\"m\"} "), std::string::npos);
 }
 
 TEST(HttpStartup, HealthzAnswersBeforeReadyzAndCollections) {
