@@ -88,25 +88,8 @@ search_load "$WORK/search-only-1.txt"
 cat "$WORK/search-only-1.txt"
 
 if [ "$MIXED" = 1 ]; then
-  cat > "$WORK/insert.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local batch = $BATCH
-local pause_ms = $( [ "$INSERT_RATE" -gt 0 ] && echo "$BATCH * $INSERTERS * 1000 / $INSERT_RATE" || echo 0 )
-if pause_ms > 0 then
-  delay = function() return pause_ms end
-end
--- A random 64-bit code is four random 16-bit groups: cheap to make, so
--- that the client takes little of the CPU the server shares with it.
-local fmt, rnd = string.format, math.random
-request = function()
-  local items = {}
-  for i = 1, batch do
-    items[i] = fmt('{"code":"%04x%04x%04x%04x"}', rnd(0, 65535), rnd(0, 65535), rnd(0, 65535), rnd(0, 65535))
-  end
-  return wrk.format(nil, "/collections/bench/items", nil, '{"items":[' .. table.concat(items, ",") .. ']}')
-end
-LUA
+  /usr/bin/python3 -c "import sys; sys.path.insert(0, 'scripts'); import wrk_report; wrk_report.insert_lua(*sys.argv[1:3], int(sys.argv[3]), sys.argv[4])" \
+    "$WORK/insert.lua" bench "$BATCH" "$( [ "$INSERT_RATE" -gt 0 ] && echo "$BATCH * $INSERTERS * 1000 / $INSERT_RATE" || echo 0 )"
   echo "== $ROUNDS rounds: searches alone, then beside $INSERTERS inserter(s) of $BATCH-item batches" \
     "$( [ "$INSERT_RATE" -gt 0 ] && echo "paced to $INSERT_RATE items/s" || echo "posting as fast as answered" )"
   snapshot() { curl -s "http://127.0.0.1:$PORT/metrics" > "$WORK/metrics-$1.txt"; }

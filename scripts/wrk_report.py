@@ -1,6 +1,8 @@
 """Helpers of the load benchmarks' scripts (they import it).
 
 parse(path) -> (requests/s, p50 ms, p99 ms, non-2xx responses) of the output of `wrk --latency`
+insert_lua(out_lua, collection, batch, pause_ms) writes a wrk script that posts `batch` random 64-bit codes per
+    request, waiting pause_ms after each answer (0: none)
 metric(path, name, collection) -> the value of a per-collection series in a saved /metrics text (0 when absent)
 search_lua(codes_npy, out_lua, collection) writes a wrk script that posts k=10 searches of 1000 query codes:
     stored codes with 2 random bits flipped; write_search_lua(hex_codes, out_lua, collection) of given codes
@@ -19,6 +21,27 @@ def parse(path):
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     return rps, percentile_ms(50), percentile_ms(99), int(errors.group(1)) if errors else 0
+
+
+def insert_lua(out_lua, collection, batch, pause_ms):
+    # A random 64-bit code is four random 16-bit groups: cheap to make, so
+    # that the client takes little of the CPU the server shares with it.
+    with open(out_lua, "w") as f:
+        f.write("""wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local batch, pause_ms = %d, %s
+if pause_ms > 0 then
+  delay = function() return pause_ms end
+end
+local fmt, rnd = string.format, math.random
+request = function()
+  local items = {}
+  for i = 1, batch do
+    items[i] = fmt('{"code":"%%04x%%04x%%04x%%04x"}', rnd(0, 65535), rnd(0, 65535), rnd(0, 65535), rnd(0, 65535))
+  end
+  return wrk.format(nil, "/collections/%s/items", nil, '{"items":[' .. table.concat(items, ",") .. ']}')
+end
+""" % (batch, pause_ms, collection))
 
 
 def metric(path, name, collection):
