@@ -45,15 +45,8 @@ BATCH=${BATCH:-100}
 INSERT_RATE=${INSERT_RATE:-0}
 ROUNDS=${ROUNDS:-3}
 
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
-[ -x "$HAMDB" ] || { echo "no hamdb binary at $HAMDB (build it first)"; exit 1; }
-
-if [ ! -d "$DB" ]; then
-  "$HAMDB" generate --n "$N" --bits 64 --kind clustered --centres 1000 --flip 0.05 --seed 1 \
-    --out "$WORK/codes.npy"
-  "$HAMDB" collection create bench --bits 64 --index MIH --db "$DB"
-  "$HAMDB" put -c bench "$WORK/codes.npy" --db "$DB"
-fi
+source scripts/bench_store.sh
+bench_store
 
 # The inserts of a run must not leak into the next one: serve a copy.
 if [ "$MIXED" = 1 ]; then

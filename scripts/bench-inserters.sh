@@ -28,14 +28,8 @@ PORT=${PORT:-18081}
 WORK=${WORK:-$(mktemp -d /tmp/hamdb-bench-inserters.XXXXXX)}
 mkdir -p "$WORK"
 
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
-[ -x "$HAMDB" ] || { echo "no hamdb binary at $HAMDB (build it first)"; exit 1; }
-if [ ! -d "$WORK/db" ]; then
-  "$HAMDB" generate --n "$N" --bits 64 --kind clustered --centres 1000 --flip 0.05 --seed 1 \
-    --out "$WORK/codes.npy"
-  "$HAMDB" collection create bench --bits 64 --index MIH --db "$WORK/db"
-  "$HAMDB" put -c bench "$WORK/codes.npy" --db "$WORK/db"
-fi
+source scripts/bench_store.sh
+bench_store
 
 SERVER=""
 trap '[ -n "$SERVER" ] && { kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; }' EXIT
