@@ -214,8 +214,9 @@ class CodeStore {
   // request that fails validation gets its error in its status and writes
   // nothing; the others go on. The return value is the batch write's status;
   // when it fails, no request was written and each carries that error.
-  // *sync_seconds (optional) gets the time the batch's WAL sync took (0
-  // without sync), from RocksDB's I/O timers.
+  // *sync_seconds (optional) gets the time this write spent in fsync (the
+  // WAL's, and any other file RocksDB synced on the way; 0 without sync),
+  // from RocksDB's per-thread I/O timers.
   Status WriteGroup(std::string_view collection, const std::vector<GroupedWrite*>& writes,
                     bool sync = true, double* sync_seconds = nullptr);
 
