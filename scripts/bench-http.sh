@@ -136,14 +136,8 @@ print()
 print("| phase | write requests per group | commit path busy | of it: fsync | rest of the store batch | index |")
 print("|---:|---:|---:|---:|---:|---:|")
 for r in range(1, rounds + 1):
-    def delta(name):
-        return metric(r + 1, name) - metric(r, name)
-    groups, store, sync, index = (delta("hamdb_write_" + s) for s in
-                                  ("groups_total", "store_seconds_total", "sync_seconds_total", "index_seconds_total"))
-    per_group = delta("hamdb_write_requests_total") / groups if groups else 0
-    busy = store + index
-    share = lambda s: f"{100 * s / busy:.0f}%" if busy else "-"
-    print(f"| {2 * r} | {per_group:.1f} | {100 * busy / duration:.0f}% | {share(sync)} | {share(store - sync)} | {share(index)} |")
+    cells = wrk_report.commit_stages(f"{work}/metrics-{r}.txt", f"{work}/metrics-{r + 1}.txt", duration, "bench")
+    print(f"| {2 * r} | " + " | ".join(cells) + " |")
 PY
 fi
 echo "== GET /healthz"

@@ -66,14 +66,12 @@ r, batch, c, duration, ticks, hz = (int(float(x)) for x in sys.argv[3:9])
 sys.path.insert(0, scripts)
 import wrk_report
 rps, p50, p99, errors = wrk_report.parse(f"{work}/inserters-wrk.txt")
-def delta(name):
-    after = wrk_report.metric(f"{work}/metrics-after.txt", "hamdb_write_" + name, "bench")
-    return after - wrk_report.metric(f"{work}/metrics-before.txt", "hamdb_write_" + name, "bench")
-items = delta("items_total") / duration
+before, after = f"{work}/metrics-before.txt", f"{work}/metrics-after.txt"
+items = (wrk_report.metric(after, "hamdb_write_items_total", "bench") -
+         wrk_report.metric(before, "hamdb_write_items_total", "bench")) / duration
 cpu = ticks / hz / duration
-print(r, batch, c, items, p50, p99, cpu, cpu / items * 1e6 if items else 0,
-      delta("requests_total") / max(delta("groups_total"), 1), delta("store_seconds_total") / duration,
-      delta("sync_seconds_total") / duration, delta("index_seconds_total") / duration, errors)
+print(r, batch, c, items, p50, p99, cpu, cpu / items * 1e6 if items else 0, errors,
+      *wrk_report.commit_stages(before, after, duration, "bench"))
 PY
     done
   done
@@ -91,12 +89,9 @@ for b in batches:
         for x in runs:
             if x[1] != b or x[2] != c:
                 continue
-            items, p50, p99, cpu, per_item, per_group, store, sync, index = map(float, x[3:12])
-            busy = store + index
-            share = lambda s: f"{100 * s / busy:.0f}%" if busy else "-"
+            items, p50, p99, cpu, per_item = map(float, x[3:8])
             print(f"| {b} | {c} | {x[0]} | {items:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.2f} | {per_item:.1f} | "
-                  f"{per_group:.1f} | {100 * busy:.0f}% | {share(sync)} | {share(store - sync)} | {share(index)} |"
-                  + (f" non-2xx: {x[12]}" if x[12] != "0" else ""))
+                  + " | ".join(x[9:]) + " |" + (f" non-2xx: {x[8]}" if x[8] != "0" else ""))
 print()
 for b in batches:
     med = {c: statistics.median(float(x[3]) for x in runs if x[1] == b and x[2] == c) for c in inserters}

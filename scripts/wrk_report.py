@@ -4,6 +4,9 @@ parse(path) -> (requests/s, p50 ms, p99 ms, non-2xx responses) of the output of 
 insert_lua(out_lua, collection, batch, pause_ms) writes a wrk script that posts `batch` random 64-bit codes per
     request, waiting pause_ms after each answer (0: none)
 metric(path, name, collection) -> the value of a per-collection series in a saved /metrics text (0 when absent)
+commit_stages(before, after, seconds, collection) -> the group commits between two saved /metrics texts, as
+    markdown cells: write requests per group, the commit path's busy share of `seconds`, and the shares of
+    that in the fsync, the rest of the store batch and the index
 search_lua(codes_npy, out_lua, collection) writes a wrk script that posts k=10 searches of 1000 query codes:
     stored codes with 2 random bits flipped; write_search_lua(hex_codes, out_lua, collection) of given codes
 """
@@ -48,6 +51,18 @@ def metric(path, name, collection):
     m = re.search(r'^%s\{collection="%s"[^}]*\} (\S+)$' % (re.escape(name), re.escape(collection)),
                   open(path).read(), re.M)
     return float(m.group(1)) if m else 0.0
+
+
+def commit_stages(before, after, seconds, collection):
+    def delta(name):
+        return metric(after, "hamdb_write_" + name, collection) - metric(before, "hamdb_write_" + name, collection)
+    groups, store, sync, index = (delta(s) for s in
+                                  ("groups_total", "store_seconds_total", "sync_seconds_total", "index_seconds_total"))
+    # Commits run one at a time, so their store plus index time is the time the path was busy.
+    busy = store + index
+    share = lambda s: f"{100 * s / busy:.0f}%" if busy else "-"
+    per_group = delta("requests_total") / groups if groups else 0
+    return [f"{per_group:.1f}", f"{100 * busy / seconds:.0f}%", share(sync), share(store - sync), share(index)]
 
 
 def search_lua(codes_npy, out_lua, collection):
