@@ -619,6 +619,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
   queue_lock.unlock();
   using Seconds = std::chrono::duration<double>;
   double store_seconds = 0, sync_seconds = 0, index_seconds = 0;
+  size_t written = 0;  // the items (or ids to delete) of the requests the store took
   {
     std::lock_guard<std::mutex> write(write_mu_);
     const auto t0 = std::chrono::steady_clock::now();
@@ -630,6 +631,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
     for (PendingWrite* p : group) {
       GroupedWrite& op = p->op;
       if (!op.status.ok()) continue;
+      written += op.size();
       if (op.kind == GroupedWrite::Kind::kDelete) {
         UpdateIndex(
             "delete", p->warning, [&](BinaryIndex& index) { return index.Remove(op.ids, op.n, nullptr); },
@@ -680,7 +682,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
     bool due;
     {
       std::lock_guard<std::mutex> lock(state_mu_);
-      items_since_snapshot_ += items;
+      items_since_snapshot_ += written;
       due = SnapshotDue();
     }
     if (due) state_cv_.notify_all();
@@ -688,7 +690,7 @@ Status LiveCollection::Commit(PendingWrite* w) {
   queue_lock.lock();
   write_stats_.groups++;
   write_stats_.writes += group.size();
-  write_stats_.items += items;
+  write_stats_.items += written;
   write_stats_.store_seconds += store_seconds;
   write_stats_.sync_seconds += sync_seconds;
   write_stats_.index_seconds += index_seconds;

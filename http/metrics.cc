@@ -97,9 +97,13 @@ std::string Metrics::Render(const std::vector<CollectionGauge>& collections, boo
   const auto seconds = [](double Stats::*field) {
     return [field](const Stats& s) { return FormatDouble(s.*field); };
   };
-  write_counter("hamdb_write_requests_total", "Write requests committed (inserts and deletes).",
+  write_counter("hamdb_write_requests_total",
+                "Write requests through the group commits (inserts and deletes, refused ones "
+                "included).",
                 count(&Stats::writes));
-  write_counter("hamdb_write_items_total", "Items the committed write requests carried.",
+  write_counter("hamdb_write_items_total",
+                "Items the write requests wrote (ids to delete included, a refused request's "
+                "items not).",
                 count(&Stats::items));
   write_counter("hamdb_write_groups_total",
                 "Group commits (one store batch and fsync each) that carried the write requests.",

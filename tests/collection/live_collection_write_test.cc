@@ -88,6 +88,8 @@ TEST(LiveCollectionWrite, WritersQueuedBehindACommitShareTheNextGroup) {
   const LiveCollection::WriteStats stats = live->write_stats();
   EXPECT_EQ(stats.writes, 9u);  // the first put of 100 and 101, then eight
   EXPECT_EQ(stats.groups, 3u);  // that put, the held one, then the seven together
+  // Two, one, five puts and the two ids to delete; not the refused item.
+  EXPECT_EQ(stats.items, 10u);
   EXPECT_EQ(live->pending_writes(), 0u);
 
   // Store and index agree: 101 and the six puts, not 100 nor the bad item.
