@@ -28,7 +28,7 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_ready() { for _ in $(seq 600); do curl -sf "$1/readyz" >/dev/null && return 0; sleep 0.1; done; return 1; }
+source scripts/bench_lib.sh
 
 "$HAMDB" generate --n "$N" --bits 64 --kind clustered --centres 1000 --flip 0.05 --seed 1 --out "$WORK/codes.npy" >/dev/null
 /usr/bin/python3 -c "import sys; sys.path.insert(0, 'scripts'); import wrk_report; wrk_report.search_lua(*sys.argv[1:])" \
@@ -52,7 +52,7 @@ for n in n1 n2 n3; do
     --advertise "http://127.0.0.1:${PORT[$n]}" >"$WORK/$n.log" 2>&1 &
   PIDS+=($!)
 done
-for n in n1 n2 n3 single; do wait_ready "http://127.0.0.1:${PORT[$n]}"; done
+for n in n1 n2 n3 single; do wait_ready "http://127.0.0.1:${PORT[$n]}" "$WORK/$n.log"; done
 N1=http://127.0.0.1:${PORT[n1]}
 sleep 2  # every node has read the member list
 curl -sf -X POST "$N1/collections" -H 'Content-Type: application/json' \

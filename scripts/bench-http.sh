@@ -45,7 +45,7 @@ BATCH=${BATCH:-100}
 INSERT_RATE=${INSERT_RATE:-0}
 ROUNDS=${ROUNDS:-3}
 
-source scripts/bench_store.sh
+source scripts/bench_lib.sh
 bench_store
 
 # The inserts of a run must not leak into the next one: serve a copy.
@@ -62,11 +62,7 @@ fi
 "$HAMDB" serve --db "$DB" --port "$PORT" --threads "$THREADS" ${SERVE_ARGS:-} 2> "$WORK/serve.log" &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 600); do
-  if curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; then break; fi
-  sleep 0.5
-done
-curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null
+wait_ready "http://127.0.0.1:$PORT" "$WORK/serve.log"
 grep -E "index .* built" "$WORK/serve.log" || true
 echo "== sample response"
 curl -s -X POST -H 'Content-Type: application/json' \

@@ -33,21 +33,13 @@ PORT=${PORT:-18081}
 WORK=${WORK:-$(mktemp -d /tmp/hamdb-bench-ingest-url.XXXXXX)}
 URL="http://127.0.0.1:$PORT"
 mkdir -p "$WORK"
-command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
-[ -x "$HAMDB" ] || { echo "no hamdb binary at $HAMDB (build it first)"; exit 1; }
+source scripts/bench_lib.sh
+bench_tools
 [ -f "$MODEL" ] && [ -d "$IMAGES" ] || { echo "run scripts/demo.sh first (needs $MODEL and $IMAGES)"; exit 1; }
 unset HAMDB_DB HAMDB_URL
 
 SERVER=""
 OTHER=""
-# Waits up to 2 minutes for the server at $1 to be ready; exits with its log ($2) if it is not.
-wait_ready() {
-  for _ in $(seq 1 600); do
-    curl -sf "$1/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  echo "the server at $1 did not start"; cat "$2"; exit 1
-}
 start_server() {
   mkdir -p "$WORK/models"
   "$HAMDB" serve --db "$WORK/srv" --port "$PORT" --models-dir "$WORK/models" 2> "$WORK/serve.log" &
