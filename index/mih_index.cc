@@ -32,6 +32,13 @@ constexpr size_t kMinDirectBuckets = 1024;
 // Overflow entries plus holes that trigger a table rebuild: 1/8 of the
 // items, at least this many.
 constexpr size_t kMinRebuildChanges = 4096;
+// A background rebuild replays the table changes logged while it built under
+// shared locks, a pass at a time, until at most this many are left; those
+// it replays under the exclusive lock of its swap. At most
+// kMaxSharedReplayPasses such passes (writers may log faster than a pass
+// replays; the rest is then replayed under the exclusive lock).
+constexpr size_t kExclusiveReplayOps = 1024;
+constexpr int kMaxSharedReplayPasses = 8;
 // Below this size a search always scans.
 constexpr size_t kMinProbeSize = 512;
 // Cost model, in units of "one code of 8 bytes scanned by one thread"
@@ -586,6 +593,15 @@ int MihIndex::num_substrings() const {
   return static_cast<int>(tables_.size());
 }
 
+MihIndex::RebuildCounts MihIndex::rebuild_counts() const {
+  std::shared_lock<WriterPriorityMutex> lock(mu_);
+  RebuildCounts c;
+  c.swaps = table_swaps_;
+  c.replayed_shared = replayed_shared_;
+  c.replayed_exclusive = replayed_exclusive_;
+  return c;
+}
+
 MihIndex::PathCounts MihIndex::path_counts() const {
   PathCounts c;
   c.probed = probed_.load(std::memory_order_relaxed);
@@ -729,9 +745,9 @@ void MihIndex::LogTableOp(uint32_t from, uint32_t to, const uint8_t* code) {
   log_codes_.insert(log_codes_.end(), code, code + code_bytes());
 }
 
-void MihIndex::ReplayLog(std::vector<Table>* built) const {
+void MihIndex::ReplayLog(size_t begin, size_t end, std::vector<Table>* built) const {
   const size_t cb = code_bytes();
-  for (size_t i = 0; i < log_.size(); ++i) {
+  for (size_t i = begin; i < end; ++i) {
     const uint8_t* code = log_codes_.data() + i * cb;
     for (Table& t : *built) {
       const uint64_t key = SubstringOf(code, t);
@@ -836,14 +852,31 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
     ok = false;
   }
   std::vector<uint8_t>().swap(codes);
-  // 3. Under a short exclusive lock: apply what writers did meanwhile, swap.
+  // 3. Under shared locks (searches go on; writers cannot log meanwhile, as
+  //    they log under the exclusive lock): replay what writers logged so far,
+  //    a pass at a time, while the passes shorten.
+  size_t replayed = 0;
+  try {
+    for (int pass = 0; ok && pass < kMaxSharedReplayPasses; ++pass) {
+      std::shared_lock<WriterPriorityMutex> lock(mu_);
+      const size_t logged = log_.size();
+      if (generation != table_generation_ || logged - replayed <= kExclusiveReplayOps) break;
+      ReplayLog(replayed, logged, &built);
+      replayed = logged;
+    }
+  } catch (const std::bad_alloc&) {
+    ok = false;
+  }
+  // 4. Under a short exclusive lock: replay the rest of the log, swap.
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   const bool current = ok && generation == table_generation_;
   // A discarded new m must be chosen again by a later write.
   if (!current && plan.m > 0) n_at_choice_ = 0;
   try {
     if (current) {
-      ReplayLog(&built);
+      ReplayLog(replayed, log_.size(), &built);
+      replayed_shared_ += replayed;
+      replayed_exclusive_ += log_.size() - replayed;
       if (plan.m > 0) {
         tables_.swap(built);
       } else {

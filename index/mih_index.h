@@ -40,8 +40,9 @@
 // swapped in under the exclusive lock. A rebuild it triggers (m re-chosen, or a
 // table compacted) runs on a background thread: it copies the codes under
 // the shared lock, builds without a lock while later writes log their table
-// changes, and replays the log and swaps under a short exclusive lock
-// (proportional to the writes made meanwhile, not to n). Only a bulk write
+// changes, replays the log under shared locks, and replays the last few
+// changes and swaps under a short exclusive lock (bounded by a constant
+// number of changes unless writers log faster than the replay keeps up). Only a bulk write
 // (the first load, or a batch larger than an eighth of the index) rebuilds
 // under the exclusive lock, for a time proportional to the batch.
 #pragma once
@@ -90,6 +91,16 @@ class MihIndex : public BinaryIndex {
     uint64_t scanned = 0;
   };
   PathCounts path_counts() const;
+  // Background table rebuilds swapped in since creation, and the table
+  // changes writers made while they built, which each replayed before its
+  // swap: under shared locks (searches going on) or under the swap's
+  // exclusive lock. For tuning and tests.
+  struct RebuildCounts {
+    uint64_t swaps = 0;
+    uint64_t replayed_shared = 0;
+    uint64_t replayed_exclusive = 0;
+  };
+  RebuildCounts rebuild_counts() const;
 
   bool keeps_scores() const override { return true; }
   Status Remove(const uint64_t* ids, size_t n, size_t* removed) override;
@@ -161,8 +172,9 @@ class MihIndex : public BinaryIndex {
   // Starts the planned rebuild on a background thread and returns: writes
   // and searches go on. The thread copies the slots' codes under a shared
   // lock, builds the new tables without a lock while writers log every
-  // table change they make, then, under a short exclusive lock, replays the
-  // log into the new tables and swaps them in. Requires the caller to be the
+  // table change they make, replays the log into the new tables under
+  // shared locks until little is left, then, under a short exclusive lock,
+  // replays the rest and swaps them in. Requires the caller to be the
   // only writer (write_mu_) and to hold mu_ not at all. Out of memory, or a
   // bulk write meanwhile (which rebuilds the live tables in place), discards
   // the result; the live tables stay correct throughout.
@@ -178,7 +190,8 @@ class MihIndex : public BinaryIndex {
     uint32_t to;
   };
   void LogTableOp(uint32_t from, uint32_t to, const uint8_t* code);
-  void ReplayLog(std::vector<Table>* built) const;
+  // Applies log entries [begin, end) to the tables being built.
+  void ReplayLog(size_t begin, size_t end, std::vector<Table>* built) const;
 
   // Probing k-NN; returns false (out untouched) when `budget` work units
   // were exceeded and the caller should scan instead. filter: null, or only
@@ -214,6 +227,7 @@ class MihIndex : public BinaryIndex {
   bool logging_ = false;
   uint64_t table_generation_ = 0;  // bumped by every in-place full rebuild
   uint64_t table_swaps_ = 0;       // bumped by every background rebuild's swap
+  uint64_t replayed_shared_ = 0, replayed_exclusive_ = 0;  // rebuild_counts()
   std::vector<TableOp> log_;
   std::vector<uint8_t> log_codes_;  // code_bytes() per op: the slot's code then
   std::thread rebuild_thread_;
