@@ -18,6 +18,11 @@
 //
 // Thread safety: as BinaryIndex. Device work is serialised by an internal
 // mutex (one batch on the device at a time); CPU fallbacks run in parallel.
+// Insert cost: on the host as FlatIndex (O(b) for b items, growth copied off
+// the exclusive lock). The device copy is not updated by the write: the
+// first device search after any write uploads all n codes again, an O(n)
+// transfer that search pays (and the searches queued behind it on the
+// device), not the write.
 #pragma once
 
 #include <memory>

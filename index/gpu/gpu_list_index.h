@@ -20,6 +20,10 @@
 // Thread safety: as BinaryIndex. Writers take this wrapper's writer lock, so
 // no write falls between a plan and the scan of the lists it names; device
 // work is serialised by an internal mutex.
+// Insert cost: the wrapped index's own. The device copy is not updated by
+// the write: the first device search after any write exports all lists on
+// the host (an O(n) copy) and uploads them, which that search pays, not the
+// write.
 #pragma once
 
 #include <functional>
