@@ -2,7 +2,6 @@
 
 #include <faiss/IndexBinaryFlat.h>
 #include <faiss/IndexBinaryIVF.h>
-#include <faiss/impl/IDSelector.h>
 #include <faiss/invlists/InvertedLists.h>
 
 #include <stdexcept>
@@ -36,6 +35,24 @@ Status CatchFaiss(const char* what, Fn&& fn) {
   }
   return Status::OK();
 }
+
+// The lists of an IndexBinaryIVF, which makes them ArrayInvertedLists;
+// checked (std::runtime_error) where an index is trained or loaded, so that
+// the writes after it may take them as such.
+faiss::ArrayInvertedLists* ArrayLists(faiss::IndexBinaryIVF* ivf) {
+  auto* lists = dynamic_cast<faiss::ArrayInvertedLists*>(ivf->invlists);
+  if (lists == nullptr) throw std::runtime_error("unexpected inverted-list type");
+  return lists;
+}
+faiss::ArrayInvertedLists* CheckedLists(faiss::IndexBinaryIVF* ivf) {
+  return static_cast<faiss::ArrayInvertedLists*>(ivf->invlists);
+}
+
+// An item's place in the lists: its list in the high half, its offset there
+// in the low half.
+uint64_t Place(size_t list, size_t offset) { return (uint64_t{list} << 32) | offset; }
+size_t PlaceList(uint64_t place) { return static_cast<size_t>(place >> 32); }
+size_t PlaceOffset(uint64_t place) { return static_cast<size_t>(place & 0xFFFFFFFFu); }
 
 }  // namespace
 
@@ -88,7 +105,8 @@ double FaissIvfIndex::train_seconds() const {
 size_t FaissIvfIndex::memory_bytes() const {
   std::shared_lock<WriterPriorityMutex> lock(mu_);
   size_t bytes = pending_codes_.capacity() + ids_.capacity() * sizeof(uint64_t) +
-                 slot_of_.memory_bytes() + quantizer_->xb.capacity();
+                 place_.capacity() * sizeof(uint64_t) + slot_of_.memory_bytes() +
+                 quantizer_->xb.capacity();
   if (ivf_ != nullptr) {
     if (auto* lists = dynamic_cast<const faiss::ArrayInvertedLists*>(ivf_->invlists)) {
       for (size_t l = 0; l < lists->nlist; ++l) {
@@ -167,11 +185,22 @@ Status FaissIvfIndex::TrainLocked() {
     ivf->train(static_cast<FaissId>(ntrain), sample.data());
     std::vector<FaissId> fids(ids_.begin(), ids_.end());
     ivf->add_with_ids(static_cast<FaissId>(n), pending_codes_.data(), fids.data());
+    // Where add_with_ids put each item, so that a later delete finds it.
+    const faiss::ArrayInvertedLists* lists = ArrayLists(ivf.get());
+    place_.assign(n, 0);
+    for (size_t l = 0; l < lists->nlist; ++l) {
+      for (size_t off = 0; off < lists->ids[l].size(); ++off) {
+        const uint32_t slot = slot_of_.Find(static_cast<uint64_t>(lists->ids[l][off]), ids_.data());
+        if (slot == IdSlotMap::kNoSlot) throw std::runtime_error("an item in no slot after training");
+        place_[slot] = Place(l, off);
+      }
+    }
   });
   if (!st.ok()) {
     // The buffer is intact and keeps answering exactly; the quantizer may
     // hold half-trained centroids, so it is replaced.
     ivf.reset();
+    place_.clear();
     HAMDB_RETURN_IF_ERROR(CatchFaiss(
         "IVF quantizer", [&] { quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(bits()); }));
     return st;
@@ -190,7 +219,6 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
   std::vector<size_t> keep;
   std::vector<FaissId> stale, kids, list_nos;
   std::vector<uint8_t> kcodes;
-  std::unique_ptr<faiss::IDSelectorBatch> stale_sel;
   HAMDB_RETURN_IF_ERROR(CatchFaiss("IVF add", [&] {
     // The last occurrence of each id wins; ids already held are removed
     // from the lists (remove_ids keeps every other id unchanged).
@@ -211,8 +239,7 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
     }
     list_nos.resize(keep.size());
     ivf_->quantizer->assign(static_cast<FaissId>(keep.size()), kcodes.data(), list_nos.data());
-    auto* lists = dynamic_cast<faiss::ArrayInvertedLists*>(ivf_->invlists);
-    if (lists == nullptr) throw std::runtime_error("unexpected inverted-list type");
+    faiss::ArrayInvertedLists* lists = ArrayLists(ivf_.get());
     std::vector<size_t> per_list(static_cast<size_t>(nlist_), 0);
     for (FaissId l : list_nos) per_list[static_cast<size_t>(l)]++;
     for (size_t l = 0; l < per_list.size(); ++l) {
@@ -221,60 +248,79 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
       ReserveForAppend(&lists->codes[l], per_list[l] * cb);
     }
     ReserveForAppend(&ids_, keep.size());
+    ReserveForAppend(&place_, keep.size());
     slot_of_.Reserve(ids_.size() + keep.size(), ids_.data());
-    if (!stale.empty()) {
-      stale_sel = std::make_unique<faiss::IDSelectorBatch>(stale.size(), stale.data());
-    }
   }));
-  return CatchFaiss("IVF add", [&] {
-    if (stale_sel) {
-      ivf_->remove_ids(*stale_sel);
-      for (FaissId id : stale) {
-        const uint32_t slot = slot_of_.Erase(static_cast<uint64_t>(id), ids_.data());
-        const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
-        if (slot != last) {
-          slot_of_.Move(ids_[last], last, slot, ids_.data());
-          ids_[slot] = ids_[last];
-        }
-        ids_.pop_back();
-      }
-    }
-    ivf_->add_core(static_cast<FaissId>(keep.size()), kcodes.data(), kids.data(),
-                   list_nos.data());
-    for (size_t j = 0; j < keep.size(); ++j) {
-      ids_.push_back(static_cast<uint64_t>(kids[j]));
-      slot_of_.Insert(ids_.back(), static_cast<uint32_t>(ids_.size() - 1), ids_.data());
-    }
-  });
+  // Within the capacity reserved above: nothing below allocates or throws.
+  faiss::ArrayInvertedLists* lists = CheckedLists(ivf_.get());
+  for (FaissId id : stale) EraseTrainedLocked(static_cast<uint64_t>(id));
+  for (size_t j = 0; j < keep.size(); ++j) {
+    const size_t l = static_cast<size_t>(list_nos[j]);
+    const size_t offset = lists->ids[l].size();
+    lists->ids[l].push_back(kids[j]);
+    lists->codes[l].insert(lists->codes[l].end(), kcodes.data() + j * cb,
+                           kcodes.data() + (j + 1) * cb);
+    ids_.push_back(static_cast<uint64_t>(kids[j]));
+    place_.push_back(Place(l, offset));
+    slot_of_.Insert(ids_.back(), static_cast<uint32_t>(ids_.size() - 1), ids_.data());
+  }
+  ivf_->ntotal += static_cast<FaissId>(keep.size());
+  return Status::OK();
+}
+
+void FaissIvfIndex::EraseTrainedLocked(uint64_t id) {
+  const size_t cb = code_bytes();
+  faiss::ArrayInvertedLists* lists = CheckedLists(ivf_.get());
+  const uint32_t slot = slot_of_.Erase(id, ids_.data());
+  // In its list, the list's last entry takes its place.
+  const size_t l = PlaceList(place_[slot]), offset = PlaceOffset(place_[slot]);
+  std::vector<FaissId>& list_ids = lists->ids[l];
+  std::vector<uint8_t>& list_codes = lists->codes[l];
+  const size_t end = list_ids.size() - 1;
+  if (offset != end) {
+    list_ids[offset] = list_ids[end];
+    std::memcpy(&list_codes[offset * cb], &list_codes[end * cb], cb);
+    place_[slot_of_.Find(static_cast<uint64_t>(list_ids[offset]), ids_.data())] = Place(l, offset);
+  }
+  list_ids.pop_back();
+  list_codes.resize(end * cb);
+  // In the dense slots, the last slot takes its place.
+  const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
+  if (slot != last) {
+    slot_of_.Move(ids_[last], last, slot, ids_.data());
+    ids_[slot] = ids_[last];
+    place_[slot] = place_[last];
+  }
+  ids_.pop_back();
+  place_.pop_back();
+  ivf_->ntotal -= 1;
 }
 
 Status FaissIvfIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
   std::unique_lock<WriterPriorityMutex> lock(mu_);
   const size_t cb = code_bytes();
-  std::vector<FaissId> gone;
+  size_t count = 0;
   for (size_t i = 0; i < n; ++i) {
     if (slot_of_.Find(ids[i], ids_.data()) == IdSlotMap::kNoSlot) continue;
+    ++count;
+    if (ivf_ != nullptr) {
+      EraseTrainedLocked(ids[i]);
+      continue;
+    }
     const uint32_t slot = slot_of_.Erase(ids[i], ids_.data());
     const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
     if (slot != last) {
       slot_of_.Move(ids_[last], last, slot, ids_.data());
       ids_[slot] = ids_[last];
-      if (ivf_ == nullptr) {
-        std::memcpy(pending_codes_.data() + static_cast<size_t>(slot) * cb,
-                    pending_codes_.data() + static_cast<size_t>(last) * cb, cb);
-      }
+      std::memcpy(pending_codes_.data() + static_cast<size_t>(slot) * cb,
+                  pending_codes_.data() + static_cast<size_t>(last) * cb, cb);
     }
     ids_.pop_back();
-    if (ivf_ == nullptr) pending_codes_.resize(pending_codes_.size() - cb);
-    gone.push_back(static_cast<FaissId>(ids[i]));
+    pending_codes_.resize(pending_codes_.size() - cb);
   }
-  if (removed != nullptr) *removed = gone.size();
-  if (ivf_ == nullptr || gone.empty()) return Status::OK();
-  return CatchFaiss("IVF remove", [&] {
-    faiss::IDSelectorBatch sel(gone.size(), gone.data());
-    ivf_->remove_ids(sel);
-  });
+  if (removed != nullptr) *removed = count;
+  return Status::OK();
 }
 
 StatusOr<std::vector<int>> FaissIvfIndex::ProbeListsLocked(const uint8_t* query, int nprobe) const {

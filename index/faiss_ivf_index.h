@@ -30,18 +30,22 @@
 // std::bad_alloc). FAISS's k-means uses its OpenMP threads.
 //
 // Memory: while trained, FAISS's lists (code + 8-byte id per item), the
-// centroids, and here a dense id array plus an id map for upserts
-// (code_bytes + 8 + 8 + 5..11 bytes per item).
+// centroids, and here a dense id array, each item's place in the lists and
+// an id map for upserts and deletes (code_bytes + 8 + 8 + 8 + 5..11 bytes
+// per item).
 //
 // Thread safety: as BinaryIndex (reader/writer lock around FAISS).
 //
 // Insert cost: a write of b items, once trained, is O(b * nlist) for the
 // quantizer assignment plus amortised O(b) appends to the lists and the id
-// array (geometric growth); an upsert also removes the old entries, which
-// FAISS does by a pass over every list (O(n)). An upsert batch is atomic:
-// list capacity is reserved and lists assigned before the first change.
-// Before training, writes append to a buffer; the one training run (at
-// train_threshold() items) holds the writer lock for its k-means.
+// array (geometric growth); an upsert first removes the old entries, and a
+// delete of b ids removes b entries, each in O(1): the index keeps every
+// item's list and offset, and the last entry of the list takes the removed
+// one's place (FAISS's own remove_ids would pass over every list, O(n)). An
+// upsert batch is atomic: list capacity is reserved and lists assigned
+// before the first change. Before training, writes append to a buffer; the
+// one training run (at train_threshold() items) holds the writer lock for
+// its k-means.
 #pragma once
 
 #include <cstdint>
@@ -134,6 +138,10 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
   FaissIvfIndex(int bits, int nlist, int default_nprobe);
   Status AddTrainedLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
   Status AddPendingLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
+  // Removes the held id from a trained index: from its list, whose last
+  // entry moves into its place, and from the dense slots. O(1); does not
+  // allocate.
+  void EraseTrainedLocked(uint64_t id);
   Status TrainLocked();
   Status ExportItemsLocked(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const;
   // Every list's codes and ids in list order; *begin (optional) gets each
@@ -155,6 +163,8 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
   std::vector<uint8_t> pending_codes_;
   // Untrained: ids of the buffered items; trained: ids held by FAISS.
   std::vector<uint64_t> ids_;
+  // Trained: per slot, the item's list (high 32 bits) and its offset there.
+  std::vector<uint64_t> place_;
   IdSlotMap slot_of_;
 };
 
