@@ -34,7 +34,13 @@
 // Thread safety: as BinaryIndex (reader/writer lock). A single query probes
 // on the calling thread; its scan fallback uses SearchParams::num_threads.
 // Writes are serialised. Insert cost: a write of b items holds the exclusive
-// lock for O(b * m) table updates and O(b) slot appends. When the slot
+// lock for O(b * m) table updates and O(b) slot appends. A delete, or an
+// upsert that changes a code, also finds the item's entry in each table by a
+// scan of its bucket, and the entry of the last slot (which moves into the
+// hole) the same way: O(m * bucket size) per item. On uniform codes a bucket
+// holds about n / 2^(bits / m) items; on clustered codes the substring a
+// cluster's centre has gathers a share of that cluster, so these scans grow
+// with n / (number of clusters) (hamdb bench writes, docs/benchmarks.md). When the slot
 // arrays, the id map or an overflow map must grow (geometrically), the
 // O(n) copy is made first under the shared lock, while searches go on, and
 // swapped in under the exclusive lock. A rebuild it triggers (m re-chosen, or a

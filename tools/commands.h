@@ -21,6 +21,8 @@ void AddBackupCommands(CLI::App* app, int* exit_code);
 void AddBenchHammingCommand(CLI::App* bench, int* exit_code);
 // bench index (tools/bench/bench_index.cc)
 void AddBenchIndexCommand(CLI::App* bench, int* exit_code);
+// bench writes (tools/bench/bench_writes.cc)
+void AddBenchWritesCommand(CLI::App* bench, int* exit_code);
 // bench map (tools/bench/bench_map.cc)
 void AddBenchMapCommand(CLI::App* bench, int* exit_code);
 // ingest (tools/cmd_ingest.cc)

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   hamdb::tools::AddBenchFilterCommand(bench, &exit_code);
   hamdb::tools::AddBenchHammingCommand(bench, &exit_code);
   hamdb::tools::AddBenchIndexCommand(bench, &exit_code);
+  hamdb::tools::AddBenchWritesCommand(bench, &exit_code);
   hamdb::tools::AddBenchMapCommand(bench, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
