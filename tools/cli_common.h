@@ -26,13 +26,20 @@ inline int Fail(const Status& s) {
 }
 
 // The command as given, for the tables a benchmark writes: `prefix` and
-// each option the user set, with its values.
+// each option the user set, with its values (joined by the option's
+// delimiter when it has one, so that `--sizes 1000,2000` reads as typed).
 inline std::string CommandLine(const std::string& prefix, const CLI::App* cmd) {
   std::string line = prefix;
   for (const auto& r : cmd->get_options()) {
-    if (r->count() > 0 && r->get_name() != "--help") {
-      for (const auto& v : r->results()) line += " " + r->get_name() + " " + v;
+    if (r->count() == 0 || r->get_name() == "--help") continue;
+    const char delimiter = r->get_delimiter();
+    if (delimiter != '\0' && !r->results().empty()) {
+      std::string joined;
+      for (const auto& v : r->results()) joined += (joined.empty() ? "" : std::string(1, delimiter)) + v;
+      line += " " + r->get_name() + " " + joined;
+      continue;
     }
+    for (const auto& v : r->results()) line += " " + r->get_name() + " " + v;
   }
   return line;
 }
