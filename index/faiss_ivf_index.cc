@@ -221,7 +221,7 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
   std::vector<uint8_t> kcodes;
   HAMDB_RETURN_IF_ERROR(CatchFaiss("IVF add", [&] {
     // The last occurrence of each id wins; ids already held are removed
-    // from the lists (remove_ids keeps every other id unchanged).
+    // first (EraseLocked), which leaves every other id where it is.
     std::unordered_set<uint64_t> seen;
     for (size_t i = n; i-- > 0;) {
       if (!seen.insert(ids[i]).second) continue;
@@ -253,7 +253,7 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
   }));
   // Within the capacity reserved above: nothing below allocates or throws.
   faiss::ArrayInvertedLists* lists = CheckedLists(ivf_.get());
-  for (FaissId id : stale) EraseTrainedLocked(static_cast<uint64_t>(id));
+  for (FaissId id : stale) EraseLocked(static_cast<uint64_t>(id));
   for (size_t j = 0; j < keep.size(); ++j) {
     const size_t l = static_cast<size_t>(list_nos[j]);
     const size_t offset = lists->ids[l].size();
@@ -268,56 +268,54 @@ Status FaissIvfIndex::AddTrainedLocked(const uint64_t* ids, const uint8_t* codes
   return Status::OK();
 }
 
-void FaissIvfIndex::EraseTrainedLocked(uint64_t id) {
+void FaissIvfIndex::EraseLocked(uint64_t id) {
   const size_t cb = code_bytes();
-  faiss::ArrayInvertedLists* lists = CheckedLists(ivf_.get());
   const uint32_t slot = slot_of_.Erase(id, ids_.data());
-  // In its list, the list's last entry takes its place.
-  const size_t l = PlaceList(place_[slot]), offset = PlaceOffset(place_[slot]);
-  std::vector<FaissId>& list_ids = lists->ids[l];
-  std::vector<uint8_t>& list_codes = lists->codes[l];
-  const size_t end = list_ids.size() - 1;
-  if (offset != end) {
-    list_ids[offset] = list_ids[end];
-    std::memcpy(&list_codes[offset * cb], &list_codes[end * cb], cb);
-    place_[slot_of_.Find(static_cast<uint64_t>(list_ids[offset]), ids_.data())] = Place(l, offset);
+  if (ivf_ != nullptr) {
+    // In its list, the list's last entry takes its place.
+    faiss::ArrayInvertedLists* lists = CheckedLists(ivf_.get());
+    const size_t l = PlaceList(place_[slot]), offset = PlaceOffset(place_[slot]);
+    std::vector<FaissId>& list_ids = lists->ids[l];
+    std::vector<uint8_t>& list_codes = lists->codes[l];
+    const size_t end = list_ids.size() - 1;
+    if (offset != end) {
+      list_ids[offset] = list_ids[end];
+      std::memcpy(&list_codes[offset * cb], &list_codes[end * cb], cb);
+      place_[slot_of_.Find(static_cast<uint64_t>(list_ids[offset]), ids_.data())] = Place(l, offset);
+    }
+    list_ids.pop_back();
+    list_codes.resize(end * cb);
+    ivf_->ntotal -= 1;
   }
-  list_ids.pop_back();
-  list_codes.resize(end * cb);
-  // In the dense slots, the last slot takes its place.
+  // In the dense slots, the last slot takes its place, with its place in the
+  // lists (trained) or its buffered code (untrained).
   const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
   if (slot != last) {
     slot_of_.Move(ids_[last], last, slot, ids_.data());
     ids_[slot] = ids_[last];
-    place_[slot] = place_[last];
+    if (ivf_ != nullptr) {
+      place_[slot] = place_[last];
+    } else {
+      std::memcpy(pending_codes_.data() + static_cast<size_t>(slot) * cb,
+                  pending_codes_.data() + static_cast<size_t>(last) * cb, cb);
+    }
   }
   ids_.pop_back();
-  place_.pop_back();
-  ivf_->ntotal -= 1;
+  if (ivf_ != nullptr) {
+    place_.pop_back();
+  } else {
+    pending_codes_.resize(pending_codes_.size() - cb);
+  }
 }
 
 Status FaissIvfIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
   std::unique_lock<WriterPriorityMutex> lock(mu_);
-  const size_t cb = code_bytes();
   size_t count = 0;
   for (size_t i = 0; i < n; ++i) {
     if (slot_of_.Find(ids[i], ids_.data()) == IdSlotMap::kNoSlot) continue;
+    EraseLocked(ids[i]);
     ++count;
-    if (ivf_ != nullptr) {
-      EraseTrainedLocked(ids[i]);
-      continue;
-    }
-    const uint32_t slot = slot_of_.Erase(ids[i], ids_.data());
-    const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
-    if (slot != last) {
-      slot_of_.Move(ids_[last], last, slot, ids_.data());
-      ids_[slot] = ids_[last];
-      std::memcpy(pending_codes_.data() + static_cast<size_t>(slot) * cb,
-                  pending_codes_.data() + static_cast<size_t>(last) * cb, cb);
-    }
-    ids_.pop_back();
-    pending_codes_.resize(pending_codes_.size() - cb);
   }
   if (removed != nullptr) *removed = count;
   return Status::OK();

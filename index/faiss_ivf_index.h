@@ -12,9 +12,9 @@
 //    buffered item is added to the lists and the buffer is freed. A bulk Add
 //    of many items therefore trains on a sample of them at once. Training
 //    happens once; deleting items later never untrains.
-//  - Trained: Add assigns items to their nearest centroid (FAISS add_with_ids
-//    with the caller's ids, so ids are stable); Remove uses FAISS remove_ids,
-//    which never renumbers ids. Upsert = remove the old entry, then add; a
+//  - Trained: Add assigns items to their nearest centroid's list, with the
+//    caller's ids (so ids are stable); Remove takes an entry out of its list
+//    in O(1) (see Insert cost). Upsert = remove the old entry, then add; a
 //    repeated id within one batch keeps its last code.
 //
 // Search: FAISS's quantizer picks the nprobe nearest lists (SearchParams::
@@ -138,10 +138,10 @@ class FaissIvfIndex : public BinaryIndex, public ListSource {
   FaissIvfIndex(int bits, int nlist, int default_nprobe);
   Status AddTrainedLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
   Status AddPendingLocked(const uint64_t* ids, const uint8_t* codes, size_t n);
-  // Removes the held id from a trained index: from its list, whose last
-  // entry moves into its place, and from the dense slots. O(1); does not
-  // allocate.
-  void EraseTrainedLocked(uint64_t id);
+  // Removes the held id: from its list when trained (the list's last entry
+  // moves into its place), and from the dense slots (the last slot moves
+  // into its place). O(1); does not allocate.
+  void EraseLocked(uint64_t id);
   Status TrainLocked();
   Status ExportItemsLocked(std::vector<uint64_t>* ids, std::vector<uint8_t>* codes) const;
   // Every list's codes and ids in list order; *begin (optional) gets each
