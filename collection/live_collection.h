@@ -172,10 +172,10 @@ class LiveCollection {
   // Write groups committed, the write requests they carried (refused ones
   // included), the items the store took from them (ids to delete count as
   // items; a refused request's items do not), and the time their commits
-  // spent, by stage: the store batch (its WAL sync
-  // included, and that sync alone) and the index updates. Commits run one
-  // at a time, so (store_seconds + index_seconds) over a stretch of time is
-  // the share of it the commit path was busy.
+  // spent, by stage: the store batch (its WAL sync included, and that sync
+  // alone) and the index updates. Commits run one at a time, so
+  // (store_seconds + index_seconds) over a stretch of time is the share of
+  // it the commit path was busy.
   struct WriteStats {
     uint64_t groups = 0;
     uint64_t writes = 0;

@@ -40,17 +40,18 @@
 // hole) the same way: O(m * bucket size) per item. On uniform codes a bucket
 // holds about n / 2^(bits / m) items; on clustered codes the substring a
 // cluster's centre has gathers a share of that cluster, so these scans grow
-// with n / (number of clusters) (hamdb bench writes, docs/benchmarks.md). When the slot
-// arrays, the id map or an overflow map must grow (geometrically), the
-// O(n) copy is made first under the shared lock, while searches go on, and
-// swapped in under the exclusive lock. A rebuild it triggers (m re-chosen, or a
-// table compacted) runs on a background thread: it copies the codes under
-// the shared lock, builds without a lock while later writes log their table
-// changes, replays the log under shared locks, and replays the last few
-// changes and swaps under a short exclusive lock (bounded by a constant
-// number of changes unless writers log faster than the replay keeps up). Only a bulk write
-// (the first load, or a batch larger than an eighth of the index) rebuilds
-// under the exclusive lock, for a time proportional to the batch.
+// with n / (number of clusters) (hamdb bench writes, docs/benchmarks.md).
+// When the slot arrays, the id map or an overflow map must grow
+// (geometrically), the O(n) copy is made first under the shared lock, while
+// searches go on, and swapped in under the exclusive lock. A rebuild it
+// triggers (m re-chosen, or a table compacted) runs on a background thread:
+// it copies the codes under the shared lock, builds without a lock while
+// later writes log their table changes, replays the log under shared locks,
+// and replays the last few changes and swaps under a short exclusive lock
+// (bounded by a constant number of changes unless writers log faster than
+// the replay keeps up). Only a bulk write (the first load, or a batch larger
+// than an eighth of the index) rebuilds under the exclusive lock, for a time
+// proportional to the batch.
 #pragma once
 
 #include <atomic>

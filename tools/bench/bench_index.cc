@@ -226,13 +226,6 @@ std::string Exactness(const Results& got, const Results& truth) {
   return ids ? "ids+dists" : dists ? "dists" : "no";
 }
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t at = std::min(v.size() - 1, static_cast<size_t>(std::ceil(p * v.size())) - 1);
-  return v[at];
-}
-
 std::string FormatRow(size_t n, int bits, const std::string& data, size_t k, const Row& r,
                       double faiss_flat_qps, double faiss_flat_p50, double ceiling_gbs) {
   char buf[640];

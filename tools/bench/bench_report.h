@@ -2,9 +2,12 @@
 // markdown table appended to --out, after the command that produced it.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 
@@ -19,6 +22,15 @@ inline Status AppendBenchTable(const std::string& path, const std::string& comma
   f.flush();
   if (!f) return Status::IOError("cannot append to " + path);
   return Status::OK();
+}
+
+// The p-quantile (0 < p <= 1) of the values by nearest rank: the smallest
+// value with at least p of them at or below it; 0 for none.
+inline double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t at = std::min(v.size() - 1, static_cast<size_t>(std::ceil(p * v.size())) - 1);
+  return v[at];
 }
 
 // Adds a row to the table and prints it at once, so that a long run shows

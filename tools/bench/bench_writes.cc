@@ -36,19 +36,6 @@ struct BenchWritesArgs {
   uint64_t seed = 1;
 };
 
-struct Quantiles {
-  double p50 = 0, p99 = 0;
-};
-
-Quantiles Summarise(std::vector<double> ms) {
-  Quantiles q;
-  if (ms.empty()) return q;
-  std::sort(ms.begin(), ms.end());
-  q.p50 = ms[ms.size() / 2];
-  q.p99 = ms[std::min(ms.size() - 1, ms.size() * 99 / 100)];
-  return q;
-}
-
 int RunBenchWrites(const BenchWritesArgs& a, const std::string& cmdline) {
   const size_t cb = code_bytes(a.bits);
   const uint64_t max_n = *std::max_element(a.sizes.begin(), a.sizes.end());
@@ -124,12 +111,12 @@ int RunBenchWrites(const BenchWritesArgs& a, const std::string& cmdline) {
         return Fail(Status::Internal(spec + " holds " + std::to_string(index->size()) +
                                      " items after the run, expected " + std::to_string(live.size())));
       }
-      const Quantiles ins = Summarise(insert_ms), ups = Summarise(upsert_ms), del = Summarise(delete_ms);
       char row[512];
       std::snprintf(row, sizeof row,
                     "| %s | %llu | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |\n",
-                    spec.c_str(), static_cast<unsigned long long>(n), load_s, ins.p50, ins.p99,
-                    ups.p50, ups.p99, del.p50, del.p99,
+                    spec.c_str(), static_cast<unsigned long long>(n), load_s,
+                    Percentile(insert_ms, 0.5), Percentile(insert_ms, 0.99), Percentile(upsert_ms, 0.5),
+                    Percentile(upsert_ms, 0.99), Percentile(delete_ms, 0.5), Percentile(delete_ms, 0.99),
                     static_cast<double>(index->memory_bytes()) / static_cast<double>(index->size()));
       EmitRow(&table, row);
     }
