@@ -21,7 +21,7 @@
 namespace hamdb {
 namespace {
 
-constexpr uint32_t kHole = UINT32_MAX;  // a CSR entry whose item was removed
+constexpr uint32_t kHole = UINT32_MAX;  // no slot, bucket or node
 // Direct-addressed tables (a bucket per possible substring value) up to this
 // width, and only while 2^width is at most kDirectSlack * n (or
 // kMinDirectBuckets): an empty bucket costs 1.5-5 bits (BucketStarts), but
@@ -29,7 +29,7 @@ constexpr uint32_t kHole = UINT32_MAX;  // a CSR entry whose item was removed
 constexpr int kMaxDirectBits = 26;
 constexpr size_t kDirectSlack = 8;
 constexpr size_t kMinDirectBuckets = 1024;
-// Overflow entries plus holes that trigger a table rebuild: 1/8 of the
+// Overflow entries plus stale entries that trigger a table rebuild: 1/8 of the
 // items, at least this many.
 constexpr size_t kMinRebuildChanges = 4096;
 // A background rebuild replays the table changes logged while it built under
@@ -58,9 +58,14 @@ constexpr double kUniformDensity = 4.0;
 constexpr double kMinPredictKeys = 64.0;
 // Candidates buffered before one distances_indexed call.
 constexpr size_t kFlushBatch = 256;
+// While stale entries exist, a k-NN probe with k up to this checks a new
+// item against its heap's ids; a larger k keeps a set of pushed slots.
+constexpr size_t kHeapScanMax = 32;
 // SaveState's layout (3: packed entries; bucket starts as occupancy and
-// entry-end bits).
-constexpr uint32_t kStateVersion = 4;
+// entry-end bits; 5: tables may hold stale entries, see Table). Version 4
+// states (tables without stale entries) load too.
+constexpr uint32_t kStateVersion = 5;
+constexpr uint32_t kExactTablesStateVersion = 4;
 
 uint64_t MixKey(uint64_t x) {
   x ^= x >> 33;
@@ -130,6 +135,38 @@ double MissCostScale(size_t n) {
   return std::clamp(1.0 + 0.3 * x, 1.0, 3.0);
 }
 
+// The slots a k-NN probe with a large k has put in its heap, where stale
+// entries may bring an item twice: an open-addressing set (linear probing,
+// at most half full).
+class SlotSet {
+ public:
+  // Adds `slot`; false when it was there.
+  bool Insert(uint32_t slot) {
+    if ((size_ + 1) * 2 > cells_.size()) Grow();
+    const size_t mask = cells_.size() - 1;
+    for (size_t i = MixKey(slot) & mask;; i = (i + 1) & mask) {
+      if (cells_[i] == slot) return false;
+      if (cells_[i] == kHole) {
+        cells_[i] = slot;
+        ++size_;
+        return true;
+      }
+    }
+  }
+
+ private:
+  void Grow() {
+    std::vector<uint32_t> old(std::max<size_t>(64, cells_.size() * 2), kHole);
+    old.swap(cells_);
+    size_ = 0;
+    for (uint32_t slot : old) {
+      if (slot != kHole) Insert(slot);
+    }
+  }
+  std::vector<uint32_t> cells_;  // kHole = empty
+  size_t size_ = 0;
+};
+
 }  // namespace
 
 // Open-addressing map from substring value to CSR bucket, for tables too
@@ -194,9 +231,9 @@ class MihIndex::KeyMap {
 // Slots added to a table since its last rebuild, by substring value. An
 // open-addressing map (linear probing, at most half full) from key to the
 // head of that key's chain of nodes in one array, so that a search's lookup
-// is one prefetched cell, and an insert or a removal is O(1) expected (the
-// cells double as keys arrive, amortised). A key whose chain empties keeps
-// its cell until the table is rebuilt; freed nodes are reused.
+// is one prefetched cell, and an insert is O(1) expected (the cells double
+// as keys arrive, amortised). Entries are never removed: one whose slot has
+// changed since is stale (see Table) and goes at the next rebuild.
 class MihIndex::OverflowMap {
   struct Cell {
     uint64_t key;
@@ -267,38 +304,10 @@ class MihIndex::OverflowMap {
       const auto [word, bit] = FilterBit(key);
       filter_[word] |= bit;
     }
-    uint32_t node;
-    if (free_ != kHole) {
-      node = free_;
-      free_ = nodes_[node].next;
-    } else {
-      node = static_cast<uint32_t>(nodes_.size());
-      nodes_.push_back({});
-    }
-    nodes_[node] = {slot, c->head};
+    const uint32_t node = static_cast<uint32_t>(nodes_.size());
+    nodes_.push_back({slot, c->head});
     c->head = node;
     ++entries_;
-  }
-  // Points the entry `from` under `key` at `to`, or removes it when `to` is
-  // kHole. Returns false when there is no such entry.
-  bool Replace(uint64_t key, uint32_t from, uint32_t to) {
-    if (entries_ == 0) return false;
-    Cell* c = FindCell(key);
-    if (c == nullptr) return false;
-    for (uint32_t* link = &c->head; *link != kHole; link = &nodes_[*link].next) {
-      const uint32_t node = *link;
-      if (nodes_[node].slot != from) continue;
-      if (to != kHole) {
-        nodes_[node].slot = to;
-      } else {
-        *link = nodes_[node].next;
-        nodes_[node].next = free_;
-        free_ = node;
-        --entries_;
-      }
-      return true;
-    }
-    return false;
   }
   // Calls fn(key, slots) once for each key that holds entries.
   template <typename Fn>
@@ -386,9 +395,8 @@ class MihIndex::OverflowMap {
 
   std::vector<Cell> cells_;  // a power of two, or empty
   std::vector<Node> nodes_;
-  uint32_t free_ = kHole;  // a chain of reusable nodes
   size_t used_ = 0;        // cells in use
-  size_t entries_ = 0;     // live slots
+  size_t entries_ = 0;     // nodes, stale ones included
   std::vector<uint64_t> filter_;  // MayHold's bits, or empty
   int filter_shift_ = 64;
 };
@@ -399,14 +407,26 @@ struct MihIndex::Table {
   bool direct = false;
   // Bucket b holds entries[starts.Range(b)]; direct tables use the substring
   // value as b, hashed ones look b up in `keys`. Entries are slots, packed
-  // in bit_width(n at the last rebuild) bits (a slot only moves down), with
-  // entries.max_value() where one was removed.
+  // in bit_width(n at the last rebuild) bits, never changed until the next
+  // rebuild (entries.max_value() marks a removed one in states saved before
+  // stale entries).
   BucketStarts starts;
   PackedInts entries;
   KeyMap keys;
-  // Slots inserted since the last rebuild, by substring value.
+  // Slots whose content changed since the last rebuild, by substring value.
   OverflowMap overflow;
-  size_t holes = 0;
+  // Entries made stale since the last rebuild. A write never looks for an
+  // entry: when a slot's content changes (an upsert with a new code, a
+  // delete, the last item moved into a deleted one's slot) its entries are
+  // left where they are and counted here, and the slot's new content gets a
+  // new entry in the overflow. So every live slot has one current entry
+  // (under its own substring) per table, and possibly stale ones that point
+  // at a slot holding other content, or past the last slot. A probe skips
+  // the latter, and takes the others for candidates like any: a candidate's
+  // distance comes from its code, and a stale entry's item is found by its
+  // current entry too, so the probes drop what would come twice (ProbeKnn,
+  // ProbeRange). The table is rebuilt when these and the overflow grow.
+  size_t stale = 0;
 
   uint32_t hole() const { return entries.max_value(); }
   // The bucket of `key`, or kHole when it has none.
@@ -423,7 +443,8 @@ struct MihIndex::Table {
     }
     starts.Range(b, begin, end);
   }
-  // Streams the live slots under a sequence of keys to emit(slot): Push
+  // Streams the slots below `limit` (the live ones: a stale entry may point
+  // past them) under a sequence of keys to emit(slot): Push
   // each key, then Finish. Lookups are software-pipelined kLag keys apart:
   // a key's group count and occupancy word (or hash cell) are prefetched
   // when it is pushed, its entry-end bits kLag keys later, its entries
@@ -433,7 +454,7 @@ struct MihIndex::Table {
   template <typename Emit>
   class SlotStream {
    public:
-    SlotStream(const Table& table, Emit& emit) : t_(table), emit_(emit) {}
+    SlotStream(const Table& table, uint32_t limit, Emit& emit) : t_(table), limit_(limit), emit_(emit) {}
 
     void Push(uint64_t key) {
       const size_t i = pushed_++;
@@ -492,39 +513,25 @@ struct MihIndex::Table {
       const uint32_t removed = t_.hole();
       for (size_t p = in.begin; p != in.end; ++p) {
         const uint32_t slot = t_.entries.Get(p);
-        if (slot != removed) emit_(slot);
+        if (slot < limit_ && slot != removed) emit_(slot);
       }
-      t_.overflow.ForEachFrom(in.extra, emit_);
+      t_.overflow.ForEachFrom(in.extra, [this](uint32_t slot) {
+        if (slot < limit_) emit_(slot);
+      });
     }
 
     const Table& t_;
+    const uint32_t limit_;
     Emit& emit_;
     Lookup ring_[kMask + 1];
     size_t pushed_ = 0;
   };
   template <typename Emit>
-  SlotStream<Emit> Stream(Emit& emit) const {
-    return SlotStream<Emit>(*this, emit);
+  SlotStream<Emit> Stream(uint32_t limit, Emit& emit) const {
+    return SlotStream<Emit>(*this, limit, emit);
   }
   // Adds `slot` under `key` (in the overflow until the next rebuild).
   void Insert(uint64_t key, uint32_t slot) { overflow.Insert(key, slot); }
-  // Points the entry `from` under `key` at `to` (kHole to erase; else
-  // to < from). The entry must exist.
-  void Replace(uint64_t key, uint32_t from, uint32_t to) {
-    size_t b = 0, e = 0;
-    // The CSR holds slots below hole() only: a larger `from` (at or above
-    // the n of the last rebuild) is in the overflow, and comparing it with
-    // packed entries could take a removed entry for it.
-    if (from < hole()) Range(key, &b, &e);
-    for (size_t p = b; p != e; ++p) {
-      if (entries.Get(p) == from) {
-        entries.Set(p, to == kHole ? hole() : to);
-        if (to == kHole) ++holes;
-        return;
-      }
-    }
-    overflow.Replace(key, from, to);  // false is not reachable when the invariants hold
-  }
   size_t memory_bytes() const {
     return starts.memory_bytes() + entries.memory_bytes() + keys.memory_bytes() + overflow.memory_bytes();
   }
@@ -536,12 +543,12 @@ struct MihIndex::Growth {
   std::vector<OverflowMap::Growth> overflow;  // per table; empty for a bulk write
 };
 
-void MihIndex::PrepareGrowth(size_t n, bool bulk, Growth* g) const {
-  PrepareSlotGrowth(ids_, codes_, scores_, slot_of_, code_bytes(), n, &g->slots);
+void MihIndex::PrepareGrowth(size_t appends, size_t inserts, bool bulk, Growth* g) const {
+  PrepareSlotGrowth(ids_, codes_, scores_, slot_of_, code_bytes(), appends, &g->slots);
   g->table_swaps = table_swaps_;
   if (bulk) return;  // the tables are rebuilt, not inserted into
   g->overflow.resize(tables_.size());
-  for (size_t j = 0; j < tables_.size(); ++j) tables_[j].overflow.PrepareInsert(n, &g->overflow[j]);
+  for (size_t j = 0; j < tables_.size(); ++j) tables_[j].overflow.PrepareInsert(inserts, &g->overflow[j]);
 }
 
 void MihIndex::AdoptGrowth(Growth* g) {
@@ -651,7 +658,7 @@ void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
   const size_t cb = code_bytes();
   t->overflow = {};
   t->overflow.SizeFilter(n);
-  t->holes = 0;
+  t->stale = 0;
   t->keys.Clear();
   t->starts.Clear();
   // Slots are below n, so n itself (all ones at this width) marks a hole.
@@ -724,39 +731,21 @@ void MihIndex::RebuildTable(Table* t, const uint8_t* codes, size_t n) const {
 void MihIndex::InsertSlot(uint32_t slot) {
   const uint8_t* code = &codes_[static_cast<size_t>(slot) * code_bytes()];
   for (Table& t : tables_) t.Insert(SubstringOf(code, t), slot);
-  LogTableOp(kHole, slot, code);
-}
-
-void MihIndex::EraseSlot(uint32_t slot) {
-  const uint8_t* code = &codes_[static_cast<size_t>(slot) * code_bytes()];
-  for (Table& t : tables_) t.Replace(SubstringOf(code, t), slot, kHole);
-  LogTableOp(slot, kHole, code);
-}
-
-void MihIndex::RelabelSlot(uint32_t from, uint32_t to) {
-  const uint8_t* code = &codes_[static_cast<size_t>(from) * code_bytes()];
-  for (Table& t : tables_) t.Replace(SubstringOf(code, t), from, to);
-  LogTableOp(from, to, code);
-}
-
-void MihIndex::LogTableOp(uint32_t from, uint32_t to, const uint8_t* code) {
   if (!logging_) return;
-  log_.push_back({from, to});
+  log_.push_back(slot);
   log_codes_.insert(log_codes_.end(), code, code + code_bytes());
 }
 
-void MihIndex::ReplayLog(size_t begin, size_t end, std::vector<Table>* built) const {
+void MihIndex::RetireEntries() {
+  for (Table& t : tables_) ++t.stale;
+  if (logging_) ++log_stale_;
+}
+
+void MihIndex::ReplayLog(size_t begin, size_t end, size_t stale, std::vector<Table>* built) const {
   const size_t cb = code_bytes();
-  for (size_t i = begin; i < end; ++i) {
-    const uint8_t* code = log_codes_.data() + i * cb;
-    for (Table& t : *built) {
-      const uint64_t key = SubstringOf(code, t);
-      if (log_[i].from == kHole) {
-        t.Insert(key, log_[i].to);
-      } else {
-        t.Replace(key, log_[i].from, log_[i].to);
-      }
-    }
+  for (Table& t : *built) {
+    for (size_t i = begin; i < end; ++i) t.Insert(SubstringOf(log_codes_.data() + i * cb, t), log_[i]);
+    t.stale += stale;
   }
 }
 
@@ -772,7 +761,8 @@ MihIndex::RebuildPlan MihIndex::AfterWrite(bool bulk) {
     if (rebuilding_) n_at_choice_ = 0;
   }
   // One background rebuild at a time; the tables stay correct meanwhile
-  // (overflow and holes only cost search time), and a later write plans again.
+  // (overflow and stale entries only cost search time), and a later write
+  // plans again.
   if (!bulk && rebuilding_) return plan;
   if (fixed_m_ == 0 &&
       (tables_.empty() || n > 4 * n_at_choice_ || n * 4 < n_at_choice_)) {
@@ -792,7 +782,7 @@ MihIndex::RebuildPlan MihIndex::AfterWrite(bool bulk) {
     Table& t = tables_[j];
     if (bulk) {
       RebuildTable(&t, codes_.data(), n);
-    } else if (t.overflow.num_entries() + t.holes > limit) {
+    } else if (t.overflow.num_entries() + t.stale > limit) {
       plan.tables.push_back(j);
     }
   }
@@ -855,14 +845,15 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
   // 3. Under shared locks (searches go on; writers cannot log meanwhile, as
   //    they log under the exclusive lock): replay what writers logged so far,
   //    a pass at a time, while the passes shorten.
-  size_t replayed = 0;
+  size_t replayed = 0, stale_replayed = 0;
   try {
     for (int pass = 0; ok && pass < kMaxSharedReplayPasses; ++pass) {
       std::shared_lock<WriterPriorityMutex> lock(mu_);
       const size_t logged = log_.size();
       if (generation != table_generation_ || logged - replayed <= kExclusiveReplayOps) break;
-      ReplayLog(replayed, logged, &built);
+      ReplayLog(replayed, logged, log_stale_ - stale_replayed, &built);
       replayed = logged;
+      stale_replayed = log_stale_;
     }
   } catch (const std::bad_alloc&) {
     ok = false;
@@ -874,7 +865,7 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
   if (!current && plan.m > 0) n_at_choice_ = 0;
   try {
     if (current) {
-      ReplayLog(replayed, log_.size(), &built);
+      ReplayLog(replayed, log_.size(), log_stale_ - stale_replayed, &built);
       replayed_shared_ += replayed;
       replayed_exclusive_ += log_.size() - replayed;
       if (plan.m > 0) {
@@ -891,7 +882,8 @@ void MihIndex::RunRebuild(const RebuildPlan& plan) {
     if (plan.m > 0) n_at_choice_ = 0;
   }
   logging_ = false;
-  std::vector<TableOp>().swap(log_);
+  std::vector<uint32_t>().swap(log_);
+  log_stale_ = 0;
   std::vector<uint8_t>().swap(log_codes_);
   rebuilding_ = false;
 }
@@ -909,7 +901,7 @@ Status MihIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint1
   Growth growth;  // outlives the lock: it ends up with the old arrays
   auto lock = LockAfterSharedPrepare(mu_, [&] {
     bulk = tables_.empty() || n > std::max(kMinRebuildChanges, ids_.size() / 8);
-    if (ids_.size() + n < IdSlotMap::kNoSlot) PrepareGrowth(n, bulk, &growth);
+    if (ids_.size() + n < IdSlotMap::kNoSlot) PrepareGrowth(n, n, bulk, &growth);
   });
   if (ids_.size() + n >= IdSlotMap::kNoSlot) {
     return Status::ResourceExhausted("MihIndex holds at most 2^32 - 2 items");
@@ -942,7 +934,7 @@ Status MihIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint1
       if (slot != IdSlotMap::kNoSlot) {
         scores_.Set(slot, key, ids_.size());
         if (std::memcmp(&codes_[static_cast<size_t>(slot) * cb], code, cb) == 0) continue;
-        if (!bulk) EraseSlot(slot);
+        if (!bulk) RetireEntries();
         std::memcpy(&codes_[static_cast<size_t>(slot) * cb], code, cb);
       } else {
         scores_.Append(key, ids_.size());
@@ -973,9 +965,16 @@ Status MihIndex::AddItems(const uint64_t* ids, const uint8_t* codes, const uint1
 Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
   if (n > 0 && ids == nullptr) return Status::InvalidArgument("ids is null");
   std::lock_guard<std::mutex> writer(write_mu_);
-  std::unique_lock<WriterPriorityMutex> lock(mu_);
+  // Each delete but that of the last slot moves the last item into the
+  // hole, an overflow insert per table: room for them is made as in AddItems.
+  bool bulk = false;
+  Growth growth;  // outlives the lock: it ends up with the old arrays
+  auto lock = LockAfterSharedPrepare(mu_, [&] {
+    bulk = n > std::max(kMinRebuildChanges, ids_.size() / 8);
+    PrepareGrowth(0, std::min(n, ids_.size()), bulk, &growth);
+  });
+  AdoptGrowth(&growth);
   const size_t cb = code_bytes();
-  const bool bulk = n > std::max(kMinRebuildChanges, ids_.size() / 8);
   size_t count = 0;
   RebuildPlan plan;
   try {
@@ -983,13 +982,14 @@ Status MihIndex::Remove(const uint64_t* ids, size_t n, size_t* removed) {
       if (slot_of_.Find(ids[i], ids_.data()) == IdSlotMap::kNoSlot) continue;
       const uint32_t slot = slot_of_.Erase(ids[i], ids_.data());
       const uint32_t last = static_cast<uint32_t>(ids_.size() - 1);
-      if (!bulk) EraseSlot(slot);
+      if (!bulk) RetireEntries();
       if (slot != last) {
-        if (!bulk) RelabelSlot(last, slot);
+        if (!bulk) RetireEntries();  // the last slot's, which move here
         slot_of_.Move(ids_[last], last, slot, ids_.data());
         ids_[slot] = ids_[last];
         std::memcpy(&codes_[static_cast<size_t>(slot) * cb],
                     &codes_[static_cast<size_t>(last) * cb], cb);
+        if (!bulk) InsertSlot(slot);
       }
       scores_.MoveLast(slot);
       ids_.pop_back();
@@ -1054,7 +1054,15 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
   // Whether the candidate at `slot` is reported by probe (cur_s, cur_j): an
   // item is reported where it is first found, at the smallest substring
   // distance s* and the first table j with d_j == s*, so duplicates from
-  // other tables need no visited set.
+  // other tables need no visited set. A stale entry (one not under its
+  // item's own substring, or a second under it) can bring an item again;
+  // while a table holds any, a push first checks that its item is not in
+  // the heap yet (one that was, and was dropped from it, is worse than the
+  // heap's k and is not pushed again). Checking the entry's own table here
+  // instead would cost every candidate a substring: about a fifth more time
+  // per probe at 1M clustered codes.
+  const bool stale = HasStaleEntries();
+  SlotSet pushed;  // for a large k
   auto first_found_here = [&](uint32_t slot) {
     const uint8_t* code = &codes_[static_cast<size_t>(slot) * cb];
     if (cur_s == 0) {
@@ -1093,6 +1101,15 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
       // Rejected items never enter the heap, so the stop rule below (k held,
       // the k-th within the distance seen) counts only allowed ones.
       if (filter != nullptr && !filter->Allows(nb.id)) continue;
+      if (stale) {
+        if (k <= kHeapScanMax) {
+          bool again = false;
+          for (const Neighbor& h : heap) again |= h.id == nb.id;
+          if (again) continue;
+        } else if (!pushed.Insert(batch[i])) {
+          continue;
+        }
+      }
       heap.push_back(nb);
       std::push_heap(heap.begin(), heap.end(), order);
       if (heap.size() > k) {
@@ -1163,7 +1180,7 @@ bool MihIndex::ProbeKnn(const uint8_t* query, size_t k, double budget, TieBreak 
       cur_j = j;
       const double candidates_before = work;
       const double keys_here = Binomial(t.width, s);
-      auto stream = t.Stream(emit);
+      auto stream = t.Stream(static_cast<uint32_t>(n), emit);
       ForEachAtDistance(qkeys[j], t.width, s, [&](uint64_t key) {
         stream.Push(key);
         work += kKeyCost;
@@ -1226,6 +1243,8 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, 
   size_t batch_size = 0;
   int cur_j = 0;
   // Reported by the first table (in order) whose probe radius covers it.
+  // What a stale entry brings again is dropped after the sort.
+  const bool stale = HasStaleEntries();
   auto first_found_here = [&](uint32_t slot) {
     const uint8_t* code = &codes_[static_cast<size_t>(slot) * cb];
     for (int j = 0; j < cur_j; ++j) {
@@ -1253,7 +1272,7 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, 
   for (int j = 0; j < m; ++j) {
     const Table& t = tables_[j];
     cur_j = j;
-    auto stream = t.Stream(emit);
+    auto stream = t.Stream(static_cast<uint32_t>(ids_.size()), emit);
     for (int s = 0; s <= r[j]; ++s) {
       const bool within = ForEachAtDistance(qkeys[j], t.width, s, [&](uint64_t key) {
         stream.Push(key);
@@ -1266,8 +1285,20 @@ bool MihIndex::ProbeRange(const uint8_t* query, uint32_t radius, double budget, 
     if (work > budget) return false;
   }
   std::sort(found.begin(), found.end(), NeighborOrder{tie});
+  if (stale) {
+    found.erase(std::unique(found.begin(), found.end(),
+                            [](const Neighbor& a, const Neighbor& b) { return a.id == b.id; }),
+                found.end());
+  }
   *out = std::move(found);
   return true;
+}
+
+bool MihIndex::HasStaleEntries() const {
+  for (const Table& t : tables_) {
+    if (t.stale != 0) return true;
+  }
+  return false;
 }
 
 StatusOr<SearchResult> MihIndex::Search(const uint8_t* query, size_t k,
@@ -1403,7 +1434,7 @@ Status MihIndex::SaveState(std::string* out) const {
       state_io::PutVector(out, slots);
     });
     state_io::Put<uint64_t>(out, t.overflow.num_entries());
-    state_io::Put<uint64_t>(out, t.holes);
+    state_io::Put<uint64_t>(out, t.stale);
   }
   return Status::OK();
 }
@@ -1418,7 +1449,11 @@ Status MihIndex::LoadState(std::string_view in) {
   CodeArray codes;
   IdSlotMap slot_of;
   HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &version));
-  if (version != kStateVersion) return Status::Corruption("MIH state version " + std::to_string(version));
+  if (version != kStateVersion && version != kExactTablesStateVersion) {
+    return Status::Corruption("MIH state version " + std::to_string(version));
+  }
+  // Stale entries may point past the items; a version 4 entry may not.
+  const bool exact = version == kExactTablesStateVersion;
   HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &n_at_choice));
   HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &ids));
   HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &codes));
@@ -1453,7 +1488,7 @@ Status MihIndex::LoadState(std::string_view in) {
     }
     for (size_t i = 0; i < t.entries.size(); ++i) {
       const uint32_t s = t.entries.Get(i);
-      if (s != t.hole() && s >= n) return Status::Corruption("MIH state: an entry points past the items");
+      if (exact && s != t.hole() && s >= n) return Status::Corruption("MIH state: an entry points past the items");
     }
     HAMDB_RETURN_IF_ERROR(t.keys.LoadState(&in, t.direct ? 0 : t.starts.num_buckets()));
     HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &overflow));
@@ -1465,17 +1500,19 @@ Status MihIndex::LoadState(std::string_view in) {
       HAMDB_RETURN_IF_ERROR(state_io::GetVector(&in, &slots));
       // Each chain was saved head first; inserting from the back keeps its order.
       for (auto s = slots.rbegin(); s != slots.rend(); ++s) {
-        if (*s == kHole || *s >= n) return Status::Corruption("MIH state: an overflow entry points past the items");
+        if (*s == kHole || (exact && *s >= n)) {
+          return Status::Corruption("MIH state: an overflow entry points past the items");
+        }
         t.overflow.Insert(key, *s);
       }
     }
-    uint64_t overflow_entries = 0, holes = 0;
+    uint64_t overflow_entries = 0, stale = 0;
     HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &overflow_entries));
-    HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &holes));
+    HAMDB_RETURN_IF_ERROR(state_io::Get(&in, &stale));
     if (overflow_entries != t.overflow.num_entries()) {
       return Status::Corruption("MIH state: the overflow count does not match its entries");
     }
-    t.holes = holes;
+    t.stale = stale;
   }
   if (!in.empty()) return Status::Corruption("MIH state has trailing bytes");
   ids_ = std::move(ids);

@@ -14,14 +14,17 @@
 //
 // Storage: ids, codes and score keys once, in dense slots (like FlatIndex; deletes move
 // the last slot into the hole), plus per table a CSR bucket array (one
-// uint32 per item and, for direct-addressed tables, one uint32 offset per
-// possible substring value) and a small overflow map for items added since
+// packed slot per item and, for direct-addressed tables, compressed bucket
+// starts) and a small overflow map for slots whose content changed since
 // the last table rebuild, with a filter of one bit per item that spares a
-// probe the map's lookup for the values it does not hold. Tables are
-// rebuilt when the overflow or the holes left by deletes exceed 1/8 of the
-// items, and m is re-chosen (about bits / log2(n)) when the size has
-// changed 4x since it was last chosen, so writer calls are amortised O(m)
-// per item. memory_bytes() measures all of it.
+// probe the map's lookup for the values it does not hold. A write never
+// searches a table: a slot's old entries are left in place as stale ones
+// (a probe verifies every candidate by its code, skips what points past
+// the slots and drops what would come twice), and its new content is
+// inserted into the overflow. Tables are rebuilt when the overflow and the
+// stale entries exceed 1/8 of the items, and m is re-chosen (about
+// bits / log2(n)) when the size has changed 4x since it was last chosen.
+// memory_bytes() measures all of it.
 //
 // Search cost model: a search becomes an exhaustive scan (the FlatIndex
 // algorithm over the same slots) when the collection is tiny, when k is a
@@ -33,14 +36,9 @@
 //
 // Thread safety: as BinaryIndex (reader/writer lock). A single query probes
 // on the calling thread; its scan fallback uses SearchParams::num_threads.
-// Writes are serialised. Insert cost: a write of b items holds the exclusive
-// lock for O(b * m) table updates and O(b) slot appends. A delete, or an
-// upsert that changes a code, also finds the item's entry in each table by a
-// scan of its bucket, and the entry of the last slot (which moves into the
-// hole) the same way: O(m * bucket size) per item. On uniform codes a bucket
-// holds about n / 2^(bits / m) items; on clustered codes the substring a
-// cluster's centre has gathers a share of that cluster, so these scans grow
-// with n / (number of clusters) (hamdb bench writes, docs/benchmarks.md).
+// Writes are serialised. Write cost: a write of b items (inserts, upserts
+// or deletes) holds the exclusive lock for O(b * m) overflow inserts and
+// O(b) slot changes, whatever n is (hamdb bench writes, docs/benchmarks.md).
 // When the slot arrays, the id map or an overflow map must grow
 // (geometrically), the O(n) copy is made first under the shared lock, while
 // searches go on, and swapped in under the exclusive lock. A rebuild it
@@ -141,13 +139,14 @@ class MihIndex : public BinaryIndex {
   struct Table;
   class KeyMap;
   class OverflowMap;
-  // Room for a write of n new items, made off the exclusive lock:
-  // PrepareGrowth (write_mu_ held, mu_ shared) copies into larger arrays the
-  // slots, id map and (unless bulk) overflow maps that would have to grow;
+  // Room for a write of `appends` new slots and `inserts` overflow inserts
+  // per table, made off the exclusive lock: PrepareGrowth (write_mu_ held,
+  // mu_ shared) copies into larger arrays the slots, id map and (unless
+  // bulk) overflow maps that would have to grow;
   // AdoptGrowth (mu_ exclusive) swaps them in, O(1), skipping the overflow
   // maps when a background rebuild swapped tables meanwhile.
   struct Growth;
-  void PrepareGrowth(size_t n, bool bulk, Growth* g) const;
+  void PrepareGrowth(size_t appends, size_t inserts, bool bulk, Growth* g) const;
   void AdoptGrowth(Growth* g);
 
   MihIndex(int bits, int fixed_m);
@@ -171,7 +170,7 @@ class MihIndex : public BinaryIndex {
     bool empty() const { return m == 0 && tables.empty(); }
   };
   // After a write: re-chooses m when the size moved 4x, and finds tables
-  // whose overflow and holes grew too large. A bulk write (tables not kept
+  // whose overflow and stale entries grew too large. A bulk write (tables not kept
   // up to date) rebuilds in place, under the caller's exclusive lock; an
   // incremental write leaves the tables consistent and returns the plan,
   // which FinishWrite carries out while searches go on.
@@ -187,18 +186,17 @@ class MihIndex : public BinaryIndex {
   // the result; the live tables stay correct throughout.
   void FinishWrite(const RebuildPlan& plan);
   void RunRebuild(const RebuildPlan& plan);
+  // Table changes, each O(m) and logged while a background rebuild runs:
+  // InsertSlot gives `slot`'s content an entry in each table's overflow;
+  // RetireEntries counts one slot's entries stale in each table, before its
+  // content changes or goes (the entries stay; see Table in mih_index.cc).
   void InsertSlot(uint32_t slot);
-  void EraseSlot(uint32_t slot);
-  void RelabelSlot(uint32_t from, uint32_t to);
-  // While a background rebuild runs: one table change, replayed at its swap.
-  // from == kHole: insert `to`; else point `from` at `to` (kHole: erase).
-  struct TableOp {
-    uint32_t from;
-    uint32_t to;
-  };
-  void LogTableOp(uint32_t from, uint32_t to, const uint8_t* code);
-  // Applies log entries [begin, end) to the tables being built.
-  void ReplayLog(size_t begin, size_t end, std::vector<Table>* built) const;
+  void RetireEntries();
+  // Applies the logged inserts [begin, end) and `stale` retirements to the
+  // tables being built.
+  void ReplayLog(size_t begin, size_t end, size_t stale, std::vector<Table>* built) const;
+  // Whether a table may hold stale entries (a probe then drops duplicates).
+  bool HasStaleEntries() const;
 
   // Probing k-NN; returns false (out untouched) when `budget` work units
   // were exceeded and the caller should scan instead. filter: null, or only
@@ -235,8 +233,9 @@ class MihIndex : public BinaryIndex {
   uint64_t table_generation_ = 0;  // bumped by every in-place full rebuild
   uint64_t table_swaps_ = 0;       // bumped by every background rebuild's swap
   uint64_t replayed_shared_ = 0, replayed_exclusive_ = 0;  // rebuild_counts()
-  std::vector<TableOp> log_;
-  std::vector<uint8_t> log_codes_;  // code_bytes() per op: the slot's code then
+  std::vector<uint32_t> log_;       // slots inserted while a rebuild runs
+  std::vector<uint8_t> log_codes_;  // code_bytes() per insert: the slot's code then
+  size_t log_stale_ = 0;            // RetireEntries calls while a rebuild runs
   std::thread rebuild_thread_;
 };
 

@@ -2,12 +2,15 @@
 // For each index spec and each size n, one process: n clustered codes are
 // loaded in one Add (the first load), then rounds of three timed batches of
 // --batch items each: new ids (inserts), held ids with new codes (upserts)
-// and held ids (deletes). A round waits --pause-ms after its batches, so
-// that work an index leaves to a background thread (MIH's table rebuilds)
-// runs beside the writes as it would under a stream of requests. The table
-// gives per spec and n the median and p99 time of a batch of each kind and
-// the index's memory per item after the run. A write whose cost does not
-// grow with n shows the same times at every n.
+// and held ids (deletes), then --searches k-NN searches (k = 10, one thread)
+// for codes of the load, timed one by one: what the writes leave in the
+// index (overflow entries, MIH's stale entries) costs reads there. A round
+// waits --pause-ms after its batches, so that work an index leaves to a
+// background thread (MIH's table rebuilds) runs beside the writes as it
+// would under a stream of requests. The table gives per spec and n the
+// median and p99 time of a batch of each kind and of a search, and the
+// index's memory per item after the run. A write whose cost does not grow
+// with n shows the same times at every n.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,6 +35,7 @@ struct BenchWritesArgs {
   size_t batch = 100;
   size_t rounds = 200;
   double pause_ms = 1;
+  size_t searches = 10;
   std::string out;
   uint64_t seed = 1;
 };
@@ -56,8 +60,8 @@ int RunBenchWrites(const BenchWritesArgs& a, const std::string& cmdline) {
 
   std::string table =
       "| index | n | load s | insert p50 ms | insert p99 ms | upsert p50 ms | upsert p99 ms "
-      "| delete p50 ms | delete p99 ms | bytes/item |\n"
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+      "| delete p50 ms | delete p99 ms | search p50 ms | search p99 ms | bytes/item |\n"
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   std::printf("\n%s", table.c_str());
   for (const std::string& spec : a.specs) {
     for (uint64_t n : a.sizes) {
@@ -74,7 +78,9 @@ int RunBenchWrites(const BenchWritesArgs& a, const std::string& cmdline) {
       std::mt19937_64 rng(a.seed + n);
       uint64_t next_id = n;
       size_t next_code = max_n;  // codes past every load
-      std::vector<double> insert_ms, upsert_ms, delete_ms;
+      std::vector<double> insert_ms, upsert_ms, delete_ms, search_ms;
+      SearchParams one_thread;
+      one_thread.num_threads = 1;
       std::vector<uint64_t> ids(a.batch);
       auto timed = [](std::vector<double>* into, auto&& write) {
         const auto s = std::chrono::steady_clock::now();
@@ -102,6 +108,10 @@ int RunBenchWrites(const BenchWritesArgs& a, const std::string& cmdline) {
           live.pop_back();
         }
         st = timed(&delete_ms, [&] { return index->Remove(ids.data(), a.batch, nullptr); });
+        for (size_t q = 0; q < a.searches && st.ok(); ++q) {
+          const uint8_t* query = &codes[(rng() % n) * cb];
+          st = timed(&search_ms, [&] { return index->Search(query, 10, one_thread).status(); });
+        }
         if (a.pause_ms > 0) {
           std::this_thread::sleep_for(std::chrono::duration<double, std::milli>(a.pause_ms));
         }
@@ -113,10 +123,11 @@ int RunBenchWrites(const BenchWritesArgs& a, const std::string& cmdline) {
       }
       char row[512];
       std::snprintf(row, sizeof row,
-                    "| %s | %llu | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |\n",
+                    "| %s | %llu | %.2f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f |\n",
                     spec.c_str(), static_cast<unsigned long long>(n), load_s,
                     Percentile(insert_ms, 0.5), Percentile(insert_ms, 0.99), Percentile(upsert_ms, 0.5),
                     Percentile(upsert_ms, 0.99), Percentile(delete_ms, 0.5), Percentile(delete_ms, 0.99),
+                    Percentile(search_ms, 0.5), Percentile(search_ms, 0.99),
                     static_cast<double>(index->memory_bytes()) / static_cast<double>(index->size()));
       EmitRow(&table, row);
     }
@@ -125,8 +136,9 @@ int RunBenchWrites(const BenchWritesArgs& a, const std::string& cmdline) {
   std::snprintf(pause, sizeof pause, "%g", a.pause_ms);
   const std::string note = "\n\nClustered " + std::to_string(a.bits) + "-bit codes (1000 centres, flip 0.05), " +
                            std::to_string(a.rounds) + " rounds of " + std::to_string(a.batch) +
-                           "-item insert, upsert and delete batches after the load, " + pause +
-                           " ms between rounds; one writer thread.";
+                           "-item insert, upsert and delete batches after the load, each followed by " +
+                           std::to_string(a.searches) + " timed k = 10 searches (one thread) for codes of the load, " +
+                           pause + " ms between rounds; one writer thread.";
   Status s = FinishBenchTable(a.out, cmdline, table, note);
   return s.ok() ? 0 : Fail(s);
 }
@@ -151,6 +163,9 @@ void AddBenchWritesCommand(CLI::App* bench, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--pause-ms", a->pause_ms, "Pause after each round")
       ->check(CLI::Range(0.0, 10000.0))
+      ->capture_default_str();
+  cmd->add_option("--searches", a->searches, "Timed k = 10 searches after each round")
+      ->check(CLI::Range(0, 1000000))
       ->capture_default_str();
   cmd->add_option("--out", a->out, "Append the markdown table to this file");
   cmd->add_option("--seed", a->seed, "Random seed")->capture_default_str();
